@@ -1,0 +1,330 @@
+//! ns per packet through `Pipeline::process`, with no I/O.
+//!
+//! Established flows in DR, TUN and NAT (client side) and NAT replies, at
+//! 1 k and 1 M active flows, visited in a random order so that at 1 M the
+//! connection table is as cache-cold as real traffic makes it; and the cost
+//! of a new connection (a SYN that is scheduled and inserted). Each
+//! iteration first copies the flow's frame (64 bytes on the wire) into the
+//! receive buffer, as a NIC would into UMEM; `copy_only` measures that copy
+//! alone so it can be subtracted.
+//!
+//! Run: `cargo bench --bench pipeline`. Quick run:
+//! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use xdpvs::config::{Forward, Protocol, RealConfig, ServiceConfig};
+use xdpvs::conn::Timeouts;
+use xdpvs::pipeline::{Frame, Pipeline, Verdict};
+use xdpvs::service::{Port, ServiceTable};
+use xdpvs::wire::checksum;
+
+const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const HEADROOM: usize = 256;
+const FRAME: usize = 64;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Dr,
+    Tun,
+    Nat,
+}
+
+impl Mode {
+    fn vip(self) -> Ipv4Addr {
+        match self {
+            Mode::Dr => Ipv4Addr::new(198, 18, 1, 1),
+            Mode::Tun => Ipv4Addr::new(198, 18, 1, 2),
+            Mode::Nat => Ipv4Addr::new(198, 18, 1, 3),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+            Mode::Nat => "nat",
+        }
+    }
+}
+
+/// Three real servers per mode, wlc (the default scheduler).
+fn table() -> ServiceTable {
+    let mut t = ServiceTable::new(
+        vec![Port {
+            mac: DIRECTOR_MAC,
+            mtu: 1500,
+        }],
+        Some(Ipv4Addr::new(198, 18, 2, 2)),
+        Timeouts::default(),
+    );
+    for (mode, fwd, base) in [
+        (Mode::Dr, Forward::Dr, 10),
+        (Mode::Tun, Forward::Tun, 20),
+        (Mode::Nat, Forward::Nat, 30),
+    ] {
+        let vip = SocketAddr::new(mode.vip().into(), 80);
+        t.add_service(&ServiceConfig {
+            proto: Protocol::Tcp,
+            vip,
+            scheduler: "wlc".into(),
+            persistence_timeout: 0,
+            persistence_netmask: Ipv4Addr::BROADCAST,
+            reals: vec![],
+        })
+        .unwrap();
+        for i in 1..=3u8 {
+            let rip = Ipv4Addr::new(198, 18, 2, base + i);
+            let port = if fwd == Forward::Nat { 8080 } else { 80 };
+            t.add_dest(
+                Protocol::Tcp,
+                vip,
+                &RealConfig {
+                    addr: SocketAddr::new(rip.into(), port),
+                    forward: fwd,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            )
+            .unwrap();
+            t.set_next_hop(rip.into(), 0, [2, 0, 198, 18, 2, base + i]);
+        }
+    }
+    t
+}
+
+/// Client `n` (distinct address and port per flow).
+fn client(n: u32) -> (Ipv4Addr, u16) {
+    (
+        Ipv4Addr::from_bits(0xc612_8000_u32.wrapping_add(n >> 12)),
+        1024 + (n & 0xfff) as u16,
+    )
+}
+
+/// A 64-byte TCP frame (IPv4 20 + TCP 20 + 10 bytes of payload).
+fn frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> [u8; FRAME] {
+    let mut f = [0u8; FRAME];
+    f[0..6].copy_from_slice(&DIRECTOR_MAC);
+    f[6..12].copy_from_slice(&ROUTER_MAC);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&50u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let tcp = &mut f[34..54];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 0x50;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    // The TCP checksum is not verified on the path; leave it as is.
+    f
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// A random permutation of 0..n (xorshift; fixed seed).
+fn shuffled(n: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n).collect();
+    let mut s = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+fn process(p: &mut Pipeline, buf: &mut [u8], f: &[u8; FRAME]) -> Verdict {
+    buf[HEADROOM..HEADROOM + FRAME].copy_from_slice(f);
+    let mut fr = Frame::new(buf, HEADROOM, FRAME, 0);
+    p.process(&mut fr, 1)
+}
+
+/// A pipeline with `flows` established connections of `mode`, and the
+/// frames to drive them: client → VIP, and the servers' replies (NAT).
+fn established(mode: Mode, flows: u32) -> (Pipeline, Vec<[u8; FRAME]>, Vec<[u8; FRAME]>) {
+    let t = table();
+    let mut p = Pipeline::new(flows + 1024, Arc::new(t.snapshot()), 0);
+    let mut buf = vec![0u8; 2048];
+    let mut fwd = Vec::with_capacity(flows as usize);
+    let mut rev = Vec::new();
+    for n in 0..flows {
+        let (caddr, cport) = client(n);
+        let syn = frame(caddr, cport, mode.vip(), 80, SYN);
+        let Verdict::Tx { .. } = process(&mut p, &mut buf, &syn) else {
+            panic!("setup SYN not forwarded")
+        };
+        fwd.push(frame(caddr, cport, mode.vip(), 80, ACK));
+        if mode == Mode::Nat {
+            let rip = Ipv4Addr::new(
+                buf[HEADROOM + 30],
+                buf[HEADROOM + 31],
+                buf[HEADROOM + 32],
+                buf[HEADROOM + 33],
+            );
+            rev.push(frame(rip, 8080, caddr, cport, ACK));
+        }
+    }
+    assert_eq!(p.conns().len(), flows);
+    (p, fwd, rev)
+}
+
+fn drive(c: &mut Criterion, name: &str, p: &mut Pipeline, frames: &[[u8; FRAME]]) {
+    let order = shuffled(frames.len() as u32);
+    let mut buf = vec![0u8; 2048];
+    let mut k = 0usize;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let f = &frames[order[k] as usize];
+            k = if k + 1 == order.len() { 0 } else { k + 1 };
+            let v = process(p, &mut buf, f);
+            debug_assert!(matches!(v, Verdict::Tx { .. }));
+            black_box(v)
+        })
+    });
+    assert_eq!(p.counters().total_drops(), 0, "{name}: drops");
+}
+
+fn bench_established(c: &mut Criterion) {
+    for (flows, label) in [(1_000u32, "1k"), (1 << 20, "1M")] {
+        for mode in [Mode::Dr, Mode::Tun, Mode::Nat] {
+            let (mut p, fwd, rev) = established(mode, flows);
+            drive(c, &format!("established/{}/{label}", mode.name()), &mut p, &fwd);
+            if mode == Mode::Nat {
+                drive(c, &format!("established/nat_reply/{label}"), &mut p, &rev);
+            }
+        }
+    }
+}
+
+/// Copying the frame alone: the floor under every figure above.
+fn bench_copy(c: &mut Criterion) {
+    let frames: Vec<[u8; FRAME]> = (0..1u32 << 20)
+        .map(|n| {
+            let (a, port) = client(n);
+            frame(a, port, Mode::Dr.vip(), 80, ACK)
+        })
+        .collect();
+    let order = shuffled(frames.len() as u32);
+    let mut buf = vec![0u8; 2048];
+    let mut k = 0usize;
+    c.bench_function("copy_only/1M", |b| {
+        b.iter(|| {
+            let f = &frames[order[k] as usize];
+            k = if k + 1 == order.len() { 0 } else { k + 1 };
+            buf[HEADROOM..HEADROOM + FRAME].copy_from_slice(f);
+            black_box(&buf);
+        })
+    });
+}
+
+/// A new connection: SYN of a never-seen flow, scheduled (wlc) and
+/// inserted, into a table already holding 1 M connections.
+fn bench_new(c: &mut Criterion) {
+    for mode in [Mode::Dr, Mode::Nat] {
+        let cap: u32 = 1 << 21;
+        let base = 1u32 << 20;
+        let (mut p, _, _) = established(mode, base);
+        let mut buf = vec![0u8; 2048];
+        let mut next = base;
+        c.bench_function(&format!("new_conn/{}", mode.name()), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    if p.conns().len() >= cap - 1024 || next > u32::MAX - 1024 {
+                        // Full: start again from 1 M established flows
+                        // (outside the measured time).
+                        (p, _, _) = established(mode, base);
+                        next = base;
+                    }
+                    let room = u64::from(cap - 1024 - p.conns().len());
+                    let n = left.min(room);
+                    let frames: Vec<[u8; FRAME]> = (0..n as u32)
+                        .map(|i| {
+                            let (a, port) = client(next + i);
+                            frame(a, port, mode.vip(), 80, SYN)
+                        })
+                        .collect();
+                    next += n as u32;
+                    let t0 = Instant::now();
+                    for f in &frames {
+                        black_box(process(&mut p, &mut buf, f));
+                    }
+                    total += t0.elapsed();
+                    left -= n;
+                }
+                total
+            })
+        });
+        assert_eq!(p.counters().total_drops(), 0);
+    }
+}
+
+/// Parsing Ethernet + IPv4 + TCP: our views against etherparse's slicer.
+fn bench_parse(c: &mut Criterion) {
+    use xdpvs::wire::{ethernet::EthernetFrame, ipv4::Ipv4Packet, tcp::TcpPacket};
+    let f = frame(Ipv4Addr::new(198, 18, 0, 10), 40000, Mode::Dr.vip(), 80, ACK);
+    c.bench_function("parse/xdpvs_wire", |b| {
+        b.iter(|| {
+            let d = black_box(&f[..]);
+            let eth = EthernetFrame::new_checked(d).unwrap();
+            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            black_box((ip.src_addr(), ip.dst_addr(), tcp.src_port(), tcp.dst_port(), tcp.flags()))
+        })
+    });
+    c.bench_function("parse/etherparse", |b| {
+        b.iter(|| {
+            let d = black_box(&f[..]);
+            let s = etherparse::SlicedPacket::from_ethernet(d).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
+                unreachable!()
+            };
+            let Some(etherparse::TransportSlice::Tcp(tcp)) = &s.transport else {
+                unreachable!()
+            };
+            black_box((
+                ip.header().source(),
+                ip.header().destination(),
+                tcp.source_port(),
+                tcp.destination_port(),
+                tcp.syn(),
+            ))
+        })
+    });
+}
+
+fn memory(_: &mut Criterion) {
+    let p = Pipeline::new(1 << 20, Arc::new(table().snapshot()), 0);
+    let per = p.conns().memory() as f64 / f64::from(p.conns().capacity());
+    println!(
+        "memory: {per:.1} bytes per connection ({} bytes for {} connections, entries + index + wheel)",
+        p.conns().memory(),
+        p.conns().capacity()
+    );
+}
+
+criterion_group!(
+    benches,
+    memory,
+    bench_parse,
+    bench_copy,
+    bench_established,
+    bench_new
+);
+criterion_main!(benches);

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Installs what xdpvs needs on a Debian 12 machine, as root. Idempotent: when
+# everything is present it only checks (a second or so) and changes nothing.
+#
+#   build        build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev
+#                libpcap-dev libbpf-dev linux-libc-dev
+#                (xsk-rs builds libxdp/libbpf from source; the XDP program is
+#                compiled with clang -target bpf against libbpf-dev headers)
+#   test bed     iproute2 nftables ethtool tcpdump   (namespaces, veth, bridges)
+#                apache2 vsftpd curl lftp            (real servers and clients)
+#   comparison   dpdk (dpdk-testpmd on AF_XDP), valgrind, linux-perf
+#
+# The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
+# for edition 2024 and has no rustup package, and rustup's installer downloads
+# from outside the package registries. This script checks that a recent
+# toolchain is present and says so clearly if not.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
+    libbpf-dev linux-libc-dev
+    iproute2 nftables curl ethtool tcpdump apache2 vsftpd lftp
+    dpdk valgrind linux-perf
+)
+# Edition 2024 needs Rust 1.85.
+MIN_RUST_MINOR=85
+
+step() { printf 'setup: %s\n' "$*"; }
+die() {
+    printf 'setup: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---- Debian packages ---------------------------------------------------------
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    # "install ok installed" when present; anything else (not-installed,
+    # config-files, half-installed) or no record at all means install it.
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == *" installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+    step "packages: all ${#PACKAGES[@]} present"
+else
+    step "packages: installing ${#missing[@]} missing: ${missing[*]}"
+    ((EUID == 0)) || die "installing packages needs root; run: sudo $0"
+    # The test bed starts apache2 and vsftpd itself, inside its namespaces and
+    # with throw-away configs; keep their postinst from starting system-wide
+    # instances now (invoke-rc.d honours policy-rc.d exit code 101).
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    step "packages: apt-get update"
+    apt-get update -qq || die "apt-get update failed"
+    step "packages: apt-get install"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null || die "apt-get install failed: ${missing[*]}"
+    for pkg in "${missing[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+        [[ $status == *" installed" ]] || die "package $pkg is still not installed ($status)"
+    done
+    step "packages: installed ${missing[*]}"
+fi
+
+# ---- Rust toolchain ------------------------------------------------------------
+
+cargo_bin="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x $cargo_bin/cargo ]]; then
+    PATH="$cargo_bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 ||
+    die "Rust toolchain not found: no cargo on PATH or in $cargo_bin.
+       Install Rust 1.$MIN_RUST_MINOR or newer (rustup, stable toolchain with
+       rustfmt and clippy) and run this script again. It cannot be fetched
+       from here: rustup downloads from outside the Debian archive."
+rust_version=$(rustc --version 2>/dev/null) || die "cargo found but rustc does not run"
+minor=$(sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p' <<<"$rust_version")
+[[ -n $minor ]] && ((minor >= MIN_RUST_MINOR)) ||
+    die "$rust_version is too old: edition 2024 needs Rust 1.$MIN_RUST_MINOR or newer (rustup update stable)"
+step "rust: $rust_version, $(cargo --version)"
+
+if command -v rustup >/dev/null 2>&1; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    want=()
+    for component in rustfmt clippy; do
+        grep -q "^$component" <<<"$installed" || want+=("$component")
+    done
+    if ((${#want[@]} == 0)); then
+        step "rust: components rustfmt clippy present"
+    elif rustup component add "${want[@]}" >/dev/null 2>&1; then
+        step "rust: added components ${want[*]}"
+    else
+        # Not fatal: building and testing need neither.
+        step "rust: WARNING: could not add components ${want[*]} (cargo fmt / cargo clippy unavailable)"
+    fi
+else
+    step "rust: no rustup; skipping the rustfmt/clippy component check"
+fi
+
+step "done"

@@ -1,0 +1,280 @@
+//! The configuration file: its TOML format, its defaults and its validation.
+//!
+//! `config/xdpvs.toml` is the reference; every key is explained there. Reading
+//! happens in two steps:
+//!
+//! 1. `raw`: serde reads the TOML into loosely typed tables whose leaves are
+//!    `toml::Spanned<toml::Value>`. serde only enforces the shape (tables,
+//!    lists, no unknown keys: a typo must not be silently ignored).
+//! 2. `validate`: every leaf is converted, range-checked and cross-checked
+//!    (duplicates, ports, address families) into the typed [`Config`].
+//!
+//! Every error names the file, the line, the key path
+//! (`services[1].reals[0].weight`, indices from 0) and what was expected, so
+//! `xdpvs --config FILE --check` can be acted on without reading source code.
+//! Validation stops at the first error, in document order.
+//!
+//! A [`Config`] that this module returns is internally consistent; what it
+//! cannot know (does `eth1` exist, is core 3 online) is checked when the data
+//! plane starts.
+
+mod error;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, Location, Problem};
+
+/// Scheduler names accepted in `services.scheduler`, as ipvsadm `-s` spells them.
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh",
+];
+
+/// `services.scheduler` when the key is absent (ipvsadm's default too).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// `control.socket` when the key is absent; also `xdpvsadm --socket`'s default.
+pub const DEFAULT_SOCKET: &str = "/run/xdpvs/xdpvs.sock";
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub dataplane: Dataplane,
+    pub connections: Connections,
+    pub control: Control,
+    /// Virtual services, in file order. May be empty: services can be added
+    /// later with `xdpvsadm`.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[dataplane]`: where packets come from and how the workers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataplane {
+    /// Interfaces to attach to; one AF_XDP socket per RX queue. Never empty.
+    pub interfaces: Vec<String>,
+    /// Cores for the pinned busy-poll workers; empty = no pinning. No duplicates.
+    pub cores: Vec<usize>,
+    pub xdp_mode: XdpMode,
+    pub zero_copy: ZeroCopy,
+    /// Frames per RX/TX batch, 1..=1024.
+    pub batch_size: u32,
+    /// MTU of the director's ports, 576..=9000: an IPIP packet that would
+    /// exceed it is answered with ICMP "fragmentation needed".
+    pub mtu: u16,
+    /// Outer source address of IPIP packets; always `Some` when a real server
+    /// uses [`Forward::Tun`].
+    pub tunnel_source: Option<Ipv4Addr>,
+}
+
+impl Dataplane {
+    pub const DEFAULT_BATCH_SIZE: u32 = 64;
+    pub const MAX_BATCH_SIZE: u32 = 1024;
+    pub const DEFAULT_MTU: u16 = 1500;
+    /// The minimum IPv4 datagram every host must accept (RFC 791).
+    pub const MIN_MTU: u16 = 576;
+    pub const MAX_MTU: u16 = 9000;
+}
+
+/// `dataplane.xdp_mode`: how the XDP program that redirects to AF_XDP is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum XdpMode {
+    /// Driver mode (`XDP_FLAGS_DRV_MODE`); fails if the driver lacks XDP.
+    Native,
+    /// SKB mode (`XDP_FLAGS_SKB_MODE`); works everywhere, slower.
+    Generic,
+    /// Native if the driver supports it, otherwise generic.
+    #[default]
+    Auto,
+}
+
+/// `dataplane.zero_copy`: whether AF_XDP sockets bind with `XDP_ZEROCOPY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ZeroCopy {
+    /// Require zero-copy; fail if the driver cannot.
+    On,
+    /// Copy mode (`XDP_COPY`).
+    Off,
+    /// Zero-copy if the driver supports it, otherwise copy mode.
+    #[default]
+    Auto,
+}
+
+/// `[connections]`: the connection table and its timeouts (ipvsadm `--set`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    /// Capacity of the connection table, all workers together, 1..=2^26.
+    pub max_entries: u32,
+    /// Seconds an ESTABLISHED TCP connection may stay idle (`--set tcp`).
+    pub tcp_timeout: u32,
+    /// Seconds a TCP connection stays after FIN (`--set tcpfin`).
+    pub tcpfin_timeout: u32,
+    /// Seconds a UDP flow may stay idle (`--set udp`).
+    pub udp_timeout: u32,
+}
+
+impl Connections {
+    pub const DEFAULT_MAX_ENTRIES: u32 = 1 << 20;
+    pub const MAX_MAX_ENTRIES: u32 = 1 << 26;
+    pub const DEFAULT_TCP_TIMEOUT: u32 = 900;
+    pub const DEFAULT_TCPFIN_TIMEOUT: u32 = 120;
+    pub const DEFAULT_UDP_TIMEOUT: u32 = 300;
+    /// Largest timeout in seconds: 2^31 / 1000, so that the value in
+    /// milliseconds fits an `i32` (Linux IPVS: `INT_MAX / HZ` with HZ = 1000).
+    pub const MAX_TIMEOUT: u32 = (1 << 31) / 1000;
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            tcp_timeout: Self::DEFAULT_TCP_TIMEOUT,
+            tcpfin_timeout: Self::DEFAULT_TCPFIN_TIMEOUT,
+            udp_timeout: Self::DEFAULT_UDP_TIMEOUT,
+        }
+    }
+}
+
+/// `[control]`: the control socket that `xdpvsadm` talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub socket: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
+}
+
+/// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// As ipvsadm prints it in `-L`: `TCP`, `UDP`.
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// Forwarding mode of a real server (ipvsadm `-g` / `-i` / `-m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Forward {
+    /// Direct routing: only the destination MAC changes.
+    #[default]
+    Dr,
+    /// IP-in-IP tunnel to the real server.
+    Tun,
+    /// NAT: destination rewritten, replies come back through the director.
+    Nat,
+}
+
+impl Forward {
+    /// The spelling in the configuration file: `dr`, `tun`, `nat`.
+    pub const fn config_name(self) -> &'static str {
+        match self {
+            Forward::Dr => "dr",
+            Forward::Tun => "tun",
+            Forward::Nat => "nat",
+        }
+    }
+}
+
+/// As ipvsadm prints it in `-L`: `Route`, `Tunnel`, `Masq`.
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forward::Dr => "Route",
+            Forward::Tun => "Tunnel",
+            Forward::Nat => "Masq",
+        })
+    }
+}
+
+/// One `[[services]]` table: a virtual service and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub proto: Protocol,
+    /// Virtual address; port 0 = all ports (persistent services only).
+    pub vip: SocketAddr,
+    /// One of [`SCHEDULERS`].
+    pub scheduler: String,
+    /// Seconds; 0 = not persistent (ipvsadm `-p`).
+    pub persistence_timeout: u32,
+    /// Client addresses equal under this mask share a persistent real server
+    /// (ipvsadm `-M`); contiguous. IPv4 services only.
+    pub persistence_netmask: Ipv4Addr,
+    pub reals: Vec<RealConfig>,
+}
+
+impl RealConfig {
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    /// ipvsadm `-w` accepts 0..=65535.
+    pub const MAX_WEIGHT: u32 = 65535;
+}
+
+impl ServiceConfig {
+    /// Largest `persistence_timeout`: ipvsadm's limit, 31 days.
+    pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 86400;
+}
+
+/// One `[[services.reals]]` table: a real server of the enclosing service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealConfig {
+    /// Same address family as the VIP; same port as the VIP for DR and TUN
+    /// unless the service port is 0; port 0 only in port-0 services (then the
+    /// client's destination port is kept).
+    pub addr: SocketAddr,
+    pub forward: Forward,
+    /// 0..=65535; 0 = quiescent (no new connections).
+    pub weight: u32,
+    /// Stop sending new connections above this many (ipvsadm `-x`); 0 = no limit.
+    pub upper_threshold: u32,
+    /// Resume below this many (ipvsadm `-y`); at most `upper_threshold`.
+    pub lower_threshold: u32,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        Config::from_str_named(&text, &name)
+    }
+
+    /// Parses and validates `text`; `name` stands for the file in messages.
+    ///
+    /// ```
+    /// use xdpvs::config::Config;
+    ///
+    /// let text = "[dataplane]\ninterfaces = [\"eth1\"]\n";
+    /// let config = Config::from_str_named(text, "inline").unwrap();
+    /// assert_eq!(config.dataplane.batch_size, 64);
+    ///
+    /// let text = "[dataplane]\ninterfaces = [\"eth1\"]\nmtu = 100\n";
+    /// let error = Config::from_str_named(text, "x.toml").unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "x.toml:3: dataplane.mtu: expected an integer 576..=9000, got 100"
+    /// );
+    /// ```
+    pub fn from_str_named(text: &str, name: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, name)
+    }
+}

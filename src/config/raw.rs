@@ -1,0 +1,73 @@
+//! The file as serde sees it: the shape is fixed, the leaves are untyped.
+//!
+//! Leaves are `Spanned<Value>` rather than `u32`, `String`, ... so that a
+//! wrong type gets the same message as a wrong value ("expected an integer
+//! 0..=65535, got \"heavy\"") from `validate`, at the value's position.
+//! Every key is optional here; `validate` supplies defaults and reports
+//! missing required keys. Tables keep their own span (their `[header]`), so a
+//! missing key can point at the table it is missing from.
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+/// A scalar (or list of scalars) at a known place in the file.
+pub(super) type Leaf = Option<Spanned<Value>>;
+/// A list whose elements keep their own positions.
+pub(super) type List = Option<Spanned<Vec<Spanned<Value>>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a configuration document")]
+pub(super) struct RawConfig {
+    pub dataplane: Option<Spanned<RawDataplane>>,
+    pub connections: Option<Spanned<RawConnections>>,
+    pub control: Option<Spanned<RawControl>>,
+    pub services: Option<Vec<Spanned<RawService>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [dataplane] table")]
+pub(super) struct RawDataplane {
+    pub interfaces: List,
+    pub cores: List,
+    pub xdp_mode: Leaf,
+    pub zero_copy: Leaf,
+    pub batch_size: Leaf,
+    pub mtu: Leaf,
+    pub tunnel_source: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [connections] table")]
+pub(super) struct RawConnections {
+    pub max_entries: Leaf,
+    pub tcp_timeout: Leaf,
+    pub tcpfin_timeout: Leaf,
+    pub udp_timeout: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [control] table")]
+pub(super) struct RawControl {
+    pub socket: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[services]] table")]
+pub(super) struct RawService {
+    pub proto: Leaf,
+    pub vip: Leaf,
+    pub scheduler: Leaf,
+    pub persistence_timeout: Leaf,
+    pub persistence_netmask: Leaf,
+    pub reals: Option<Vec<Spanned<RawReal>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[services.reals]] table")]
+pub(super) struct RawReal {
+    pub addr: Leaf,
+    pub forward: Leaf,
+    pub weight: Leaf,
+    pub upper_threshold: Leaf,
+    pub lower_threshold: Leaf,
+}

@@ -1,0 +1,697 @@
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Lines 1-2 of most test documents.
+const HEAD: &str = "[dataplane]\ninterfaces = [\"eth1\"]\n";
+
+/// Lines 3-6: one DR service on 198.18.1.1:80 with one real server.
+const SERVICE: &str = "\
+[[services]]
+proto = \"tcp\"
+vip = \"198.18.1.1:80\"
+[[services.reals]]
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str_named(text, "t.toml")
+}
+
+/// The message for `text`, which must be rejected.
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The message for HEAD + SERVICE + `real` (the real server's keys, from line 7).
+fn real_error(real: &str) -> String {
+    error(&format!("{HEAD}{SERVICE}{real}"))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+// ---- accepted files --------------------------------------------------------
+
+#[test]
+fn reference_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/xdpvs.toml");
+    let config = Config::from_file(&path).unwrap();
+    assert_eq!(config.dataplane.interfaces, ["eth1"]);
+    assert_eq!(config.dataplane.xdp_mode, XdpMode::Auto);
+    assert_eq!(config.dataplane.zero_copy, ZeroCopy::Auto);
+    assert_eq!(config.dataplane.batch_size, 64);
+    assert_eq!(config.dataplane.mtu, 1500);
+    assert_eq!(
+        config.dataplane.tunnel_source,
+        Some(Ipv4Addr::new(198, 18, 2, 2))
+    );
+    assert_eq!(config.connections, Connections::default());
+    assert_eq!(config.control, Control::default());
+    assert_eq!(config.services.len(), 1);
+    let web = &config.services[0];
+    assert_eq!(web.proto, Protocol::Tcp);
+    assert_eq!(web.vip, addr("198.18.1.1:80"));
+    assert_eq!(web.scheduler, "wlc");
+    let reals: Vec<SocketAddr> = web.reals.iter().map(|r| r.addr).collect();
+    let expected = ["198.18.2.11:80", "198.18.2.12:80", "198.18.2.13:80"].map(addr);
+    assert_eq!(reals, expected);
+    assert!(
+        web.reals
+            .iter()
+            .all(|r| r.forward == Forward::Dr && r.weight == 1)
+    );
+}
+
+#[test]
+fn minimal_file_gets_every_default() {
+    let config = parse(HEAD).unwrap();
+    let expected = Config {
+        dataplane: Dataplane {
+            interfaces: vec!["eth1".to_owned()],
+            cores: vec![],
+            xdp_mode: XdpMode::Auto,
+            zero_copy: ZeroCopy::Auto,
+            batch_size: 64,
+            mtu: 1500,
+            tunnel_source: None,
+        },
+        connections: Connections {
+            max_entries: 1_048_576,
+            tcp_timeout: 900,
+            tcpfin_timeout: 120,
+            udp_timeout: 300,
+        },
+        control: Control {
+            socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
+        },
+        services: vec![],
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn service_and_real_defaults() {
+    let config = parse(&format!("{HEAD}{SERVICE}addr = \"198.18.2.11:80\"\n")).unwrap();
+    let expected = ServiceConfig {
+        proto: Protocol::Tcp,
+        vip: addr("198.18.1.1:80"),
+        scheduler: "wlc".to_owned(),
+        persistence_timeout: 0,
+        persistence_netmask: Ipv4Addr::BROADCAST,
+        reals: vec![RealConfig {
+            addr: addr("198.18.2.11:80"),
+            forward: Forward::Dr,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }],
+    };
+    assert_eq!(config.services, [expected]);
+}
+
+#[test]
+fn every_key_set() {
+    let text = r#"
+[dataplane]
+interfaces = ["eth1", "eth2"]
+cores = [2, 3]
+xdp_mode = "native"
+zero_copy = "off"
+batch_size = 256
+mtu = 9000
+tunnel_source = "198.18.2.2"
+
+[connections]
+max_entries = 4096
+tcp_timeout = 60
+tcpfin_timeout = 10
+udp_timeout = 30
+
+[control]
+socket = "/tmp/x.sock"
+
+[[services]]
+proto = "udp"
+vip = "198.18.1.1:0"
+scheduler = "mh"
+persistence_timeout = 540
+persistence_netmask = "255.255.255.0"
+
+[[services.reals]]
+addr = "198.18.2.11:0"
+forward = "tun"
+weight = 65535
+upper_threshold = 100
+lower_threshold = 50
+"#;
+    let config = parse(text).unwrap();
+    let d = &config.dataplane;
+    assert_eq!(d.interfaces, ["eth1", "eth2"]);
+    assert_eq!(d.cores, [2, 3]);
+    assert_eq!((d.xdp_mode, d.zero_copy), (XdpMode::Native, ZeroCopy::Off));
+    assert_eq!((d.batch_size, d.mtu), (256, 9000));
+    let c = &config.connections;
+    let timeouts = (
+        c.max_entries,
+        c.tcp_timeout,
+        c.tcpfin_timeout,
+        c.udp_timeout,
+    );
+    assert_eq!(timeouts, (4096, 60, 10, 30));
+    assert_eq!(config.control.socket, Path::new("/tmp/x.sock"));
+    let s = &config.services[0];
+    assert_eq!((s.proto, s.scheduler.as_str()), (Protocol::Udp, "mh"));
+    assert_eq!(s.persistence_timeout, 540);
+    assert_eq!(s.persistence_netmask, Ipv4Addr::new(255, 255, 255, 0));
+    let r = &s.reals[0];
+    assert_eq!((r.forward, r.weight), (Forward::Tun, 65535));
+    assert_eq!((r.upper_threshold, r.lower_threshold), (100, 50));
+}
+
+#[test]
+fn inline_tables_and_ipv6() {
+    let text = r#"
+dataplane = { interfaces = ["eth1"] }
+services = [
+  { proto = "tcp", vip = "[2001:db8::1]:80", reals = [
+      { addr = "[2001:db8::11]:80" },
+      { addr = "[2001:db8::12]:8080", forward = "nat", weight = 0 },
+  ] },
+]
+"#;
+    let config = parse(text).unwrap();
+    let s = &config.services[0];
+    assert_eq!(s.vip, addr("[2001:db8::1]:80"));
+    assert_eq!(s.reals[1].addr, addr("[2001:db8::12]:8080"));
+    assert_eq!((s.reals[1].forward, s.reals[1].weight), (Forward::Nat, 0));
+}
+
+#[test]
+fn nat_may_change_the_port() {
+    let config = parse(&format!(
+        "{HEAD}{SERVICE}addr = \"198.18.2.11:8080\"\nforward = \"nat\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.services[0].reals[0].addr.port(), 8080);
+}
+
+#[test]
+fn every_scheduler_is_accepted() {
+    for name in SCHEDULERS {
+        let text = format!("{HEAD}{SERVICE}addr = \"198.18.2.11:80\"\n").replace(
+            "proto = \"tcp\"",
+            &format!("proto = \"tcp\"\nscheduler = {name:?}"),
+        );
+        assert_eq!(parse(&text).unwrap().services[0].scheduler, *name);
+    }
+}
+
+#[test]
+fn display_as_ipvsadm_prints() {
+    assert_eq!(Protocol::Tcp.to_string(), "TCP");
+    assert_eq!(Protocol::Udp.to_string(), "UDP");
+    let forwards = [Forward::Dr, Forward::Tun, Forward::Nat].map(|f| f.to_string());
+    assert_eq!(forwards, ["Route", "Tunnel", "Masq"]);
+}
+
+// ---- syntax and shape --------------------------------------------------------
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    assert_eq!(
+        error("[dataplane]\ninterfaces = [\"eth1\"\n"),
+        "t.toml:2:21: invalid TOML: unclosed array, expected `]`"
+    );
+    assert_eq!(
+        error("[dataplane]\ninterfaces = [\"eth1\"]\ninterfaces = [\"eth2\"]\n"),
+        "t.toml:3:1: invalid TOML: duplicate key"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nwieght = 2\n"),
+        "t.toml:8: services[0].reals[0].wieght: unknown field `wieght`, expected one of \
+         `addr`, `forward`, `weight`, `upper_threshold`, `lower_threshold`"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}batch = 3\n")),
+        "t.toml:3: dataplane.batch: unknown field `batch`, expected one of `interfaces`, \
+         `cores`, `xdp_mode`, `zero_copy`, `batch_size`, `mtu`, `tunnel_source`"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}[service]\n")),
+        "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
+         `connections`, `control`, `services`"
+    );
+}
+
+#[test]
+fn wrong_shapes_are_rejected() {
+    assert_eq!(
+        error("[dataplane]\ninterfaces = \"eth1\"\n"),
+        "t.toml:2: dataplane.interfaces: invalid type: string \"eth1\", expected a sequence"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}[services]\nproto = \"tcp\"\n")),
+        "t.toml:3: services: invalid type: map, expected a sequence"
+    );
+    assert_eq!(
+        error(&format!("control = 3\n{HEAD}")),
+        "t.toml:1: control: invalid type: integer `3`, expected a [control] table"
+    );
+}
+
+// ---- [dataplane] -------------------------------------------------------------
+
+#[test]
+fn interfaces_are_required() {
+    assert_eq!(
+        error(""),
+        "t.toml: dataplane.interfaces: required key is missing; \
+         expected a non-empty list of interface names, e.g. [\"eth1\"]"
+    );
+    assert_eq!(
+        error("\n[dataplane]\ncores = [1]\n"),
+        "t.toml:2: dataplane.interfaces: required key is missing; \
+         expected a non-empty list of interface names, e.g. [\"eth1\"]"
+    );
+    assert_eq!(
+        error("[dataplane]\ninterfaces = []\n"),
+        "t.toml:2: dataplane.interfaces: expected a non-empty list of interface names, \
+         e.g. [\"eth1\"], got []"
+    );
+}
+
+#[test]
+fn interface_names_are_checked() {
+    let expected = "expected an interface name of 1 to 15 bytes without '/', ':' or whitespace";
+    for bad in ["", "a/b", "eth 1", "eth0:1", "abcdefghijklmnop", ".."] {
+        assert_eq!(
+            error(&format!(
+                "[dataplane]\ninterfaces = [\"eth1\",\n  {bad:?}]\n"
+            )),
+            format!("t.toml:3: dataplane.interfaces[1]: {expected}, got {bad:?}")
+        );
+    }
+    assert_eq!(
+        error("[dataplane]\ninterfaces = [1]\n"),
+        format!("t.toml:2: dataplane.interfaces[0]: {expected}, got 1")
+    );
+    assert!(parse("[dataplane]\ninterfaces = [\"abcdefghijklmno\"]\n").is_ok());
+}
+
+#[test]
+fn duplicates_in_lists_are_rejected() {
+    assert_eq!(
+        error("[dataplane]\ninterfaces = [\"eth1\",\n\"eth1\"]\n"),
+        "t.toml:3: dataplane.interfaces[1]: duplicate interface eth1, first given at line 2"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}cores = [2, 3, 2]\n")),
+        "t.toml:3: dataplane.cores[2]: duplicate core 2, first given at line 3"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}cores = [-1]\n")),
+        "t.toml:3: dataplane.cores[0]: expected an integer 0..=65535, got -1"
+    );
+}
+
+#[test]
+fn dataplane_values_are_checked() {
+    let cases = [
+        (
+            "xdp_mode = \"fast\"",
+            "dataplane.xdp_mode: expected one of \"native\", \"generic\", \"auto\", got \"fast\"",
+        ),
+        (
+            "zero_copy = true",
+            "dataplane.zero_copy: expected one of \"on\", \"off\", \"auto\", got true",
+        ),
+        (
+            "batch_size = 0",
+            "dataplane.batch_size: expected an integer 1..=1024, got 0",
+        ),
+        (
+            "batch_size = 1025",
+            "dataplane.batch_size: expected an integer 1..=1024, got 1025",
+        ),
+        (
+            "batch_size = 6.4",
+            "dataplane.batch_size: expected an integer 1..=1024, got 6.4",
+        ),
+        (
+            "mtu = 575",
+            "dataplane.mtu: expected an integer 576..=9000, got 575",
+        ),
+        (
+            "mtu = 9001",
+            "dataplane.mtu: expected an integer 576..=9000, got 9001",
+        ),
+        (
+            "tunnel_source = \"198.18.2\"",
+            "dataplane.tunnel_source: expected a unicast IPv4 address, e.g. \"198.18.2.2\", got \"198.18.2\"",
+        ),
+        (
+            "tunnel_source = \"0.0.0.0\"",
+            "dataplane.tunnel_source: expected a unicast IPv4 address, e.g. \"198.18.2.2\", got \"0.0.0.0\"",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(
+            error(&format!("{HEAD}{line}\n")),
+            format!("t.toml:3: {message}")
+        );
+    }
+}
+
+// ---- [connections] and [control] ---------------------------------------------
+
+#[test]
+fn connection_limits_are_checked() {
+    let cases = [
+        (
+            "max_entries = 0",
+            "connections.max_entries: expected an integer 1..=67108864, got 0",
+        ),
+        (
+            "max_entries = 67108865",
+            "connections.max_entries: expected an integer 1..=67108864, got 67108865",
+        ),
+        (
+            "tcp_timeout = 0",
+            "connections.tcp_timeout: expected an integer 1..=2147483, got 0",
+        ),
+        (
+            "tcpfin_timeout = 2147484",
+            "connections.tcpfin_timeout: expected an integer 1..=2147483, got 2147484",
+        ),
+        (
+            "udp_timeout = \"5m\"",
+            "connections.udp_timeout: expected an integer 1..=2147483, got \"5m\"",
+        ),
+    ];
+    for (line, message) in cases {
+        let text = format!("{HEAD}[connections]\n{line}\n");
+        assert_eq!(error(&text), format!("t.toml:4: {message}"));
+    }
+    let max = format!("{HEAD}[connections]\nmax_entries = 67108864\ntcp_timeout = 2147483\n");
+    let config = parse(&max).unwrap();
+    assert_eq!(config.connections.max_entries, 1 << 26);
+    assert_eq!(config.connections.tcp_timeout, 2_147_483);
+}
+
+#[test]
+fn control_socket_is_checked() {
+    assert_eq!(
+        error(&format!("{HEAD}[control]\nsocket = \"\"\n")),
+        "t.toml:4: control.socket: expected a Unix socket path of 1..=107 bytes, got \"\""
+    );
+    let long = format!("/{}", "a".repeat(107));
+    assert_eq!(
+        error(&format!("{HEAD}[control]\nsocket = \"{long}\"\n")),
+        format!(
+            "t.toml:4: control.socket: expected a Unix socket path of 1..=107 bytes, got \"{long}\""
+        )
+    );
+}
+
+// ---- [[services]] --------------------------------------------------------------
+
+#[test]
+fn proto_and_vip_are_required() {
+    assert_eq!(
+        error(&format!("{HEAD}\n[[services]]\nvip = \"198.18.1.1:80\"\n")),
+        "t.toml:4: services[0].proto: required key is missing; expected \"tcp\" or \"udp\""
+    );
+    assert_eq!(
+        error(&format!("{HEAD}[[services]]\nproto = \"tcp\"\n")),
+        "t.toml:3: services[0].vip: required key is missing; \
+         expected the virtual address and port, e.g. \"198.18.1.1:80\""
+    );
+}
+
+#[test]
+fn service_values_are_checked() {
+    let vip = "expected a unicast address with port, \"a.b.c.d:port\" or \"[ipv6]:port\"";
+    let cases = [
+        (
+            "proto = \"sctp\"",
+            "services[0].proto: expected one of \"tcp\", \"udp\", got \"sctp\"".to_owned(),
+        ),
+        (
+            "vip = \"198.18.1.1\"",
+            format!("services[0].vip: {vip}, got \"198.18.1.1\""),
+        ),
+        (
+            "vip = \"198.18.1.1:65536\"",
+            format!("services[0].vip: {vip}, got \"198.18.1.1:65536\""),
+        ),
+        (
+            "vip = \"224.0.0.1:80\"",
+            format!("services[0].vip: {vip}, got \"224.0.0.1:80\""),
+        ),
+        (
+            "scheduler = \"fifo\"",
+            "services[0].scheduler: expected one of \"rr\", \"wrr\", \"lc\", \"wlc\", \"lblc\", \
+             \"lblcr\", \"dh\", \"sh\", \"sed\", \"nq\", \"mh\", got \"fifo\""
+                .to_owned(),
+        ),
+        (
+            "persistence_timeout = -1",
+            "services[0].persistence_timeout: expected an integer 0..=2678400, got -1".to_owned(),
+        ),
+        (
+            "persistence_timeout = 2678401",
+            "services[0].persistence_timeout: expected an integer 0..=2678400, got 2678401"
+                .to_owned(),
+        ),
+        (
+            "persistence_netmask = \"255.0.255.0\"",
+            "services[0].persistence_netmask: expected a contiguous IPv4 netmask, \
+             e.g. \"255.255.255.0\", got \"255.0.255.0\""
+                .to_owned(),
+        ),
+    ];
+    for (line, message) in cases {
+        // A valid service with `line` added last, replacing the key if present.
+        let key = line.split(' ').next().unwrap();
+        let mut text = format!("{HEAD}[[services]]\n");
+        for valid in ["proto = \"tcp\"", "vip = \"198.18.1.1:80\""] {
+            if !valid.starts_with(key) {
+                text += &format!("{valid}\n");
+            }
+        }
+        text += &format!("{line}\n");
+        let line_no = text.lines().count();
+        assert_eq!(error(&text), format!("t.toml:{line_no}: {message}"));
+    }
+}
+
+#[test]
+fn port_zero_needs_persistence() {
+    let text = format!("{HEAD}[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:0\"\n");
+    assert_eq!(
+        error(&text),
+        "t.toml:5: services[0].vip: port 0 (all ports) is only valid for a persistent \
+         service (persistence_timeout > 0)"
+    );
+    let persistent = format!(
+        "{text}persistence_timeout = 540\n[[services.reals]]\naddr = \"198.18.2.11:0\"\n\
+         [[services.reals]]\naddr = \"198.18.2.12:21\"\nforward = \"dr\"\n"
+    );
+    let config = parse(&persistent).unwrap();
+    assert_eq!(config.services[0].reals[0].addr.port(), 0);
+    assert_eq!(config.services[0].reals[1].addr.port(), 21);
+}
+
+#[test]
+fn duplicate_services_are_rejected() {
+    let service = "[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n";
+    assert_eq!(
+        error(&format!("{HEAD}{service}{service}")),
+        "t.toml:8: services[1].vip: duplicate service TCP 198.18.1.1:80, first given at line 5"
+    );
+    // Same address, other protocol: a different service.
+    let udp = service.replace("tcp", "udp");
+    assert_eq!(
+        parse(&format!("{HEAD}{service}{udp}"))
+            .unwrap()
+            .services
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn persistence_netmask_is_ipv4_only() {
+    let text = format!(
+        "{HEAD}[[services]]\nproto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\n\
+         persistence_netmask = \"255.255.255.0\"\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:6: services[0].persistence_netmask: persistence_netmask is only supported \
+         for IPv4 services"
+    );
+}
+
+// ---- [[services.reals]] --------------------------------------------------------
+
+#[test]
+fn real_addr_is_required() {
+    assert_eq!(
+        real_error("weight = 1\n"),
+        "t.toml:6: services[0].reals[0].addr: required key is missing; \
+         expected the real server's address and port, e.g. \"198.18.2.11:80\""
+    );
+}
+
+#[test]
+fn weight_is_checked() {
+    // The example of the brief: the second real server of the first service.
+    let text = format!(
+        "{HEAD}{SERVICE}addr = \"198.18.2.11:80\"\n[[services.reals]]\n\
+         addr = \"198.18.2.12:80\"\nweight = 70000\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:10: services[0].reals[1].weight: expected an integer 0..=65535, got 70000"
+    );
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nweight = \"heavy\"\n"),
+        "t.toml:8: services[0].reals[0].weight: expected an integer 0..=65535, got \"heavy\""
+    );
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nweight = -1\n"),
+        "t.toml:8: services[0].reals[0].weight: expected an integer 0..=65535, got -1"
+    );
+}
+
+#[test]
+fn real_values_are_checked() {
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nforward = \"masq\"\n"),
+        "t.toml:8: services[0].reals[0].forward: expected one of \"dr\", \"tun\", \"nat\", \
+         got \"masq\""
+    );
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nupper_threshold = 2147483648\n"),
+        "t.toml:8: services[0].reals[0].upper_threshold: expected an integer \
+         0..=2147483647, got 2147483648"
+    );
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nupper_threshold = 10\nlower_threshold = 11\n"),
+        "t.toml:9: services[0].reals[0].lower_threshold: expected at most upper_threshold \
+         (10; 0 = no limit, which allows only 0 here), got 11"
+    );
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nlower_threshold = 1\n"),
+        "t.toml:8: services[0].reals[0].lower_threshold: expected at most upper_threshold \
+         (0; 0 = no limit, which allows only 0 here), got 1"
+    );
+}
+
+#[test]
+fn duplicate_reals_are_rejected() {
+    let text = format!(
+        "{HEAD}{SERVICE}addr = \"198.18.2.11:80\"\n[[services.reals]]\n\
+         addr = \"198.18.2.11:80\"\nforward = \"nat\"\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:9: services[0].reals[1].addr: duplicate real server 198.18.2.11:80, \
+         first given at line 7"
+    );
+}
+
+#[test]
+fn dr_and_tun_keep_the_port() {
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:8080\"\n"),
+        "t.toml:7: services[0].reals[0].addr: expected port 80 (the VIP's port; \
+         forward = \"dr\" cannot change the port, only \"nat\" can), got 8080"
+    );
+    let text = format!(
+        "[dataplane]\ninterfaces = [\"eth1\"]\ntunnel_source = \"198.18.2.2\"\n\
+         {SERVICE}addr = \"198.18.2.11:81\"\nforward = \"tun\"\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:8: services[0].reals[0].addr: expected port 80 (the VIP's port; \
+         forward = \"tun\" cannot change the port, only \"nat\" can), got 81"
+    );
+}
+
+#[test]
+fn real_port_zero_needs_a_port_zero_service() {
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:0\"\nforward = \"nat\"\n"),
+        "t.toml:7: services[0].reals[0].addr: expected the real server's port (port 0 is \
+         only valid when the service port is 0), got 198.18.2.11:0"
+    );
+}
+
+#[test]
+fn address_families_must_match() {
+    assert_eq!(
+        real_error("addr = \"[2001:db8::11]:80\"\n"),
+        "t.toml:7: services[0].reals[0].addr: expected an address of the VIP's family \
+         (198.18.1.1), got 2001:db8::11"
+    );
+}
+
+#[test]
+fn tun_needs_a_tunnel_source() {
+    assert_eq!(
+        real_error("addr = \"198.18.2.11:80\"\nforward = \"tun\"\n"),
+        "t.toml:8: services[0].reals[0].forward: forward = \"tun\" needs \
+         dataplane.tunnel_source (the outer IPv4 source address of the IPIP packets)"
+    );
+    let text = format!(
+        "{HEAD}tunnel_source = \"198.18.2.2\"\n[[services]]\nproto = \"tcp\"\n\
+         vip = \"[2001:db8::1]:80\"\n[[services.reals]]\naddr = \"[2001:db8::11]:80\"\n\
+         forward = \"tun\"\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:9: services[0].reals[0].forward: forward = \"tun\" (IPIP) is only supported \
+         for IPv4 services"
+    );
+}
+
+// ---- files ---------------------------------------------------------------------
+
+#[test]
+fn unreadable_file_is_named() {
+    let err = Config::from_file(Path::new("/nonexistent/xdpvs.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/xdpvs.toml: cannot read the configuration file: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_carry_their_location() {
+    let err = parse(&format!("{HEAD}mtu = 1\n")).unwrap_err();
+    let at = err.location().unwrap();
+    assert_eq!(
+        (at.file.as_str(), at.line, at.column),
+        ("t.toml", Some(3), Some(7))
+    );
+    assert!(matches!(
+        err,
+        ConfigError::Invalid {
+            problem: Problem::Expected { .. },
+            ..
+        }
+    ));
+}

@@ -1,0 +1,168 @@
+//! The flow index: a fixed-size open-addressing hash table with linear
+//! probing and backward-shift deletion.
+//!
+//! Why not hashbrown: its deletions leave tombstones, and once they pile up
+//! an insert rehashes the whole table in place — an O(capacity) stall on the
+//! packet path — or reallocates. Backward-shift deletion leaves no
+//! tombstones, so this table never rehashes and never allocates after
+//! construction. It is sized to at most half full, where linear probing
+//! stays within one or two cache lines.
+//!
+//! A slot holds a 32-bit hash tag (its low bits are the home slot) and a
+//! 32-bit value (the connection index and the direction bit). Values are
+//! unique, so removal finds its slot by value without comparing keys.
+
+const EMPTY: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    val: u32,
+}
+
+const VACANT: Slot = Slot { tag: 0, val: EMPTY };
+
+pub struct Index {
+    slots: Box<[Slot]>,
+    mask: u32,
+}
+
+impl Index {
+    /// An index that holds `max_items` values at a load factor of at most
+    /// one half.
+    pub fn with_capacity(max_items: usize) -> Index {
+        let n = (max_items.max(4) * 2).next_power_of_two();
+        assert!(n <= 1 << 32, "index too large");
+        Index {
+            slots: vec![VACANT; n].into_boxed_slice(),
+            mask: (n - 1) as u32,
+        }
+    }
+
+    /// Bytes of memory the index takes.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
+    #[inline]
+    fn tag(hash: u64) -> u32 {
+        (hash >> 32) as u32
+    }
+
+    /// The first value whose tag matches `hash` and for which `is_match`
+    /// holds.
+    #[inline]
+    pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = Self::tag(hash);
+        let mut i = tag & self.mask;
+        loop {
+            let s = self.slots[i as usize];
+            if s.val == EMPTY {
+                return None;
+            }
+            if s.tag == tag && is_match(s.val) {
+                return Some(s.val);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Adds `val` under `hash`. The caller keeps the item count within the
+    /// capacity given at construction.
+    #[inline]
+    pub fn insert(&mut self, hash: u64, val: u32) {
+        debug_assert_ne!(val, EMPTY);
+        let tag = Self::tag(hash);
+        let mut i = tag & self.mask;
+        while self.slots[i as usize].val != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i as usize] = Slot { tag, val };
+    }
+
+    /// Removes `val`, which was inserted under `hash`. Returns whether it
+    /// was present.
+    pub fn remove(&mut self, hash: u64, val: u32) -> bool {
+        let mut i = Self::tag(hash) & self.mask;
+        loop {
+            let s = self.slots[i as usize];
+            if s.val == EMPTY {
+                return false;
+            }
+            if s.val == val {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Backward shift: pull later members of the cluster into the hole
+        // unless that would move one before its home slot.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let s = self.slots[j as usize];
+            if s.val == EMPTY {
+                break;
+            }
+            let home = s.tag & self.mask;
+            // Distance from home to j and from home to the hole, cyclic.
+            let dist_j = j.wrapping_sub(home) & self.mask;
+            let dist_hole = hole.wrapping_sub(home) & self.mask;
+            if dist_hole < dist_j {
+                self.slots[hole as usize] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole as usize] = VACANT;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn wraps_around_the_end() {
+        let mut ix = Index::with_capacity(4); // 8 slots
+        let last = u64::from(ix.mask) << 32;
+        for v in 0..4 {
+            ix.insert(last, v);
+        }
+        for v in 0..4 {
+            assert_eq!(ix.find(last, |x| x == v), Some(v));
+        }
+        assert!(ix.remove(last, 1));
+        assert_eq!(ix.find(last, |x| x == 1), None);
+        for v in [0, 2, 3] {
+            assert_eq!(ix.find(last, |x| x == v), Some(v));
+        }
+        assert!(!ix.remove(last, 1));
+    }
+
+    proptest! {
+        /// Against a HashMap model, with hashes squeezed into few home slots
+        /// so clusters form and wrap.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((any::<bool>(), 0u32..64, 0u64..16), 1..400)) {
+            let mut ix = Index::with_capacity(64);
+            let mut model: HashMap<u32, u64> = HashMap::new();
+            for (add, val, h) in ops {
+                let hash = (h * 0x9e37_79b9) << 32 | h;
+                if add && !model.contains_key(&val) && model.len() < 64 {
+                    ix.insert(hash, val);
+                    model.insert(val, hash);
+                } else if let Some(hash) = model.remove(&val) {
+                    prop_assert!(ix.remove(hash, val));
+                }
+                for (&v, &hash) in &model {
+                    prop_assert_eq!(ix.find(hash, |x| x == v), Some(v));
+                }
+            }
+            let used = ix.slots.iter().filter(|s| s.val != EMPTY).count();
+            prop_assert_eq!(used, model.len());
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Lookup: the per-worker connection table.
+//!
+//! Each worker owns one table: no locks, no sharing, no atomics on the
+//! lookup path. Everything is allocated at construction — the entry array,
+//! the flow index and the timer wheel — so neither a packet nor a new
+//! connection allocates. Capacity is fixed: when the table is full a new
+//! flow is refused (the caller drops and counts it) while established flows
+//! carry on untouched.
+//!
+//! A connection is found by the 5-tuple of its client's packets
+//! (proto, client addr:port → VIP:port). A NAT connection is also indexed by
+//! the 5-tuple of its real server's replies (proto, RIP:rport → client
+//! addr:port), so one lookup serves both directions and tells which side the
+//! packet came from.
+//!
+//! Invariants: an entry is live iff its `LIVE` flag is set; every live entry
+//! is in exactly one wheel list and in the index once (twice with
+//! `REVERSE`); a free entry is on the free list threaded through
+//! `links.next`.
+
+pub mod addr;
+pub mod hash;
+pub mod index;
+pub mod state;
+pub mod wheel;
+
+pub use addr::Addr;
+pub use state::{Direction, TcpState, Timeouts};
+
+use hash::FlowHasher;
+use index::Index;
+use wheel::{Linked, Links, NIL, Wheel};
+
+/// The 5-tuple of a packet, as seen on the wire (source → destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey<A> {
+    pub proto: u8,
+    pub saddr: A,
+    pub sport: u16,
+    pub daddr: A,
+    pub dport: u16,
+}
+
+/// Which side of a connection a packet came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Client → virtual service.
+    Client,
+    /// Real server → client (NAT replies).
+    Server,
+}
+
+/// Connection flags (one byte in the entry).
+pub mod flags {
+    /// Forwarding method, [`crate::service::Forward`] as u8.
+    pub const FWD_MASK: u8 = 0x03;
+    /// Counted in the real server's InActConn rather than ActiveConn.
+    pub const INACTIVE: u8 = 0x04;
+    /// The director never sees the server's half (DR, TUN).
+    pub const NO_OUTPUT: u8 = 0x08;
+    /// Also indexed by the server side's 5-tuple (NAT).
+    pub const REVERSE: u8 = 0x10;
+    /// The entry is in use.
+    pub const LIVE: u8 = 0x80;
+}
+
+/// One connection. 48 bytes for IPv4.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn<A> {
+    pub caddr: A,
+    pub vaddr: A,
+    /// The real server's address and port.
+    pub daddr: A,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// [`TcpState`] as u8 for TCP; 0 for UDP.
+    pub state: u8,
+    pub flags: u8,
+    /// The port the client's packets arrive on; NAT replies leave by it.
+    pub in_port: u8,
+    /// The real server, as a [`crate::service::DestRef`] value.
+    pub dest: u32,
+    /// The MAC the client's packets came from (its next hop); NAT replies
+    /// are sent to it.
+    pub client_mac: [u8; 6],
+    /// The tick at which the connection expires unless refreshed.
+    pub expires: u32,
+    pub(crate) links: Links,
+}
+
+impl<A: Addr> Default for Conn<A> {
+    fn default() -> Self {
+        Conn {
+            caddr: A::UNSPECIFIED,
+            vaddr: A::UNSPECIFIED,
+            daddr: A::UNSPECIFIED,
+            cport: 0,
+            vport: 0,
+            dport: 0,
+            proto: 0,
+            state: 0,
+            flags: 0,
+            in_port: 0,
+            dest: 0,
+            client_mac: [0; 6],
+            expires: 0,
+            links: Links::default(),
+        }
+    }
+}
+
+impl<A: Addr> Conn<A> {
+    /// The key of the client's packets.
+    #[inline]
+    pub fn client_key(&self) -> FlowKey<A> {
+        FlowKey {
+            proto: self.proto,
+            saddr: self.caddr,
+            sport: self.cport,
+            daddr: self.vaddr,
+            dport: self.vport,
+        }
+    }
+
+    /// The key of the real server's replies.
+    #[inline]
+    pub fn server_key(&self) -> FlowKey<A> {
+        FlowKey {
+            proto: self.proto,
+            saddr: self.daddr,
+            sport: self.dport,
+            daddr: self.caddr,
+            dport: self.cport,
+        }
+    }
+
+    #[inline]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Refusal to create a connection: the table is at capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull;
+
+struct Entries<A>(Box<[Conn<A>]>);
+
+impl<A> Linked for Entries<A> {
+    #[inline]
+    fn links(&mut self, i: u32) -> &mut Links {
+        &mut self.0[i as usize].links
+    }
+    #[inline]
+    fn expires(&self, i: u32) -> u32 {
+        self.0[i as usize].expires
+    }
+}
+
+pub struct ConnTable<A> {
+    entries: Entries<A>,
+    index: Index,
+    hasher: FlowHasher,
+    wheel: Wheel,
+    free: u32,
+    len: u32,
+}
+
+impl<A: Addr> ConnTable<A> {
+    /// A table for at most `capacity` connections, with the expiry clock
+    /// starting at tick `now`.
+    pub fn new(capacity: u32, now: u32) -> ConnTable<A> {
+        assert!(capacity > 0 && capacity < 1 << 30, "capacity out of range");
+        let mut entries = vec![Conn::<A>::default(); capacity as usize].into_boxed_slice();
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.links.next = if i + 1 < capacity as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
+        }
+        ConnTable {
+            entries: Entries(entries),
+            // Room for both keys of every entry.
+            index: Index::with_capacity(2 * capacity as usize),
+            hasher: FlowHasher::random(),
+            wheel: Wheel::new(now),
+            free: 0,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.entries.0.len() as u32
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of memory the table holds (entries, index and wheel).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of_val(&*self.entries.0) + self.index.memory() + 4 * (wheel::SLOTS as usize + 1)
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &FlowKey<A>) -> u64 {
+        self.hasher.hash(key)
+    }
+
+    /// The connection a packet with `key` (whose hash is `hash`) belongs to,
+    /// and which side it came from. Expired entries not yet reaped are
+    /// returned too: the caller checks `expires`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey<A>, hash: u64) -> Option<(u32, Side)> {
+        let entries = &self.entries.0;
+        let val = self.index.find(hash, |val| {
+            let c = &entries[(val >> 1) as usize];
+            if val & 1 == 0 {
+                c.client_key() == *key
+            } else {
+                c.server_key() == *key
+            }
+        })?;
+        let side = if val & 1 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        Some((val >> 1, side))
+    }
+
+    #[inline]
+    pub fn get(&self, i: u32) -> &Conn<A> {
+        &self.entries.0[i as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, i: u32) -> &mut Conn<A> {
+        &mut self.entries.0[i as usize]
+    }
+
+    /// Adds `conn` (its `expires` set), indexing it by its client key and,
+    /// with the `REVERSE` flag, by its server key. The caller has checked
+    /// that no live connection has the same keys.
+    pub fn insert(&mut self, mut conn: Conn<A>) -> Result<u32, TableFull> {
+        let i = self.free;
+        if i == NIL {
+            return Err(TableFull);
+        }
+        self.free = self.entries.0[i as usize].links.next;
+        conn.flags |= flags::LIVE;
+        let at = conn.expires;
+        let reverse = conn.has(flags::REVERSE);
+        let (ck, sk) = (conn.client_key(), conn.server_key());
+        self.entries.0[i as usize] = conn;
+        self.index.insert(self.hasher.hash(&ck), i << 1);
+        if reverse {
+            self.index.insert(self.hasher.hash(&sk), i << 1 | 1);
+        }
+        self.wheel.schedule(&mut self.entries, i, at);
+        self.len += 1;
+        Ok(i)
+    }
+
+    /// Sets connection `i` to expire at tick `at`.
+    #[inline]
+    pub fn set_expires(&mut self, i: u32, at: u32) {
+        self.entries.0[i as usize].expires = at;
+        self.wheel.reschedule(&mut self.entries, i, at);
+    }
+
+    /// Frees connection `i` at once (the caller updates any counters).
+    pub fn remove(&mut self, i: u32) {
+        self.wheel.unlink(&mut self.entries, i);
+        self.release(i);
+    }
+
+    fn release(&mut self, i: u32) {
+        let c = self.entries.0[i as usize];
+        debug_assert!(c.has(flags::LIVE));
+        self.index.remove(self.hasher.hash(&c.client_key()), i << 1);
+        if c.has(flags::REVERSE) {
+            self.index.remove(self.hasher.hash(&c.server_key()), i << 1 | 1);
+        }
+        let e = &mut self.entries.0[i as usize];
+        e.flags = 0;
+        e.links.next = self.free;
+        self.free = i;
+        self.len -= 1;
+    }
+
+    /// Reaps connections expired by tick `now`, examining at most `budget`
+    /// entries; `on_expire` sees each one before it is freed. Returns how
+    /// many it freed. Call it between batches: the work is amortised and
+    /// bounded, never a scan of the table.
+    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Conn<A>)) -> usize {
+        let mut reaped: [u32; 64] = [NIL; 64];
+        let mut total = 0;
+        let mut left = budget;
+        // The wheel hands out unlinked entries; release them in chunks so
+        // the index is not touched while the wheel walks its lists.
+        while left > 0 {
+            let mut n = 0;
+            let chunk = left.min(reaped.len());
+            self.wheel.advance(&mut self.entries, now, chunk, |_, i| {
+                reaped[n] = i;
+                n += 1;
+            });
+            for &i in &reaped[..n] {
+                on_expire(&self.entries.0[i as usize]);
+                self.release(i);
+            }
+            total += n;
+            left -= chunk;
+            if self.wheel.caught_up(now) {
+                break;
+            }
+        }
+        total
+    }
+
+    /// Live connections, for listing (`ipvsadm -L -c`). Not for the packet
+    /// path: it walks the whole entry array.
+    pub fn iter(&self) -> impl Iterator<Item = &Conn<A>> {
+        self.entries.0.iter().filter(|c| c.has(flags::LIVE))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+fn key(n: u32) -> FlowKey<Ipv4Addr> {
+    FlowKey {
+        proto: 6,
+        saddr: Ipv4Addr::from_bits(0xc612_0000 | (n >> 16)),
+        sport: n as u16,
+        daddr: Ipv4Addr::new(198, 18, 1, 1),
+        dport: 80,
+    }
+}
+
+fn conn(n: u32, expires: u32, nat: bool) -> Conn<Ipv4Addr> {
+    let k = key(n);
+    Conn {
+        caddr: k.saddr,
+        cport: k.sport,
+        vaddr: k.daddr,
+        vport: k.dport,
+        daddr: Ipv4Addr::new(198, 18, 2, 11),
+        dport: 8080,
+        proto: 6,
+        flags: if nat { flags::REVERSE } else { flags::NO_OUTPUT },
+        expires,
+        ..Conn::default()
+    }
+}
+
+fn find(t: &ConnTable<Ipv4Addr>, k: &FlowKey<Ipv4Addr>) -> Option<(u32, Side)> {
+    t.lookup(k, t.hash(k))
+}
+
+#[test]
+fn entry_is_48_bytes() {
+    assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 48);
+}
+
+#[test]
+fn memory_per_connection() {
+    let t = ConnTable::<Ipv4Addr>::new(1 << 20, 0);
+    let per = t.memory() as f64 / f64::from(t.capacity());
+    println!("connection table: {per:.1} bytes per connection (entry 48 + index + wheel)");
+    assert!(per <= 128.0, "{per} bytes per connection");
+}
+
+#[test]
+fn both_sides_of_a_nat_connection() {
+    let mut t = ConnTable::new(16, 0);
+    let i = t.insert(conn(1, 10, true)).unwrap();
+    let c = *t.get(i);
+    assert_eq!(find(&t, &c.client_key()), Some((i, Side::Client)));
+    assert_eq!(find(&t, &c.server_key()), Some((i, Side::Server)));
+    let j = t.insert(conn(2, 10, false)).unwrap();
+    let d = *t.get(j);
+    assert_eq!(find(&t, &d.client_key()), Some((j, Side::Client)));
+    assert_eq!(find(&t, &d.server_key()), None, "DR is not indexed by reply");
+    t.remove(i);
+    assert_eq!(find(&t, &c.client_key()), None);
+    assert_eq!(find(&t, &c.server_key()), None);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn full_table_refuses_new_and_keeps_old() {
+    let mut t = ConnTable::new(4, 0);
+    let ids: Vec<_> = (0..4).map(|n| t.insert(conn(n, 100, true)).unwrap()).collect();
+    assert_eq!(t.insert(conn(9, 100, true)), Err(TableFull));
+    for (n, &i) in ids.iter().enumerate() {
+        assert_eq!(find(&t, &key(n as u32)), Some((i, Side::Client)));
+    }
+    t.remove(ids[2]);
+    assert!(t.insert(conn(9, 100, true)).is_ok());
+}
+
+#[test]
+fn expires_on_time_not_before() {
+    let mut t = ConnTable::new(8, 0);
+    let a = t.insert(conn(1, 5, false)).unwrap();
+    t.insert(conn(2, 7, false)).unwrap();
+    let mut seen = Vec::new();
+    assert_eq!(t.expire(4, 100, |c| seen.push(c.cport)), 0);
+    // Refreshed: now due at 2000 (more than a turn of the wheel away).
+    t.set_expires(a, 2000);
+    assert_eq!(t.expire(7, 100, |c| seen.push(c.cport)), 1);
+    assert_eq!(seen, vec![2]);
+    assert_eq!(t.expire(1999, 100, |_| {}), 0);
+    assert_eq!(t.expire(2000, 100, |c| seen.push(c.cport)), 1);
+    assert_eq!(seen, vec![2, 1]);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn shortened_timeout_frees_early() {
+    let mut t = ConnTable::new(8, 0);
+    let a = t.insert(conn(1, 900, false)).unwrap();
+    t.set_expires(a, 10); // ESTABLISHED → CLOSE
+    assert_eq!(t.expire(10, 100, |_| {}), 1);
+}
+
+#[test]
+fn budget_bounds_the_work() {
+    let mut t = ConnTable::new(1000, 0);
+    for n in 0..1000 {
+        t.insert(conn(n, 3, false)).unwrap();
+    }
+    assert_eq!(t.expire(3, 100, |_| {}), 100);
+    assert_eq!(t.len(), 900);
+    assert_eq!(t.expire(3, 10_000, |_| {}), 900);
+}
+
+#[test]
+fn clock_jump_catches_up() {
+    let mut t = ConnTable::new(8, 0);
+    t.insert(conn(1, 5, false)).unwrap();
+    t.insert(conn(2, 500_000, false)).unwrap();
+    assert_eq!(t.expire(100_000, 100, |_| {}), 1);
+    assert_eq!(t.expire(500_000, 100, |_| {}), 1);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u32, u32),
+    Touch(u32, u32),
+    Remove(u32),
+    Tick(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u32..64, 1u32..1500).prop_map(|(k, t)| Op::Insert(k, t)),
+        (0u32..64, 1u32..1500).prop_map(|(k, t)| Op::Touch(k, t)),
+        (0u32..64).prop_map(Op::Remove),
+        (0u32..400).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    /// Against a model: after `expire(now)` with enough budget, exactly the
+    /// connections whose expiry is later than `now` remain, each findable
+    /// from both sides.
+    #[test]
+    fn matches_model(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut t = ConnTable::new(32, 0);
+        let mut model: HashMap<u32, (u32, u32)> = HashMap::new(); // key → (index, expires)
+        let mut now = 0u32;
+        for op in ops {
+            match op {
+                Op::Insert(k, ttl) if !model.contains_key(&k) => {
+                    match t.insert(conn(k, now + ttl, k % 2 == 0)) {
+                        Ok(i) => { model.insert(k, (i, now + ttl)); }
+                        Err(TableFull) => prop_assert_eq!(model.len(), 32),
+                    }
+                }
+                Op::Insert(..) => {}
+                Op::Touch(k, ttl) => if let Some(e) = model.get_mut(&k) {
+                    t.set_expires(e.0, now + ttl);
+                    e.1 = now + ttl;
+                },
+                Op::Remove(k) => if let Some((i, _)) = model.remove(&k) {
+                    t.remove(i);
+                },
+                Op::Tick(d) => {
+                    now += d;
+                    let mut gone = Vec::new();
+                    t.expire(now, usize::MAX, |c| gone.push(u32::from(c.cport) | (u32::from(c.caddr.to_bits() as u16) << 16)));
+                    let mut due: Vec<u32> = model.iter().filter(|e| e.1.1 <= now).map(|e| *e.0).collect();
+                    due.sort_unstable();
+                    gone.sort_unstable();
+                    prop_assert_eq!(&gone, &due);
+                    model.retain(|_, e| e.1 > now);
+                }
+            }
+            prop_assert_eq!(t.len() as usize, model.len());
+            for (&k, &(i, _)) in &model {
+                let c = *t.get(i);
+                prop_assert_eq!(find(&t, &key(k)), Some((i, Side::Client)));
+                if k % 2 == 0 {
+                    prop_assert_eq!(find(&t, &c.server_key()), Some((i, Side::Server)));
+                }
+            }
+        }
+    }
+}

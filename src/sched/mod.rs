@@ -1,0 +1,184 @@
+//! Schedule: choosing a real server for a new connection.
+//!
+//! One file per scheduler, each behind the small [`Scheduler`] trait and
+//! registered by name in [`REGISTRY`]. The hot path dispatches through the
+//! [`Sched`] enum, not a trait object. A scheduler is built on the control
+//! side whenever its service's real servers change (that is where any
+//! expensive table is computed) and is then shared, immutable, by every
+//! worker through the snapshot; per-decision state that must be shared
+//! (the rr cursor) is an atomic, never a lock.
+//!
+//! Arithmetic is integer-only and follows the Linux sources
+//! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
+//! real servers are considered: IPVS's list order, newest first.
+
+pub mod rr;
+pub mod wlc;
+
+use std::net::IpAddr;
+
+use crate::service::Dest;
+
+/// What a scheduler may look at about the new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub client: IpAddr,
+    pub cport: u16,
+    pub vip: IpAddr,
+    pub vport: u16,
+}
+
+/// A service's real servers, in IPVS list order.
+#[derive(Clone, Copy)]
+pub struct Dests<'a> {
+    order: &'a [u32],
+    all: &'a [Option<Dest>],
+}
+
+impl<'a> Dests<'a> {
+    /// `order` holds slots of `all`; each must be `Some`.
+    pub fn new(order: &'a [u32], all: &'a [Option<Dest>]) -> Dests<'a> {
+        debug_assert!(order.iter().all(|&s| all[s as usize].is_some()));
+        Dests { order, all }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The real server at list position `pos`.
+    #[inline]
+    pub fn at(&self, pos: usize) -> &'a Dest {
+        match &self.all[self.order[pos] as usize] {
+            Some(d) => d,
+            None => unreachable!("service lists a free destination slot"),
+        }
+    }
+
+    #[inline]
+    pub fn iter(&self) -> impl Iterator<Item = &'a Dest> + 'a {
+        let all = self.all;
+        self.order.iter().filter_map(move |&s| all[s as usize].as_ref())
+    }
+}
+
+/// One scheduling algorithm.
+pub trait Scheduler: Send + Sync + Sized {
+    /// The name `ipvsadm -s` uses.
+    const NAME: &'static str;
+
+    /// Built on the control side when the service or its real servers
+    /// change; may precompute whatever makes [`Scheduler::schedule`] cheap.
+    fn build(dests: &Dests<'_>) -> Self;
+
+    /// The list position of the real server for a new connection, or `None`
+    /// when none is available. Never returns a quiescent (weight 0) or
+    /// overloaded server.
+    fn schedule(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize>;
+}
+
+/// The schedulers, for dispatch without a virtual call.
+pub enum Sched {
+    Rr(rr::Rr),
+    Wlc(wlc::Wlc),
+}
+
+fn build<S: Scheduler>(dests: &Dests<'_>, wrap: fn(S) -> Sched) -> Sched {
+    wrap(S::build(dests))
+}
+
+type Builder = fn(&Dests<'_>) -> Sched;
+
+/// Every scheduler, by name: the one place a new one is registered.
+pub const REGISTRY: &[(&str, Builder)] = &[
+    (rr::Rr::NAME, |d| build(d, Sched::Rr)),
+    (wlc::Wlc::NAME, |d| build(d, Sched::Wlc)),
+];
+
+/// Scheduler names of IPVS that this build does not have yet.
+pub const PENDING: &[&str] = &["wrr", "lc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"];
+
+/// Why a scheduler could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    #[error("unknown scheduler \"{0}\"")]
+    Unknown(String),
+    #[error("scheduler \"{0}\" is not implemented yet")]
+    NotImplemented(String),
+}
+
+impl Sched {
+    /// The scheduler registered as `name`, built for `dests`.
+    pub fn build(name: &str, dests: &Dests<'_>) -> Result<Sched, SchedError> {
+        match REGISTRY.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => Ok(b(dests)),
+            None if PENDING.contains(&name) => Err(SchedError::NotImplemented(name.to_owned())),
+            None => Err(SchedError::Unknown(name.to_owned())),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sched::Rr(_) => rr::Rr::NAME,
+            Sched::Wlc(_) => wlc::Wlc::NAME,
+        }
+    }
+
+    /// The list position of the real server for a new connection.
+    #[inline]
+    pub fn schedule(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize> {
+        let pos = match self {
+            Sched::Rr(s) => s.schedule(dests, flow),
+            Sched::Wlc(s) => s.schedule(dests, flow),
+        };
+        debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
+        pos
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use crate::config::Forward;
+    use crate::service::{DestCounters, DestRef};
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    /// Real servers 198.18.2.(11+i) with the given weights, in list order.
+    pub fn dests(weights: &[u32]) -> (Vec<u32>, Vec<Option<Dest>>) {
+        let all = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                Some(Dest {
+                    r: DestRef::new(i as u32, 0),
+                    addr: IpAddr::V4(Ipv4Addr::new(198, 18, 2, 11 + i as u8)),
+                    port: 80,
+                    fwd: Forward::Dr,
+                    weight: w,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                    mac: Some([2, 0, 0, 0, 2, 11 + i as u8]),
+                    tx_port: 0,
+                    counters: Arc::new(DestCounters::default()),
+                })
+            })
+            .collect();
+        ((0..weights.len() as u32).collect(), all)
+    }
+
+    pub fn flow() -> Flow {
+        Flow {
+            client: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
+            cport: 40000,
+            vip: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+            vport: 80,
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Virtual services and real servers: the mutable table the control side
+//! edits ([`ServiceTable`]) and the immutable [`Snapshot`] the workers read.
+//!
+//! Workers never see a half-applied change: every edit builds a new
+//! snapshot (schedulers included — that is where their tables are
+//! computed), which workers pick up between batches. What must outlive a
+//! snapshot is shared by `Arc`: a real server's connection counters, which
+//! all workers update with relaxed atomics on connection state changes
+//! (never per packet).
+//!
+//! A real server lives in a numbered slot for as long as it exists. A
+//! connection remembers its server as a [`DestRef`] (slot and generation),
+//! so after the server is deleted — even if the slot is reused — the
+//! connection's packets find no server and are dropped, as IPVS ends the
+//! connections of a deleted real server.
+
+mod table;
+
+pub use table::{ServiceError, ServiceTable};
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crate::config::{Forward, Protocol};
+use crate::conn::Timeouts;
+use crate::sched::{Dests, Sched};
+
+/// A real server's slot and the generation of that slot's occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DestRef(pub u32);
+
+impl DestRef {
+    const GEN_BITS: u32 = 12;
+    pub const MAX_SLOTS: u32 = 1 << (32 - Self::GEN_BITS);
+
+    pub fn new(slot: u32, generation: u32) -> DestRef {
+        debug_assert!(slot < Self::MAX_SLOTS);
+        DestRef(slot << Self::GEN_BITS | (generation & ((1 << Self::GEN_BITS) - 1)))
+    }
+
+    #[inline]
+    pub fn slot(self) -> usize {
+        (self.0 >> Self::GEN_BITS) as usize
+    }
+}
+
+/// Connection counters of one real server, shared by all workers.
+/// `ActiveConn` counts ESTABLISHED TCP connections, `InActConn` all the
+/// others, as ipvsadm shows them.
+#[derive(Debug, Default)]
+#[repr(align(64))] // one cache line per server: no false sharing
+pub struct DestCounters {
+    active: AtomicU32,
+    inactive: AtomicU32,
+    overloaded: AtomicBool,
+}
+
+// Relaxed everywhere: the counters are statistics that feed scheduling
+// decisions; nothing else is published through them.
+impl DestCounters {
+    /// (ActiveConn, InActConn).
+    #[inline]
+    pub fn conns(&self) -> (u32, u32) {
+        (
+            self.active.load(Ordering::Relaxed),
+            self.inactive.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A new connection, counted inactive until it is established.
+    #[inline]
+    pub fn bind(&self) {
+        self.inactive.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection ends; `inactive` says which count held it.
+    #[inline]
+    pub fn unbind(&self, inactive: bool) {
+        let c = if inactive {
+            &self.inactive
+        } else {
+            &self.active
+        };
+        c.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection moves between the active and inactive counts.
+    #[inline]
+    pub fn set_active(&self, active: bool) {
+        let (from, to) = if active {
+            (&self.inactive, &self.active)
+        } else {
+            (&self.active, &self.inactive)
+        };
+        from.fetch_sub(1, Ordering::Relaxed);
+        to.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+
+    pub fn set_overloaded(&self, on: bool) {
+        self.overloaded.store(on, Ordering::Relaxed);
+    }
+}
+
+/// A real server as workers see it.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    pub r: DestRef,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub fwd: Forward,
+    pub weight: u32,
+    /// `ipvsadm -x`: at this many connections the server is overloaded.
+    pub upper_threshold: u32,
+    /// `ipvsadm -y`: below this many it takes new connections again.
+    pub lower_threshold: u32,
+    /// Next-hop MAC: the server's own (DR, NAT) or the router's toward it
+    /// (TUN). `None` until the neighbour is resolved.
+    pub mac: Option<[u8; 6]>,
+    /// The director port the server is reached through.
+    pub tx_port: u8,
+    pub counters: Arc<DestCounters>,
+}
+
+impl Dest {
+    /// May take new connections: not quiescent, not overloaded.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.weight > 0 && !self.counters.overloaded()
+    }
+
+    /// Counts a new connection and applies the upper threshold
+    /// (`ip_vs_bind_dest`).
+    #[inline]
+    pub fn bind(&self) {
+        self.counters.bind();
+        if self.upper_threshold != 0 {
+            let (a, i) = self.counters.conns();
+            if a + i >= self.upper_threshold {
+                self.counters.set_overloaded(true);
+            }
+        }
+    }
+
+    /// Uncounts an ending connection and lifts the overload mark as
+    /// `ip_vs_unbind_dest` does: below the lower threshold, or below 3/4 of
+    /// the upper one when no lower threshold is set.
+    #[inline]
+    pub fn unbind(&self, inactive: bool) {
+        self.counters.unbind(inactive);
+        if !self.counters.overloaded() {
+            return;
+        }
+        let (a, i) = self.counters.conns();
+        let total = u64::from(a + i);
+        let clear = if self.lower_threshold != 0 {
+            total < u64::from(self.lower_threshold)
+        } else if self.upper_threshold != 0 {
+            total * 4 < u64::from(self.upper_threshold) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.counters.set_overloaded(false);
+        }
+    }
+}
+
+/// A virtual service as workers see it.
+pub struct Service {
+    pub proto: Protocol,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub sched: Sched,
+    /// Slots of its real servers, in IPVS list order (newest first).
+    pub dests: Box<[u32]>,
+    pub persistence_timeout: u32,
+    pub persistence_netmask: Ipv4Addr,
+}
+
+/// One of the director's network ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    pub mac: [u8; 6],
+    pub mtu: u16,
+}
+
+/// Protocol number on the wire.
+pub fn ip_proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => crate::wire::ipv4::PROTO_TCP,
+        Protocol::Udp => crate::wire::ipv4::PROTO_UDP,
+    }
+}
+
+/// Everything the packet path reads, immutable once built.
+pub struct Snapshot {
+    pub ports: Box<[Port]>,
+    /// Outer source address of IPIP packets (TUN).
+    pub tunnel_source: Option<Ipv4Addr>,
+    pub timeouts: Timeouts,
+    services: Box<[Service]>,
+    /// (proto, IPv4 VIP, port) → index in `services`.
+    v4: hashbrown::HashMap<(u8, Ipv4Addr, u16), u32, foldhash::fast::FixedState>,
+    dests: Box<[Option<Dest>]>,
+    vips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState>,
+    nat_rips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState>,
+}
+
+impl Snapshot {
+    /// The service for a packet to `addr:port`: the exact one, else the
+    /// VIP's port-0 (all ports) service.
+    #[inline]
+    pub fn service_v4(&self, proto: u8, addr: Ipv4Addr, port: u16) -> Option<&Service> {
+        let i = self
+            .v4
+            .get(&(proto, addr, port))
+            .or_else(|| self.v4.get(&(proto, addr, 0)))?;
+        Some(&self.services[*i as usize])
+    }
+
+    /// Whether a packet from `src` to `dst` is the load balancer's: to a
+    /// VIP, or from a NAT real server.
+    pub fn is_ours_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        self.vips_v4.contains(&dst) || self.nat_rips_v4.contains(&src)
+    }
+
+    /// The real server a connection refers to, unless it has been deleted.
+    #[inline]
+    pub fn dest(&self, r: DestRef) -> Option<&Dest> {
+        self.dests
+            .get(r.slot())
+            .and_then(Option::as_ref)
+            .filter(|d| d.r == r)
+    }
+
+    /// A service's real servers, for its scheduler.
+    #[inline]
+    pub fn dests_of<'a>(&'a self, svc: &'a Service) -> Dests<'a> {
+        Dests::new(&svc.dests, &self.dests)
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+}

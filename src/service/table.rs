@@ -1,0 +1,329 @@
+//! The control side's editable service table, and how it becomes a
+//! [`Snapshot`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, ip_proto};
+use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
+use crate::conn::Timeouts;
+use crate::sched::{Dests, Sched, SchedError};
+
+/// Why an edit was refused. Nothing is changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("service {proto} {vip} already exists")]
+    ServiceExists { proto: Protocol, vip: SocketAddr },
+    #[error("no such service {proto} {vip}")]
+    NoService { proto: Protocol, vip: SocketAddr },
+    #[error("destination {dest} already exists in service {proto} {vip}")]
+    DestExists {
+        proto: Protocol,
+        vip: SocketAddr,
+        dest: SocketAddr,
+    },
+    #[error("no such destination {dest} in service {proto} {vip}")]
+    NoDest {
+        proto: Protocol,
+        vip: SocketAddr,
+        dest: SocketAddr,
+    },
+    #[error(transparent)]
+    Scheduler(#[from] SchedError),
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    #[error("real server {0} is forwarded by tunnel but no tunnel_source is configured")]
+    NoTunnelSource(SocketAddr),
+    #[error("too many real servers (at most {max})", max = DestRef::MAX_SLOTS)]
+    TooManyDests,
+}
+
+struct SvcEntry {
+    cfg: ServiceConfig,
+    /// Slots, newest first (IPVS adds destinations at the list head).
+    dests: Vec<u32>,
+}
+
+struct DestEntry {
+    cfg: RealConfig,
+    r: DestRef,
+    counters: Arc<DestCounters>,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    dest: Option<DestEntry>,
+}
+
+/// Services and real servers as the operator configured them.
+pub struct ServiceTable {
+    ports: Vec<Port>,
+    tunnel_source: Option<Ipv4Addr>,
+    timeouts: Timeouts,
+    services: Vec<SvcEntry>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Next hop of each real server address: director port and MAC.
+    next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+}
+
+impl ServiceTable {
+    pub fn new(ports: Vec<Port>, tunnel_source: Option<Ipv4Addr>, timeouts: Timeouts) -> Self {
+        ServiceTable {
+            ports,
+            tunnel_source,
+            timeouts,
+            services: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_hops: HashMap::new(),
+        }
+    }
+
+    /// The table a configuration file describes, on the given ports.
+    pub fn from_config(cfg: &Config, ports: Vec<Port>) -> Result<Self, ServiceError> {
+        let c = &cfg.connections;
+        let mut timeouts = Timeouts::default();
+        timeouts.set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
+        let mut t = ServiceTable::new(ports, cfg.dataplane.tunnel_source, timeouts);
+        for s in &cfg.services {
+            t.add_service(s)?;
+            for r in &s.reals {
+                t.add_dest(s.proto, s.vip, r)?;
+            }
+        }
+        Ok(t)
+    }
+
+    fn find(&self, proto: Protocol, vip: SocketAddr) -> Result<usize, ServiceError> {
+        self.services
+            .iter()
+            .position(|s| s.cfg.proto == proto && s.cfg.vip == vip)
+            .ok_or(ServiceError::NoService { proto, vip })
+    }
+
+    fn check_service(cfg: &ServiceConfig) -> Result<(), ServiceError> {
+        if !cfg.vip.is_ipv4() {
+            return Err(ServiceError::NotImplemented("IPv6 virtual services"));
+        }
+        if cfg.persistence_timeout != 0 {
+            return Err(ServiceError::NotImplemented("persistence (-p)"));
+        }
+        Sched::build(&cfg.scheduler, &Dests::new(&[], &[]))?;
+        Ok(())
+    }
+
+    /// `ipvsadm -A`. The service's `reals` are ignored: add them with
+    /// [`ServiceTable::add_dest`].
+    pub fn add_service(&mut self, cfg: &ServiceConfig) -> Result<(), ServiceError> {
+        if self.find(cfg.proto, cfg.vip).is_ok() {
+            return Err(ServiceError::ServiceExists {
+                proto: cfg.proto,
+                vip: cfg.vip,
+            });
+        }
+        Self::check_service(cfg)?;
+        self.services.push(SvcEntry {
+            cfg: ServiceConfig {
+                reals: Vec::new(),
+                ..cfg.clone()
+            },
+            dests: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `ipvsadm -E`: scheduler and persistence of an existing service.
+    pub fn edit_service(&mut self, cfg: &ServiceConfig) -> Result<(), ServiceError> {
+        let i = self.find(cfg.proto, cfg.vip)?;
+        Self::check_service(cfg)?;
+        let s = &mut self.services[i].cfg;
+        s.scheduler.clone_from(&cfg.scheduler);
+        s.persistence_timeout = cfg.persistence_timeout;
+        s.persistence_netmask = cfg.persistence_netmask;
+        Ok(())
+    }
+
+    /// `ipvsadm -D`: the service and its real servers.
+    pub fn del_service(&mut self, proto: Protocol, vip: SocketAddr) -> Result<(), ServiceError> {
+        let i = self.find(proto, vip)?;
+        for slot in self.services.remove(i).dests {
+            self.release(slot);
+        }
+        Ok(())
+    }
+
+    fn find_dest(&self, svc: usize, addr: SocketAddr) -> Option<(usize, u32)> {
+        self.services[svc].dests.iter().enumerate().find_map(|(pos, &slot)| {
+            let d = self.slots[slot as usize].dest.as_ref()?;
+            (d.cfg.addr == addr).then_some((pos, slot))
+        })
+    }
+
+    fn check_dest(&self, real: &RealConfig) -> Result<(), ServiceError> {
+        if real.forward == Forward::Tun && self.tunnel_source.is_none() {
+            return Err(ServiceError::NoTunnelSource(real.addr));
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -a`.
+    pub fn add_dest(
+        &mut self,
+        proto: Protocol,
+        vip: SocketAddr,
+        real: &RealConfig,
+    ) -> Result<(), ServiceError> {
+        let svc = self.find(proto, vip)?;
+        if self.find_dest(svc, real.addr).is_some() {
+            return Err(ServiceError::DestExists {
+                proto,
+                vip,
+                dest: real.addr,
+            });
+        }
+        self.check_dest(real)?;
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None if self.slots.len() < DestRef::MAX_SLOTS as usize => {
+                self.slots.push(Slot::default());
+                self.slots.len() as u32 - 1
+            }
+            None => return Err(ServiceError::TooManyDests),
+        };
+        let s = &mut self.slots[slot as usize];
+        s.generation = s.generation.wrapping_add(1);
+        s.dest = Some(DestEntry {
+            cfg: real.clone(),
+            r: DestRef::new(slot, s.generation),
+            counters: Arc::new(DestCounters::default()),
+        });
+        self.services[svc].dests.insert(0, slot);
+        Ok(())
+    }
+
+    /// `ipvsadm -e`: weight, forwarding method and thresholds. Existing
+    /// connections keep the forwarding method they started with.
+    pub fn edit_dest(
+        &mut self,
+        proto: Protocol,
+        vip: SocketAddr,
+        real: &RealConfig,
+    ) -> Result<(), ServiceError> {
+        let svc = self.find(proto, vip)?;
+        let (_, slot) = self.find_dest(svc, real.addr).ok_or(ServiceError::NoDest {
+            proto,
+            vip,
+            dest: real.addr,
+        })?;
+        self.check_dest(real)?;
+        if let Some(d) = self.slots[slot as usize].dest.as_mut() {
+            d.cfg = real.clone();
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -d`. The server's connections end: their packets no longer
+    /// find it.
+    pub fn del_dest(
+        &mut self,
+        proto: Protocol,
+        vip: SocketAddr,
+        addr: SocketAddr,
+    ) -> Result<(), ServiceError> {
+        let svc = self.find(proto, vip)?;
+        let (pos, slot) = self.find_dest(svc, addr).ok_or(ServiceError::NoDest {
+            proto,
+            vip,
+            dest: addr,
+        })?;
+        self.services[svc].dests.remove(pos);
+        self.release(slot);
+        Ok(())
+    }
+
+    fn release(&mut self, slot: u32) {
+        self.slots[slot as usize].dest = None;
+        self.free.push(slot);
+    }
+
+    /// `ipvsadm --set`.
+    pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) {
+        self.timeouts.set(tcp, tcpfin, udp);
+    }
+
+    /// Records how to reach real server address `addr`: out of director
+    /// port `port`, to MAC `mac` (its own on the LAN, or the router's).
+    pub fn set_next_hop(&mut self, addr: IpAddr, port: u8, mac: [u8; 6]) {
+        self.next_hops.insert(addr, (port, mac));
+    }
+
+    /// The immutable view the workers will read.
+    pub fn snapshot(&self) -> Snapshot {
+        let dests: Box<[Option<Dest>]> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let d = s.dest.as_ref()?;
+                let hop = self.next_hops.get(&d.cfg.addr.ip());
+                Some(Dest {
+                    r: d.r,
+                    addr: d.cfg.addr.ip(),
+                    port: d.cfg.addr.port(),
+                    fwd: d.cfg.forward,
+                    weight: d.cfg.weight,
+                    upper_threshold: d.cfg.upper_threshold,
+                    lower_threshold: d.cfg.lower_threshold,
+                    mac: hop.map(|h| h.1),
+                    tx_port: hop.map_or(0, |h| h.0),
+                    counters: Arc::clone(&d.counters),
+                })
+            })
+            .collect();
+        let mut v4 = hashbrown::HashMap::with_hasher(Default::default());
+        let services: Box<[Service]> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if let IpAddr::V4(a) = s.cfg.vip.ip() {
+                    v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
+                }
+                let order = s.dests.clone().into_boxed_slice();
+                let sched = Sched::build(&s.cfg.scheduler, &Dests::new(&order, &dests))
+                    .expect("scheduler names are checked when a service is added");
+                Service {
+                    proto: s.cfg.proto,
+                    vip: s.cfg.vip.ip(),
+                    port: s.cfg.vip.port(),
+                    sched,
+                    dests: order,
+                    persistence_timeout: s.cfg.persistence_timeout,
+                    persistence_netmask: s.cfg.persistence_netmask,
+                }
+            })
+            .collect();
+        let vips_v4 = v4.keys().map(|k| k.1).collect();
+        let nat_rips_v4 = dests
+            .iter()
+            .flatten()
+            .filter(|d| d.fwd == Forward::Nat)
+            .filter_map(|d| match d.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        Snapshot {
+            ports: self.ports.clone().into_boxed_slice(),
+            tunnel_source: self.tunnel_source,
+            timeouts: self.timeouts,
+            services,
+            v4,
+            dests,
+            vips_v4,
+            nat_rips_v4,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! NAT — masquerading (ipvsadm `-m`, "Masq"; `ip_vs_nat_xmit`,
+//! `tcp_dnat_handler`, `tcp_snat_handler`).
+//!
+//! Inbound, the destination VIP:vport becomes RIP:rport; outbound, the real
+//! server's reply has its source RIP:rport put back to VIP:vport, so the
+//! client only ever sees the VIP. The IPv4 header checksum and the TCP/UDP
+//! checksum (whose pseudo-header covers the addresses) are updated
+//! incrementally (RFC 1624), never recomputed over the payload. The real
+//! server needs nothing special except that its route back to clients goes
+//! through the director (default gateway), since the director must see the
+//! replies. Replies are forwarded, so their TTL is decremented as a router
+//! would; requests are delivered to the VIP, a local address, and keep it.
+
+use std::net::Ipv4Addr;
+
+use super::{Hop, Layout, drop, send};
+use crate::pipeline::{DropReason, Frame, Verdict};
+use crate::wire::checksum::{update16, update32};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_UDP};
+
+/// Offset of the checksum in the TCP and UDP headers.
+const TCP_CHECK: usize = 16;
+const UDP_CHECK: usize = 6;
+
+#[inline]
+fn rd16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+#[inline]
+fn wr16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Replaces one address and one port of the packet: the destination
+/// (`dst == true`) or the source. Ports sit at L4 offset 0 (source) and 2.
+#[inline]
+fn rewrite(d: &mut [u8], l: &Layout, proto: u8, dst: bool, addr: Ipv4Addr, port: u16) {
+    let ip_at = l.l2_len;
+    let l4 = l.l4();
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[ip_at..]);
+    let old_addr = if dst { ip.dst_addr() } else { ip.src_addr() };
+    if dst {
+        ip.set_dst_addr(addr);
+    } else {
+        ip.set_src_addr(addr);
+    }
+    let check = update32(ip.checksum(), old_addr.to_bits(), addr.to_bits());
+    ip.set_checksum(check);
+
+    let port_at = l4 + if dst { 2 } else { 0 };
+    let old_port = rd16(d, port_at);
+    wr16(d, port_at, port);
+    let (check_at, is_udp) = if proto == PROTO_UDP {
+        (l4 + UDP_CHECK, true)
+    } else {
+        (l4 + TCP_CHECK, false)
+    };
+    let old = rd16(d, check_at);
+    if is_udp && old == 0 {
+        return; // IPv4 UDP without a checksum stays without one
+    }
+    let mut c = update32(old, old_addr.to_bits(), addr.to_bits());
+    c = update16(c, old_port, port);
+    if is_udp && c == 0 {
+        c = 0xffff; // 0 would mean "no checksum" (RFC 768)
+    }
+    wr16(d, check_at, c);
+}
+
+/// Client → real server: destination VIP:vport becomes RIP:rport.
+#[inline]
+pub fn xmit_in(
+    frame: &mut Frame<'_>,
+    l: &Layout,
+    proto: u8,
+    rip: Ipv4Addr,
+    rport: u16,
+    hop: &Hop,
+) -> Verdict {
+    rewrite(frame.data_mut(), l, proto, true, rip, rport);
+    send(frame, hop)
+}
+
+/// Real server → client: source RIP:rport becomes VIP:vport, TTL is
+/// decremented.
+#[inline]
+pub fn xmit_out(
+    frame: &mut Frame<'_>,
+    l: &Layout,
+    proto: u8,
+    vip: Ipv4Addr,
+    vport: u16,
+    hop: &Hop,
+) -> Verdict {
+    let d = frame.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[l.l2_len..]);
+    let ttl = ip.ttl();
+    if ttl <= 1 {
+        return drop(DropReason::TtlExceeded);
+    }
+    // TTL shares a 16-bit checksum word with the protocol.
+    let old = u16::from_be_bytes([ttl, proto]);
+    ip.set_ttl(ttl - 1);
+    let check = update16(ip.checksum(), old, u16::from_be_bytes([ttl - 1, proto]));
+    ip.set_checksum(check);
+    rewrite(d, l, proto, false, vip, vport);
+    send(frame, hop)
+}

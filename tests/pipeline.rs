@@ -1,0 +1,565 @@
+//! The packet pipeline end to end, without a network: frames built with
+//! etherparse go through `Pipeline::process`, and what comes out is
+//! compared field by field (as bytes) with what etherparse builds for the
+//! expected packet, every checksum recomputed in full by etherparse.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use common::*;
+use etherparse::{Icmpv4Type, InternetSlice, SlicedPacket, TransportSlice};
+use xdpvs::config::{Forward, Protocol};
+use xdpvs::pipeline::{DropReason, Verdict};
+
+fn is_tx(v: Verdict) -> bool {
+    matches!(v, Verdict::Tx { port: 0, .. })
+}
+
+/// Every checksum in `frame` (Ethernet + IPv4 [+ IPIP inner] + TCP/UDP/ICMP)
+/// is right, by etherparse's full recomputation.
+fn assert_checksums(frame: &[u8]) {
+    let s = SlicedPacket::from_ethernet(frame).expect("etherparse parses the output");
+    let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4(&h, t.payload())
+                .unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+            let want = u
+                .to_header()
+                .calc_checksum_ipv4(&h, u.payload())
+                .unwrap();
+            assert_eq!(u.checksum(), want, "UDP checksum");
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            let sum = xdpvs::wire::checksum::checksum(i.slice());
+            assert_eq!(sum, 0, "ICMP checksum");
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn dr_rewrites_only_macs() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let pkt = Pkt {
+        payload: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        l4: L4::Tcp {
+            flags: SYN,
+            seq: 7,
+        },
+        ..Pkt::default()
+    };
+    let (v, out) = run(&mut p, &pkt.bytes(), 0);
+    assert!(is_tx(v), "{v:?}");
+    // rr from the list head: the newest real server added (.11) first.
+    let expected = Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: mac_of(Ipv4Addr::new(198, 18, 2, 11)),
+        ..pkt.clone()
+    };
+    assert_eq!(out, expected.bytes());
+    assert_checksums(&out);
+    assert_eq!(p.counters().tx, [1, 0, 0]);
+}
+
+#[test]
+fn dr_keeps_a_vlan_tag() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let pkt = Pkt {
+        vlan: Some(0x2064),
+        ..Pkt::default()
+    };
+    let (v, out) = run(&mut p, &pkt.bytes(), 0);
+    assert!(is_tx(v));
+    let expected = Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: mac_of(Ipv4Addr::new(198, 18, 2, 11)),
+        ..pkt
+    };
+    assert_eq!(out, expected.bytes());
+}
+
+fn tun_expected(pkt: &Pkt, rip: Ipv4Addr, ident: u16) -> Vec<u8> {
+    let inner = pkt.ip_bytes();
+    let mut outer = etherparse::Ipv4Header::new(
+        inner.len() as u16,
+        pkt.ttl,
+        etherparse::IpNumber::IPV4,
+        TUNNEL_SRC.octets(),
+        rip.octets(),
+    )
+    .unwrap();
+    outer.dscp = etherparse::IpDscp::try_new(pkt.dscp).unwrap();
+    outer.ecn = etherparse::IpEcn::try_new(pkt.ecn).unwrap();
+    outer.dont_fragment = pkt.df;
+    outer.identification = ident;
+    outer.header_checksum = outer.calc_header_checksum();
+    let mut out = Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: mac_of(rip),
+        ..pkt.clone()
+    }
+    .l2(0x0800);
+    out.extend_from_slice(&outer.to_bytes());
+    out.extend_from_slice(&inner);
+    out
+}
+
+#[test]
+fn tun_encapsulates_with_tos_ttl_and_df_carried() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    for (i, (df, dscp)) in [(true, 46), (false, 0)].into_iter().enumerate() {
+        let pkt = Pkt {
+            dst: VIP_TUN,
+            sport: 40000 + i as u16,
+            df,
+            dscp,
+            payload: vec![0xab; 100],
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &pkt.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let rip = [Ipv4Addr::new(198, 18, 2, 21), Ipv4Addr::new(198, 18, 2, 22)][i];
+        assert_eq!(out, tun_expected(&pkt, rip, i as u16 + 1));
+        assert_checksums(&out);
+    }
+    assert_eq!(p.counters().tx, [0, 2, 0]);
+}
+
+#[test]
+fn tun_with_vlan_and_without_headroom() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let pkt = Pkt {
+        dst: VIP_TUN,
+        vlan: Some(7),
+        ..Pkt::default()
+    };
+    // A frame at the very start of its buffer: the pipeline moves it back
+    // into the tailroom.
+    let bytes = pkt.bytes();
+    let mut buf = vec![0u8; 2048];
+    buf[..bytes.len()].copy_from_slice(&bytes);
+    let mut f = xdpvs::pipeline::Frame::new(&mut buf, 0, bytes.len(), 0);
+    let v = p.process(&mut f, 0);
+    assert!(is_tx(v));
+    assert_eq!(f.data(), &tun_expected(&pkt, Ipv4Addr::new(198, 18, 2, 21), 1)[..]);
+    // No room at all: dropped and counted.
+    let mut tight = bytes.clone();
+    let n = tight.len();
+    let mut f = xdpvs::pipeline::Frame::new(&mut tight, 0, n, 0);
+    let v = p.process(&mut f, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoHeadroom));
+}
+
+#[test]
+fn tun_too_big_with_df_gets_icmp_frag_needed() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let pkt = Pkt {
+        dst: VIP_TUN,
+        payload: vec![0x55; 1500 - 40],
+        ..Pkt::default()
+    };
+    let input = pkt.bytes();
+    let (v, out) = run(&mut p, &input, 0);
+    assert!(is_tx(v), "{v:?}");
+    let s = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source_addr(), VIP_TUN);
+    assert_eq!(ip.header().destination_addr(), CLIENT);
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!("not ICMP")
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }
+        )
+    );
+    // The quote: the original IP header and 8 bytes of TCP.
+    assert_eq!(icmp.payload(), &input[14..14 + 28]);
+    assert_eq!(&out[0..6], &ROUTER_MAC, "back to the sender's MAC");
+    assert_checksums(&out);
+    assert_eq!(p.counters().icmp_sent, 1);
+
+    let no_df = Pkt { df: false, sport: 2, ..pkt };
+    let (v, _) = run(&mut p, &no_df.bytes(), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::TooBig));
+    // Exactly at the limit: 1480 bytes of IP packet fit.
+    let fits = Pkt {
+        dst: VIP_TUN,
+        sport: 3,
+        payload: vec![0; 1480 - 40],
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &fits.bytes(), 0).0));
+}
+
+#[test]
+fn nat_both_directions() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        options: vec![0x94, 0x04, 0, 0], // Router Alert: IHL 6
+        ..Pkt::default()
+    };
+    let (v, out) = run(&mut p, &syn.bytes(), 0);
+    assert!(is_tx(v), "{v:?}");
+    let want = Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: mac_of(rs),
+        dst: rs,
+        dport: 8080,
+        ..syn.clone()
+    };
+    assert_eq!(out, want.bytes());
+    assert_checksums(&out);
+
+    // The real server answers the client; the director puts the VIP back.
+    let synack = Pkt {
+        src_mac: mac_of(rs),
+        dst_mac: DIRECTOR_MAC,
+        src: rs,
+        sport: 8080,
+        dst: CLIENT,
+        dport: 40000,
+        ttl: 64,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 5000,
+        },
+        payload: b"hello".to_vec(),
+        ..Pkt::default()
+    };
+    let (v, out) = run(&mut p, &synack.bytes(), 0);
+    assert!(is_tx(v), "{v:?}");
+    let want = Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: ROUTER_MAC,
+        src: VIP_NAT,
+        sport: 80,
+        ttl: 63,
+        ..synack
+    };
+    assert_eq!(out, want.bytes());
+    assert_checksums(&out);
+    assert_eq!(p.counters().tx, [0, 0, 1]);
+    assert_eq!(p.counters().tx_replies, 1);
+}
+
+#[test]
+fn nat_udp_with_and_without_checksum() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    for (i, checksum) in [true, false].into_iter().enumerate() {
+        let q = Pkt {
+            dst: VIP_NAT,
+            dport: 53,
+            sport: 5000 + i as u16,
+            l4: L4::Udp { checksum },
+            payload: b"\x12\x34query".to_vec(),
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &q.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let want = Pkt {
+            src_mac: DIRECTOR_MAC,
+            dst_mac: mac_of(rs),
+            dst: rs,
+            dport: 5353,
+            ..q.clone()
+        };
+        assert_eq!(out, want.bytes());
+        assert_checksums(&out);
+        let reply = Pkt {
+            src_mac: mac_of(rs),
+            src: rs,
+            sport: 5353,
+            dst: CLIENT,
+            dport: q.sport,
+            l4: L4::Udp { checksum },
+            payload: b"answer".to_vec(),
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &reply.bytes(), 1);
+        assert!(is_tx(v), "{v:?}");
+        let want = Pkt {
+            src_mac: DIRECTOR_MAC,
+            dst_mac: ROUTER_MAC,
+            src: VIP_NAT,
+            sport: 53,
+            ttl: reply.ttl - 1,
+            ..reply
+        };
+        assert_eq!(out, want.bytes());
+    }
+}
+
+#[test]
+fn nat_reply_with_ttl_1_is_dropped() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &syn.bytes(), 0).0));
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    for ttl in [0, 1] {
+        let r = Pkt {
+            src: rs,
+            sport: 8080,
+            dst: CLIENT,
+            dport: 40000,
+            ttl,
+            l4: L4::Tcp {
+                flags: SYN | ACK,
+                seq: 1,
+            },
+            ..Pkt::default()
+        };
+        assert_eq!(run(&mut p, &r.bytes(), 0).0, Verdict::Drop(DropReason::TtlExceeded));
+    }
+    // A request with TTL 0 or 1 is delivered: the VIP is a local address.
+    let low = Pkt {
+        dst: VIP_NAT,
+        ttl: 1,
+        l4: L4::Tcp { flags: ACK, seq: 2 },
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &low.bytes(), 0).0));
+}
+
+#[test]
+fn not_ours_passes_and_strays_drop() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    // To the director itself (e.g. SSH): the kernel's.
+    let ssh = Pkt {
+        dst: TUNNEL_SRC,
+        dport: 22,
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &ssh.bytes(), 0).0, Verdict::Pass);
+    // A port of the VIP no service has.
+    let other = Pkt {
+        dport: 443,
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &other.bytes(), 0).0, Verdict::Pass);
+    // ARP.
+    let mut arp = Pkt::default().l2(0x0806);
+    arp.extend_from_slice(&[0u8; 28]);
+    assert_eq!(run(&mut p, &arp, 0).0, Verdict::Pass);
+    // A TCP segment for a VIP without a connection and without SYN.
+    let ack = Pkt {
+        l4: L4::Tcp { flags: ACK, seq: 1 },
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &ack.bytes(), 0).0, Verdict::Drop(DropReason::NoConnection));
+    let synrst = Pkt {
+        l4: L4::Tcp {
+            flags: SYN | RST,
+            seq: 1,
+        },
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &synrst.bytes(), 0).0, Verdict::Drop(DropReason::NoConnection));
+    assert_eq!(p.counters().passed, 3);
+    assert_eq!(p.counters().dropped(DropReason::NoConnection), 2);
+}
+
+#[test]
+fn rr_splits_exactly_and_flows_stick() {
+    let t = director();
+    let mut p = pipeline(&t, 4096);
+    let mut per_real = std::collections::HashMap::new();
+    let mut chosen = Vec::new();
+    for i in 0..300u16 {
+        let syn = Pkt {
+            sport: 10000 + i,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &syn.bytes(), 0);
+        assert!(is_tx(v));
+        let mac: [u8; 6] = out[0..6].try_into().unwrap();
+        *per_real.entry(mac).or_insert(0) += 1;
+        chosen.push(mac);
+    }
+    assert_eq!(per_real.len(), 3);
+    assert!(per_real.values().all(|&n| n == 100), "{per_real:?}");
+    // Every later packet of each flow goes to the same real server.
+    for round in 0..3 {
+        for i in 0..300u16 {
+            let data = Pkt {
+                sport: 10000 + i,
+                l4: L4::Tcp {
+                    flags: ACK | PSH,
+                    seq: 100 + round,
+                },
+                payload: vec![1, 2, 3],
+                ..Pkt::default()
+            };
+            let (v, out) = run(&mut p, &data.bytes(), 1 + round);
+            assert!(is_tx(v));
+            assert_eq!(out[0..6], chosen[usize::from(i)]);
+        }
+    }
+    assert_eq!(p.conns().len(), 300);
+}
+
+#[test]
+fn counters_follow_states_and_expiry() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let snap = Arc::clone(p.snapshot());
+    let svc = snap
+        .service_v4(6, VIP_DR, 80)
+        .expect("the DR service exists");
+    let first = snap.dests_of(svc).at(0);
+    let flags_seq = [(SYN, 0), (ACK, 1)];
+    for (f, now) in flags_seq {
+        let pkt = Pkt {
+            l4: L4::Tcp { flags: f, seq: 1 },
+            ..Pkt::default()
+        };
+        assert!(is_tx(run(&mut p, &pkt.bytes(), now).0));
+    }
+    assert_eq!(first.counters.conns(), (1, 0), "ESTABLISHED is active");
+    let fin = Pkt {
+        l4: L4::Tcp {
+            flags: FIN | ACK,
+            seq: 2,
+        },
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &fin.bytes(), 2).0));
+    assert_eq!(first.counters.conns(), (0, 1), "FIN_WAIT is inactive");
+    // FIN_WAIT lasts 120 s.
+    assert_eq!(p.expire(121, 100), 0);
+    assert_eq!(p.expire(122, 100), 1);
+    assert_eq!(first.counters.conns(), (0, 0));
+    assert!(p.conns().is_empty());
+}
+
+#[test]
+fn full_table_drops_new_flows_only() {
+    let t = director();
+    let mut p = pipeline(&t, 8);
+    for i in 0..8u16 {
+        let syn = Pkt {
+            sport: i,
+            ..Pkt::default()
+        };
+        assert!(is_tx(run(&mut p, &syn.bytes(), 0).0));
+    }
+    let late = Pkt {
+        sport: 999,
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &late.bytes(), 0).0, Verdict::Drop(DropReason::TableFull));
+    for i in 0..8u16 {
+        let data = Pkt {
+            sport: i,
+            l4: L4::Tcp { flags: ACK, seq: 9 },
+            ..Pkt::default()
+        };
+        assert!(is_tx(run(&mut p, &data.bytes(), 1).0));
+    }
+    assert_eq!(p.counters().dropped(DropReason::TableFull), 1);
+}
+
+#[test]
+fn deleted_real_ends_its_connections_and_weight_0_drains() {
+    let mut t = director();
+    let mut p = pipeline(&t, 1024);
+    let vip = "198.18.1.1:80".parse().unwrap();
+    let flows: Vec<_> = (0..3u16)
+        .map(|i| {
+            let syn = Pkt {
+                sport: 100 + i,
+                ..Pkt::default()
+            };
+            let (_, out) = run(&mut p, &syn.bytes(), 0);
+            <[u8; 6]>::try_from(&out[0..6]).unwrap()
+        })
+        .collect();
+    let rs11 = mac_of(Ipv4Addr::new(198, 18, 2, 11));
+    let rs12 = mac_of(Ipv4Addr::new(198, 18, 2, 12));
+    assert_eq!(flows[0], rs11);
+    assert_eq!(flows[1], rs12);
+    // .12 drains: weight 0. Its flow continues; new flows avoid it.
+    t.edit_dest(Protocol::Tcp, vip, &real("198.18.2.12:80", Forward::Dr, 0))
+        .unwrap();
+    // .11 is deleted: its flow ends.
+    t.del_dest(Protocol::Tcp, vip, "198.18.2.11:80".parse().unwrap())
+        .unwrap();
+    p.set_snapshot(Arc::new(t.snapshot()));
+    let data = |sport| Pkt {
+        sport,
+        l4: L4::Tcp { flags: ACK, seq: 5 },
+        ..Pkt::default()
+    };
+    assert_eq!(run(&mut p, &data(100).bytes(), 1).0, Verdict::Drop(DropReason::DestGone));
+    let (v, out) = run(&mut p, &data(101).bytes(), 1);
+    assert!(is_tx(v));
+    assert_eq!(out[0..6], rs12);
+    for i in 0..10 {
+        let syn = Pkt {
+            sport: 200 + i,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &syn.bytes(), 1);
+        assert!(is_tx(v));
+        assert_eq!(out[0..6], mac_of(Ipv4Addr::new(198, 18, 2, 13)));
+    }
+}
+
+#[test]
+fn unresolved_next_hop_is_counted() {
+    let mut t = director();
+    let vip = "198.18.1.1:80".parse().unwrap();
+    t.add_dest(Protocol::Tcp, vip, &real("198.18.2.14:80", Forward::Dr, 1))
+        .unwrap();
+    let mut p = pipeline(&t, 64);
+    // The newest real server is first in the list: rr picks .14 first.
+    let (v, _) = run(&mut p, &Pkt::default().bytes(), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour));
+    assert_eq!(p.counters().dropped(DropReason::NoNeighbour), 1);
+}
+
+#[test]
+fn timeouts_follow_set() {
+    let mut t = director();
+    t.set_timeouts(0, 0, 10);
+    let mut p = pipeline(&t, 64);
+    let q = Pkt {
+        dst: VIP_NAT,
+        dport: 53,
+        l4: L4::Udp { checksum: true },
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &q.bytes(), 0).0));
+    assert_eq!(p.expire(9, 100), 0);
+    assert_eq!(p.expire(10, 100), 1);
+}
