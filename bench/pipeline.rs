@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrayvec::ArrayVec;
 use criterion::{Criterion, criterion_group, criterion_main};
 use xdpvs::config::{Forward, Protocol, RealConfig, ServiceConfig};
 use xdpvs::conn::Timeouts;
@@ -183,17 +184,55 @@ fn established(mode: Mode, flows: u32) -> (Pipeline, Vec<[u8; FRAME]>, Vec<[u8; 
     (p, fwd, rev)
 }
 
+const BATCH: usize = 32;
+
+/// Frames of the flows in a random flow order, laid out one after another
+/// as they would arrive in a receive ring.
+fn arrival_order(frames: &[[u8; FRAME]]) -> Vec<[u8; FRAME]> {
+    shuffled(frames.len() as u32)
+        .into_iter()
+        .map(|i| frames[i as usize])
+        .collect()
+}
+
+/// ns per packet, one `process` call per packet and in batches of
+/// `BATCH` through `process_batch` (as a worker calls it).
 fn drive(c: &mut Criterion, name: &str, p: &mut Pipeline, frames: &[[u8; FRAME]]) {
-    let order = shuffled(frames.len() as u32);
+    let seq = arrival_order(frames);
     let mut buf = vec![0u8; 2048];
     let mut k = 0usize;
-    c.bench_function(name, |b| {
+    c.bench_function(&format!("{name}/single"), |b| {
         b.iter(|| {
-            let f = &frames[order[k] as usize];
-            k = if k + 1 == order.len() { 0 } else { k + 1 };
-            let v = process(p, &mut buf, f);
+            let v = process(p, &mut buf, &seq[k]);
+            k = if k + 1 == seq.len() { 0 } else { k + 1 };
             debug_assert!(matches!(v, Verdict::Tx { .. }));
             black_box(v)
+        })
+    });
+    let mut bufs = vec![[0u8; 512]; BATCH];
+    let mut verdicts = [Verdict::Pass; BATCH];
+    let mut k = 0usize;
+    c.bench_function(&format!("{name}/batch{BATCH}"), |b| {
+        // Time per packet: `iters` packets in batches.
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            let mut left = iters;
+            while left > 0 {
+                let n = (left as usize).min(BATCH).min(seq.len() - k);
+                let mut frames: ArrayVec<Frame<'_>, BATCH> = bufs
+                    .iter_mut()
+                    .zip(&seq[k..k + n])
+                    .map(|(buf, f)| {
+                        buf[HEADROOM..HEADROOM + FRAME].copy_from_slice(f);
+                        Frame::new(buf, HEADROOM, FRAME, 0)
+                    })
+                    .collect();
+                p.process_batch(&mut frames, &mut verdicts[..n], 1);
+                black_box(&verdicts);
+                k = if k + n == seq.len() { 0 } else { k + n };
+                left -= n as u64;
+            }
+            t0.elapsed()
         })
     });
     assert_eq!(p.counters().total_drops(), 0, "{name}: drops");
@@ -211,7 +250,8 @@ fn bench_established(c: &mut Criterion) {
     }
 }
 
-/// Copying the frame alone: the floor under every figure above.
+/// Copying the frames alone, in arrival order: the floor under every
+/// figure above.
 fn bench_copy(c: &mut Criterion) {
     let frames: Vec<[u8; FRAME]> = (0..1u32 << 20)
         .map(|n| {
@@ -219,14 +259,13 @@ fn bench_copy(c: &mut Criterion) {
             frame(a, port, Mode::Dr.vip(), 80, ACK)
         })
         .collect();
-    let order = shuffled(frames.len() as u32);
+    let seq = arrival_order(&frames);
     let mut buf = vec![0u8; 2048];
     let mut k = 0usize;
     c.bench_function("copy_only/1M", |b| {
         b.iter(|| {
-            let f = &frames[order[k] as usize];
-            k = if k + 1 == order.len() { 0 } else { k + 1 };
-            buf[HEADROOM..HEADROOM + FRAME].copy_from_slice(f);
+            buf[HEADROOM..HEADROOM + FRAME].copy_from_slice(&seq[k]);
+            k = if k + 1 == seq.len() { 0 } else { k + 1 };
             black_box(&buf);
         })
     });

@@ -8,7 +8,9 @@
 #                compiled with clang -target bpf against libbpf-dev headers)
 #   test bed     iproute2 nftables ethtool tcpdump   (namespaces, veth, bridges)
 #                apache2 vsftpd curl lftp            (real servers and clients)
-#   comparison   dpdk (dpdk-testpmd on AF_XDP), valgrind, linux-perf
+#   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
+#                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
+#                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf
 #
 # The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
 # for edition 2024 and has no rustup package, and rustup's installer downloads
@@ -20,7 +22,7 @@ PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
     iproute2 nftables curl ethtool tcpdump apache2 vsftpd lftp
-    dpdk valgrind linux-perf
+    dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf
 )
 # Edition 2024 needs Rust 1.85.
 MIN_RUST_MINOR=85
@@ -80,8 +82,9 @@ command -v cargo >/dev/null 2>&1 ||
        from here: rustup downloads from outside the Debian archive."
 rust_version=$(rustc --version 2>/dev/null) || die "cargo found but rustc does not run"
 minor=$(sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p' <<<"$rust_version")
-[[ -n $minor ]] && ((minor >= MIN_RUST_MINOR)) ||
+if [[ -z $minor ]] || ((minor < MIN_RUST_MINOR)); then
     die "$rust_version is too old: edition 2024 needs Rust 1.$MIN_RUST_MINOR or newer (rustup update stable)"
+fi
 step "rust: $rust_version, $(cargo --version)"
 
 if command -v rustup >/dev/null 2>&1; then

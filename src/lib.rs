@@ -23,3 +23,4 @@ pub mod sched;
 pub mod service;
 pub mod wire;
 pub mod xmit;
+pub mod xsk;

@@ -217,6 +217,9 @@ struct Parsed {
 /// Maximum connections reaped per [`Pipeline::expire`] call by default.
 pub const EXPIRE_BUDGET: usize = 256;
 
+/// The largest batch [`Pipeline::process_batch`] takes.
+pub const MAX_BATCH: usize = 64;
+
 /// One worker's packet path: its connection table, the snapshot of the
 /// services it currently reads, and its counters.
 pub struct Pipeline {
@@ -310,15 +313,45 @@ impl Pipeline {
     /// Processes one frame.
     #[inline]
     pub fn process(&mut self, frame: &mut Frame<'_>, now: Tick) -> Verdict {
-        let st = &mut self.st;
-        st.counters.rx += 1;
-        let v = st.classify(&self.snap, frame, now);
-        match v {
-            Verdict::Pass => st.counters.passed += 1,
-            Verdict::Drop(r) => st.counters.drops[r as usize] += 1,
-            Verdict::Tx { .. } => {}
+        let parsed = parse(frame.data());
+        let hash = match &parsed {
+            Ok(Some(p)) => self.st.conns.hash(&p.key),
+            _ => 0,
+        };
+        self.st.finish(&self.snap, frame, parsed, hash, now)
+    }
+
+    /// Processes a batch of frames (at most [`MAX_BATCH`]), writing one
+    /// verdict per frame. Same result as [`Pipeline::process`] on each in
+    /// turn, but faster on large tables: the batch is walked three times so
+    /// that the cache misses of different packets overlap — parse, hash and
+    /// prefetch the index slot; prefetch the likely connection entry; then
+    /// process each packet with both already on their way.
+    pub fn process_batch(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now: Tick) {
+        let n = frames.len();
+        assert!(n <= MAX_BATCH && verdicts.len() >= n, "batch too large");
+        let mut parsed = [Ok(None); MAX_BATCH];
+        let mut hashes = [0u64; MAX_BATCH];
+        let conns = &self.st.conns;
+        for (i, f) in frames.iter().enumerate() {
+            parsed[i] = parse(f.data());
+            if let Ok(Some(p)) = &parsed[i] {
+                hashes[i] = conns.hash(&p.key);
+            }
         }
-        v
+        for i in 0..n {
+            if let Ok(Some(_)) = parsed[i] {
+                conns.prefetch(hashes[i]);
+            }
+        }
+        for i in 0..n {
+            if let Ok(Some(_)) = parsed[i] {
+                conns.prefetch_entry(hashes[i]);
+            }
+        }
+        for (i, f) in frames.iter_mut().enumerate() {
+            verdicts[i] = self.st.finish(&self.snap, f, parsed[i], hashes[i], now);
+        }
     }
 
     /// Reaps expired connections, at most `budget` examined. Call between
@@ -336,29 +369,54 @@ impl Pipeline {
 }
 
 impl State {
+    /// Classifies a parsed frame and counts the verdict.
     #[inline]
-    fn classify(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, now: Tick) -> Verdict {
-        let p = match parse(frame.data()) {
-            Ok(Some(p)) => p,
-            Ok(None) => return Verdict::Pass,
-            Err(e) => return bad_frame(snap, frame.data(), e),
+    fn finish(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        parsed: Result<Option<Parsed>, WireError>,
+        hash: u64,
+        now: Tick,
+    ) -> Verdict {
+        self.counters.rx += 1;
+        let v = match parsed {
+            Ok(Some(p)) => self.classify(snap, frame, &p, hash, now),
+            Ok(None) => Verdict::Pass,
+            Err(e) => bad_frame(snap, frame.data(), e),
         };
+        match v {
+            Verdict::Pass => self.counters.passed += 1,
+            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+            Verdict::Tx { .. } => {}
+        }
+        v
+    }
+
+    #[inline]
+    fn classify(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        hash: u64,
+        now: Tick,
+    ) -> Verdict {
         let ip = &frame.data()[p.layout.l2_len..p.layout.l4()];
         if checksum::fold(checksum::sum(ip)) != 0xffff {
             return Verdict::Drop(DropReason::BadIpChecksum);
         }
-        let hash = self.conns.hash(&p.key);
         match self.conns.lookup(&p.key, hash) {
             Some((i, side)) if self.conns.get(i).expires > now => {
-                self.established(snap, frame, &p, i, side, now)
+                self.established(snap, frame, p, i, side, now)
             }
             Some((i, _)) => {
                 // Expired but not reaped yet: end it now, then treat the
                 // packet as new.
                 self.end(snap, i);
-                self.new_conn(snap, frame, &p, now)
+                self.new_conn(snap, frame, p, now)
             }
-            None => self.new_conn(snap, frame, &p, now),
+            None => self.new_conn(snap, frame, p, now),
         }
     }
 

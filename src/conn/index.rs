@@ -11,16 +11,29 @@
 //! A slot holds a 32-bit hash tag (its low bits are the home slot) and a
 //! 32-bit value (the connection index and the direction bit). Values are
 //! unique, so removal finds its slot by value without comparing keys.
+//! Slots are 8 bytes: a probe of up to 8 slots stays in one cache line.
 
-const EMPTY: u32 = u32::MAX;
+/// A slot: the hash tag in the high half, value + 1 in the low half; 0 is
+/// empty, so a fresh table is zeroed memory the kernel maps lazily (and
+/// backs with huge pages).
+type Slot = u64;
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    tag: u32,
-    val: u32,
+const VACANT: Slot = 0;
+
+#[inline]
+fn slot(tag: u32, val: u32) -> Slot {
+    u64::from(tag) << 32 | u64::from(val + 1)
 }
 
-const VACANT: Slot = Slot { tag: 0, val: EMPTY };
+#[inline]
+fn tag_of(s: Slot) -> u32 {
+    (s >> 32) as u32
+}
+
+#[inline]
+fn val_of(s: Slot) -> u32 {
+    (s as u32).wrapping_sub(1)
+}
 
 pub struct Index {
     slots: Box<[Slot]>,
@@ -28,13 +41,16 @@ pub struct Index {
 }
 
 impl Index {
-    /// An index that holds `max_items` values at a load factor of at most
-    /// one half.
+    /// An index that holds `max_items` values (each below `u32::MAX - 1`)
+    /// at a load factor of at most one half.
     pub fn with_capacity(max_items: usize) -> Index {
         let n = (max_items.max(4) * 2).next_power_of_two();
         assert!(n <= 1 << 32, "index too large");
+        let mut slots: Vec<Slot> = Vec::with_capacity(n);
+        crate::xsk::mem::advise_hugepages(&mut slots);
+        slots.resize(n, VACANT);
         Index {
-            slots: vec![VACANT; n].into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
             mask: (n - 1) as u32,
         }
     }
@@ -49,6 +65,20 @@ impl Index {
         (hash >> 32) as u32
     }
 
+    /// Loads the home slot of `hash` into the cache.
+    #[inline]
+    pub fn touch(&self, hash: u64) {
+        let i = (Self::tag(hash) & self.mask) as usize;
+        crate::xsk::mem::prefetch(&self.slots[i]);
+    }
+
+    /// The first value in `hash`'s probe sequence whose tag matches: a
+    /// likely hit, for prefetching before the real lookup.
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<u32> {
+        self.find(hash, |_| true)
+    }
+
     /// The first value whose tag matches `hash` and for which `is_match`
     /// holds.
     #[inline]
@@ -57,11 +87,11 @@ impl Index {
         let mut i = tag & self.mask;
         loop {
             let s = self.slots[i as usize];
-            if s.val == EMPTY {
+            if s == VACANT {
                 return None;
             }
-            if s.tag == tag && is_match(s.val) {
-                return Some(s.val);
+            if tag_of(s) == tag && is_match(val_of(s)) {
+                return Some(val_of(s));
             }
             i = (i + 1) & self.mask;
         }
@@ -71,13 +101,13 @@ impl Index {
     /// capacity given at construction.
     #[inline]
     pub fn insert(&mut self, hash: u64, val: u32) {
-        debug_assert_ne!(val, EMPTY);
+        debug_assert!(val < u32::MAX - 1);
         let tag = Self::tag(hash);
         let mut i = tag & self.mask;
-        while self.slots[i as usize].val != EMPTY {
+        while self.slots[i as usize] != VACANT {
             i = (i + 1) & self.mask;
         }
-        self.slots[i as usize] = Slot { tag, val };
+        self.slots[i as usize] = slot(tag, val);
     }
 
     /// Removes `val`, which was inserted under `hash`. Returns whether it
@@ -86,10 +116,10 @@ impl Index {
         let mut i = Self::tag(hash) & self.mask;
         loop {
             let s = self.slots[i as usize];
-            if s.val == EMPTY {
+            if s == VACANT {
                 return false;
             }
-            if s.val == val {
+            if val_of(s) == val {
                 break;
             }
             i = (i + 1) & self.mask;
@@ -101,10 +131,10 @@ impl Index {
         loop {
             j = (j + 1) & self.mask;
             let s = self.slots[j as usize];
-            if s.val == EMPTY {
+            if s == VACANT {
                 break;
             }
-            let home = s.tag & self.mask;
+            let home = tag_of(s) & self.mask;
             // Distance from home to j and from home to the hole, cyclic.
             let dist_j = j.wrapping_sub(home) & self.mask;
             let dist_hole = hole.wrapping_sub(home) & self.mask;
@@ -161,7 +191,7 @@ mod tests {
                     prop_assert_eq!(ix.find(hash, |x| x == v), Some(v));
                 }
             }
-            let used = ix.slots.iter().filter(|s| s.val != EMPTY).count();
+            let used = ix.slots.iter().filter(|&&s| s != VACANT).count();
             prop_assert_eq!(used, model.len());
         }
     }

@@ -173,16 +173,16 @@ impl<A: Addr> ConnTable<A> {
     /// starting at tick `now`.
     pub fn new(capacity: u32, now: u32) -> ConnTable<A> {
         assert!(capacity > 0 && capacity < 1 << 30, "capacity out of range");
-        let mut entries = vec![Conn::<A>::default(); capacity as usize].into_boxed_slice();
-        for (i, e) in entries.iter_mut().enumerate() {
-            e.links.next = if i + 1 < capacity as usize {
-                i as u32 + 1
-            } else {
-                NIL
-            };
-        }
+        let mut entries = Vec::with_capacity(capacity as usize);
+        crate::xsk::mem::advise_hugepages(&mut entries);
+        // Every entry starts on the free list, in index order.
+        entries.extend((1..=capacity).map(|next| {
+            let mut e = Conn::<A>::default();
+            e.links.next = if next < capacity { next } else { NIL };
+            e
+        }));
         ConnTable {
-            entries: Entries(entries),
+            entries: Entries(entries.into_boxed_slice()),
             // Room for both keys of every entry.
             index: Index::with_capacity(2 * capacity as usize),
             hasher: FlowHasher::random(),
@@ -212,6 +212,24 @@ impl<A: Addr> ConnTable<A> {
     #[inline]
     pub fn hash(&self, key: &FlowKey<A>) -> u64 {
         self.hasher.hash(key)
+    }
+
+    /// Hints the CPU to fetch the index slot for `hash`, ahead of a lookup.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.touch(hash);
+    }
+
+    /// Hints the CPU to fetch the connection `hash` most likely belongs
+    /// to. Call after [`ConnTable::prefetch`] has had time to work.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        if let Some(val) = self.index.candidate(hash) {
+            // A 48-byte entry may straddle two cache lines: fetch both.
+            let e = &self.entries.0[(val >> 1) as usize];
+            std::hint::black_box(e.proto);
+            std::hint::black_box(e.links.queued);
+        }
     }
 
     /// The connection a packet with `key` (whose hash is `hash`) belongs to,
