@@ -242,7 +242,12 @@ fn bench_established(c: &mut Criterion) {
     for (flows, label) in [(1_000u32, "1k"), (1 << 20, "1M")] {
         for mode in [Mode::Dr, Mode::Tun, Mode::Nat] {
             let (mut p, fwd, rev) = established(mode, flows);
-            drive(c, &format!("established/{}/{label}", mode.name()), &mut p, &fwd);
+            drive(
+                c,
+                &format!("established/{}/{label}", mode.name()),
+                &mut p,
+                &fwd,
+            );
             if mode == Mode::Nat {
                 drive(c, &format!("established/nat_reply/{label}"), &mut p, &rev);
             }
@@ -317,14 +322,26 @@ fn bench_new(c: &mut Criterion) {
 /// Parsing Ethernet + IPv4 + TCP: our views against etherparse's slicer.
 fn bench_parse(c: &mut Criterion) {
     use xdpvs::wire::{ethernet::EthernetFrame, ipv4::Ipv4Packet, tcp::TcpPacket};
-    let f = frame(Ipv4Addr::new(198, 18, 0, 10), 40000, Mode::Dr.vip(), 80, ACK);
+    let f = frame(
+        Ipv4Addr::new(198, 18, 0, 10),
+        40000,
+        Mode::Dr.vip(),
+        80,
+        ACK,
+    );
     c.bench_function("parse/xdpvs_wire", |b| {
         b.iter(|| {
             let d = black_box(&f[..]);
             let eth = EthernetFrame::new_checked(d).unwrap();
             let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
             let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-            black_box((ip.src_addr(), ip.dst_addr(), tcp.src_port(), tcp.dst_port(), tcp.flags()))
+            black_box((
+                ip.src_addr(),
+                ip.dst_addr(),
+                tcp.src_port(),
+                tcp.dst_port(),
+                tcp.flags(),
+            ))
         })
     });
     c.bench_function("parse/etherparse", |b| {

@@ -108,7 +108,10 @@ impl<'a> Frame<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Transmit `len` bytes from the frame's (new) head out of `port`.
-    Tx { port: u8, len: usize },
+    Tx {
+        port: u8,
+        len: usize,
+    },
     /// Not for the load balancer: hand it to the kernel.
     Pass,
     Drop(DropReason),
@@ -492,7 +495,13 @@ impl State {
 
     /// A packet that belongs to no connection: schedule it if it is for a
     /// virtual service.
-    fn new_conn(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, p: &Parsed, now: Tick) -> Verdict {
+    fn new_conn(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        now: Tick,
+    ) -> Verdict {
         let k = &p.key;
         let Some(svc) = snap.service_v4(k.proto, k.daddr, k.dport) else {
             return Verdict::Pass;

@@ -118,12 +118,16 @@ fn bad_ip_headers() {
         ),
         (
             "total length below the header",
-            with_ip(base.clone(), |ip| ip[2..4].copy_from_slice(&12u16.to_be_bytes())),
+            with_ip(base.clone(), |ip| {
+                ip[2..4].copy_from_slice(&12u16.to_be_bytes())
+            }),
             Verdict::Drop(DropReason::Malformed),
         ),
         (
             "total length beyond the frame",
-            with_ip(base.clone(), |ip| ip[2..4].copy_from_slice(&1400u16.to_be_bytes())),
+            with_ip(base.clone(), |ip| {
+                ip[2..4].copy_from_slice(&1400u16.to_be_bytes())
+            }),
             Verdict::Drop(DropReason::Malformed),
         ),
         (
@@ -231,7 +235,11 @@ fn bad_ip_headers() {
 fn ip_options_are_carried() {
     let t = director();
     let mut p = pipeline(&t, 1024);
-    for opts in [vec![1, 1, 1, 0], vec![0x94, 4, 0, 0, 1, 1, 1, 0], vec![1; 40]] {
+    for opts in [
+        vec![1, 1, 1, 0],
+        vec![0x94, 4, 0, 0, 1, 1, 1, 0],
+        vec![1; 40],
+    ] {
         let f = Pkt {
             options: opts.clone(),
             sport: opts.len() as u16,

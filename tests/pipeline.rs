@@ -25,20 +25,18 @@ fn assert_checksums(frame: &[u8]) {
         panic!("not IPv4")
     };
     let h = ip.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
     match &s.transport {
         Some(TransportSlice::Tcp(t)) => {
-            let want = t
-                .to_header()
-                .calc_checksum_ipv4(&h, t.payload())
-                .unwrap();
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
             assert_eq!(t.checksum(), want, "TCP checksum");
         }
         Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
-            let want = u
-                .to_header()
-                .calc_checksum_ipv4(&h, u.payload())
-                .unwrap();
+            let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
             assert_eq!(u.checksum(), want, "UDP checksum");
         }
         Some(TransportSlice::Icmpv4(i)) => {
@@ -55,10 +53,7 @@ fn dr_rewrites_only_macs() {
     let mut p = pipeline(&t, 1024);
     let pkt = Pkt {
         payload: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
-        l4: L4::Tcp {
-            flags: SYN,
-            seq: 7,
-        },
+        l4: L4::Tcp { flags: SYN, seq: 7 },
         ..Pkt::default()
     };
     let (v, out) = run(&mut p, &pkt.bytes(), 0);
@@ -157,7 +152,10 @@ fn tun_with_vlan_and_without_headroom() {
     let mut f = xdpvs::pipeline::Frame::new(&mut buf, 0, bytes.len(), 0);
     let v = p.process(&mut f, 0);
     assert!(is_tx(v));
-    assert_eq!(f.data(), &tun_expected(&pkt, Ipv4Addr::new(198, 18, 2, 21), 1)[..]);
+    assert_eq!(
+        f.data(),
+        &tun_expected(&pkt, Ipv4Addr::new(198, 18, 2, 21), 1)[..]
+    );
     // No room at all: dropped and counted.
     let mut tight = bytes.clone();
     let n = tight.len();
@@ -199,7 +197,11 @@ fn tun_too_big_with_df_gets_icmp_frag_needed() {
     assert_checksums(&out);
     assert_eq!(p.counters().icmp_sent, 1);
 
-    let no_df = Pkt { df: false, sport: 2, ..pkt };
+    let no_df = Pkt {
+        df: false,
+        sport: 2,
+        ..pkt
+    };
     let (v, _) = run(&mut p, &no_df.bytes(), 0);
     assert_eq!(v, Verdict::Drop(DropReason::TooBig));
     // Exactly at the limit: 1480 bytes of IP packet fit.
@@ -338,7 +340,10 @@ fn nat_reply_with_ttl_1_is_dropped() {
             },
             ..Pkt::default()
         };
-        assert_eq!(run(&mut p, &r.bytes(), 0).0, Verdict::Drop(DropReason::TtlExceeded));
+        assert_eq!(
+            run(&mut p, &r.bytes(), 0).0,
+            Verdict::Drop(DropReason::TtlExceeded)
+        );
     }
     // A request with TTL 0 or 1 is delivered: the VIP is a local address.
     let low = Pkt {
@@ -376,7 +381,10 @@ fn not_ours_passes_and_strays_drop() {
         l4: L4::Tcp { flags: ACK, seq: 1 },
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &ack.bytes(), 0).0, Verdict::Drop(DropReason::NoConnection));
+    assert_eq!(
+        run(&mut p, &ack.bytes(), 0).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
     let synrst = Pkt {
         l4: L4::Tcp {
             flags: SYN | RST,
@@ -384,7 +392,10 @@ fn not_ours_passes_and_strays_drop() {
         },
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &synrst.bytes(), 0).0, Verdict::Drop(DropReason::NoConnection));
+    assert_eq!(
+        run(&mut p, &synrst.bytes(), 0).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
     assert_eq!(p.counters().passed, 3);
     assert_eq!(p.counters().dropped(DropReason::NoConnection), 2);
 }
@@ -477,7 +488,10 @@ fn full_table_drops_new_flows_only() {
         sport: 999,
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &late.bytes(), 0).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(
+        run(&mut p, &late.bytes(), 0).0,
+        Verdict::Drop(DropReason::TableFull)
+    );
     for i in 0..8u16 {
         let data = Pkt {
             sport: i,
@@ -520,7 +534,10 @@ fn deleted_real_ends_its_connections_and_weight_0_drains() {
         l4: L4::Tcp { flags: ACK, seq: 5 },
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &data(100).bytes(), 1).0, Verdict::Drop(DropReason::DestGone));
+    assert_eq!(
+        run(&mut p, &data(100).bytes(), 1).0,
+        Verdict::Drop(DropReason::DestGone)
+    );
     let (v, out) = run(&mut p, &data(101).bytes(), 1);
     assert!(is_tx(v));
     assert_eq!(out[0..6], rs12);
@@ -562,4 +579,79 @@ fn timeouts_follow_set() {
     assert!(is_tx(run(&mut p, &q.bytes(), 0).0));
     assert_eq!(p.expire(9, 100), 0);
     assert_eq!(p.expire(10, 100), 1);
+}
+
+/// `process_batch` gives the same verdicts and bytes as `process` frame by
+/// frame, including when one batch holds a flow's SYN and its next
+/// packets, a retransmitted SYN, and both sides of a NAT connection.
+#[test]
+fn batches_match_single_processing() {
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let mut frames = Vec::new();
+    for i in 0..40u16 {
+        let dst = [VIP_DR, VIP_TUN, VIP_NAT][usize::from(i % 3)];
+        let syn = Pkt {
+            dst,
+            sport: 3000 + i / 2,
+            ..Pkt::default()
+        };
+        frames.push(syn.bytes());
+        frames.push(syn.bytes()); // retransmitted
+        frames.push(
+            Pkt {
+                l4: L4::Tcp { flags: ACK, seq: 2 },
+                payload: vec![7; 30],
+                ..syn.clone()
+            }
+            .bytes(),
+        );
+        frames.push(
+            Pkt {
+                src: rs,
+                sport: 8080,
+                dst: CLIENT,
+                dport: syn.sport,
+                l4: L4::Tcp {
+                    flags: SYN | ACK,
+                    seq: 9,
+                },
+                ..Pkt::default()
+            }
+            .bytes(),
+        );
+        frames.push(frames[usize::from(i) % 7][..20].to_vec()); // garbage
+    }
+    let t = director();
+    let mut single = pipeline(&t, 1024);
+    let want: Vec<_> = frames.iter().map(|f| run(&mut single, f, 0)).collect();
+
+    let t = director();
+    let mut batched = pipeline(&t, 1024);
+    let mut got = Vec::new();
+    for chunk in frames.chunks(23) {
+        let mut bufs: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|f| {
+                let mut b = vec![0u8; HEADROOM + 2048];
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                b
+            })
+            .collect();
+        let mut fs: Vec<_> = bufs
+            .iter_mut()
+            .zip(chunk)
+            .map(|(b, f)| xdpvs::pipeline::Frame::new(b, HEADROOM, f.len(), 0))
+            .collect();
+        let mut verdicts = vec![Verdict::Pass; fs.len()];
+        batched.process_batch(&mut fs, &mut verdicts, 0);
+        for (f, v) in fs.iter().zip(verdicts) {
+            let out = match v {
+                Verdict::Tx { .. } => f.data().to_vec(),
+                _ => Vec::new(),
+            };
+            got.push((v, out));
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(batched.counters(), single.counters());
 }

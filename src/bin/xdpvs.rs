@@ -55,8 +55,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "xdpvs: the AF_XDP data plane is not built yet; only --check works in this version"
-    );
+    eprintln!("xdpvs: the AF_XDP data plane is not built yet; only --check works in this version");
     ExitCode::from(2)
 }

@@ -3,8 +3,8 @@
 
 use std::hash::{BuildHasher, RandomState};
 
-use super::addr::Addr;
 use super::FlowKey;
+use super::addr::Addr;
 
 /// 64×64 → 128-bit multiply, folded: the mixing step of foldhash and
 /// wyhash.

@@ -206,7 +206,9 @@ impl<A: Addr> ConnTable<A> {
 
     /// Bytes of memory the table holds (entries, index and wheel).
     pub fn memory(&self) -> usize {
-        std::mem::size_of_val(&*self.entries.0) + self.index.memory() + 4 * (wheel::SLOTS as usize + 1)
+        std::mem::size_of_val(&*self.entries.0)
+            + self.index.memory()
+            + 4 * (wheel::SLOTS as usize + 1)
     }
 
     #[inline]
@@ -305,7 +307,8 @@ impl<A: Addr> ConnTable<A> {
         debug_assert!(c.has(flags::LIVE));
         self.index.remove(self.hasher.hash(&c.client_key()), i << 1);
         if c.has(flags::REVERSE) {
-            self.index.remove(self.hasher.hash(&c.server_key()), i << 1 | 1);
+            self.index
+                .remove(self.hasher.hash(&c.server_key()), i << 1 | 1);
         }
         let e = &mut self.entries.0[i as usize];
         e.flags = 0;
@@ -318,7 +321,12 @@ impl<A: Addr> ConnTable<A> {
     /// entries; `on_expire` sees each one before it is freed. Returns how
     /// many it freed. Call it between batches: the work is amortised and
     /// bounded, never a scan of the table.
-    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Conn<A>)) -> usize {
+    pub fn expire(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut on_expire: impl FnMut(&Conn<A>),
+    ) -> usize {
         let mut reaped: [u32; 64] = [NIL; 64];
         let mut total = 0;
         let mut left = budget;

@@ -219,7 +219,13 @@ mod tests {
     #[test]
     fn dr_sees_only_the_client() {
         use Direction::InputOnly as IO;
-        let states = walk(&[(IO, SYN), (IO, ACK), (IO, PSH | ACK), (IO, FIN | ACK), (IO, ACK)]);
+        let states = walk(&[
+            (IO, SYN),
+            (IO, ACK),
+            (IO, PSH | ACK),
+            (IO, FIN | ACK),
+            (IO, ACK),
+        ]);
         assert_eq!(states, vec![SR, ES, ES, FW, FW]);
         assert_eq!(tcp_transition(ES, IO, RST | ACK), CL);
         assert_eq!(tcp_transition(ES, IO, 0), CL, "no flags at all: CLOSE");

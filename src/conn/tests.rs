@@ -23,7 +23,11 @@ fn conn(n: u32, expires: u32, nat: bool) -> Conn<Ipv4Addr> {
         daddr: Ipv4Addr::new(198, 18, 2, 11),
         dport: 8080,
         proto: 6,
-        flags: if nat { flags::REVERSE } else { flags::NO_OUTPUT },
+        flags: if nat {
+            flags::REVERSE
+        } else {
+            flags::NO_OUTPUT
+        },
         expires,
         ..Conn::default()
     }
@@ -56,7 +60,11 @@ fn both_sides_of_a_nat_connection() {
     let j = t.insert(conn(2, 10, false)).unwrap();
     let d = *t.get(j);
     assert_eq!(find(&t, &d.client_key()), Some((j, Side::Client)));
-    assert_eq!(find(&t, &d.server_key()), None, "DR is not indexed by reply");
+    assert_eq!(
+        find(&t, &d.server_key()),
+        None,
+        "DR is not indexed by reply"
+    );
     t.remove(i);
     assert_eq!(find(&t, &c.client_key()), None);
     assert_eq!(find(&t, &c.server_key()), None);
@@ -66,7 +74,9 @@ fn both_sides_of_a_nat_connection() {
 #[test]
 fn full_table_refuses_new_and_keeps_old() {
     let mut t = ConnTable::new(4, 0);
-    let ids: Vec<_> = (0..4).map(|n| t.insert(conn(n, 100, true)).unwrap()).collect();
+    let ids: Vec<_> = (0..4)
+        .map(|n| t.insert(conn(n, 100, true)).unwrap())
+        .collect();
     assert_eq!(t.insert(conn(9, 100, true)), Err(TableFull));
     for (n, &i) in ids.iter().enumerate() {
         assert_eq!(find(&t, &key(n as u32)), Some((i, Side::Client)));

@@ -64,7 +64,9 @@ impl<'a> Dests<'a> {
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = &'a Dest> + 'a {
         let all = self.all;
-        self.order.iter().filter_map(move |&s| all[s as usize].as_ref())
+        self.order
+            .iter()
+            .filter_map(move |&s| all[s as usize].as_ref())
     }
 }
 

@@ -38,10 +38,12 @@ impl Scheduler for Rr {
             let pos = (0..n)
                 .map(|k| (start + k) % n)
                 .find(|&p| dests.at(p).available())?;
-            match self
-                .next
-                .compare_exchange_weak(start, pos + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.next.compare_exchange_weak(
+                start,
+                pos + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(pos),
                 Err(now) => start = now,
             }

@@ -156,10 +156,14 @@ impl ServiceTable {
     }
 
     fn find_dest(&self, svc: usize, addr: SocketAddr) -> Option<(usize, u32)> {
-        self.services[svc].dests.iter().enumerate().find_map(|(pos, &slot)| {
-            let d = self.slots[slot as usize].dest.as_ref()?;
-            (d.cfg.addr == addr).then_some((pos, slot))
-        })
+        self.services[svc]
+            .dests
+            .iter()
+            .enumerate()
+            .find_map(|(pos, &slot)| {
+                let d = self.slots[slot as usize].dest.as_ref()?;
+                (d.cfg.addr == addr).then_some((pos, slot))
+            })
     }
 
     fn check_dest(&self, real: &RealConfig) -> Result<(), ServiceError> {

@@ -68,8 +68,7 @@ pub fn xmit(
 /// Whether the packet is too big to tunnel and asks not to be fragmented.
 #[inline]
 pub fn needs_frag(d: &[u8], l: &Layout, mtu: u16) -> bool {
-    l.ip_len + OUTER > usize::from(mtu)
-        && Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag()
+    l.ip_len + OUTER > usize::from(mtu) && Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag()
 }
 
 /// Turns the frame into ICMP "fragmentation needed" (MTU − 20) back to the

@@ -25,7 +25,11 @@ pub fn advise_hugepages<T>(v: &mut Vec<T>) {
     // mapped for this call; MADV_HUGEPAGE changes neither the mapping's
     // contents nor its permissions, only how the kernel backs it.
     unsafe {
-        libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
+        libc::madvise(
+            first as *mut libc::c_void,
+            last - first,
+            libc::MADV_HUGEPAGE,
+        );
     }
 }
 

@@ -94,8 +94,8 @@ impl Pkt {
             L4::Tcp { .. } => IpNumber::TCP,
             L4::Udp { .. } => IpNumber::UDP,
         };
-        let mut ip = Ipv4Header::new(0, self.ttl, proto, self.src.octets(), self.dst.octets())
-            .unwrap();
+        let mut ip =
+            Ipv4Header::new(0, self.ttl, proto, self.src.octets(), self.dst.octets()).unwrap();
         ip.options = Ipv4Options::try_from(&self.options[..]).unwrap();
         ip.set_payload_len(l4_len).unwrap();
         ip.dscp = IpDscp::try_new(self.dscp).unwrap();
@@ -195,7 +195,8 @@ pub fn director() -> ServiceTable {
         Some(TUNNEL_SRC),
         Timeouts::default(),
     );
-    let layout: [(Protocol, &str, &[(&str, Forward)]); 4] = [
+    type Reals<'a> = &'a [(&'a str, Forward)];
+    let layout: [(Protocol, &str, Reals<'_>); 4] = [
         (
             Protocol::Tcp,
             "198.18.1.1:80",
@@ -208,14 +209,24 @@ pub fn director() -> ServiceTable {
         (
             Protocol::Tcp,
             "198.18.1.2:80",
-            &[("198.18.2.22:80", Forward::Tun), ("198.18.2.21:80", Forward::Tun)],
+            &[
+                ("198.18.2.22:80", Forward::Tun),
+                ("198.18.2.21:80", Forward::Tun),
+            ],
         ),
         (
             Protocol::Tcp,
             "198.18.1.3:80",
-            &[("198.18.2.32:8080", Forward::Nat), ("198.18.2.31:8080", Forward::Nat)],
+            &[
+                ("198.18.2.32:8080", Forward::Nat),
+                ("198.18.2.31:8080", Forward::Nat),
+            ],
         ),
-        (Protocol::Udp, "198.18.1.3:53", &[("198.18.2.31:5353", Forward::Nat)]),
+        (
+            Protocol::Udp,
+            "198.18.1.3:53",
+            &[("198.18.2.31:5353", Forward::Nat)],
+        ),
     ];
     for (proto, vip, reals) in layout {
         t.add_service(&service(proto, vip, "rr")).unwrap();
