@@ -157,9 +157,13 @@ fn process(p: &mut Pipeline, buf: &mut [u8], f: &[u8; FRAME]) -> Verdict {
 
 /// A pipeline with `flows` established connections of `mode`, and the
 /// frames to drive them: client → VIP, and the servers' replies (NAT).
-fn established(mode: Mode, flows: u32) -> (Pipeline, Vec<[u8; FRAME]>, Vec<[u8; FRAME]>) {
+fn established(
+    mode: Mode,
+    flows: u32,
+    capacity: u32,
+) -> (Pipeline, Vec<[u8; FRAME]>, Vec<[u8; FRAME]>) {
     let t = table();
-    let mut p = Pipeline::new(flows + 1024, Arc::new(t.snapshot()), 0);
+    let mut p = Pipeline::new(capacity, Arc::new(t.snapshot()), 0);
     let mut buf = vec![0u8; 2048];
     let mut fwd = Vec::with_capacity(flows as usize);
     let mut rev = Vec::new();
@@ -241,7 +245,7 @@ fn drive(c: &mut Criterion, name: &str, p: &mut Pipeline, frames: &[[u8; FRAME]]
 fn bench_established(c: &mut Criterion) {
     for (flows, label) in [(1_000u32, "1k"), (1 << 20, "1M")] {
         for mode in [Mode::Dr, Mode::Tun, Mode::Nat] {
-            let (mut p, fwd, rev) = established(mode, flows);
+            let (mut p, fwd, rev) = established(mode, flows, flows + 1024);
             drive(
                 c,
                 &format!("established/{}/{label}", mode.name()),
@@ -282,7 +286,7 @@ fn bench_new(c: &mut Criterion) {
     for mode in [Mode::Dr, Mode::Nat] {
         let cap: u32 = 1 << 21;
         let base = 1u32 << 20;
-        let (mut p, _, _) = established(mode, base);
+        let (mut p, _, _) = established(mode, base, cap);
         let mut buf = vec![0u8; 2048];
         let mut next = base;
         c.bench_function(&format!("new_conn/{}", mode.name()), |b| {
@@ -293,7 +297,7 @@ fn bench_new(c: &mut Criterion) {
                     if p.conns().len() >= cap - 1024 || next > u32::MAX - 1024 {
                         // Full: start again from 1 M established flows
                         // (outside the measured time).
-                        (p, _, _) = established(mode, base);
+                        (p, _, _) = established(mode, base, cap);
                         next = base;
                     }
                     let room = u64::from(cap - 1024 - p.conns().len());
@@ -315,7 +319,7 @@ fn bench_new(c: &mut Criterion) {
                 total
             })
         });
-        assert_eq!(p.counters().total_drops(), 0);
+        assert_eq!(p.counters().total_drops(), 0, "new_conn: drops");
     }
 }
 

@@ -625,8 +625,23 @@ fn batches_match_single_processing() {
     let mut single = pipeline(&t, 1024);
     let want: Vec<_> = frames.iter().map(|f| run(&mut single, f, 0)).collect();
 
-    let t = director();
-    let mut batched = pipeline(&t, 1024);
+    for prefetch_min in [0, u32::MAX] {
+        let t = director();
+        let mut batched = pipeline(&t, 1024);
+        batched.set_prefetch_min(prefetch_min);
+        assert_eq!(
+            run_batched(&mut batched, &frames),
+            want,
+            "prefetch_min {prefetch_min}"
+        );
+        assert_eq!(batched.counters(), single.counters());
+    }
+}
+
+fn run_batched(
+    batched: &mut xdpvs::pipeline::Pipeline,
+    frames: &[Vec<u8>],
+) -> Vec<(Verdict, Vec<u8>)> {
     let mut got = Vec::new();
     for chunk in frames.chunks(23) {
         let mut bufs: Vec<Vec<u8>> = chunk
@@ -652,6 +667,5 @@ fn batches_match_single_processing() {
             got.push((v, out));
         }
     }
-    assert_eq!(got, want);
-    assert_eq!(batched.counters(), single.counters());
+    got
 }

@@ -222,8 +222,9 @@ impl<A: Addr> ConnTable<A> {
         self.index.touch(hash);
     }
 
-    /// Hints the CPU to fetch the connection `hash` most likely belongs
-    /// to. Call after [`ConnTable::prefetch`] has had time to work.
+    /// Loads the connection `hash` most likely belongs to into the cache
+    /// (plain loads, which the CPU overlaps when issued for a whole batch).
+    /// Call after [`ConnTable::prefetch`] has had time to work.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
         if let Some(val) = self.index.candidate(hash) {
