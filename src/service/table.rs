@@ -166,6 +166,20 @@ impl ServiceTable {
             })
     }
 
+    /// Service index, list position and slot of an existing destination.
+    fn locate(
+        &self,
+        proto: Protocol,
+        vip: SocketAddr,
+        dest: SocketAddr,
+    ) -> Result<(usize, usize, u32), ServiceError> {
+        let svc = self.find(proto, vip)?;
+        let (pos, slot) =
+            self.find_dest(svc, dest)
+                .ok_or(ServiceError::NoDest { proto, vip, dest })?;
+        Ok((svc, pos, slot))
+    }
+
     fn check_dest(&self, real: &RealConfig) -> Result<(), ServiceError> {
         if real.forward == Forward::Tun && self.tunnel_source.is_none() {
             return Err(ServiceError::NoTunnelSource(real.addr));
@@ -216,12 +230,7 @@ impl ServiceTable {
         vip: SocketAddr,
         real: &RealConfig,
     ) -> Result<(), ServiceError> {
-        let svc = self.find(proto, vip)?;
-        let (_, slot) = self.find_dest(svc, real.addr).ok_or(ServiceError::NoDest {
-            proto,
-            vip,
-            dest: real.addr,
-        })?;
+        let (_, _, slot) = self.locate(proto, vip, real.addr)?;
         self.check_dest(real)?;
         if let Some(d) = self.slots[slot as usize].dest.as_mut() {
             d.cfg = real.clone();
@@ -237,12 +246,7 @@ impl ServiceTable {
         vip: SocketAddr,
         addr: SocketAddr,
     ) -> Result<(), ServiceError> {
-        let svc = self.find(proto, vip)?;
-        let (pos, slot) = self.find_dest(svc, addr).ok_or(ServiceError::NoDest {
-            proto,
-            vip,
-            dest: addr,
-        })?;
+        let (svc, pos, slot) = self.locate(proto, vip, addr)?;
         self.services[svc].dests.remove(pos);
         self.release(slot);
         Ok(())
