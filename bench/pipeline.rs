@@ -69,15 +69,8 @@ fn table() -> ServiceTable {
         (Mode::Nat, Forward::Nat, 30),
     ] {
         let vip = SocketAddr::new(mode.vip().into(), 80);
-        t.add_service(&ServiceConfig {
-            proto: Protocol::Tcp,
-            vip,
-            scheduler: "wlc".into(),
-            persistence_timeout: 0,
-            persistence_netmask: Ipv4Addr::BROADCAST,
-            reals: vec![],
-        })
-        .unwrap();
+        t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "wlc"))
+            .unwrap();
         for i in 1..=3u8 {
             let rip = Ipv4Addr::new(198, 18, 2, base + i);
             let port = if fwd == Forward::Nat { 8080 } else { 80 };

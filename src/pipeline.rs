@@ -540,6 +540,7 @@ impl State {
             cport: k.sport,
             vip: k.daddr.into(),
             vport: k.dport,
+            now,
         };
         let Some(pos) = svc.sched.schedule(&dests, &flow) else {
             return Verdict::Drop(DropReason::NoDest);

@@ -204,6 +204,29 @@ impl fmt::Display for Forward {
     }
 }
 
+/// Scheduler flags (ipvsadm `-b`), as IPVS numbers them: flag 1 is
+/// `sh-fallback` / `mh-fallback`, flag 2 `sh-port` / `mh-port`, flag 3 has
+/// no meaning yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SchedFlags(pub u8);
+
+impl SchedFlags {
+    pub const FLAG1: u8 = 1;
+    pub const FLAG2: u8 = 2;
+    pub const FLAG3: u8 = 4;
+
+    /// A fallback to another server when the hashed one is unavailable
+    /// (`sh-fallback`, `mh-fallback`).
+    pub fn fallback(self) -> bool {
+        self.0 & Self::FLAG1 != 0
+    }
+
+    /// Hash the client's port too (`sh-port`, `mh-port`).
+    pub fn port(self) -> bool {
+        self.0 & Self::FLAG2 != 0
+    }
+}
+
 /// One `[[services]]` table: a virtual service and its real servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -217,6 +240,10 @@ pub struct ServiceConfig {
     /// Client addresses equal under this mask share a persistent real server
     /// (ipvsadm `-M`); contiguous. IPv4 services only.
     pub persistence_netmask: Ipv4Addr,
+    /// ipvsadm `-b`.
+    pub scheduler_flags: SchedFlags,
+    /// Size of the Maglev lookup table (`mh`); a prime.
+    pub mh_table_size: u32,
     pub reals: Vec<RealConfig>,
 }
 
@@ -229,6 +256,22 @@ impl RealConfig {
 impl ServiceConfig {
     /// Largest `persistence_timeout`: ipvsadm's limit, 31 days.
     pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 86400;
+    /// IPVS's default Maglev table size (`CONFIG_IP_VS_MH_TAB_INDEX` 12).
+    pub const DEFAULT_MH_TABLE_SIZE: u32 = 65537;
+
+    /// A service with every optional setting at its default.
+    pub fn new(proto: Protocol, vip: SocketAddr, scheduler: &str) -> ServiceConfig {
+        ServiceConfig {
+            proto,
+            vip,
+            scheduler: scheduler.to_owned(),
+            persistence_timeout: 0,
+            persistence_netmask: Ipv4Addr::BROADCAST,
+            scheduler_flags: SchedFlags::default(),
+            mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
+            reals: Vec::new(),
+        }
+    }
 }
 
 /// One `[[services.reals]]` table: a real server of the enclosing service.

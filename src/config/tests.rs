@@ -103,6 +103,8 @@ fn service_and_real_defaults() {
         scheduler: "wlc".to_owned(),
         persistence_timeout: 0,
         persistence_netmask: Ipv4Addr::BROADCAST,
+        scheduler_flags: SchedFlags::default(),
+        mh_table_size: 65537,
         reals: vec![RealConfig {
             addr: addr("198.18.2.11:80"),
             forward: Forward::Dr,

@@ -16,7 +16,8 @@ use toml::{Spanned, Value};
 use super::raw::{Leaf, RawConfig, RawConnections, RawControl, RawDataplane, RawReal, RawService};
 use super::{
     Config, ConfigError, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
-    Forward, Location, Problem, Protocol, RealConfig, SCHEDULERS, ServiceConfig, XdpMode, ZeroCopy,
+    Forward, Location, Problem, Protocol, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig,
+    XdpMode, ZeroCopy,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -425,6 +426,8 @@ impl Source<'_> {
             scheduler: scheduler.unwrap_or(DEFAULT_SCHEDULER).to_owned(),
             persistence_timeout,
             persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
+            scheduler_flags: SchedFlags::default(),
+            mh_table_size: ServiceConfig::DEFAULT_MH_TABLE_SIZE,
             reals,
         })
     }

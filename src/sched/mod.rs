@@ -17,6 +17,7 @@ pub mod wlc;
 
 use std::net::IpAddr;
 
+use crate::config::SchedFlags;
 use crate::service::Dest;
 
 /// What a scheduler may look at about the new connection.
@@ -26,6 +27,26 @@ pub struct Flow {
     pub cport: u16,
     pub vip: IpAddr,
     pub vport: u16,
+    /// The pipeline's clock, in seconds (for schedulers that age state).
+    pub now: u32,
+}
+
+/// A service's scheduler settings, beyond its real servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// ipvsadm `-b`.
+    pub flags: SchedFlags,
+    /// Maglev lookup table size (a prime).
+    pub mh_table_size: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            flags: SchedFlags::default(),
+            mh_table_size: crate::config::ServiceConfig::DEFAULT_MH_TABLE_SIZE,
+        }
+    }
 }
 
 /// A service's real servers, in IPVS list order.
@@ -77,7 +98,7 @@ pub trait Scheduler: Send + Sync + Sized {
 
     /// Built on the control side when the service or its real servers
     /// change; may precompute whatever makes [`Scheduler::schedule`] cheap.
-    fn build(dests: &Dests<'_>) -> Self;
+    fn build(dests: &Dests<'_>, params: &Params) -> Self;
 
     /// The list position of the real server for a new connection, or `None`
     /// when none is available. Never returns a quiescent (weight 0) or
@@ -91,16 +112,16 @@ pub enum Sched {
     Wlc(wlc::Wlc),
 }
 
-fn build<S: Scheduler>(dests: &Dests<'_>, wrap: fn(S) -> Sched) -> Sched {
-    wrap(S::build(dests))
+fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
+    wrap(S::build(dests, params))
 }
 
-type Builder = fn(&Dests<'_>) -> Sched;
+type Builder = fn(&Dests<'_>, &Params) -> Sched;
 
 /// Every scheduler, by name: the one place a new one is registered.
 pub const REGISTRY: &[(&str, Builder)] = &[
-    (rr::Rr::NAME, |d| build(d, Sched::Rr)),
-    (wlc::Wlc::NAME, |d| build(d, Sched::Wlc)),
+    (rr::Rr::NAME, |d, p| build(d, p, Sched::Rr)),
+    (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
 ];
 
 /// Scheduler names of IPVS that this build does not have yet.
@@ -117,9 +138,9 @@ pub enum SchedError {
 
 impl Sched {
     /// The scheduler registered as `name`, built for `dests`.
-    pub fn build(name: &str, dests: &Dests<'_>) -> Result<Sched, SchedError> {
+    pub fn build(name: &str, dests: &Dests<'_>, params: &Params) -> Result<Sched, SchedError> {
         match REGISTRY.iter().find(|(n, _)| *n == name) {
-            Some((_, b)) => Ok(b(dests)),
+            Some((_, b)) => Ok(b(dests, params)),
             None if PENDING.contains(&name) => Err(SchedError::NotImplemented(name.to_owned())),
             None => Err(SchedError::Unknown(name.to_owned())),
         }
@@ -181,6 +202,7 @@ pub(crate) mod testutil {
             cport: 40000,
             vip: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
             vport: 80,
+            now: 0,
         }
     }
 }

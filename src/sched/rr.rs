@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Dests, Flow, Scheduler};
+use super::{Dests, Flow, Params, Scheduler};
 
 pub struct Rr {
     /// The list position where the next scan starts (one past the last
@@ -20,7 +20,7 @@ pub struct Rr {
 impl Scheduler for Rr {
     const NAME: &'static str = "rr";
 
-    fn build(_: &Dests<'_>) -> Rr {
+    fn build(_: &Dests<'_>, _: &Params) -> Rr {
         Rr {
             next: AtomicUsize::new(0),
         }
@@ -59,7 +59,7 @@ mod tests {
     fn picks(weights: &[u32], n: usize) -> Vec<usize> {
         let (order, all) = dests(weights);
         let d = Dests::new(&order, &all);
-        let rr = Rr::build(&d);
+        let rr = Rr::build(&d, &Params::default());
         (0..n).map(|_| rr.schedule(&d, &flow()).unwrap()).collect()
     }
 
@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(picks(&[1, 0, 1], 4), vec![0, 2, 0, 2]);
         let (order, all) = dests(&[1, 1, 1]);
         let d = Dests::new(&order, &all);
-        let rr = Rr::build(&d);
+        let rr = Rr::build(&d, &Params::default());
         all[1].as_ref().unwrap().counters.set_overloaded(true);
         let got: Vec<_> = (0..4).map(|_| rr.schedule(&d, &flow()).unwrap()).collect();
         assert_eq!(got, vec![0, 2, 0, 2]);
@@ -85,17 +85,23 @@ mod tests {
     fn none_when_nothing_available() {
         let (order, all) = dests(&[0, 0]);
         let d = Dests::new(&order, &all);
-        assert_eq!(Rr::build(&d).schedule(&d, &flow()), None);
+        assert_eq!(
+            Rr::build(&d, &Params::default()).schedule(&d, &flow()),
+            None
+        );
         let (order, all) = dests(&[]);
         let d = Dests::new(&order, &all);
-        assert_eq!(Rr::build(&d).schedule(&d, &flow()), None);
+        assert_eq!(
+            Rr::build(&d, &Params::default()).schedule(&d, &flow()),
+            None
+        );
     }
 
     #[test]
     fn exact_rotation_across_threads() {
         let (order, all) = dests(&[1, 1, 1]);
         let d = Dests::new(&order, &all);
-        let rr = Rr::build(&d);
+        let rr = Rr::build(&d, &Params::default());
         let mut counts = [0usize; 3];
         std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)

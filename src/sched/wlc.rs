@@ -7,7 +7,7 @@
 //! a quiescent one can never win (its weight makes the product 0) and is
 //! not taken as the starting candidate.
 
-use super::{Dests, Flow, Scheduler};
+use super::{Dests, Flow, Params, Scheduler};
 use crate::service::Dest;
 
 pub struct Wlc;
@@ -21,7 +21,7 @@ fn overhead(d: &Dest) -> i64 {
 impl Scheduler for Wlc {
     const NAME: &'static str = "wlc";
 
-    fn build(_: &Dests<'_>) -> Wlc {
+    fn build(_: &Dests<'_>, _: &Params) -> Wlc {
         Wlc
     }
 
@@ -54,7 +54,7 @@ mod tests {
     fn follows_ip_vs_wlc_schedule() {
         let (order, all) = dests(&[1, 2, 3]);
         let d = Dests::new(&order, &all);
-        let wlc = Wlc::build(&d);
+        let wlc = Wlc::build(&d, &Params::default());
         let mut got = Vec::new();
         for _ in 0..6 {
             let p = wlc.schedule(&d, &flow()).unwrap();
@@ -82,7 +82,7 @@ mod tests {
     fn never_quiescent_or_overloaded() {
         let (order, all) = dests(&[0, 1, 1]);
         let d = Dests::new(&order, &all);
-        let wlc = Wlc::build(&d);
+        let wlc = Wlc::build(&d, &Params::default());
         for _ in 0..20 {
             let p = wlc.schedule(&d, &flow()).unwrap();
             assert_ne!(p, 0);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, ip_proto};
 use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
-use crate::sched::{Dests, Sched, SchedError};
+use crate::sched::{Dests, Params, Sched, SchedError};
 
 /// Why an edit was refused. Nothing is changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +37,13 @@ pub enum ServiceError {
     NoTunnelSource(SocketAddr),
     #[error("too many real servers (at most {max})", max = DestRef::MAX_SLOTS)]
     TooManyDests,
+}
+
+fn params(cfg: &ServiceConfig) -> Params {
+    Params {
+        flags: cfg.scheduler_flags,
+        mh_table_size: cfg.mh_table_size,
+    }
 }
 
 struct SvcEntry {
@@ -111,7 +118,7 @@ impl ServiceTable {
         if cfg.persistence_timeout != 0 {
             return Err(ServiceError::NotImplemented("persistence (-p)"));
         }
-        Sched::build(&cfg.scheduler, &Dests::new(&[], &[]))?;
+        Sched::build(&cfg.scheduler, &Dests::new(&[], &[]), &params(cfg))?;
         Ok(())
     }
 
@@ -143,6 +150,8 @@ impl ServiceTable {
         s.scheduler.clone_from(&cfg.scheduler);
         s.persistence_timeout = cfg.persistence_timeout;
         s.persistence_netmask = cfg.persistence_netmask;
+        s.scheduler_flags = cfg.scheduler_flags;
+        s.mh_table_size = cfg.mh_table_size;
         Ok(())
     }
 
@@ -300,8 +309,12 @@ impl ServiceTable {
                     v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
                 }
                 let order = s.dests.clone().into_boxed_slice();
-                let sched = Sched::build(&s.cfg.scheduler, &Dests::new(&order, &dests))
-                    .expect("scheduler names are checked when a service is added");
+                let sched = Sched::build(
+                    &s.cfg.scheduler,
+                    &Dests::new(&order, &dests),
+                    &params(&s.cfg),
+                )
+                .expect("scheduler names are checked when a service is added");
                 Service {
                     proto: s.cfg.proto,
                     vip: s.cfg.vip.ip(),

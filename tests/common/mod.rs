@@ -170,14 +170,7 @@ pub fn real(addr: &str, forward: Forward, weight: u32) -> RealConfig {
 }
 
 pub fn service(proto: Protocol, vip: &str, scheduler: &str) -> ServiceConfig {
-    ServiceConfig {
-        proto,
-        vip: vip.parse().unwrap(),
-        scheduler: scheduler.to_owned(),
-        persistence_timeout: 0,
-        persistence_netmask: Ipv4Addr::BROADCAST,
-        reals: Vec::new(),
-    }
+    ServiceConfig::new(proto, vip.parse().unwrap(), scheduler)
 }
 
 /// The test director: one service per forwarding mode, every real server's
