@@ -11,13 +11,13 @@
 //! its connection (either side of it); only a miss consults the services,
 //! so established connections keep flowing after their service changes.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::config::Forward;
 use crate::conn::{self, Conn, ConnTable, Direction, FlowKey, Side, TcpState, flags};
 use crate::sched::Flow;
-use crate::service::{Dest, DestRef, Snapshot};
+use crate::service::{Dest, DestRef, Service, Snapshot};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpPacket;
@@ -386,9 +386,17 @@ impl Pipeline {
     pub fn expire(&mut self, now: Tick, budget: usize) -> usize {
         let snap = &self.snap;
         let n = self.st.conns.expire(now, budget, |c| {
-            if let Some(d) = snap.dest(DestRef(c.dest)) {
-                d.unbind(c.has(flags::INACTIVE));
+            if c.has(flags::TEMPLATE) && c.control > 0 {
+                return Some(now.saturating_add(c.template_timeout().max(1)));
             }
+            if let Some(d) = snap.dest(DestRef(c.dest)) {
+                if c.has(flags::TEMPLATE) {
+                    d.counters.set_persistent(false);
+                } else {
+                    d.unbind(c.has(flags::INACTIVE));
+                }
+            }
+            None
         });
         self.st.counters.conns_expired += n as u64;
         n
@@ -534,19 +542,18 @@ impl State {
         if k.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
             return Verdict::Drop(DropReason::NoConnection);
         }
-        let dests = snap.dests_of(svc);
-        let flow = Flow {
-            client: k.saddr.into(),
-            cport: k.sport,
-            vip: k.daddr.into(),
-            vport: k.dport,
-            now,
+        let (dest, template) = if svc.persistence_timeout > 0 {
+            match self.persistent_dest(snap, svc, k, now) {
+                Ok((d, t)) => (d, Some(t)),
+                Err(r) => return Verdict::Drop(r),
+            }
+        } else {
+            match schedule(snap, svc, k, now) {
+                Some(d) => (d, None),
+                None => return Verdict::Drop(DropReason::NoDest),
+            }
         };
-        let Some(pos) = svc.sched.schedule(&dests, &flow) else {
-            return Verdict::Drop(DropReason::NoDest);
-        };
-        let dest = dests.at(pos);
-        let std::net::IpAddr::V4(rip) = dest.addr else {
+        let IpAddr::V4(rip) = dest.addr else {
             return Verdict::Drop(DropReason::NoDest);
         };
         let mut cflags = dest.fwd as u8 | flags::INACTIVE;
@@ -562,8 +569,14 @@ impl State {
             daddr: rip,
             cport: k.sport,
             vport: k.dport,
-            // A port-0 real server serves whatever port the client asked.
-            dport: if dest.port == 0 { k.dport } else { dest.port },
+            // The real server's port for the service's own port; any other
+            // port of a port-0 service, or a port-0 real server, keeps the
+            // port the client asked for (`ip_vs_sched_persist`).
+            dport: if k.dport == svc.port && dest.port != 0 {
+                dest.port
+            } else {
+                k.dport
+            },
             proto: k.proto,
             state: TcpState::None as u8,
             flags: cflags,
@@ -582,6 +595,9 @@ impl State {
         let Ok(i) = self.conns.insert(conn) else {
             return Verdict::Drop(DropReason::TableFull);
         };
+        if let Some(t) = template {
+            self.conns.set_control(i, t);
+        }
         self.counters.conns_created += 1;
         dest.bind();
         let dir = if dest.fwd == Forward::Nat {
@@ -591,6 +607,88 @@ impl State {
         };
         self.update_state(snap, i, dest, dir, p, now);
         self.forward(snap, frame, p, &conn, dest)
+    }
+
+    /// The real server of a persistent service for a new connection, from
+    /// the client's persistence template or, without a usable one, from the
+    /// scheduler with a new template (`ip_vs_sched_persist`).
+    ///
+    /// The template is keyed by the client address under the service's
+    /// netmask and the VIP; its port is the service port, or 0 for port-0
+    /// services and for FTP (port 21), whose data connections use other
+    /// ports of the same real server. Each new connection re-arms the
+    /// template for the persistence timeout; when it comes due while it
+    /// still controls connections it is re-armed again, so it expires a
+    /// timeout after its last connection is gone. A template whose real
+    /// server has been deleted is replaced; one whose server is quiescent
+    /// (weight 0) or overloaded is still honoured, as in IPVS (whose
+    /// `expire_quiescent_template` is off by default).
+    fn persistent_dest<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        svc: &'s Service,
+        k: &FlowKey<Ipv4Addr>,
+        now: Tick,
+    ) -> Result<(&'s Dest, u32), DropReason> {
+        const FTP_PORT: u16 = 21;
+        let mask = svc.persistence_netmask.to_bits();
+        let tkey = FlowKey {
+            proto: k.proto | conn::TEMPLATE_PROTO,
+            saddr: Ipv4Addr::from_bits(k.saddr.to_bits() & mask),
+            sport: 0,
+            daddr: k.daddr,
+            dport: if k.dport == svc.port && svc.port != FTP_PORT {
+                k.dport
+            } else {
+                0
+            },
+        };
+        let timeout = svc.persistence_timeout;
+        if let Some((t, _)) = self.conns.lookup(&tkey, self.conns.hash(&tkey)) {
+            let tc = *self.conns.get(t);
+            // Past its time but still controlling connections, IPVS would
+            // have re-armed it: it is alive.
+            let alive = tc.expires > now || tc.control > 0;
+            match snap.dest(DestRef(tc.dest)) {
+                Some(d) if alive => {
+                    self.conns.set_expires(t, now.saturating_add(timeout));
+                    return Ok((d, t));
+                }
+                d => {
+                    if tc.control > 0 {
+                        // Its connections still refer to it: keep it until
+                        // they are gone, out of the lookup's way.
+                        self.conns.unhash(t);
+                    } else {
+                        if let Some(d) = d {
+                            d.counters.set_persistent(false);
+                        }
+                        self.conns.remove(t);
+                    }
+                }
+            }
+        }
+        let dest = schedule(snap, svc, k, now).ok_or(DropReason::NoDest)?;
+        let IpAddr::V4(rip) = dest.addr else {
+            return Err(DropReason::NoDest);
+        };
+        let mut tc = Conn {
+            caddr: tkey.saddr,
+            vaddr: tkey.daddr,
+            daddr: rip,
+            cport: 0,
+            vport: tkey.dport,
+            dport: if tkey.dport == 0 { 0 } else { dest.port },
+            proto: tkey.proto,
+            flags: dest.fwd as u8 | flags::TEMPLATE,
+            dest: dest.r.0,
+            expires: now.saturating_add(timeout),
+            ..Conn::default()
+        };
+        tc.set_template_timeout(timeout);
+        let t = self.conns.insert(tc).map_err(|_| DropReason::TableFull)?;
+        dest.counters.set_persistent(true);
+        Ok((dest, t))
     }
 
     /// Sends a client's packet to its real server by the connection's
@@ -644,6 +742,26 @@ impl State {
         self.conns.remove(i);
         self.counters.conns_expired += 1;
     }
+}
+
+/// The service's scheduler's choice for a new connection.
+#[inline]
+fn schedule<'s>(
+    snap: &'s Snapshot,
+    svc: &'s Service,
+    k: &FlowKey<Ipv4Addr>,
+    now: Tick,
+) -> Option<&'s Dest> {
+    let dests = snap.dests_of(svc);
+    let flow = Flow {
+        client: k.saddr.into(),
+        cport: k.sport,
+        vip: k.daddr.into(),
+        vport: k.dport,
+        now,
+    };
+    let pos = svc.sched.schedule(&dests, &flow)?;
+    Some(dests.at(pos))
 }
 
 /// Verdict for a frame that failed to parse: fragments and garbage to a

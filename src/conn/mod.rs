@@ -60,11 +60,16 @@ pub mod flags {
     pub const NO_OUTPUT: u8 = 0x08;
     /// Also indexed by the server side's 5-tuple (NAT).
     pub const REVERSE: u8 = 0x10;
+    /// A persistence template, not a connection (`IP_VS_CONN_F_TEMPLATE`).
+    pub const TEMPLATE: u8 = 0x20;
+    /// Taken out of the index (a template whose real server went away),
+    /// kept until the connections it controls are gone.
+    pub const UNHASHED: u8 = 0x40;
     /// The entry is in use.
     pub const LIVE: u8 = 0x80;
 }
 
-/// One connection. 48 bytes for IPv4.
+/// One connection or persistence template. 52 bytes for IPv4.
 #[derive(Debug, Clone, Copy)]
 pub struct Conn<A> {
     pub caddr: A,
@@ -87,6 +92,9 @@ pub struct Conn<A> {
     pub client_mac: [u8; 6],
     /// The tick at which the connection expires unless refreshed.
     pub expires: u32,
+    /// A connection: its persistence template's index + 1 (0 = none). A
+    /// template: how many connections it controls (IPVS `n_control`).
+    pub control: u32,
     pub(crate) links: Links,
 }
 
@@ -106,6 +114,7 @@ impl<A: Addr> Default for Conn<A> {
             dest: 0,
             client_mac: [0; 6],
             expires: 0,
+            control: 0,
             links: Links::default(),
         }
     }
@@ -140,7 +149,22 @@ impl<A: Addr> Conn<A> {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+
+    /// A template's persistence timeout in seconds. Templates have no
+    /// client MAC, so its bytes hold this instead (keeping entries small).
+    pub fn template_timeout(&self) -> u32 {
+        let b = &self.client_mac;
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    pub fn set_template_timeout(&mut self, seconds: u32) {
+        self.client_mac[..4].copy_from_slice(&seconds.to_le_bytes());
+    }
 }
+
+/// Added to the protocol number of a persistence template's key, so that
+/// no packet's 5-tuple can ever match a template.
+pub const TEMPLATE_PROTO: u8 = 0x80;
 
 /// Refusal to create a connection: the table is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,13 +327,43 @@ impl<A: Addr> ConnTable<A> {
         self.release(i);
     }
 
-    fn release(&mut self, i: u32) {
+    /// Takes entry `i` out of the index: lookups no longer find it, but it
+    /// stays live (and on the wheel) until removed or expired.
+    pub fn unhash(&mut self, i: u32) {
         let c = self.entries.0[i as usize];
-        debug_assert!(c.has(flags::LIVE));
+        if !c.has(flags::UNHASHED) {
+            self.unindex(i, &c);
+            self.entries.0[i as usize].flags |= flags::UNHASHED;
+        }
+    }
+
+    fn unindex(&mut self, i: u32, c: &Conn<A>) {
         self.index.remove(self.hasher.hash(&c.client_key()), i << 1);
         if c.has(flags::REVERSE) {
             self.index
                 .remove(self.hasher.hash(&c.server_key()), i << 1 | 1);
+        }
+    }
+
+    /// Makes connection `i` one that template `t` controls.
+    pub fn set_control(&mut self, i: u32, t: u32) {
+        debug_assert!(self.entries.0[t as usize].has(flags::TEMPLATE));
+        self.entries.0[i as usize].control = t + 1;
+        self.entries.0[t as usize].control += 1;
+    }
+
+    fn release(&mut self, i: u32) {
+        let c = self.entries.0[i as usize];
+        debug_assert!(c.has(flags::LIVE));
+        if !c.has(flags::UNHASHED) {
+            self.unindex(i, &c);
+        }
+        if !c.has(flags::TEMPLATE) && c.control != 0 {
+            // A template outlives the connections it controls, so its
+            // index is still its own.
+            let t = &mut self.entries.0[c.control as usize - 1];
+            debug_assert!(t.has(flags::TEMPLATE) && t.control > 0);
+            t.control -= 1;
         }
         let e = &mut self.entries.0[i as usize];
         e.flags = 0;
@@ -319,14 +373,16 @@ impl<A: Addr> ConnTable<A> {
     }
 
     /// Reaps connections expired by tick `now`, examining at most `budget`
-    /// entries; `on_expire` sees each one before it is freed. Returns how
+    /// entries. `on_expire` sees each due entry and either lets it go
+    /// (`None`) or keeps it until a later tick (`Some(at)`: a template that
+    /// still controls connections is re-armed, as IPVS does). Returns how
     /// many it freed. Call it between batches: the work is amortised and
     /// bounded, never a scan of the table.
     pub fn expire(
         &mut self,
         now: u32,
         budget: usize,
-        mut on_expire: impl FnMut(&Conn<A>),
+        mut on_expire: impl FnMut(&Conn<A>) -> Option<u32>,
     ) -> usize {
         let mut reaped: [u32; 64] = [NIL; 64];
         let mut total = 0;
@@ -341,10 +397,17 @@ impl<A: Addr> ConnTable<A> {
                 n += 1;
             });
             for &i in &reaped[..n] {
-                on_expire(&self.entries.0[i as usize]);
-                self.release(i);
+                match on_expire(&self.entries.0[i as usize]) {
+                    Some(at) if at > now => {
+                        self.entries.0[i as usize].expires = at;
+                        self.wheel.schedule(&mut self.entries, i, at);
+                    }
+                    _ => {
+                        self.release(i);
+                        total += 1;
+                    }
+                }
             }
-            total += n;
             left -= chunk;
             if self.wheel.caught_up(now) {
                 break;

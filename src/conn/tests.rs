@@ -38,8 +38,8 @@ fn find(t: &ConnTable<Ipv4Addr>, k: &FlowKey<Ipv4Addr>) -> Option<(u32, Side)> {
 }
 
 #[test]
-fn entry_is_48_bytes() {
-    assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 48);
+fn entry_is_52_bytes() {
+    assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 52);
 }
 
 #[test]
@@ -91,13 +91,31 @@ fn expires_on_time_not_before() {
     let a = t.insert(conn(1, 5, false)).unwrap();
     t.insert(conn(2, 7, false)).unwrap();
     let mut seen = Vec::new();
-    assert_eq!(t.expire(4, 100, |c| seen.push(c.cport)), 0);
+    assert_eq!(
+        t.expire(4, 100, |c| {
+            seen.push(c.cport);
+            None
+        }),
+        0
+    );
     // Refreshed: now due at 2000 (more than a turn of the wheel away).
     t.set_expires(a, 2000);
-    assert_eq!(t.expire(7, 100, |c| seen.push(c.cport)), 1);
+    assert_eq!(
+        t.expire(7, 100, |c| {
+            seen.push(c.cport);
+            None
+        }),
+        1
+    );
     assert_eq!(seen, vec![2]);
-    assert_eq!(t.expire(1999, 100, |_| {}), 0);
-    assert_eq!(t.expire(2000, 100, |c| seen.push(c.cport)), 1);
+    assert_eq!(t.expire(1999, 100, |_| None), 0);
+    assert_eq!(
+        t.expire(2000, 100, |c| {
+            seen.push(c.cport);
+            None
+        }),
+        1
+    );
     assert_eq!(seen, vec![2, 1]);
     assert!(t.is_empty());
 }
@@ -107,7 +125,7 @@ fn shortened_timeout_frees_early() {
     let mut t = ConnTable::new(8, 0);
     let a = t.insert(conn(1, 900, false)).unwrap();
     t.set_expires(a, 10); // ESTABLISHED → CLOSE
-    assert_eq!(t.expire(10, 100, |_| {}), 1);
+    assert_eq!(t.expire(10, 100, |_| None), 1);
 }
 
 #[test]
@@ -116,9 +134,9 @@ fn budget_bounds_the_work() {
     for n in 0..1000 {
         t.insert(conn(n, 3, false)).unwrap();
     }
-    assert_eq!(t.expire(3, 100, |_| {}), 100);
+    assert_eq!(t.expire(3, 100, |_| None), 100);
     assert_eq!(t.len(), 900);
-    assert_eq!(t.expire(3, 10_000, |_| {}), 900);
+    assert_eq!(t.expire(3, 10_000, |_| None), 900);
 }
 
 #[test]
@@ -126,8 +144,8 @@ fn clock_jump_catches_up() {
     let mut t = ConnTable::new(8, 0);
     t.insert(conn(1, 5, false)).unwrap();
     t.insert(conn(2, 500_000, false)).unwrap();
-    assert_eq!(t.expire(100_000, 100, |_| {}), 1);
-    assert_eq!(t.expire(500_000, 100, |_| {}), 1);
+    assert_eq!(t.expire(100_000, 100, |_| None), 1);
+    assert_eq!(t.expire(500_000, 100, |_| None), 1);
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +193,7 @@ proptest! {
                 Op::Tick(d) => {
                     now += d;
                     let mut gone = Vec::new();
-                    t.expire(now, usize::MAX, |c| gone.push(u32::from(c.cport) | (u32::from(c.caddr.to_bits() as u16) << 16)));
+                    t.expire(now, usize::MAX, |c| { gone.push(u32::from(c.cport)); None });
                     let mut due: Vec<u32> = model.iter().filter(|e| e.1.1 <= now).map(|e| *e.0).collect();
                     due.sort_unstable();
                     gone.sort_unstable();

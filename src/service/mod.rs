@@ -53,6 +53,8 @@ impl DestRef {
 pub struct DestCounters {
     active: AtomicU32,
     inactive: AtomicU32,
+    /// Persistence templates pointing at the server (`PersistConn`).
+    persistent: AtomicU32,
     overloaded: AtomicBool,
 }
 
@@ -95,6 +97,21 @@ impl DestCounters {
         };
         from.fetch_sub(1, Ordering::Relaxed);
         to.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Persistence templates pointing at the server.
+    pub fn persistent(&self) -> u32 {
+        self.persistent.load(Ordering::Relaxed)
+    }
+
+    /// A persistence template is created for (`true`) or freed from
+    /// (`false`) the server.
+    pub fn set_persistent(&self, added: bool) {
+        if added {
+            self.persistent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.persistent.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     #[inline]

@@ -115,9 +115,6 @@ impl ServiceTable {
         if !cfg.vip.is_ipv4() {
             return Err(ServiceError::NotImplemented("IPv6 virtual services"));
         }
-        if cfg.persistence_timeout != 0 {
-            return Err(ServiceError::NotImplemented("persistence (-p)"));
-        }
         Sched::build(&cfg.scheduler, &Dests::new(&[], &[]), &params(cfg))?;
         Ok(())
     }
