@@ -10,7 +10,7 @@ use crate::pipeline::{DropReason, Frame, Verdict};
 
 /// Where the parsed packet sits in the frame (offsets from the frame's
 /// first byte).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// Length of the Ethernet header (14, or 18 with a VLAN tag).
     pub l2_len: usize,
