@@ -179,7 +179,7 @@ fn main() {
 
     println!("== 1. One client, one connection per forwarding mode");
     let client = (Ipv4Addr::new(198, 18, 0, 10), 40000);
-    for svc in &cfg.services {
+    for svc in cfg.services.iter().filter(|s| s.persistence_timeout == 0) {
         let IpAddr::V4(vip) = svc.vip.ip() else {
             continue;
         };
@@ -205,7 +205,7 @@ fn main() {
 
     println!("\n== 2. 3000 clients per service: handshake, request, close");
     let mut sent = 0u64;
-    for svc in &cfg.services {
+    for svc in cfg.services.iter().filter(|s| s.persistence_timeout == 0) {
         let IpAddr::V4(vip) = svc.vip.ip() else {
             continue;
         };
@@ -238,7 +238,30 @@ fn main() {
         "\n(TCP states as IPVS: ActiveConn = ESTABLISHED, InActConn = the rest; DR and TUN see only the client's half.)"
     );
 
-    println!("\n== 3. Counters");
+    println!("\n== 3. Persistence: FTP on every port of 198.18.1.4, per client /24");
+    let ftp = Ipv4Addr::new(198, 18, 1, 4);
+    let a = Ipv4Addr::new(198, 18, 0, 10);
+    for (src, port, what) in [
+        ((a, 41000), 21, "control connection"),
+        ((a, 41001), 30001, "its passive data connection"),
+        (
+            (Ipv4Addr::new(198, 18, 0, 77), 41002),
+            21,
+            "another client of the /24",
+        ),
+        (
+            (Ipv4Addr::new(198, 18, 7, 10), 41003),
+            21,
+            "a client of another /24",
+        ),
+        ((a, 41004), 30002, "first client, next data connection"),
+    ] {
+        let (v, out) = run(&mut p, &tcp(src, (ftp, port), SYN, b""), 3);
+        println!("  {what:<36} {}", describe(&out));
+        debug_assert!(matches!(v, Verdict::Tx { .. }));
+    }
+
+    println!("\n== 4. Counters");
     let c = p.counters().clone();
     println!(
         "rx {}  tx DR {}  tx TUN {}  tx NAT {}  NAT replies {}  passed {}  connections {}",
@@ -256,12 +279,12 @@ fn main() {
         }
     }
 
-    println!("\n== 4. Two minutes later: closed connections expire (FIN_WAIT 120 s)");
+    println!("\n== 5. Two minutes later: closed connections expire (FIN_WAIT 120 s)");
     let reaped = p.expire(2 + 121, usize::MAX);
     println!("expired {reaped}, {} left", p.conns().len());
     print_table(&snap);
 
-    println!("\n== 5. The pipeline alone, one core, established DR flows");
+    println!("\n== 6. The pipeline alone, one core, established DR flows");
     let vip = Ipv4Addr::new(198, 18, 1, 1);
     let frames: Vec<Vec<u8>> = (0..1000u32)
         .map(|n| {
