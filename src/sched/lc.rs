@@ -26,17 +26,19 @@ impl Scheduler for Lc {
     }
 
     fn schedule(&self, dests: &Dests<'_>, _: &Flow) -> Option<usize> {
-        let mut least: Option<(usize, u64)> = None;
+        // No overhead reaches u64::MAX, so the first available server
+        // always takes over from the sentinel.
+        let (mut least, mut loh) = (None, u64::MAX);
         for (p, d) in dests.iter().enumerate() {
             if !d.available() {
                 continue;
             }
             let doh = overhead(d);
-            if least.is_none_or(|(_, loh)| doh < loh) {
-                least = Some((p, doh));
+            if doh < loh {
+                (least, loh) = (Some(p), doh);
             }
         }
-        least.map(|(p, _)| p)
+        least
     }
 }
 
