@@ -25,9 +25,12 @@
 //! Periods longer than [`MAX_TABLE`] entries (weights up to 65535 on many
 //! servers) are not tabulated: the mark is then IPVS's own `(cl, cw)`,
 //! packed into one `u64` and advanced by IPVS's walk with the same
-//! compare-and-swap. That is exact as well, but a decision may walk the
-//! list (as IPVS does, under its lock); the table makes the common case one
-//! load. Tests check that the two agree step for step.
+//! compare-and-swap. That is exact as well and needs no memory, but a
+//! decision walks the list as IPVS does (under its lock): with a few heavy
+//! servers among many light ones, every high pass crosses most of the list
+//! for each decision. A decision on the table, overload aside, costs one
+//! entry whatever the weights; hence the table wherever it fits. Tests check
+//! that the two agree step for step.
 //!
 //! Where exactness ends: IPVS keeps `cw` when servers are added, removed or
 //! reweighted (it only moves `cl` back to the head and rounds `cw` to the
@@ -41,9 +44,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::{Dests, Flow, Params, Scheduler};
 
-/// The longest period kept as a table: 4 MiB of list positions. Beyond it
-/// the walk is cheap anyway: with weights of at most 65535 a period this
-/// long means the list is walked about `n / 16` steps per decision at most.
+/// The longest period kept as a table: 4 MiB of list positions. Past it the
+/// walk is affordable: a period visits each of the `n` servers once per
+/// pass, `max / di <= 65535` passes spread over more than 2^20 decisions,
+/// so a decision walks fewer than `n / 16` servers on average (at most `n`
+/// plus the overloaded ones, as in IPVS).
 pub const MAX_TABLE: u64 = 1 << 20;
 
 pub struct Wrr {
