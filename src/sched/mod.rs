@@ -12,8 +12,12 @@
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
 
+pub mod lc;
+pub mod nq;
 pub mod rr;
+pub mod sed;
 pub mod wlc;
+pub mod wrr;
 
 use std::net::IpAddr;
 
@@ -110,6 +114,10 @@ pub trait Scheduler: Send + Sync + Sized {
 pub enum Sched {
     Rr(rr::Rr),
     Wlc(wlc::Wlc),
+    Wrr(wrr::Wrr),
+    Lc(lc::Lc),
+    Sed(sed::Sed),
+    Nq(nq::Nq),
 }
 
 fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
@@ -122,10 +130,14 @@ type Builder = fn(&Dests<'_>, &Params) -> Sched;
 pub const REGISTRY: &[(&str, Builder)] = &[
     (rr::Rr::NAME, |d, p| build(d, p, Sched::Rr)),
     (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
+    (wrr::Wrr::NAME, |d, p| build(d, p, Sched::Wrr)),
+    (lc::Lc::NAME, |d, p| build(d, p, Sched::Lc)),
+    (sed::Sed::NAME, |d, p| build(d, p, Sched::Sed)),
+    (nq::Nq::NAME, |d, p| build(d, p, Sched::Nq)),
 ];
 
 /// Scheduler names of IPVS that this build does not have yet.
-pub const PENDING: &[&str] = &["wrr", "lc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"];
+pub const PENDING: &[&str] = &["lblc", "lblcr", "dh", "sh", "mh"];
 
 /// Why a scheduler could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +162,10 @@ impl Sched {
         match self {
             Sched::Rr(_) => rr::Rr::NAME,
             Sched::Wlc(_) => wlc::Wlc::NAME,
+            Sched::Wrr(_) => wrr::Wrr::NAME,
+            Sched::Lc(_) => lc::Lc::NAME,
+            Sched::Sed(_) => sed::Sed::NAME,
+            Sched::Nq(_) => nq::Nq::NAME,
         }
     }
 
@@ -159,6 +175,10 @@ impl Sched {
         let pos = match self {
             Sched::Rr(s) => s.schedule(dests, flow),
             Sched::Wlc(s) => s.schedule(dests, flow),
+            Sched::Wrr(s) => s.schedule(dests, flow),
+            Sched::Lc(s) => s.schedule(dests, flow),
+            Sched::Sed(s) => s.schedule(dests, flow),
+            Sched::Nq(s) => s.schedule(dests, flow),
         };
         debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
         pos
