@@ -12,7 +12,11 @@
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
 
+pub mod dh;
+mod hash;
+pub mod mh;
 pub mod rr;
+pub mod sh;
 pub mod wlc;
 
 use std::net::IpAddr;
@@ -110,6 +114,9 @@ pub trait Scheduler: Send + Sync + Sized {
 pub enum Sched {
     Rr(rr::Rr),
     Wlc(wlc::Wlc),
+    Dh(dh::Dh),
+    Sh(sh::Sh),
+    Mh(mh::Mh),
 }
 
 fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
@@ -122,10 +129,13 @@ type Builder = fn(&Dests<'_>, &Params) -> Sched;
 pub const REGISTRY: &[(&str, Builder)] = &[
     (rr::Rr::NAME, |d, p| build(d, p, Sched::Rr)),
     (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
+    (dh::Dh::NAME, |d, p| build(d, p, Sched::Dh)),
+    (sh::Sh::NAME, |d, p| build(d, p, Sched::Sh)),
+    (mh::Mh::NAME, |d, p| build(d, p, Sched::Mh)),
 ];
 
 /// Scheduler names of IPVS that this build does not have yet.
-pub const PENDING: &[&str] = &["wrr", "lc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"];
+pub const PENDING: &[&str] = &["wrr", "lc", "lblc", "lblcr", "sed", "nq"];
 
 /// Why a scheduler could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +160,9 @@ impl Sched {
         match self {
             Sched::Rr(_) => rr::Rr::NAME,
             Sched::Wlc(_) => wlc::Wlc::NAME,
+            Sched::Dh(_) => dh::Dh::NAME,
+            Sched::Sh(_) => sh::Sh::NAME,
+            Sched::Mh(_) => mh::Mh::NAME,
         }
     }
 
@@ -159,6 +172,9 @@ impl Sched {
         let pos = match self {
             Sched::Rr(s) => s.schedule(dests, flow),
             Sched::Wlc(s) => s.schedule(dests, flow),
+            Sched::Dh(s) => s.schedule(dests, flow),
+            Sched::Sh(s) => s.schedule(dests, flow),
+            Sched::Mh(s) => s.schedule(dests, flow),
         };
         debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
         pos
@@ -185,6 +201,7 @@ pub(crate) mod testutil {
                     port: 80,
                     fwd: Forward::Dr,
                     weight: w,
+                    last_weight: w,
                     upper_threshold: 0,
                     lower_threshold: 0,
                     mac: Some([2, 0, 0, 0, 2, 11 + i as u8]),
