@@ -41,6 +41,7 @@ fn servers(n: usize, weight: impl Fn(usize) -> u32) -> (Vec<u32>, Vec<Option<Des
                 port: 80,
                 fwd: Forward::Dr,
                 weight: weight(i),
+                last_weight: weight(i),
                 upper_threshold: 0,
                 lower_threshold: 0,
                 mac: Some([2, 0, 0, 0, 2, i as u8]),

@@ -122,6 +122,14 @@ pub enum Problem {
     /// Something xdpvs only supports for IPv4 was used with IPv6.
     #[error("{what} is only supported for IPv4 services")]
     Ipv4Only { what: &'static str },
+    /// A setting that only one scheduler understands, on a service with
+    /// another (ipvsadm: "incompatible scheduler flag").
+    #[error("{what} is only valid with scheduler = \"{scheduler}\", not \"{actual}\"")]
+    SchedulerOnly {
+        what: &'static str,
+        scheduler: &'static str,
+        actual: &'static str,
+    },
     /// `lower_threshold` above `upper_threshold` (Linux IPVS refuses this too).
     #[error(
         "expected at most upper_threshold ({upper}; 0 = no limit, which allows only 0 here), got {lower}"

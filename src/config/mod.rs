@@ -256,8 +256,14 @@ impl RealConfig {
 impl ServiceConfig {
     /// Largest `persistence_timeout`: ipvsadm's limit, 31 days.
     pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 86400;
-    /// IPVS's default Maglev table size (`CONFIG_IP_VS_MH_TAB_INDEX` 12).
+    /// The Maglev paper's table size. (IPVS fixes its size when the kernel
+    /// is built: 4093 with the default `CONFIG_IP_VS_MH_TAB_INDEX` of 12.)
     pub const DEFAULT_MH_TABLE_SIZE: u32 = 65537;
+    /// Smallest `mh_table_size`.
+    pub const MIN_MH_TABLE_SIZE: u32 = 3;
+    /// Largest `mh_table_size`: the largest prime below 2^20 (4 MiB of
+    /// table per service).
+    pub const MAX_MH_TABLE_SIZE: u32 = 1_048_573;
 
     /// A service with every optional setting at its default.
     pub fn new(proto: Protocol, vip: SocketAddr, scheduler: &str) -> ServiceConfig {

@@ -59,6 +59,8 @@ pub(super) struct RawService {
     pub scheduler: Leaf,
     pub persistence_timeout: Leaf,
     pub persistence_netmask: Leaf,
+    pub scheduler_flags: List,
+    pub mh_table_size: Leaf,
     pub reals: Option<Vec<Spanned<RawReal>>>,
 }
 

@@ -143,6 +143,8 @@ vip = "198.18.1.1:0"
 scheduler = "mh"
 persistence_timeout = 540
 persistence_netmask = "255.255.255.0"
+scheduler_flags = ["mh-port", "flag-3"]
+mh_table_size = 4093
 
 [[services.reals]]
 addr = "198.18.2.11:0"
@@ -170,6 +172,11 @@ lower_threshold = 50
     assert_eq!((s.proto, s.scheduler.as_str()), (Protocol::Udp, "mh"));
     assert_eq!(s.persistence_timeout, 540);
     assert_eq!(s.persistence_netmask, Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(
+        s.scheduler_flags,
+        SchedFlags(SchedFlags::FLAG2 | SchedFlags::FLAG3)
+    );
+    assert_eq!(s.mh_table_size, 4093);
     let r = &s.reals[0];
     assert_eq!((r.forward, r.weight), (Forward::Tun, 65535));
     assert_eq!((r.upper_threshold, r.lower_threshold), (100, 50));
@@ -494,6 +501,121 @@ fn service_values_are_checked() {
         let line_no = text.lines().count();
         assert_eq!(error(&text), format!("t.toml:{line_no}: {message}"));
     }
+}
+
+/// HEAD, a service with `scheduler` (lines 3-6), then `lines` from line 7.
+fn scheduler_text(scheduler: &str, lines: &str) -> String {
+    format!(
+        "{HEAD}[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n\
+         scheduler = {scheduler:?}\n{lines}\n"
+    )
+}
+
+#[test]
+fn scheduler_flags_as_ipvsadm_accepts_them() {
+    let flags = |scheduler: &str, list: &str| {
+        let text = scheduler_text(scheduler, &format!("scheduler_flags = {list}"));
+        parse(&text).unwrap().services[0].scheduler_flags
+    };
+    assert_eq!(flags("sh", "[\"sh-fallback\", \"sh-port\"]"), SchedFlags(3));
+    assert!(flags("sh", "[\"sh-fallback\"]").fallback());
+    assert!(flags("sh", "[\"sh-port\"]").port());
+    assert_eq!(flags("mh", "[\"mh-fallback\"]"), SchedFlags(1));
+    assert_eq!(flags("mh", "[\"mh-port\"]"), SchedFlags(2));
+    assert_eq!(
+        flags("rr", "[\"flag-1\", \"flag-2\", \"flag-3\"]"),
+        SchedFlags(7)
+    );
+    assert_eq!(flags("sh", "[\"flag-1\", \"sh-fallback\"]"), SchedFlags(1));
+    assert_eq!(flags("mh", "[]"), SchedFlags(0));
+    let absent = parse(&scheduler_text("sh", "")).unwrap();
+    assert_eq!(absent.services[0].scheduler_flags, SchedFlags::default());
+}
+
+#[test]
+fn scheduler_flags_are_checked() {
+    let names = "\"sh-fallback\", \"sh-port\", \"mh-fallback\", \"mh-port\", \"flag-1\", \
+                 \"flag-2\", \"flag-3\"";
+    let cases = [
+        (
+            "sh",
+            "scheduler_flags = [\"sh-fallbak\"]",
+            format!(
+                "t.toml:7: services[0].scheduler_flags[0]: expected one of {names}, got \"sh-fallbak\""
+            ),
+        ),
+        (
+            "sh",
+            "scheduler_flags = [1]",
+            format!("t.toml:7: services[0].scheduler_flags[0]: expected one of {names}, got 1"),
+        ),
+        (
+            "wlc",
+            "scheduler_flags = [\"flag-1\", \"sh-port\"]",
+            "t.toml:7: services[0].scheduler_flags[1]: sh-port is only valid with \
+             scheduler = \"sh\", not \"wlc\""
+                .to_owned(),
+        ),
+        (
+            "sh",
+            "scheduler_flags = [\"mh-fallback\"]",
+            "t.toml:7: services[0].scheduler_flags[0]: mh-fallback is only valid with \
+             scheduler = \"mh\", not \"sh\""
+                .to_owned(),
+        ),
+        (
+            "sh",
+            "scheduler_flags = [\"sh-port\",\n  \"sh-port\"]",
+            "t.toml:8: services[0].scheduler_flags[1]: duplicate scheduler flag sh-port, \
+             first given at line 7"
+                .to_owned(),
+        ),
+        (
+            "sh",
+            "scheduler_flags = \"sh-port\"",
+            "t.toml:7: services[0].scheduler_flags: invalid type: string \"sh-port\", \
+             expected a sequence"
+                .to_owned(),
+        ),
+    ];
+    for (scheduler, line, message) in cases {
+        assert_eq!(error(&scheduler_text(scheduler, line)), message);
+    }
+    // Without a scheduler key the service is wlc, and says so.
+    let text = format!(
+        "{HEAD}[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n\
+         scheduler_flags = [\"mh-port\"]\n"
+    );
+    assert_eq!(
+        error(&text),
+        "t.toml:6: services[0].scheduler_flags[0]: mh-port is only valid with \
+         scheduler = \"mh\", not \"wlc\""
+    );
+}
+
+#[test]
+fn mh_table_size_is_a_prime_for_mh() {
+    let size = |n: &str| {
+        let text = scheduler_text("mh", &format!("mh_table_size = {n}"));
+        parse(&text).map(|c| c.services[0].mh_table_size)
+    };
+    for ok in [3, 251, 4093, 65537, 131071, 1_048_573] {
+        assert_eq!(size(&ok.to_string()).unwrap(), ok);
+    }
+    let expected = "expected a prime 3..=1048573, e.g. 65537";
+    for bad in ["65536", "2", "1", "0", "-7", "1048583", "\"big\"", "4093.0"] {
+        assert_eq!(
+            size(bad).unwrap_err().to_string(),
+            format!("t.toml:7: services[0].mh_table_size: {expected}, got {bad}")
+        );
+    }
+    assert_eq!(
+        error(&scheduler_text("sh", "mh_table_size = 4093")),
+        "t.toml:7: services[0].mh_table_size: mh_table_size is only valid with \
+         scheduler = \"mh\", not \"sh\""
+    );
+    let absent = parse(&scheduler_text("mh", "")).unwrap();
+    assert_eq!(absent.services[0].mh_table_size, 65537);
 }
 
 #[test]

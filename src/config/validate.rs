@@ -20,6 +20,8 @@ use super::{
     XdpMode, ZeroCopy,
 };
 
+use crate::sched::mh::is_prime;
+
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Longest `sun_path` of a Unix socket, without its terminating NUL.
@@ -372,11 +374,13 @@ impl Source<'_> {
             let expected = "the virtual address and port, e.g. \"198.18.1.1:80\"";
             self.missing(Some(table.span()), &k("vip"), expected)
         })?;
-        let scheduler = self.choice(
-            &raw.scheduler,
-            &k("scheduler"),
-            &SCHEDULERS.iter().map(|&s| (s, s)).collect::<Vec<_>>(),
-        )?;
+        let scheduler = self
+            .choice(
+                &raw.scheduler,
+                &k("scheduler"),
+                &SCHEDULERS.iter().map(|&s| (s, s)).collect::<Vec<_>>(),
+            )?
+            .unwrap_or(DEFAULT_SCHEDULER);
         let persistence_timeout = self
             .int(
                 &raw.persistence_timeout,
@@ -397,6 +401,8 @@ impl Source<'_> {
             };
             return Err(self.invalid(Some(leaf.span()), &k("persistence_netmask"), problem));
         }
+        let scheduler_flags = self.scheduler_flags(raw, key, scheduler)?;
+        let mh_table_size = self.mh_table_size(raw, key, scheduler)?;
         if vip.port() == 0 && persistence_timeout == 0 {
             let span = raw.vip.as_ref().map(Spanned::span);
             return Err(self.invalid(span, &k("vip"), Problem::PortZeroNotPersistent));
@@ -423,13 +429,92 @@ impl Source<'_> {
         Ok(ServiceConfig {
             proto,
             vip,
-            scheduler: scheduler.unwrap_or(DEFAULT_SCHEDULER).to_owned(),
+            scheduler: scheduler.to_owned(),
             persistence_timeout,
             persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
-            scheduler_flags: SchedFlags::default(),
-            mh_table_size: ServiceConfig::DEFAULT_MH_TABLE_SIZE,
+            scheduler_flags,
+            mh_table_size,
             reals,
         })
+    }
+
+    /// `scheduler_flags`: the names ipvsadm `-b` accepts
+    /// (`parse_sched_flags`), `sh-*` only with sh and `mh-*` only with mh,
+    /// as ipvsadm insists; `flag-N` with any scheduler.
+    fn scheduler_flags(
+        &self,
+        raw: &RawService,
+        key: &str,
+        scheduler: &'static str,
+    ) -> Result<SchedFlags> {
+        /// Name, bit, the only scheduler it is valid with.
+        const FLAGS: &[(&str, u8, Option<&str>)] = &[
+            ("sh-fallback", SchedFlags::FLAG1, Some("sh")),
+            ("sh-port", SchedFlags::FLAG2, Some("sh")),
+            ("mh-fallback", SchedFlags::FLAG1, Some("mh")),
+            ("mh-port", SchedFlags::FLAG2, Some("mh")),
+            ("flag-1", SchedFlags::FLAG1, None),
+            ("flag-2", SchedFlags::FLAG2, None),
+            ("flag-3", SchedFlags::FLAG3, None),
+        ];
+        let list_key = format!("{key}.scheduler_flags");
+        let expected = one_of(FLAGS.iter().map(|(name, ..)| name));
+        let flags = self.unique_list(
+            raw.scheduler_flags.as_ref(),
+            &list_key,
+            "scheduler flag",
+            |item, key| {
+                let flag = self.string_value(item, key, &expected, |s| {
+                    FLAGS.iter().find(|(name, ..)| *name == s)
+                })?;
+                match flag.2 {
+                    Some(only) if only != scheduler => {
+                        let problem = Problem::SchedulerOnly {
+                            what: flag.0,
+                            scheduler: only,
+                            actual: scheduler,
+                        };
+                        Err(self.invalid(Some(item.span()), key, problem))
+                    }
+                    _ => Ok(flag.0),
+                }
+            },
+        )?;
+        let bits = flags
+            .iter()
+            .filter_map(|f| FLAGS.iter().find(|(name, ..)| name == f))
+            .fold(0, |bits, (_, bit, _)| bits | bit);
+        Ok(SchedFlags(bits))
+    }
+
+    /// `mh_table_size`: a prime, and only for the mh scheduler.
+    fn mh_table_size(&self, raw: &RawService, key: &str, scheduler: &'static str) -> Result<u32> {
+        let Some(value) = &raw.mh_table_size else {
+            return Ok(ServiceConfig::DEFAULT_MH_TABLE_SIZE);
+        };
+        let key = format!("{key}.mh_table_size");
+        let (lo, hi) = (
+            ServiceConfig::MIN_MH_TABLE_SIZE,
+            ServiceConfig::MAX_MH_TABLE_SIZE,
+        );
+        let size = value
+            .get_ref()
+            .as_integer()
+            .filter(|n| (i64::from(lo)..=i64::from(hi)).contains(n))
+            .map(|n| n as u32)
+            .filter(|&n| is_prime(n))
+            .ok_or_else(|| {
+                self.expected(value, &key, format!("a prime {lo}..={hi}, e.g. 65537"))
+            })?;
+        if scheduler != "mh" {
+            let problem = Problem::SchedulerOnly {
+                what: "mh_table_size",
+                scheduler: "mh",
+                actual: scheduler,
+            };
+            return Err(self.invalid(Some(value.span()), &key, problem));
+        }
+        Ok(size)
     }
 
     fn real(

@@ -12,10 +12,14 @@
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
 
+pub mod dh;
+mod hash;
 pub mod lc;
+pub mod mh;
 pub mod nq;
 pub mod rr;
 pub mod sed;
+pub mod sh;
 pub mod wlc;
 pub mod wrr;
 
@@ -118,6 +122,9 @@ pub enum Sched {
     Lc(lc::Lc),
     Sed(sed::Sed),
     Nq(nq::Nq),
+    Dh(dh::Dh),
+    Sh(sh::Sh),
+    Mh(mh::Mh),
 }
 
 fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
@@ -134,10 +141,13 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     (lc::Lc::NAME, |d, p| build(d, p, Sched::Lc)),
     (sed::Sed::NAME, |d, p| build(d, p, Sched::Sed)),
     (nq::Nq::NAME, |d, p| build(d, p, Sched::Nq)),
+    (dh::Dh::NAME, |d, p| build(d, p, Sched::Dh)),
+    (sh::Sh::NAME, |d, p| build(d, p, Sched::Sh)),
+    (mh::Mh::NAME, |d, p| build(d, p, Sched::Mh)),
 ];
 
 /// Scheduler names of IPVS that this build does not have yet.
-pub const PENDING: &[&str] = &["lblc", "lblcr", "dh", "sh", "mh"];
+pub const PENDING: &[&str] = &["lblc", "lblcr"];
 
 /// Why a scheduler could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +176,9 @@ impl Sched {
             Sched::Lc(_) => lc::Lc::NAME,
             Sched::Sed(_) => sed::Sed::NAME,
             Sched::Nq(_) => nq::Nq::NAME,
+            Sched::Dh(_) => dh::Dh::NAME,
+            Sched::Sh(_) => sh::Sh::NAME,
+            Sched::Mh(_) => mh::Mh::NAME,
         }
     }
 
@@ -179,6 +192,9 @@ impl Sched {
             Sched::Lc(s) => s.schedule(dests, flow),
             Sched::Sed(s) => s.schedule(dests, flow),
             Sched::Nq(s) => s.schedule(dests, flow),
+            Sched::Dh(s) => s.schedule(dests, flow),
+            Sched::Sh(s) => s.schedule(dests, flow),
+            Sched::Mh(s) => s.schedule(dests, flow),
         };
         debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
         pos
@@ -205,6 +221,7 @@ pub(crate) mod testutil {
                     port: 80,
                     fwd: Forward::Dr,
                     weight: w,
+                    last_weight: w,
                     upper_threshold: 0,
                     lower_threshold: 0,
                     mac: Some([2, 0, 0, 0, 2, 11 + i as u8]),

@@ -132,6 +132,10 @@ pub struct Dest {
     pub port: u16,
     pub fwd: Forward,
     pub weight: u32,
+    /// The latest non-zero weight (IPVS `last_weight`; the weight it was
+    /// added with if never changed): Maglev builds its table from it, so
+    /// that quiescing a server (weight 0) does not reshape the table.
+    pub last_weight: u32,
     /// `ipvsadm -x`: at this many connections the server is overloaded.
     pub upper_threshold: u32,
     /// `ipvsadm -y`: below this many it takes new connections again.

@@ -54,6 +54,8 @@ struct SvcEntry {
 
 struct DestEntry {
     cfg: RealConfig,
+    /// See [`Dest::last_weight`].
+    last_weight: u32,
     r: DestRef,
     counters: Arc<DestCounters>,
 }
@@ -221,6 +223,7 @@ impl ServiceTable {
         s.generation = s.generation.wrapping_add(1);
         s.dest = Some(DestEntry {
             cfg: real.clone(),
+            last_weight: real.weight,
             r: DestRef::new(slot, s.generation),
             counters: Arc::new(DestCounters::default()),
         });
@@ -239,6 +242,10 @@ impl ServiceTable {
         let (_, _, slot) = self.locate(proto, vip, real.addr)?;
         self.check_dest(real)?;
         if let Some(d) = self.slots[slot as usize].dest.as_mut() {
+            // As `__ip_vs_update_dest`: keep the latest non-zero weight.
+            if real.weight != 0 {
+                d.last_weight = real.weight;
+            }
             d.cfg = real.clone();
         }
         Ok(())
@@ -288,6 +295,7 @@ impl ServiceTable {
                     port: d.cfg.addr.port(),
                     fwd: d.cfg.forward,
                     weight: d.cfg.weight,
+                    last_weight: d.last_weight,
                     upper_threshold: d.cfg.upper_threshold,
                     lower_threshold: d.cfg.lower_threshold,
                     mac: hop.map(|h| h.1),
@@ -343,5 +351,42 @@ impl ServiceTable {
             vips_v4,
             nat_rips_v4,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `last_weight` as `__ip_vs_update_dest` keeps it: the weight a
+    /// server was added with, then its latest non-zero weight.
+    #[test]
+    fn last_weight_is_the_latest_non_zero_weight() {
+        let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        let rip: SocketAddr = "198.18.2.11:80".parse().unwrap();
+        t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "mh"))
+            .unwrap();
+        let real = |weight| RealConfig {
+            addr: rip,
+            forward: Forward::Dr,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        let weights = |t: &ServiceTable| {
+            let s = t.snapshot();
+            let d = s.dests_of(&s.services()[0]).at(0);
+            (d.weight, d.last_weight)
+        };
+        t.add_dest(Protocol::Tcp, vip, &real(3)).unwrap();
+        assert_eq!(weights(&t), (3, 3));
+        t.edit_dest(Protocol::Tcp, vip, &real(0)).unwrap();
+        assert_eq!(weights(&t), (0, 3));
+        t.edit_dest(Protocol::Tcp, vip, &real(5)).unwrap();
+        assert_eq!(weights(&t), (5, 5));
+        t.del_dest(Protocol::Tcp, vip, rip).unwrap();
+        t.add_dest(Protocol::Tcp, vip, &real(0)).unwrap();
+        assert_eq!(weights(&t), (0, 0));
     }
 }
