@@ -6,12 +6,16 @@
 //! side whenever its service's real servers change (that is where any
 //! expensive table is computed) and is then shared, immutable, by every
 //! worker through the snapshot; per-decision state that must be shared
-//! (the rr cursor) is an atomic, never a lock.
+//! (the rr cursor, the lblc and lblcr locality tables) is atomic, never a
+//! lock.
 //!
 //! Arithmetic is integer-only and follows the Linux sources
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
 
+pub mod lblc;
+pub mod lblcr;
+pub mod locality;
 pub mod rr;
 pub mod wlc;
 
@@ -100,6 +104,15 @@ pub trait Scheduler: Send + Sync + Sized {
     /// change; may precompute whatever makes [`Scheduler::schedule`] cheap.
     fn build(dests: &Dests<'_>, params: &Params) -> Self;
 
+    /// Built again for the same service, replacing `prev`: when its real
+    /// servers or settings change but not its scheduler. State that IPVS
+    /// keeps across such changes (lblc's and lblcr's locality table) is
+    /// carried over; by default nothing is.
+    fn rebuild(dests: &Dests<'_>, params: &Params, prev: &Self) -> Self {
+        let _ = prev;
+        Self::build(dests, params)
+    }
+
     /// The list position of the real server for a new connection, or `None`
     /// when none is available. Never returns a quiescent (weight 0) or
     /// overloaded server.
@@ -110,6 +123,8 @@ pub trait Scheduler: Send + Sync + Sized {
 pub enum Sched {
     Rr(rr::Rr),
     Wlc(wlc::Wlc),
+    Lblc(lblc::Lblc),
+    Lblcr(lblcr::Lblcr),
 }
 
 fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
@@ -122,10 +137,12 @@ type Builder = fn(&Dests<'_>, &Params) -> Sched;
 pub const REGISTRY: &[(&str, Builder)] = &[
     (rr::Rr::NAME, |d, p| build(d, p, Sched::Rr)),
     (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
+    (lblc::Lblc::NAME, |d, p| build(d, p, Sched::Lblc)),
+    (lblcr::Lblcr::NAME, |d, p| build(d, p, Sched::Lblcr)),
 ];
 
 /// Scheduler names of IPVS that this build does not have yet.
-pub const PENDING: &[&str] = &["wrr", "lc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"];
+pub const PENDING: &[&str] = &["wrr", "lc", "dh", "sh", "sed", "nq", "mh"];
 
 /// Why a scheduler could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,10 +163,32 @@ impl Sched {
         }
     }
 
+    /// The scheduler registered as `name`, built for `dests` to replace
+    /// `prev` in the same service ([`Scheduler::rebuild`]); a fresh build
+    /// when `prev` is another kind.
+    pub fn rebuild(
+        name: &str,
+        dests: &Dests<'_>,
+        params: &Params,
+        prev: &Sched,
+    ) -> Result<Sched, SchedError> {
+        match prev {
+            Sched::Lblc(p) if name == lblc::Lblc::NAME => {
+                Ok(Sched::Lblc(lblc::Lblc::rebuild(dests, params, p)))
+            }
+            Sched::Lblcr(p) if name == lblcr::Lblcr::NAME => {
+                Ok(Sched::Lblcr(lblcr::Lblcr::rebuild(dests, params, p)))
+            }
+            _ => Sched::build(name, dests, params),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Sched::Rr(_) => rr::Rr::NAME,
             Sched::Wlc(_) => wlc::Wlc::NAME,
+            Sched::Lblc(_) => lblc::Lblc::NAME,
+            Sched::Lblcr(_) => lblcr::Lblcr::NAME,
         }
     }
 
@@ -159,6 +198,8 @@ impl Sched {
         let pos = match self {
             Sched::Rr(s) => s.schedule(dests, flow),
             Sched::Wlc(s) => s.schedule(dests, flow),
+            Sched::Lblc(s) => s.schedule(dests, flow),
+            Sched::Lblcr(s) => s.schedule(dests, flow),
         };
         debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
         pos
