@@ -6,7 +6,8 @@
 //! side whenever its service's real servers change (that is where any
 //! expensive table is computed) and is then shared, immutable, by every
 //! worker through the snapshot; per-decision state that must be shared
-//! (the rr cursor) is an atomic, never a lock.
+//! (the rr cursor, the lblc and lblcr locality tables) is atomic, never a
+//! lock.
 //!
 //! Arithmetic is integer-only and follows the Linux sources
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
@@ -14,7 +15,10 @@
 
 pub mod dh;
 mod hash;
+pub mod lblc;
+pub mod lblcr;
 pub mod lc;
+pub mod locality;
 pub mod mh;
 pub mod nq;
 pub mod rr;
@@ -108,6 +112,15 @@ pub trait Scheduler: Send + Sync + Sized {
     /// change; may precompute whatever makes [`Scheduler::schedule`] cheap.
     fn build(dests: &Dests<'_>, params: &Params) -> Self;
 
+    /// Built again for the same service, replacing `prev`: when its real
+    /// servers or settings change but not its scheduler. State that IPVS
+    /// keeps across such changes (lblc's and lblcr's locality table) is
+    /// carried over; by default nothing is.
+    fn rebuild(dests: &Dests<'_>, params: &Params, prev: &Self) -> Self {
+        let _ = prev;
+        Self::build(dests, params)
+    }
+
     /// The list position of the real server for a new connection, or `None`
     /// when none is available. Never returns a quiescent (weight 0) or
     /// overloaded server.
@@ -125,6 +138,8 @@ pub enum Sched {
     Dh(dh::Dh),
     Sh(sh::Sh),
     Mh(mh::Mh),
+    Lblc(lblc::Lblc),
+    Lblcr(lblcr::Lblcr),
 }
 
 fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched) -> Sched {
@@ -144,18 +159,15 @@ pub const REGISTRY: &[(&str, Builder)] = &[
     (dh::Dh::NAME, |d, p| build(d, p, Sched::Dh)),
     (sh::Sh::NAME, |d, p| build(d, p, Sched::Sh)),
     (mh::Mh::NAME, |d, p| build(d, p, Sched::Mh)),
+    (lblc::Lblc::NAME, |d, p| build(d, p, Sched::Lblc)),
+    (lblcr::Lblcr::NAME, |d, p| build(d, p, Sched::Lblcr)),
 ];
-
-/// Scheduler names of IPVS that this build does not have yet.
-pub const PENDING: &[&str] = &["lblc", "lblcr"];
 
 /// Why a scheduler could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedError {
     #[error("unknown scheduler \"{0}\"")]
     Unknown(String),
-    #[error("scheduler \"{0}\" is not implemented yet")]
-    NotImplemented(String),
 }
 
 impl Sched {
@@ -163,8 +175,27 @@ impl Sched {
     pub fn build(name: &str, dests: &Dests<'_>, params: &Params) -> Result<Sched, SchedError> {
         match REGISTRY.iter().find(|(n, _)| *n == name) {
             Some((_, b)) => Ok(b(dests, params)),
-            None if PENDING.contains(&name) => Err(SchedError::NotImplemented(name.to_owned())),
             None => Err(SchedError::Unknown(name.to_owned())),
+        }
+    }
+
+    /// The scheduler registered as `name`, built for `dests` to replace
+    /// `prev` in the same service ([`Scheduler::rebuild`]); a fresh build
+    /// when `prev` is another kind.
+    pub fn rebuild(
+        name: &str,
+        dests: &Dests<'_>,
+        params: &Params,
+        prev: &Sched,
+    ) -> Result<Sched, SchedError> {
+        match prev {
+            Sched::Lblc(p) if name == lblc::Lblc::NAME => {
+                Ok(Sched::Lblc(lblc::Lblc::rebuild(dests, params, p)))
+            }
+            Sched::Lblcr(p) if name == lblcr::Lblcr::NAME => {
+                Ok(Sched::Lblcr(lblcr::Lblcr::rebuild(dests, params, p)))
+            }
+            _ => Sched::build(name, dests, params),
         }
     }
 
@@ -179,6 +210,8 @@ impl Sched {
             Sched::Dh(_) => dh::Dh::NAME,
             Sched::Sh(_) => sh::Sh::NAME,
             Sched::Mh(_) => mh::Mh::NAME,
+            Sched::Lblc(_) => lblc::Lblc::NAME,
+            Sched::Lblcr(_) => lblcr::Lblcr::NAME,
         }
     }
 
@@ -195,6 +228,8 @@ impl Sched {
             Sched::Dh(s) => s.schedule(dests, flow),
             Sched::Sh(s) => s.schedule(dests, flow),
             Sched::Mh(s) => s.schedule(dests, flow),
+            Sched::Lblc(s) => s.schedule(dests, flow),
+            Sched::Lblcr(s) => s.schedule(dests, flow),
         };
         debug_assert!(pos.is_none_or(|p| dests.at(p).available()));
         pos

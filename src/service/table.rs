@@ -46,6 +46,15 @@ fn params(cfg: &ServiceConfig) -> Params {
     }
 }
 
+/// Service `proto` `vip` of `snap` exactly (no port-0 fallback).
+fn same_service(snap: &Snapshot, proto: Protocol, vip: SocketAddr) -> Option<&Service> {
+    let IpAddr::V4(a) = vip.ip() else {
+        return None;
+    };
+    let i = snap.v4.get(&(ip_proto(proto), a, vip.port()))?;
+    Some(&snap.services[*i as usize])
+}
+
 struct SvcEntry {
     cfg: ServiceConfig,
     /// Slots, newest first (IPVS adds destinations at the list head).
@@ -281,8 +290,20 @@ impl ServiceTable {
         self.next_hops.insert(addr, (port, mac));
     }
 
-    /// The immutable view the workers will read.
+    /// The immutable view the workers will read, its schedulers built
+    /// afresh.
     pub fn snapshot(&self) -> Snapshot {
+        self.build_snapshot(None)
+    }
+
+    /// The view to replace `prev`: a service that keeps its scheduler
+    /// keeps the scheduler's state (lblc's and lblcr's locality tables),
+    /// as IPVS does when servers or settings change.
+    pub fn next_snapshot(&self, prev: &Snapshot) -> Snapshot {
+        self.build_snapshot(Some(prev))
+    }
+
+    fn build_snapshot(&self, prev: Option<&Snapshot>) -> Snapshot {
         let dests: Box<[Option<Dest>]> = self
             .slots
             .iter()
@@ -314,11 +335,12 @@ impl ServiceTable {
                     v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
                 }
                 let order = s.dests.clone().into_boxed_slice();
-                let sched = Sched::build(
-                    &s.cfg.scheduler,
-                    &Dests::new(&order, &dests),
-                    &params(&s.cfg),
-                )
+                let (name, d) = (&s.cfg.scheduler, Dests::new(&order, &dests));
+                let before = prev.and_then(|p| same_service(p, s.cfg.proto, s.cfg.vip));
+                let sched = match before {
+                    Some(b) => Sched::rebuild(name, &d, &params(&s.cfg), &b.sched),
+                    None => Sched::build(name, &d, &params(&s.cfg)),
+                }
                 .expect("scheduler names are checked when a service is added");
                 Service {
                     proto: s.cfg.proto,
