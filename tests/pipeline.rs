@@ -669,3 +669,33 @@ fn run_batched(
     }
     got
 }
+
+/// A new snapshot keeps the scheduler of every service that did not
+/// change: rr goes on where it was instead of starting over.
+#[test]
+fn unchanged_services_keep_their_scheduler_state() {
+    let mut t = director();
+    let mut p = pipeline(&t, 1024);
+    let syn = |sport| Pkt {
+        sport,
+        ..Pkt::default()
+    };
+    let (_, first) = run(&mut p, &syn(1).bytes(), 0);
+    // Another service changes.
+    let nat: std::net::SocketAddr = "198.18.1.3:80".parse().unwrap();
+    t.add_dest(
+        Protocol::Tcp,
+        nat,
+        &real("198.18.2.33:8080", Forward::Nat, 1),
+    )
+    .unwrap();
+    let next = t.next_snapshot(p.snapshot());
+    p.set_snapshot(Arc::new(next));
+    let (_, second) = run(&mut p, &syn(2).bytes(), 0);
+    assert_ne!(first[0..6], second[0..6], "rr went on to the next server");
+    assert_eq!(second[0..6], mac_of(Ipv4Addr::new(198, 18, 2, 12)));
+    // With `snapshot()` (no predecessor) every scheduler starts afresh.
+    p.set_snapshot(Arc::new(t.snapshot()));
+    let (_, third) = run(&mut p, &syn(3).bytes(), 0);
+    assert_eq!(third[0..6], first[0..6]);
+}

@@ -197,7 +197,9 @@ pub struct Service {
     pub proto: Protocol,
     pub vip: IpAddr,
     pub port: u16,
-    pub sched: Sched,
+    pub sched: Arc<Sched>,
+    /// The service table's version of the service this was built from.
+    pub(crate) version: u64,
     /// Slots of its real servers, in IPVS list order (newest first).
     pub dests: Box<[u32]>,
     pub persistence_timeout: u32,

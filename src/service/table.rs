@@ -59,6 +59,9 @@ struct SvcEntry {
     cfg: ServiceConfig,
     /// Slots, newest first (IPVS adds destinations at the list head).
     dests: Vec<u32>,
+    /// Changes with every edit of the service or its real servers; a
+    /// snapshot reuses the previous one's scheduler while it is the same.
+    version: u64,
 }
 
 struct DestEntry {
@@ -85,6 +88,8 @@ pub struct ServiceTable {
     free: Vec<u32>,
     /// Next hop of each real server address: director port and MAC.
     next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+    /// The last version handed to a service.
+    versions: u64,
 }
 
 impl ServiceTable {
@@ -97,6 +102,7 @@ impl ServiceTable {
             slots: Vec::new(),
             free: Vec::new(),
             next_hops: HashMap::new(),
+            versions: 0,
         }
     }
 
@@ -113,6 +119,11 @@ impl ServiceTable {
             }
         }
         Ok(t)
+    }
+
+    fn next_version(&mut self) -> u64 {
+        self.versions += 1;
+        self.versions
     }
 
     fn find(&self, proto: Protocol, vip: SocketAddr) -> Result<usize, ServiceError> {
@@ -140,12 +151,14 @@ impl ServiceTable {
             });
         }
         Self::check_service(cfg)?;
+        let version = self.next_version();
         self.services.push(SvcEntry {
             cfg: ServiceConfig {
                 reals: Vec::new(),
                 ..cfg.clone()
             },
             dests: Vec::new(),
+            version,
         });
         Ok(())
     }
@@ -154,6 +167,7 @@ impl ServiceTable {
     pub fn edit_service(&mut self, cfg: &ServiceConfig) -> Result<(), ServiceError> {
         let i = self.find(cfg.proto, cfg.vip)?;
         Self::check_service(cfg)?;
+        self.services[i].version = self.next_version();
         let s = &mut self.services[i].cfg;
         s.scheduler.clone_from(&cfg.scheduler);
         s.persistence_timeout = cfg.persistence_timeout;
@@ -237,6 +251,7 @@ impl ServiceTable {
             counters: Arc::new(DestCounters::default()),
         });
         self.services[svc].dests.insert(0, slot);
+        self.services[svc].version = self.next_version();
         Ok(())
     }
 
@@ -248,8 +263,9 @@ impl ServiceTable {
         vip: SocketAddr,
         real: &RealConfig,
     ) -> Result<(), ServiceError> {
-        let (_, _, slot) = self.locate(proto, vip, real.addr)?;
+        let (svc, _, slot) = self.locate(proto, vip, real.addr)?;
         self.check_dest(real)?;
+        self.services[svc].version = self.next_version();
         if let Some(d) = self.slots[slot as usize].dest.as_mut() {
             // As `__ip_vs_update_dest`: keep the latest non-zero weight.
             if real.weight != 0 {
@@ -270,6 +286,7 @@ impl ServiceTable {
     ) -> Result<(), ServiceError> {
         let (svc, pos, slot) = self.locate(proto, vip, addr)?;
         self.services[svc].dests.remove(pos);
+        self.services[svc].version = self.next_version();
         self.release(slot);
         Ok(())
     }
@@ -338,15 +355,24 @@ impl ServiceTable {
                 let (name, d) = (&s.cfg.scheduler, Dests::new(&order, &dests));
                 let before = prev.and_then(|p| same_service(p, s.cfg.proto, s.cfg.vip));
                 let sched = match before {
-                    Some(b) => Sched::rebuild(name, &d, &params(&s.cfg), &b.sched),
-                    None => Sched::build(name, &d, &params(&s.cfg)),
-                }
-                .expect("scheduler names are checked when a service is added");
+                    // Unchanged: the same scheduler, its state (rr's and
+                    // wrr's position, mh's table) and all.
+                    Some(b) if b.version == s.version => Arc::clone(&b.sched),
+                    Some(b) => Arc::new(
+                        Sched::rebuild(name, &d, &params(&s.cfg), &b.sched)
+                            .expect("scheduler names are checked when a service is added"),
+                    ),
+                    None => Arc::new(
+                        Sched::build(name, &d, &params(&s.cfg))
+                            .expect("scheduler names are checked when a service is added"),
+                    ),
+                };
                 Service {
                     proto: s.cfg.proto,
                     vip: s.cfg.vip.ip(),
                     port: s.cfg.vip.port(),
                     sched,
+                    version: s.version,
                     dests: order,
                     persistence_timeout: s.cfg.persistence_timeout,
                     persistence_netmask: s.cfg.persistence_netmask,
