@@ -38,15 +38,15 @@ fn find(t: &ConnTable<Ipv4Addr>, k: &FlowKey<Ipv4Addr>) -> Option<(u32, Side)> {
 }
 
 #[test]
-fn entry_is_52_bytes() {
-    assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 52);
+fn entry_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Conn<Ipv4Addr>>(), 64);
 }
 
 #[test]
 fn memory_per_connection() {
     let t = ConnTable::<Ipv4Addr>::new(1 << 20, 0);
     let per = t.memory() as f64 / f64::from(t.capacity());
-    println!("connection table: {per:.1} bytes per connection (entry 48 + index + wheel)");
+    println!("connection table: {per:.1} bytes per connection (entry 64 + index + wheel)");
     assert!(per <= 128.0, "{per} bytes per connection");
 }
 
