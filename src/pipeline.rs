@@ -415,8 +415,8 @@ impl Pipeline {
         assert!(n <= MAX_BATCH && verdicts.len() >= n, "batch too large");
         if self.st.conns.len() < self.prefetch_min {
             // The table is cache-resident: the extra passes would cost more
-            // than the misses they hide (measured: 62 vs 43 ns per packet
-            // at 1 k flows).
+            // than the misses they hide (measured at 1 k flows, before the
+            // parse fast path: 62 against 43 ns per packet).
             for (f, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
                 *v = self.process(f, now);
             }
