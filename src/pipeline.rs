@@ -193,6 +193,8 @@ pub struct Counters {
     pub tx_replies: u64,
     /// ICMP errors the director generated (fragmentation needed).
     pub icmp_sent: u64,
+    /// ICMP errors about connections relayed to a real server or client.
+    pub icmp_relayed: u64,
     pub passed: u64,
     pub drops: [u64; DropReason::COUNT],
     pub conns_created: u64,
@@ -482,7 +484,7 @@ impl State {
         self.counters.rx += 1;
         let v = match parsed {
             Ok(Some(p)) => self.classify(snap, frame, &p, hash, now),
-            Ok(None) => Verdict::Pass,
+            Ok(None) => self.icmp_error(snap, frame, now),
             Err(e) => bad_frame(snap, frame.data(), e),
         };
         match v {
@@ -755,6 +757,77 @@ impl State {
         Ok((dest, t))
     }
 
+    /// An ICMP error about one of our connections goes where the packet it
+    /// quotes came from (`ip_vs_in_icmp`, `ip_vs_out_icmp`); anything else
+    /// that is not TCP or UDP is the kernel's.
+    #[cold]
+    fn icmp_error(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, now: Tick) -> Verdict {
+        let d = frame.data();
+        let Ok(eth) = EthernetFrame::new_checked(d) else {
+            return Verdict::Pass;
+        };
+        if eth.ethertype() != ETHERTYPE_IPV4 {
+            return Verdict::Pass;
+        }
+        let Some(q) = xmit::icmp::quote(d, eth.header_len()) else {
+            return Verdict::Pass;
+        };
+        // The quoted packet went the other way: its reverse is the 5-tuple
+        // of the connection's packets in the direction the error travels.
+        let key = FlowKey {
+            proto: q.proto,
+            saddr: q.dst,
+            sport: q.dport,
+            daddr: q.src,
+            dport: q.sport,
+        };
+        let Some((i, side)) = self.conns.lookup(&key, self.conns.hash(&key)) else {
+            return Verdict::Pass;
+        };
+        let c = *self.conns.get(i);
+        let Some(dest) = snap.dest(DestRef(c.dest)).filter(|_| c.expires > now) else {
+            return Verdict::Pass;
+        };
+        if !ip_header_ok(d, &q.layout) {
+            return Verdict::Drop(DropReason::BadIpChecksum);
+        }
+        let fwd = c.flags & flags::FWD_MASK;
+        let v = match side {
+            Side::Server => {
+                let hop = Hop {
+                    port: c.in_port,
+                    dst_mac: c.client_mac,
+                    src_mac: snap.ports[usize::from(c.in_port)].mac,
+                };
+                xmit::icmp::nat_to_client(frame, &q, c.vaddr, c.vport, &hop)
+            }
+            Side::Client if fwd == Forward::Nat as u8 => {
+                let Some(hop) = dest_hop(snap, dest) else {
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                };
+                xmit::icmp::nat_to_server(frame, &q, c.daddr, c.dport, &hop)
+            }
+            Side::Client => {
+                let Some(hop) = dest_hop(snap, dest) else {
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                };
+                match snap.tunnel_source {
+                    _ if fwd == Forward::Dr as u8 => xmit::dr::xmit(frame, &hop),
+                    Some(src) => {
+                        let mtu = snap.ports[usize::from(dest.tx_port)].mtu;
+                        self.ident = self.ident.wrapping_add(1);
+                        xmit::tun::xmit(frame, &q.layout, src, c.daddr, mtu, self.ident, &hop)
+                    }
+                    None => Verdict::Drop(DropReason::NoNeighbour),
+                }
+            }
+        };
+        if let Verdict::Tx { .. } = v {
+            self.counters.icmp_relayed += 1;
+        }
+        v
+    }
+
     /// Sends a client's packet to its real server by the connection's
     /// forwarding method.
     #[inline]
@@ -766,15 +839,10 @@ impl State {
         c: &Conn<Ipv4Addr>,
         dest: &Dest,
     ) -> Verdict {
-        let Some(dst_mac) = dest.mac else {
+        let Some(hop) = dest_hop(snap, dest) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let port = &snap.ports[usize::from(dest.tx_port)];
-        let hop = Hop {
-            port: dest.tx_port,
-            dst_mac,
-            src_mac: port.mac,
-        };
         let fwd = c.flags & flags::FWD_MASK;
         let v = if fwd == Forward::Dr as u8 {
             xmit::dr::xmit(frame, &hop)
@@ -821,6 +889,16 @@ fn ip_header_ok(d: &[u8], l: &Layout) -> bool {
     };
     let sum = (sum & 0xffff_ffff) + (sum >> 32);
     checksum::fold(((sum & 0xffff_ffff) + (sum >> 32)) as u32) == 0xffff
+}
+
+/// The next hop toward a real server, once its MAC is resolved.
+#[inline]
+fn dest_hop(snap: &Snapshot, dest: &Dest) -> Option<Hop> {
+    Some(Hop {
+        port: dest.tx_port,
+        dst_mac: dest.mac?,
+        src_mac: snap.ports[usize::from(dest.tx_port)].mac,
+    })
 }
 
 /// The service's scheduler's choice for a new connection.

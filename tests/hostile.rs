@@ -55,7 +55,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
 
 fn accounted(p: &Pipeline) {
     let c = p.counters();
-    let tx: u64 = c.tx.iter().sum::<u64>() + c.tx_replies + c.icmp_sent;
+    let tx: u64 = c.tx.iter().sum::<u64>() + c.tx_replies + c.icmp_sent + c.icmp_relayed;
     assert_eq!(c.rx, tx + c.passed + c.total_drops(), "{c:?}");
 }
 

@@ -3,6 +3,7 @@
 //! into the headroom where it grows) and says where it goes.
 
 pub mod dr;
+pub mod icmp;
 pub mod nat;
 pub mod tun;
 

@@ -1,0 +1,174 @@
+//! ICMP errors about connections (`ip_vs_in_icmp`, `ip_vs_out_icmp`,
+//! `ip_vs_nat_icmp`).
+//!
+//! An ICMP error (destination unreachable — fragmentation needed among
+//! them —, source quench, time exceeded) quotes the header of the packet
+//! that caused it. When that packet belongs to one of our connections the
+//! error must reach the host that sent the packet, translated as the
+//! connection is:
+//!
+//! - from the client's side, about a packet VIP → client (a reply): to the
+//!   real server, by the connection's forwarding method; for NAT the outer
+//!   destination and the quoted source become the real server's (so that
+//!   path MTU discovery works through the director);
+//! - from the real server's side, about a packet client → RIP (a NAT
+//!   request): to the client, the outer source and the quoted destination
+//!   put back to the VIP.
+//!
+//! Only the quoted IP header's checksum is fixed (incrementally); the
+//! quoted transport checksum cannot be (the quote is truncated) and is left
+//! alone, as in IPVS. The ICMP checksum is recomputed over the message.
+
+use std::net::Ipv4Addr;
+
+use super::{Hop, Layout, drop, send};
+use crate::pipeline::{DropReason, Frame, Verdict};
+use crate::wire::checksum::{self, update16, update32};
+use crate::wire::icmp::{ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, Icmpv4Packet};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+/// ICMP source quench (deprecated, still relayed by IPVS).
+const ICMP_SOURCE_QUENCH: u8 = 4;
+
+/// An ICMP error quoting a TCP or UDP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// Where the outer packet sits.
+    pub layout: Layout,
+    /// Offset of the quoted IP header from the frame's start.
+    pub at: usize,
+    pub ihl: usize,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+/// The quoted packet of an ICMP error in `d`, if `d` (an untagged or
+/// tagged Ethernet frame whose IPv4 header starts at `l2_len`) is one that
+/// IPVS relays: not a fragment, a relayed type, a quote with a whole IP
+/// header and the 8 bytes that hold the ports, not a later fragment.
+pub fn quote(d: &[u8], l2_len: usize) -> Option<Quote> {
+    let ip = Ipv4Packet::new_checked(d.get(l2_len..)?).ok()?;
+    if ip.protocol() != PROTO_ICMP || ip.is_fragment() {
+        return None;
+    }
+    let layout = Layout {
+        l2_len,
+        ihl: ip.header_len(),
+        ip_len: usize::from(ip.total_len()),
+    };
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    if !matches!(
+        icmp.msg_type(),
+        ICMP_DEST_UNREACH | ICMP_SOURCE_QUENCH | ICMP_TIME_EXCEEDED
+    ) {
+        return None;
+    }
+    let q = icmp.payload();
+    let ihl = usize::from(*q.first()? & 0x0f) * 4;
+    if q[0] >> 4 != 4 || ihl < 20 || q.len() < ihl + 8 {
+        return None;
+    }
+    let inner = Ipv4Packet::new_unchecked(q);
+    let proto = inner.protocol();
+    if (proto != PROTO_TCP && proto != PROTO_UDP) || inner.frag_offset() != 0 {
+        return None;
+    }
+    let port = |at: usize| u16::from_be_bytes([q[ihl + at], q[ihl + at + 1]]);
+    Some(Quote {
+        layout,
+        at: l2_len + layout.ihl + 8,
+        ihl,
+        proto,
+        src: inner.src_addr(),
+        sport: port(0),
+        dst: inner.dst_addr(),
+        dport: port(2),
+    })
+}
+
+/// Rewrites the outer destination (or source) address and the quoted
+/// source (or destination) address and port, then the checksums.
+fn translate(d: &mut [u8], q: &Quote, toward_server: bool, addr: Ipv4Addr, port: u16) {
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut d[q.layout.l2_len..]);
+        let old = if toward_server {
+            ip.dst_addr()
+        } else {
+            ip.src_addr()
+        };
+        if toward_server {
+            ip.set_dst_addr(addr);
+        } else {
+            ip.set_src_addr(addr);
+        }
+        let c = update32(ip.checksum(), old.to_bits(), addr.to_bits());
+        ip.set_checksum(c);
+    }
+    {
+        // The quote: its source when it went toward the client, its
+        // destination when it went toward the real server.
+        let mut inner = Ipv4Packet::new_unchecked(&mut d[q.at..]);
+        let old = if toward_server {
+            inner.src_addr()
+        } else {
+            inner.dst_addr()
+        };
+        if toward_server {
+            inner.set_src_addr(addr);
+        } else {
+            inner.set_dst_addr(addr);
+        }
+        let c = update32(inner.checksum(), old.to_bits(), addr.to_bits());
+        inner.set_checksum(c);
+        let port_at = q.at + q.ihl + if toward_server { 0 } else { 2 };
+        d[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    }
+    let icmp_at = q.layout.l4();
+    let icmp = &mut d[icmp_at..q.layout.l2_len + q.layout.ip_len];
+    icmp[2..4].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
+/// An error from the client's side about a reply, to a NAT real server:
+/// outer destination VIP → RIP, quoted source VIP:vport → RIP:rport.
+pub fn nat_to_server(
+    frame: &mut Frame<'_>,
+    q: &Quote,
+    rip: Ipv4Addr,
+    rport: u16,
+    hop: &Hop,
+) -> Verdict {
+    translate(frame.data_mut(), q, true, rip, rport);
+    send(frame, hop)
+}
+
+/// An error from the real server's side about a NAT request, to the
+/// client: outer source → VIP (as `ip_vs_nat_icmp` does whoever sent it),
+/// quoted destination RIP:rport → VIP:vport; forwarded, so the TTL drops.
+pub fn nat_to_client(
+    frame: &mut Frame<'_>,
+    q: &Quote,
+    vip: Ipv4Addr,
+    vport: u16,
+    hop: &Hop,
+) -> Verdict {
+    let d = frame.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[q.layout.l2_len..]);
+    let ttl = ip.ttl();
+    if ttl <= 1 {
+        return drop(DropReason::TtlExceeded);
+    }
+    ip.set_ttl(ttl - 1);
+    let c = update16(
+        ip.checksum(),
+        u16::from_be_bytes([ttl, PROTO_ICMP]),
+        u16::from_be_bytes([ttl - 1, PROTO_ICMP]),
+    );
+    ip.set_checksum(c);
+    translate(d, q, false, vip, vport);
+    send(frame, hop)
+}
