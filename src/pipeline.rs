@@ -246,7 +246,14 @@ struct State {
     counters: Counters,
     /// IP ident of the next outer IPIP header.
     ident: u16,
+    /// ICMP errors generated in the current second.
+    icmp_second: Tick,
+    icmp_in_second: u32,
 }
+
+/// At most this many ICMP errors per second per worker, as Linux's
+/// `icmp_msgs_per_sec` limits the host (default 1000).
+pub const ICMP_PER_SECOND: u32 = 1000;
 
 /// Parses a frame: [`parse_common`] for the shape nearly every packet has,
 /// the general views otherwise.
@@ -365,6 +372,8 @@ impl Pipeline {
                 conns: ConnTable::new(capacity, now),
                 counters: Counters::default(),
                 ident: 0,
+                icmp_second: now,
+                icmp_in_second: 0,
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
@@ -545,7 +554,7 @@ impl State {
         };
         self.update_state(snap, i, dest, dir, p, now);
         match side {
-            Side::Client => self.forward(snap, frame, p, &c, dest),
+            Side::Client => self.forward(snap, frame, p, &c, dest, now),
             Side::Server => {
                 let hop = Hop {
                     port: c.in_port,
@@ -672,7 +681,7 @@ impl State {
             Direction::InputOnly
         };
         self.update_state(snap, i, dest, dir, p, now);
-        self.forward(snap, frame, p, &conn, dest)
+        self.forward(snap, frame, p, &conn, dest, now)
     }
 
     /// The real server of a persistent service for a new connection, from
@@ -838,6 +847,7 @@ impl State {
         p: &Parsed,
         c: &Conn<Ipv4Addr>,
         dest: &Dest,
+        now: Tick,
     ) -> Verdict {
         let Some(hop) = dest_hop(snap, dest) else {
             return Verdict::Drop(DropReason::NoNeighbour);
@@ -851,6 +861,9 @@ impl State {
                 return Verdict::Drop(DropReason::NoNeighbour);
             };
             if xmit::tun::needs_frag(frame.data(), &p.layout, port.mtu) {
+                if !self.icmp_allowed(now) {
+                    return Verdict::Drop(DropReason::TooBig);
+                }
                 self.counters.icmp_sent += 1;
                 return xmit::tun::frag_needed(frame, &p.layout, port.mtu);
             }
@@ -863,6 +876,15 @@ impl State {
             self.counters.tx[usize::from(fwd)] += 1;
         }
         v
+    }
+
+    /// Whether one more ICMP error may be generated in second `now`.
+    fn icmp_allowed(&mut self, now: Tick) -> bool {
+        if now != self.icmp_second {
+            (self.icmp_second, self.icmp_in_second) = (now, 0);
+        }
+        self.icmp_in_second += 1;
+        self.icmp_in_second <= ICMP_PER_SECOND
     }
 
     /// Ends connection `i` now, uncounting it from its real server.

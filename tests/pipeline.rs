@@ -699,3 +699,24 @@ fn unchanged_services_keep_their_scheduler_state() {
     let (_, third) = run(&mut p, &syn(3).bytes(), 0);
     assert_eq!(third[0..6], first[0..6]);
 }
+
+/// Generated "fragmentation needed" errors are limited per second, as
+/// Linux limits the ICMP a host sends.
+#[test]
+fn generated_icmp_is_rate_limited() {
+    let t = director();
+    let mut p = pipeline(&t, 64);
+    let big = Pkt {
+        dst: VIP_TUN,
+        payload: vec![0; 1500 - 40],
+        ..Pkt::default()
+    }
+    .bytes();
+    let limit = xdpvs::pipeline::ICMP_PER_SECOND as usize;
+    let sent = (0..limit + 5)
+        .filter(|_| is_tx(run(&mut p, &big, 7).0))
+        .count();
+    assert_eq!(sent, limit);
+    assert_eq!(p.counters().dropped(DropReason::TooBig), 5);
+    assert!(is_tx(run(&mut p, &big, 8).0), "a new second");
+}
