@@ -114,7 +114,7 @@ pub trait Scheduler: Send + Sync + Sized {
 
     /// Built again for the same service, replacing `prev`: when its real
     /// servers or settings change but not its scheduler. State that IPVS
-    /// keeps across such changes (lblc's and lblcr's locality table) is
+    /// keeps across such changes (rr's list pointer, lblc's and lblcr's locality table) is
     /// carried over; by default nothing is.
     fn rebuild(dests: &Dests<'_>, params: &Params, prev: &Self) -> Self {
         let _ = prev;
@@ -189,6 +189,9 @@ impl Sched {
         prev: &Sched,
     ) -> Result<Sched, SchedError> {
         match prev {
+            Sched::Rr(p) if name == rr::Rr::NAME => {
+                Ok(Sched::Rr(rr::Rr::rebuild(dests, params, p)))
+            }
             Sched::Lblc(p) if name == lblc::Lblc::NAME => {
                 Ok(Sched::Lblc(lblc::Lblc::rebuild(dests, params, p)))
             }

@@ -6,24 +6,47 @@
 //! here it is one atomic shared by all workers, advanced with
 //! compare-and-swap, so the rotation stays exact across workers without a
 //! lock (one CAS per new connection, none per packet).
+//!
+//! When the service's servers change, the cursor stays on the server it
+//! was on, as IPVS's list pointer does; if that server was deleted, it
+//! moves back to the nearest earlier server still there
+//! (`ip_vs_rr_del_dest`), or to the list head.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Dests, Flow, Params, Scheduler};
+use crate::service::DestRef;
 
 pub struct Rr {
     /// The list position where the next scan starts (one past the last
     /// server chosen); 0 is IPVS's "list head".
     next: AtomicUsize,
+    /// The servers, in list order, when this was built.
+    order: Box<[DestRef]>,
 }
 
 impl Scheduler for Rr {
     const NAME: &'static str = "rr";
 
-    fn build(_: &Dests<'_>, _: &Params) -> Rr {
+    fn build(dests: &Dests<'_>, _: &Params) -> Rr {
         Rr {
             next: AtomicUsize::new(0),
+            order: dests.iter().map(|d| d.r).collect(),
         }
+    }
+
+    fn rebuild(dests: &Dests<'_>, params: &Params, prev: &Rr) -> Rr {
+        let rr = Rr::build(dests, params);
+        let at = prev.next.load(Ordering::Relaxed);
+        // The last server chosen, else the nearest one before it that is
+        // still in the list; none (the head) gives 0.
+        let next = prev.order[..at.min(prev.order.len())]
+            .iter()
+            .rev()
+            .find_map(|r| rr.order.iter().position(|x| x == r))
+            .map_or(0, |pos| pos + 1);
+        rr.next.store(next, Ordering::Relaxed);
+        rr
     }
 
     fn schedule(&self, dests: &Dests<'_>, _: &Flow) -> Option<usize> {
@@ -79,6 +102,33 @@ mod tests {
         all[1].as_ref().unwrap().counters.set_overloaded(true);
         let got: Vec<_> = (0..4).map(|_| rr.schedule(&d, &flow()).unwrap()).collect();
         assert_eq!(got, vec![0, 2, 0, 2]);
+    }
+
+    /// `ip_vs_rr_schedule` keeps its list pointer across additions (new
+    /// servers join at the head) and `ip_vs_rr_del_dest` moves it back
+    /// when its server is deleted.
+    #[test]
+    fn cursor_survives_server_changes() {
+        let (order, all) = dests(&[1, 1, 1, 1]);
+        let d = Dests::new(&order, &all);
+        let rr = Rr::build(&d, &Params::default());
+        for _ in 0..2 {
+            rr.schedule(&d, &flow()).unwrap();
+        }
+        // Last chosen: position 1. A server is added at the head: the same
+        // server is now at position 2; the next pick is the one after it.
+        let (mut order2, all2) = dests(&[1, 1, 1, 1, 1]);
+        order2.rotate_right(1); // slot 4 first, as a newly added server
+        let d2 = Dests::new(&order2, &all2);
+        let rr2 = Rr::rebuild(&d2, &Params::default(), &rr);
+        assert_eq!(rr2.schedule(&d2, &flow()), Some(3));
+        // The last chosen (slot 2, at position 3) is deleted: back to the
+        // server before it (slot 1), so the next pick is slot 3.
+        let order3: Vec<u32> = order2.iter().copied().filter(|&s| s != 2).collect();
+        let d3 = Dests::new(&order3, &all2);
+        let rr3 = Rr::rebuild(&d3, &Params::default(), &rr2);
+        let p = rr3.schedule(&d3, &flow()).unwrap();
+        assert_eq!(order3[p], 3);
     }
 
     #[test]

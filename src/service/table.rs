@@ -314,7 +314,7 @@ impl ServiceTable {
     }
 
     /// The view to replace `prev`: a service that keeps its scheduler
-    /// keeps the scheduler's state (lblc's and lblcr's locality tables),
+    /// keeps the scheduler's state (rr's position, lblc's and lblcr's locality tables),
     /// as IPVS does when servers or settings change.
     pub fn next_snapshot(&self, prev: &Snapshot) -> Snapshot {
         self.build_snapshot(Some(prev))
