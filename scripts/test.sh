@@ -69,11 +69,14 @@ locked=()
 cargo_step "build" build --all-targets "${locked[@]}"
 cargo_step "unit, property and integration tests" test --all-targets "${locked[@]}"
 cargo_step "doc tests" test --doc "${locked[@]}"
+cargo_step "formatting" fmt --all -- --check
+cargo_step "lints" clippy --all-targets "${locked[@]}" -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo_step "API docs" doc --no-deps "${locked[@]}"
 
 # A namespace left behind fails the run even when every test passed.
 check_netns || exit 1
 
 # "test result: ok. 32 passed; 0 failed; 1 ignored; 0 measured; ..."
 read -r passed ignored < <(awk '/^test result: ok\./ { p += $4; i += $8 } END { print p + 0, i + 0 }' "$log")
-printf '\ntest.sh: OK: %s tests passed, %s ignored (build, tests, doc tests); no %s* namespaces left; %ss\n' \
+printf '\ntest.sh: OK: %s tests passed, %s ignored (build, tests, doc tests, fmt, clippy, docs); no %s* namespaces left; %ss\n' \
     "$passed" "$ignored" "$NETNS_PREFIX" "$((SECONDS - start))"

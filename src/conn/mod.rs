@@ -52,7 +52,7 @@ pub enum Side {
 
 /// Connection flags (one byte in the entry).
 pub mod flags {
-    /// Forwarding method, [`crate::service::Forward`] as u8.
+    /// Forwarding method, [`crate::config::Forward`] as u8.
     pub const FWD_MASK: u8 = 0x03;
     /// Counted in the real server's InActConn rather than ActiveConn.
     pub const INACTIVE: u8 = 0x04;
