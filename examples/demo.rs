@@ -151,6 +151,7 @@ fn main() {
             mac: DIRECTOR_MAC,
             mtu: cfg.dataplane.mtu,
         }],
+        1,
     )
     .unwrap_or_else(|e| {
         eprintln!("demo: {}: {e}", path.display());

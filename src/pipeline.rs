@@ -249,6 +249,8 @@ struct State {
     /// ICMP errors generated in the current second.
     icmp_second: Tick,
     icmp_in_second: u32,
+    /// This worker's index: its line in every traffic counter.
+    worker: usize,
 }
 
 /// At most this many ICMP errors per second per worker, as Linux's
@@ -374,9 +376,16 @@ impl Pipeline {
                 ident: 0,
                 icmp_second: now,
                 icmp_in_second: 0,
+                worker: 0,
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
+    }
+
+    /// Makes this the pipeline of worker `w` (0 by default): the line it
+    /// writes in every traffic counter (`ServiceTable::set_workers`).
+    pub fn set_worker(&mut self, w: usize) {
+        self.st.worker = w;
     }
 
     /// Sets the table size from which [`Pipeline::process_batch`] works in
@@ -553,6 +562,7 @@ impl State {
             Side::Client => Direction::Input,
         };
         self.update_state(snap, i, dest, dir, p, now);
+        self.count(dest, side, p.layout.ip_len);
         match side {
             Side::Client => self.forward(snap, frame, p, &c, dest, now),
             Side::Server => {
@@ -675,6 +685,13 @@ impl State {
         }
         self.counters.conns_created += 1;
         dest.bind();
+        let w = self.worker;
+        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
+            if let Some(l) = s.line(w) {
+                l.conn();
+            }
+        }
+        self.count(dest, Side::Client, p.layout.ip_len);
         let dir = if dest.fwd == Forward::Nat {
             Direction::Input
         } else {
@@ -833,6 +850,7 @@ impl State {
         };
         if let Verdict::Tx { .. } = v {
             self.counters.icmp_relayed += 1;
+            self.count(dest, side, q.layout.ip_len);
         }
         v
     }
@@ -876,6 +894,21 @@ impl State {
             self.counters.tx[usize::from(fwd)] += 1;
         }
         v
+    }
+
+    /// Counts a packet of `bytes` in its real server's and service's
+    /// traffic (`ip_vs_in_stats`, `ip_vs_out_stats`).
+    #[inline]
+    fn count(&self, dest: &Dest, side: Side, bytes: usize) {
+        let w = self.worker;
+        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
+            if let Some(l) = s.line(w) {
+                match side {
+                    Side::Client => l.inbound(bytes),
+                    Side::Server => l.outbound(bytes),
+                }
+            }
+        }
     }
 
     /// Whether one more ICMP error may be generated in second `now`.

@@ -720,3 +720,71 @@ fn generated_icmp_is_rate_limited() {
     assert_eq!(p.counters().dropped(DropReason::TooBig), 5);
     assert!(is_tx(run(&mut p, &big, 8).0), "a new second");
 }
+
+/// Traffic counters (`ipvsadm --stats`): connections, packets and bytes in
+/// each direction, per real server and per service, summed over workers.
+#[test]
+fn traffic_is_counted_per_server_and_service_across_workers() {
+    let mut t = xdpvs::service::ServiceTable::new(
+        vec![xdpvs::service::Port {
+            mac: DIRECTOR_MAC,
+            mtu: MTU,
+        }],
+        None,
+        xdpvs::conn::Timeouts::default(),
+    );
+    t.set_workers(2);
+    let vip: std::net::SocketAddr = "198.18.1.3:80".parse().unwrap();
+    t.add_service(&common::service(Protocol::Tcp, "198.18.1.3:80", "rr"))
+        .unwrap();
+    t.add_dest(
+        Protocol::Tcp,
+        vip,
+        &real("198.18.2.31:8080", Forward::Nat, 1),
+    )
+    .unwrap();
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    t.set_next_hop(rs.into(), 0, mac_of(rs));
+    let snap = Arc::new(t.snapshot());
+    let mut workers: Vec<_> = (0..2)
+        .map(|w| {
+            let mut p = xdpvs::pipeline::Pipeline::new(64, Arc::clone(&snap), 0);
+            p.set_worker(w);
+            p
+        })
+        .collect();
+    let mut bytes_in = 0;
+    for (w, p) in workers.iter_mut().enumerate() {
+        let syn = Pkt {
+            dst: VIP_NAT,
+            sport: 1000 + w as u16,
+            payload: vec![0; 10 * w],
+            ..Pkt::default()
+        };
+        bytes_in += syn.ip_bytes().len();
+        assert!(is_tx(run(p, &syn.bytes(), 0).0));
+        let reply = Pkt {
+            src: rs,
+            sport: 8080,
+            dst: CLIENT,
+            dport: syn.sport,
+            l4: L4::Tcp {
+                flags: SYN | ACK,
+                seq: 1,
+            },
+            ..Pkt::default()
+        };
+        assert!(is_tx(run(p, &reply.bytes(), 0).0));
+    }
+    let svc = snap.service_v4(6, VIP_NAT, 80).unwrap();
+    let dest = snap.dests_of(svc).at(0);
+    let want = xdpvs::service::Totals {
+        conns: 2,
+        inpkts: 2,
+        outpkts: 2,
+        inbytes: bytes_in as u64,
+        outbytes: 2 * 40,
+    };
+    assert_eq!(dest.counters.stats.total(), want);
+    assert_eq!(svc.stats.total(), want);
+}

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         };
         cfg.dataplane.interfaces.len()
     ];
-    if let Err(e) = ServiceTable::from_config(&cfg, ports) {
+    if let Err(e) = ServiceTable::from_config(&cfg, ports, 1) {
         eprintln!("xdpvs: {}: {e}", args.config.display());
         return ExitCode::FAILURE;
     }

@@ -20,7 +20,7 @@ pub use table::{ServiceError, ServiceTable};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Forward, Protocol};
 use crate::conn::Timeouts;
@@ -45,6 +45,96 @@ impl DestRef {
     }
 }
 
+/// Traffic counters (`ipvsadm --stats`) of a real server or a service:
+/// one cache line per worker, each written by its own worker only, so
+/// counting a packet is a plain load and store, no atomic read-modify-write
+/// and no line shared between cores. Readers sum the lines.
+#[derive(Debug)]
+pub struct Stats {
+    lines: Box<[StatsLine]>,
+}
+
+/// One worker's share of a [`Stats`].
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct StatsLine {
+    conns: AtomicU64,
+    inpkts: AtomicU64,
+    outpkts: AtomicU64,
+    inbytes: AtomicU64,
+    outbytes: AtomicU64,
+}
+
+/// The counters summed over all workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl Stats {
+    pub fn new(workers: usize) -> Stats {
+        Stats {
+            lines: (0..workers.max(1)).map(|_| StatsLine::default()).collect(),
+        }
+    }
+
+    /// Worker `w`'s line (`None` for a worker this was not sized for).
+    #[inline]
+    pub fn line(&self, w: usize) -> Option<&StatsLine> {
+        self.lines.get(w)
+    }
+
+    pub fn total(&self) -> Totals {
+        let mut t = Totals::default();
+        for l in &self.lines {
+            // Relaxed: each value is a monotonic counter read on its own.
+            t.conns += l.conns.load(Ordering::Relaxed);
+            t.inpkts += l.inpkts.load(Ordering::Relaxed);
+            t.outpkts += l.outpkts.load(Ordering::Relaxed);
+            t.inbytes += l.inbytes.load(Ordering::Relaxed);
+            t.outbytes += l.outbytes.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new(1)
+    }
+}
+
+impl StatsLine {
+    /// Single writer: load and store are enough (and cost a plain add).
+    #[inline]
+    fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn conn(&self) {
+        Self::add(&self.conns, 1);
+    }
+
+    /// A packet from the client toward the real server.
+    #[inline]
+    pub fn inbound(&self, bytes: usize) {
+        Self::add(&self.inpkts, 1);
+        Self::add(&self.inbytes, bytes as u64);
+    }
+
+    /// A packet from the real server toward the client (NAT).
+    #[inline]
+    pub fn outbound(&self, bytes: usize) {
+        Self::add(&self.outpkts, 1);
+        Self::add(&self.outbytes, bytes as u64);
+    }
+}
+
 /// Connection counters of one real server, shared by all workers.
 /// `ActiveConn` counts ESTABLISHED TCP connections, `InActConn` all the
 /// others, as ipvsadm shows them.
@@ -56,11 +146,25 @@ pub struct DestCounters {
     /// Persistence templates pointing at the server (`PersistConn`).
     persistent: AtomicU32,
     overloaded: AtomicBool,
+    /// The server's traffic.
+    pub stats: Stats,
+    /// Its service's traffic, counted along with the server's.
+    pub service_stats: Arc<Stats>,
 }
 
 // Relaxed everywhere: the counters are statistics that feed scheduling
 // decisions; nothing else is published through them.
 impl DestCounters {
+    /// Counters of a server of the service counted by `service_stats`,
+    /// with traffic lines for `workers` workers.
+    pub fn new(workers: usize, service_stats: Arc<Stats>) -> DestCounters {
+        DestCounters {
+            stats: Stats::new(workers),
+            service_stats,
+            ..DestCounters::default()
+        }
+    }
+
     /// (ActiveConn, InActConn).
     #[inline]
     pub fn conns(&self) -> (u32, u32) {
@@ -204,6 +308,8 @@ pub struct Service {
     pub dests: Box<[u32]>,
     pub persistence_timeout: u32,
     pub persistence_netmask: Ipv4Addr,
+    /// The service's traffic (`ipvsadm --stats`).
+    pub stats: Arc<Stats>,
 }
 
 /// One of the director's network ports.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, ip_proto};
+use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, Stats, ip_proto};
 use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
 use crate::sched::{Dests, Params, Sched, SchedError};
@@ -62,6 +62,7 @@ struct SvcEntry {
     /// Changes with every edit of the service or its real servers; a
     /// snapshot reuses the previous one's scheduler while it is the same.
     version: u64,
+    stats: Arc<Stats>,
 }
 
 struct DestEntry {
@@ -90,6 +91,8 @@ pub struct ServiceTable {
     next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
     /// The last version handed to a service.
     versions: u64,
+    /// Workers that count traffic.
+    workers: usize,
 }
 
 impl ServiceTable {
@@ -103,15 +106,23 @@ impl ServiceTable {
             free: Vec::new(),
             next_hops: HashMap::new(),
             versions: 0,
+            workers: 1,
         }
     }
 
     /// The table a configuration file describes, on the given ports.
-    pub fn from_config(cfg: &Config, ports: Vec<Port>) -> Result<Self, ServiceError> {
+    /// The table a configuration file describes, on the given ports, for
+    /// `workers` workers.
+    pub fn from_config(
+        cfg: &Config,
+        ports: Vec<Port>,
+        workers: usize,
+    ) -> Result<Self, ServiceError> {
         let c = &cfg.connections;
         let mut timeouts = Timeouts::default();
         timeouts.set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
         let mut t = ServiceTable::new(ports, cfg.dataplane.tunnel_source, timeouts);
+        t.set_workers(workers);
         for s in &cfg.services {
             t.add_service(s)?;
             for r in &s.reals {
@@ -119,6 +130,16 @@ impl ServiceTable {
             }
         }
         Ok(t)
+    }
+
+    /// How many workers count traffic (one statistics line each). Set it
+    /// before adding services.
+    pub fn set_workers(&mut self, workers: usize) {
+        assert!(
+            self.services.is_empty(),
+            "set the workers before adding services"
+        );
+        self.workers = workers.max(1);
     }
 
     fn next_version(&mut self) -> u64 {
@@ -159,6 +180,7 @@ impl ServiceTable {
             },
             dests: Vec::new(),
             version,
+            stats: Arc::new(Stats::new(self.workers)),
         });
         Ok(())
     }
@@ -248,7 +270,10 @@ impl ServiceTable {
             cfg: real.clone(),
             last_weight: real.weight,
             r: DestRef::new(slot, s.generation),
-            counters: Arc::new(DestCounters::default()),
+            counters: Arc::new(DestCounters::new(
+                self.workers,
+                Arc::clone(&self.services[svc].stats),
+            )),
         });
         self.services[svc].dests.insert(0, slot);
         self.services[svc].version = self.next_version();
@@ -376,6 +401,7 @@ impl ServiceTable {
                     dests: order,
                     persistence_timeout: s.cfg.persistence_timeout,
                     persistence_netmask: s.cfg.persistence_netmask,
+                    stats: Arc::clone(&s.stats),
                 }
             })
             .collect();
