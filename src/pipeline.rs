@@ -426,10 +426,9 @@ impl Pipeline {
     /// verdict per frame. Same result as [`Pipeline::process`] on each in
     /// turn, but faster on large tables: the batch is walked in passes so
     /// that the cache misses of different packets overlap — parse and hash;
-    /// prefetch the index slots; load the likely connection entries (plain
-    /// loads: on the machines measured, software prefetches of the entries
-    /// hid far less of the miss than loads the CPU runs out of order); then
-    /// process each packet with both in cache. Small tables skip the passes.
+    /// warm the index slots and the likely connection entries
+    /// ([`ConnTable::warm`]); then process each packet with both in cache.
+    /// Small tables skip the passes.
     pub fn process_batch(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now: Tick) {
         let n = frames.len();
         assert!(n <= MAX_BATCH && verdicts.len() >= n, "batch too large");
@@ -451,16 +450,7 @@ impl Pipeline {
                 hashes[i] = conns.hash(&p.key);
             }
         }
-        for i in 0..n {
-            if let Ok(Some(_)) = parsed[i] {
-                conns.prefetch(hashes[i]);
-            }
-        }
-        for i in 0..n {
-            if let Ok(Some(_)) = parsed[i] {
-                conns.prefetch_entry(hashes[i]);
-            }
-        }
+        conns.warm(&hashes[..n]);
         for (i, f) in frames.iter_mut().enumerate() {
             verdicts[i] = self.st.finish(&self.snap, f, parsed[i], hashes[i], now);
         }
@@ -787,6 +777,7 @@ impl State {
     /// quotes came from (`ip_vs_in_icmp`, `ip_vs_out_icmp`); anything else
     /// that is not TCP or UDP is the kernel's.
     #[cold]
+    #[inline(never)]
     fn icmp_error(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, now: Tick) -> Verdict {
         let d = frame.data();
         let Ok(eth) = EthernetFrame::new_checked(d) else {
@@ -879,11 +870,7 @@ impl State {
                 return Verdict::Drop(DropReason::NoNeighbour);
             };
             if xmit::tun::needs_frag(frame.data(), &p.layout, port.mtu) {
-                if !self.icmp_allowed(now) {
-                    return Verdict::Drop(DropReason::TooBig);
-                }
-                self.counters.icmp_sent += 1;
-                return xmit::tun::frag_needed(frame, &p.layout, port.mtu);
+                return self.frag_needed(frame, &p.layout, port.mtu, now);
             }
             self.ident = self.ident.wrapping_add(1);
             xmit::tun::xmit(frame, &p.layout, src, c.daddr, port.mtu, self.ident, &hop)
@@ -911,13 +898,20 @@ impl State {
         }
     }
 
-    /// Whether one more ICMP error may be generated in second `now`.
-    fn icmp_allowed(&mut self, now: Tick) -> bool {
+    /// Answers a packet too big to tunnel with ICMP "fragmentation
+    /// needed", at most [`ICMP_PER_SECOND`] a second.
+    #[cold]
+    #[inline(never)]
+    fn frag_needed(&mut self, frame: &mut Frame<'_>, l: &Layout, mtu: u16, now: Tick) -> Verdict {
         if now != self.icmp_second {
             (self.icmp_second, self.icmp_in_second) = (now, 0);
         }
         self.icmp_in_second += 1;
-        self.icmp_in_second <= ICMP_PER_SECOND
+        if self.icmp_in_second > ICMP_PER_SECOND {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.counters.icmp_sent += 1;
+        xmit::tun::frag_needed(frame, l, mtu)
     }
 
     /// Ends connection `i` now, uncounting it from its real server.
@@ -980,6 +974,7 @@ fn schedule<'s>(
 /// VIP or from a NAT real server are dropped; anything else is the
 /// kernel's business.
 #[cold]
+#[inline(never)]
 fn bad_frame(snap: &Snapshot, d: &[u8], e: WireError) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(d) else {
         return Verdict::Drop(DropReason::Malformed);

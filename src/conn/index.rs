@@ -65,18 +65,17 @@ impl Index {
         (hash >> 32) as u32
     }
 
-    /// Loads the home slot of `hash` into the cache.
+    /// The home slot of `hash`, read (a plain load, to warm the cache).
     #[inline]
-    pub fn touch(&self, hash: u64) {
-        let i = (Self::tag(hash) & self.mask) as usize;
-        crate::xsk::mem::prefetch(&self.slots[i]);
+    pub fn home(&self, hash: u64) -> u64 {
+        self.slots[(Self::tag(hash) & self.mask) as usize]
     }
 
-    /// The first value in `hash`'s probe sequence whose tag matches: a
-    /// likely hit, for prefetching before the real lookup.
+    /// The value a home slot read by [`Index::home`] holds if its tag is
+    /// `hash`'s: the likely hit, for warming the cache before the lookup.
     #[inline]
-    pub fn candidate(&self, hash: u64) -> Option<u32> {
-        self.find(hash, |_| true)
+    pub fn hint(hash: u64, home: u64) -> Option<u32> {
+        (home != VACANT && tag_of(home) == Self::tag(hash)).then(|| val_of(home))
     }
 
     /// The first value whose tag matches `hash` and for which `is_match`

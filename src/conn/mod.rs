@@ -243,20 +243,24 @@ impl<A: Addr> ConnTable<A> {
         self.hasher.hash(key)
     }
 
-    /// Hints the CPU to fetch the index slot for `hash`, ahead of a lookup.
+    /// Warms the cache for the lookups of a batch: reads the home index
+    /// slot of every hash, then the connection entry each likely holds.
+    /// Two tight loops of independent loads, so the CPU keeps many cache
+    /// misses in flight at once (on the machines measured this overlapped
+    /// far more than software prefetches did).
     #[inline]
-    pub fn prefetch(&self, hash: u64) {
-        self.index.touch(hash);
-    }
-
-    /// Loads the connection `hash` most likely belongs to into the cache
-    /// (plain loads, which the CPU overlaps when issued for a whole batch).
-    /// Call after [`ConnTable::prefetch`] has had time to work.
-    #[inline]
-    pub fn prefetch_entry(&self, hash: u64) {
-        if let Some(val) = self.index.candidate(hash) {
-            std::hint::black_box(self.entries.0[(val >> 1) as usize].expires);
+    pub fn warm(&self, hashes: &[u64]) {
+        let mut homes = [0u64; 64];
+        for (h, &hash) in homes.iter_mut().zip(hashes) {
+            *h = self.index.home(hash);
         }
+        let mut acc = 0u32;
+        for (&home, &hash) in homes.iter().zip(hashes) {
+            if let Some(val) = Index::hint(hash, home) {
+                acc ^= self.entries.0[(val >> 1) as usize].expires;
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// The connection a packet with `key` (whose hash is `hash`) belongs to,

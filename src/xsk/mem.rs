@@ -32,19 +32,3 @@ pub fn advise_hugepages<T>(v: &mut Vec<T>) {
         );
     }
 }
-
-/// Hints the CPU to bring `*r` into the cache; issued ahead of a lookup so
-/// several cache misses of a batch overlap.
-#[inline(always)]
-pub fn prefetch<T>(r: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch of a valid
-    // reference neither faults nor changes memory.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (r as *const T).cast::<i8>(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
-}
