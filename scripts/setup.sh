@@ -6,7 +6,8 @@
 #                libpcap-dev libbpf-dev linux-libc-dev
 #                (xsk-rs builds libxdp/libbpf from source; the XDP program is
 #                compiled with clang -target bpf against libbpf-dev headers)
-#   test bed     iproute2 nftables ethtool tcpdump   (namespaces, veth, bridges)
+#   test bed     iproute2 iputils-ping nftables ethtool tcpdump (namespaces, veth,
+#                bridges)
 #                apache2 vsftpd curl lftp            (real servers and clients)
 #   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
 #                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
@@ -21,7 +22,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
-    iproute2 nftables curl ethtool tcpdump apache2 vsftpd lftp
+    iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf
 )
 # Edition 2024 needs Rust 1.85.
