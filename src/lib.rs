@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod ctrl;
 pub mod pipeline;
 pub mod sched;
 pub mod service;
