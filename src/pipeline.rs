@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::config::Forward;
-use crate::conn::{self, Conn, ConnTable, Direction, FlowKey, Side, TcpState, flags};
+use crate::conn::{self, Conn, ConnTable, Direction, FlowKey, InsertError, Side, TcpState, flags};
 use crate::sched::Flow;
 use crate::service::{Dest, DestRef, Service, Snapshot};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame};
@@ -523,9 +523,9 @@ impl State {
                 // Expired but not reaped yet: end it now, then treat the
                 // packet as new.
                 self.end(snap, i);
-                self.new_conn(snap, frame, p, now)
+                self.new_conn(snap, frame, p, hash, now)
             }
-            None => self.new_conn(snap, frame, p, now),
+            None => self.new_conn(snap, frame, p, hash, now),
         }
     }
 
@@ -607,6 +607,7 @@ impl State {
         snap: &Snapshot,
         frame: &mut Frame<'_>,
         p: &Parsed,
+        hash: u64,
         now: Tick,
     ) -> Verdict {
         let k = &p.key;
@@ -661,14 +662,10 @@ impl State {
             expires: now.saturating_add(snap.timeouts.tcp(TcpState::None)),
             ..Conn::default()
         };
-        if dest.fwd == Forward::Nat {
-            let sk = conn.server_key();
-            if self.conns.lookup(&sk, self.conns.hash(&sk)).is_some() {
-                return Verdict::Drop(DropReason::NatCollision);
-            }
-        }
-        let Ok(i) = self.conns.insert(conn) else {
-            return Verdict::Drop(DropReason::TableFull);
+        let i = match self.conns.insert(conn, hash) {
+            Ok(i) => i,
+            Err(InsertError::Full) => return Verdict::Drop(DropReason::TableFull),
+            Err(InsertError::Collision) => return Verdict::Drop(DropReason::NatCollision),
         };
         if let Some(t) = template {
             self.conns.set_control(i, t);
@@ -726,7 +723,8 @@ impl State {
             },
         };
         let timeout = svc.persistence_timeout;
-        if let Some((t, _)) = self.conns.lookup(&tkey, self.conns.hash(&tkey)) {
+        let thash = self.conns.hash(&tkey);
+        if let Some((t, _)) = self.conns.lookup(&tkey, thash) {
             let tc = *self.conns.get(t);
             // Past its time but still controlling connections, IPVS would
             // have re-armed it: it is alive.
@@ -768,7 +766,10 @@ impl State {
             ..Conn::default()
         };
         tc.set_template_timeout(timeout);
-        let t = self.conns.insert(tc).map_err(|_| DropReason::TableFull)?;
+        let t = self
+            .conns
+            .insert(tc, thash)
+            .map_err(|_| DropReason::TableFull)?;
         dest.counters.set_persistent(true);
         Ok((dest, t))
     }

@@ -169,9 +169,15 @@ impl<A: Addr> Conn<A> {
 /// no packet's 5-tuple can ever match a template.
 pub const TEMPLATE_PROTO: u8 = 0x80;
 
-/// Refusal to create a connection: the table is at capacity.
+/// Why a connection could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableFull;
+pub enum InsertError {
+    /// The table is at capacity.
+    Full,
+    /// A NAT connection's reply 5-tuple already belongs to another
+    /// connection, so its replies could not be told apart.
+    Collision,
+}
 
 struct Entries<A>(Box<[Conn<A>]>);
 
@@ -295,23 +301,34 @@ impl<A: Addr> ConnTable<A> {
         &mut self.entries.0[i as usize]
     }
 
-    /// Adds `conn` (its `expires` set), indexing it by its client key and,
-    /// with the `REVERSE` flag, by its server key. The caller has checked
-    /// that no live connection has the same keys.
-    pub fn insert(&mut self, mut conn: Conn<A>) -> Result<u32, TableFull> {
+    /// Adds `conn` (its `expires` set), indexing it by its client key,
+    /// whose hash the caller has already computed (`hash`), and, with the
+    /// `REVERSE` flag, by its server key, unless that key is taken. The
+    /// caller has checked that no live connection has the client key.
+    pub fn insert(&mut self, mut conn: Conn<A>, hash: u64) -> Result<u32, InsertError> {
+        debug_assert_eq!(hash, self.hash(&conn.client_key()));
+        let reverse = conn.has(flags::REVERSE);
+        let server_hash = if reverse {
+            let sk = conn.server_key();
+            let h = self.hasher.hash(&sk);
+            if self.lookup(&sk, h).is_some() {
+                return Err(InsertError::Collision);
+            }
+            h
+        } else {
+            0
+        };
         let i = self.free;
         if i == NIL {
-            return Err(TableFull);
+            return Err(InsertError::Full);
         }
         self.free = self.entries.0[i as usize].links.next;
         conn.flags |= flags::LIVE;
         let at = conn.expires;
-        let reverse = conn.has(flags::REVERSE);
-        let (ck, sk) = (conn.client_key(), conn.server_key());
         self.entries.0[i as usize] = conn;
-        self.index.insert(self.hasher.hash(&ck), i << 1);
+        self.index.insert(hash, i << 1);
         if reverse {
-            self.index.insert(self.hasher.hash(&sk), i << 1 | 1);
+            self.index.insert(server_hash, i << 1 | 1);
         }
         self.wheel.schedule(&mut self.entries, i, at);
         self.len += 1;

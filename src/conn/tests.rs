@@ -33,6 +33,12 @@ fn conn(n: u32, expires: u32, nat: bool) -> Conn<Ipv4Addr> {
     }
 }
 
+/// Inserts `c` under its client key's hash, as the pipeline does.
+fn add(t: &mut ConnTable<Ipv4Addr>, c: Conn<Ipv4Addr>) -> Result<u32, InsertError> {
+    let h = t.hash(&c.client_key());
+    t.insert(c, h)
+}
+
 fn find(t: &ConnTable<Ipv4Addr>, k: &FlowKey<Ipv4Addr>) -> Option<(u32, Side)> {
     t.lookup(k, t.hash(k))
 }
@@ -53,11 +59,11 @@ fn memory_per_connection() {
 #[test]
 fn both_sides_of_a_nat_connection() {
     let mut t = ConnTable::new(16, 0);
-    let i = t.insert(conn(1, 10, true)).unwrap();
+    let i = add(&mut t, conn(1, 10, true)).unwrap();
     let c = *t.get(i);
     assert_eq!(find(&t, &c.client_key()), Some((i, Side::Client)));
     assert_eq!(find(&t, &c.server_key()), Some((i, Side::Server)));
-    let j = t.insert(conn(2, 10, false)).unwrap();
+    let j = add(&mut t, conn(2, 10, false)).unwrap();
     let d = *t.get(j);
     assert_eq!(find(&t, &d.client_key()), Some((j, Side::Client)));
     assert_eq!(
@@ -72,24 +78,36 @@ fn both_sides_of_a_nat_connection() {
 }
 
 #[test]
+fn nat_reply_tuple_taken_is_refused() {
+    let mut t = ConnTable::new(16, 0);
+    let a = add(&mut t, conn(1, 10, true)).unwrap();
+    // Another client key whose reply 5-tuple is the same.
+    let mut c = conn(1, 10, true);
+    c.vaddr = Ipv4Addr::new(198, 18, 1, 9);
+    assert_eq!(add(&mut t, c), Err(InsertError::Collision));
+    assert_eq!(t.len(), 1);
+    assert_eq!(find(&t, &t.get(a).server_key()), Some((a, Side::Server)));
+}
+
+#[test]
 fn full_table_refuses_new_and_keeps_old() {
     let mut t = ConnTable::new(4, 0);
     let ids: Vec<_> = (0..4)
-        .map(|n| t.insert(conn(n, 100, true)).unwrap())
+        .map(|n| add(&mut t, conn(n, 100, true)).unwrap())
         .collect();
-    assert_eq!(t.insert(conn(9, 100, true)), Err(TableFull));
+    assert_eq!(add(&mut t, conn(9, 100, true)), Err(InsertError::Full));
     for (n, &i) in ids.iter().enumerate() {
         assert_eq!(find(&t, &key(n as u32)), Some((i, Side::Client)));
     }
     t.remove(ids[2]);
-    assert!(t.insert(conn(9, 100, true)).is_ok());
+    assert!(add(&mut t, conn(9, 100, true)).is_ok());
 }
 
 #[test]
 fn expires_on_time_not_before() {
     let mut t = ConnTable::new(8, 0);
-    let a = t.insert(conn(1, 5, false)).unwrap();
-    t.insert(conn(2, 7, false)).unwrap();
+    let a = add(&mut t, conn(1, 5, false)).unwrap();
+    add(&mut t, conn(2, 7, false)).unwrap();
     let mut seen = Vec::new();
     assert_eq!(
         t.expire(4, 100, |c| {
@@ -123,7 +141,7 @@ fn expires_on_time_not_before() {
 #[test]
 fn shortened_timeout_frees_early() {
     let mut t = ConnTable::new(8, 0);
-    let a = t.insert(conn(1, 900, false)).unwrap();
+    let a = add(&mut t, conn(1, 900, false)).unwrap();
     t.set_expires(a, 10); // ESTABLISHED → CLOSE
     assert_eq!(t.expire(10, 100, |_| None), 1);
 }
@@ -132,7 +150,7 @@ fn shortened_timeout_frees_early() {
 fn budget_bounds_the_work() {
     let mut t = ConnTable::new(1000, 0);
     for n in 0..1000 {
-        t.insert(conn(n, 3, false)).unwrap();
+        add(&mut t, conn(n, 3, false)).unwrap();
     }
     assert_eq!(t.expire(3, 100, |_| None), 100);
     assert_eq!(t.len(), 900);
@@ -142,8 +160,8 @@ fn budget_bounds_the_work() {
 #[test]
 fn clock_jump_catches_up() {
     let mut t = ConnTable::new(8, 0);
-    t.insert(conn(1, 5, false)).unwrap();
-    t.insert(conn(2, 500_000, false)).unwrap();
+    add(&mut t, conn(1, 5, false)).unwrap();
+    add(&mut t, conn(2, 500_000, false)).unwrap();
     assert_eq!(t.expire(100_000, 100, |_| None), 1);
     assert_eq!(t.expire(500_000, 100, |_| None), 1);
 }
@@ -177,9 +195,10 @@ proptest! {
         for op in ops {
             match op {
                 Op::Insert(k, ttl) if !model.contains_key(&k) => {
-                    match t.insert(conn(k, now + ttl, k % 2 == 0)) {
+                    match add(&mut t, conn(k, now + ttl, k % 2 == 0)) {
                         Ok(i) => { model.insert(k, (i, now + ttl)); }
-                        Err(TableFull) => prop_assert_eq!(model.len(), 32),
+                        Err(InsertError::Full) => prop_assert_eq!(model.len(), 32),
+                        Err(InsertError::Collision) => prop_assert!(false, "distinct keys collided"),
                     }
                 }
                 Op::Insert(..) => {}
