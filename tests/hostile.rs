@@ -92,6 +92,19 @@ fn with_ip(mut frame: Vec<u8>, f: impl FnOnce(&mut [u8])) -> Vec<u8> {
     frame
 }
 
+/// A UDP datagram to the NAT service whose header claims `len` bytes.
+fn udp_with_length(len: u16) -> Vec<u8> {
+    let mut f = Pkt {
+        dst: VIP_NAT,
+        dport: 53,
+        l4: L4::Udp { checksum: false },
+        ..Pkt::default()
+    }
+    .bytes();
+    f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&len.to_be_bytes());
+    f
+}
+
 #[test]
 fn bad_ip_headers() {
     let t = director();
@@ -181,32 +194,12 @@ fn bad_ip_headers() {
         ),
         (
             "zero-length UDP",
-            {
-                let mut f = Pkt {
-                    dst: VIP_NAT,
-                    dport: 53,
-                    l4: L4::Udp { checksum: false },
-                    ..Pkt::default()
-                }
-                .bytes();
-                f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&[0, 0]);
-                f
-            },
+            udp_with_length(0),
             Verdict::Drop(DropReason::Malformed),
         ),
         (
             "UDP length beyond the datagram",
-            {
-                let mut f = Pkt {
-                    dst: VIP_NAT,
-                    dport: 53,
-                    l4: L4::Udp { checksum: false },
-                    ..Pkt::default()
-                }
-                .bytes();
-                f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&[0, 200]);
-                f
-            },
+            udp_with_length(200),
             Verdict::Drop(DropReason::Malformed),
         ),
         (

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use xdpvs::config::{Forward, Protocol, ServiceConfig};
-use xdpvs::conn::Timeouts;
 use xdpvs::pipeline::{Pipeline, Verdict};
-use xdpvs::service::{Port, ServiceTable};
+use xdpvs::service::ServiceTable;
 
 const REALS: [&str; 3] = ["198.18.2.13", "198.18.2.12", "198.18.2.11"];
 
@@ -19,14 +18,7 @@ const REALS: [&str; 3] = ["198.18.2.13", "198.18.2.12", "198.18.2.11"];
 /// seconds under `mask`), rr over three DR real servers; rr starts with
 /// .11, the newest.
 fn persistent(ports: &[u16], timeout: u32, mask: Ipv4Addr) -> ServiceTable {
-    let mut t = ServiceTable::new(
-        vec![Port {
-            mac: DIRECTOR_MAC,
-            mtu: MTU,
-        }],
-        Some(TUNNEL_SRC),
-        Timeouts::default(),
-    );
+    let mut t = empty_director();
     for &port in ports {
         let vip = SocketAddr::new(VIP_DR.into(), port);
         let mut s = ServiceConfig::new(Protocol::Tcp, vip, "rr");

@@ -725,14 +725,7 @@ fn generated_icmp_is_rate_limited() {
 /// each direction, per real server and per service, summed over workers.
 #[test]
 fn traffic_is_counted_per_server_and_service_across_workers() {
-    let mut t = xdpvs::service::ServiceTable::new(
-        vec![xdpvs::service::Port {
-            mac: DIRECTOR_MAC,
-            mtu: MTU,
-        }],
-        None,
-        xdpvs::conn::Timeouts::default(),
-    );
+    let mut t = empty_director();
     t.set_workers(2);
     let vip: std::net::SocketAddr = "198.18.1.3:80".parse().unwrap();
     t.add_service(&common::service(Protocol::Tcp, "198.18.1.3:80", "rr"))

@@ -81,39 +81,10 @@ impl Scheduler for Lblc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::locality::tests_support as ts;
+    use crate::sched::locality::tests_support::{self as ts, activate, go, to};
     use crate::sched::testutil::{dests, flow};
-    use crate::service::Dest;
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr};
-
-    fn to(i: u8, now: u32) -> Flow {
-        Flow {
-            vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
-            now,
-            ..flow()
-        }
-    }
-
-    fn entry(s: &Lblc, i: u8, now: u32) -> Option<Vec<u32>> {
-        let k = u32::from(Ipv4Addr::new(10, 0, 0, i));
-        s.table
-            .peek(k, now)
-            .map(|v| v.iter().map(|r| r.slot() as u32).collect())
-    }
-
-    /// Schedules and binds the new connection, as the pipeline does.
-    fn go(s: &Lblc, d: &Dests<'_>, i: u8, now: u32) -> usize {
-        let p = s.schedule(d, &to(i, now)).unwrap();
-        d.at(p).counters.bind();
-        p
-    }
-
-    fn activate(d: &Dest, n: u32) {
-        for _ in 0..n {
-            d.counters.set_active(true);
-        }
-    }
 
     /// `ip_vs_lblc_schedule` worked by hand, servers 0, 1, 2 of weight 1
     /// and destination addresses A (10.0.0.1), B (.2), C (.3).
@@ -140,7 +111,7 @@ mod tests {
         // least-connection server: overheads 2*256+4, 2, 2 → 1.
         activate(d.at(0), 2);
         assert_eq!(go(&s, &d, 1, 20), 1);
-        assert_eq!(entry(&s, 1, 20), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 1, 20), Some(vec![1]));
         assert_eq!(go(&s, &d, 1, 20), 1, "and stays there");
         // Server 1 over its weight too, but no server is below half its
         // weight any more: not `is_overloaded`, A stays on 1.
@@ -154,7 +125,7 @@ mod tests {
         let d2 = Dests::new(&order2, &all2);
         let s2 = Lblc::rebuild(&d2, &Params::default(), &s);
         assert_eq!(go(&s2, &d2, 2, 40), 2);
-        assert_eq!(entry(&s2, 2, 40), Some(vec![2]));
+        assert_eq!(ts::recorded(&s2.table, 2, 40), Some(vec![2]));
         // C is still on 2, as recorded before the rebuild.
         assert_eq!(go(&s2, &d2, 3, 40), 2);
     }
@@ -180,13 +151,13 @@ mod tests {
         assert_eq!(go(&s, &d, 1, 86_399), 0);
         // B, last used at 100, is due at 86500: the first check at or
         // after it is 49 * 1800 = 88200.
-        assert_eq!(entry(&s, 2, 88_199), Some(vec![1]));
-        assert_eq!(entry(&s, 2, 88_200), None);
+        assert_eq!(ts::recorded(&s.table, 2, 88_199), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 2, 88_200), None);
         assert_eq!(go(&s, &d, 2, 88_200), 0, "a miss: 2 vs 12 connections");
-        assert_eq!(entry(&s, 2, 88_200), Some(vec![0]));
+        assert_eq!(ts::recorded(&s.table, 2, 88_200), Some(vec![0]));
         // A, refreshed at 86399, is due at 172799: checked at 172800.
-        assert_eq!(entry(&s, 1, 172_799), Some(vec![0]));
-        assert_eq!(entry(&s, 1, 172_800), None);
+        assert_eq!(ts::recorded(&s.table, 1, 172_799), Some(vec![0]));
+        assert_eq!(ts::recorded(&s.table, 1, 172_800), None);
     }
 
     /// Entries name servers by `DestRef`: they survive reordering and
@@ -210,7 +181,7 @@ mod tests {
         let d = Dests::new(&order, &all);
         let s = Lblc::rebuild(&d, &Params::default(), &s);
         assert_eq!(go(&s, &d, 1, 2), 0);
-        assert_eq!(entry(&s, 1, 2), Some(vec![3]));
+        assert_eq!(ts::recorded(&s.table, 1, 2), Some(vec![3]));
     }
 
     #[test]

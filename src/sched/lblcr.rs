@@ -155,39 +155,9 @@ impl Scheduler for Lblcr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::locality::tests_support as ts;
-    use crate::sched::testutil::{dests, flow};
-    use crate::service::Dest;
+    use crate::sched::locality::tests_support::{self as ts, activate, go, to};
+    use crate::sched::testutil::dests;
     use proptest::prelude::*;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn to(i: u8, now: u32) -> Flow {
-        Flow {
-            vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
-            now,
-            ..flow()
-        }
-    }
-
-    /// The set of 10.0.0.`i` at `now`, as slots, newest first.
-    fn set_of(s: &Lblcr, i: u8, now: u32) -> Option<Vec<u32>> {
-        let k = u32::from(Ipv4Addr::new(10, 0, 0, i));
-        s.table
-            .peek(k, now)
-            .map(|v| v.iter().map(|r| r.slot() as u32).collect())
-    }
-
-    fn go(s: &Lblcr, d: &Dests<'_>, i: u8, now: u32) -> usize {
-        let p = s.schedule(d, &to(i, now)).unwrap();
-        d.at(p).counters.bind();
-        p
-    }
-
-    fn activate(d: &Dest, n: u32) {
-        for _ in 0..n {
-            d.counters.set_active(true);
-        }
-    }
 
     /// `ip_vs_lblcr_schedule` worked by hand, servers 0, 1, 2 of weight 1
     /// and destination addresses A (10.0.0.1) and B (.2): a set grows when
@@ -201,39 +171,39 @@ mod tests {
         assert_eq!(go(&s, &d, 1, 0), 0, "miss: least connection");
         assert_eq!(go(&s, &d, 1, 10), 0, "hit");
         assert_eq!(go(&s, &d, 2, 10), 1, "miss: overheads 2,0,0");
-        assert_eq!(set_of(&s, 1, 10), Some(vec![0]));
+        assert_eq!(ts::recorded(&s.table, 1, 10), Some(vec![0]));
         // Server 0: 2 active > weight 1 while server 1 has none:
         // `is_overloaded`. Least connection over the service (512, 1, 0)
         // is server 2, which joins A's set at its head.
         activate(d.at(0), 2);
         assert_eq!(go(&s, &d, 1, 20), 2);
-        assert_eq!(set_of(&s, 1, 20), Some(vec![2, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 20), Some(vec![2, 0]));
         assert_eq!(go(&s, &d, 1, 30), 2, "set_min: 1 vs 512");
         // Server 2 overloaded the same way: set_min ties 512/512, the
         // newest (2) wins and `is_overloaded`; server 1 (2) joins.
         activate(d.at(2), 2);
         assert_eq!(go(&s, &d, 1, 40), 1);
-        assert_eq!(set_of(&s, 1, 40), Some(vec![1, 2, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 40), Some(vec![1, 2, 0]));
         assert_eq!(go(&s, &d, 1, 50), 1);
         // lastmod 40: at 86441 > 40 + 86400 the most loaded (2 and 0 tie
         // at 512: the first in set order, 2) leaves; set_min (chosen
         // before) is still 1.
         assert_eq!(go(&s, &d, 1, 86_440), 1, "not after lastmod + 24 h yet");
-        assert_eq!(set_of(&s, 1, 86_440), Some(vec![1, 2, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 86_440), Some(vec![1, 2, 0]));
         assert_eq!(go(&s, &d, 1, 86_441), 1);
-        assert_eq!(set_of(&s, 1, 86_441), Some(vec![1, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 86_441), Some(vec![1, 0]));
         assert_eq!(go(&s, &d, 1, 86_442), 1, "lastmod is 86441 now");
-        assert_eq!(set_of(&s, 1, 86_442), Some(vec![1, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 86_442), Some(vec![1, 0]));
         // B, last used at 10 (due 86410), went at the full check of
         // 49 * 1800.
-        assert_eq!(set_of(&s, 2, 88_199), Some(vec![1]));
-        assert_eq!(set_of(&s, 2, 88_200), None);
+        assert_eq!(ts::recorded(&s.table, 2, 88_199), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 2, 88_200), None);
         // A, last used at 86442, lives until 174600; lastmod 86441:
         // shrinks again after 172841, to one server, and no further.
         assert_eq!(go(&s, &d, 1, 172_842), 1);
-        assert_eq!(set_of(&s, 1, 172_842), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 1, 172_842), Some(vec![1]));
         assert_eq!(go(&s, &d, 1, 259_300), 1);
-        assert_eq!(set_of(&s, 1, 259_300), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 1, 259_300), Some(vec![1]));
     }
 
     /// `ip_vs_dest_set_min` walks the set newest first: on a tie the
@@ -251,7 +221,7 @@ mod tests {
         d.at(1).counters.bind();
         activate(d.at(1), 2);
         // Both 2 active, none below half its weight: a tie.
-        assert_eq!(set_of(&s, 1, 2), Some(vec![1, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 2), Some(vec![1, 0]));
         assert_eq!(go(&s, &d, 1, 2), 1);
         assert_eq!(Wlc.schedule(&d, &to(1, 2)), Some(0));
     }
@@ -268,12 +238,12 @@ mod tests {
         d.at(0).counters.bind();
         activate(d.at(0), 2);
         assert_eq!(go(&s, &d, 1, 0), 1);
-        assert_eq!(set_of(&s, 1, 0), Some(vec![1, 0]));
+        assert_eq!(ts::recorded(&s.table, 1, 0), Some(vec![1, 0]));
         let order = [2, 1];
         let d = Dests::new(&order, &all);
         let s = Lblcr::rebuild(&d, &Params::default(), &s);
         assert_eq!(go(&s, &d, 1, 1), 1, "slot 1, now at position 1");
-        assert_eq!(set_of(&s, 1, 1), Some(vec![1]));
+        assert_eq!(ts::recorded(&s.table, 1, 1), Some(vec![1]));
     }
 
     /// A set full at SET_MAX servers: the newcomer is used, not recorded.
@@ -290,7 +260,7 @@ mod tests {
             d.at(i).counters.bind();
             activate(d.at(i), 1);
         }
-        let set = set_of(&s, 1, 0).unwrap();
+        let set = ts::recorded(&s.table, 1, 0).unwrap();
         assert_eq!(set.len(), SET_MAX);
         assert_eq!(set[0], SET_MAX as u32 - 1);
     }

@@ -793,12 +793,36 @@ pub mod tests_support {
         ]
     }
 
-    fn to(dst: u8, now: u32) -> Flow {
+    /// A new connection to 10.0.0.`dst` at `now`.
+    pub fn to(dst: u8, now: u32) -> Flow {
         Flow {
             vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, dst)),
             now,
             ..testutil::flow()
         }
+    }
+
+    /// Schedules a connection to 10.0.0.`dst` and binds it to the server
+    /// chosen, as the pipeline does; returns the server's list position.
+    pub fn go<S: Scheduler>(s: &S, d: &Dests<'_>, dst: u8, now: u32) -> usize {
+        let p = s.schedule(d, &to(dst, now)).unwrap();
+        d.at(p).counters.bind();
+        p
+    }
+
+    /// Establishes `n` of the server's inactive connections.
+    pub fn activate(d: &Dest, n: u32) {
+        for _ in 0..n {
+            d.counters.set_active(true);
+        }
+    }
+
+    /// The servers (slots) recorded for 10.0.0.`dst` at `now`, newest
+    /// first.
+    pub fn recorded<const N: usize>(t: &Locality<N>, dst: u8, now: u32) -> Option<Vec<u32>> {
+        let k = u32::from(Ipv4Addr::new(10, 0, 0, dst));
+        t.peek(k, now)
+            .map(|v| v.iter().map(|r| r.slot() as u32).collect())
     }
 
     /// Applies `ops`, checking every decision: an available server of

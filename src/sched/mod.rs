@@ -271,6 +271,20 @@ pub(crate) mod testutil {
         ((0..weights.len() as u32).collect(), all)
     }
 
+    /// Real servers as [`dests`] makes them, each `(weight, overloaded,
+    /// active, inactive)`: with that many connections counted.
+    pub fn loaded(servers: &[(u32, bool, u32, u32)]) -> (Vec<u32>, Vec<Option<Dest>>) {
+        let weights: Vec<u32> = servers.iter().map(|s| s.0).collect();
+        let (order, all) = dests(&weights);
+        for (d, &(_, overloaded, active, inactive)) in all.iter().flatten().zip(servers) {
+            let c = &d.counters;
+            (0..active + inactive).for_each(|_| c.bind());
+            (0..active).for_each(|_| c.set_active(true));
+            c.set_overloaded(overloaded);
+        }
+        (order, all)
+    }
+
     pub fn flow() -> Flow {
         Flow {
             client: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),

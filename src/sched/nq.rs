@@ -41,7 +41,7 @@ impl Scheduler for Nq {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::testutil::{dests, flow};
+    use crate::sched::testutil::{dests, flow, loaded};
     use proptest::prelude::*;
 
     /// Drives `ip_vs_nq_schedule` by hand with weights 1,2,3: each chosen
@@ -89,15 +89,8 @@ mod tests {
         fn only_available_servers(
             servers in proptest::collection::vec((0u32..=4, any::<bool>(), 0u32..4, 0u32..4), 0..=8),
         ) {
-            let weights: Vec<u32> = servers.iter().map(|s| s.0).collect();
-            let (order, all) = dests(&weights);
+            let (order, all) = loaded(&servers);
             let d = Dests::new(&order, &all);
-            for (p, &(_, overloaded, active, inactive)) in servers.iter().enumerate() {
-                let c = &d.at(p).counters;
-                (0..active + inactive).for_each(|_| c.bind());
-                (0..active).for_each(|_| c.set_active(true));
-                c.set_overloaded(overloaded);
-            }
             let nq = Nq::build(&d, &Params::default());
             let idle = |p: usize| d.at(p).counters.conns().0 == 0;
             for _ in 0..8 {

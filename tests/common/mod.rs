@@ -180,14 +180,7 @@ pub fn service(proto: Protocol, vip: &str, scheduler: &str) -> ServiceConfig {
 /// - TCP VIP_NAT:80 rr → .31:8080, .32:8080 (NAT)
 /// - UDP VIP_NAT:53 rr → .31:5353 (NAT)
 pub fn director() -> ServiceTable {
-    let mut t = ServiceTable::new(
-        vec![Port {
-            mac: DIRECTOR_MAC,
-            mtu: MTU,
-        }],
-        Some(TUNNEL_SRC),
-        Timeouts::default(),
-    );
+    let mut t = empty_director();
     type Reals<'a> = &'a [(&'a str, Forward)];
     let layout: [(Protocol, &str, Reals<'_>); 4] = [
         (
@@ -233,6 +226,19 @@ pub fn director() -> ServiceTable {
         }
     }
     t
+}
+
+/// The director with no service yet: one port, a tunnel source, IPVS's
+/// default timeouts.
+pub fn empty_director() -> ServiceTable {
+    ServiceTable::new(
+        vec![Port {
+            mac: DIRECTOR_MAC,
+            mtu: MTU,
+        }],
+        Some(TUNNEL_SRC),
+        Timeouts::default(),
+    )
 }
 
 pub fn pipeline(t: &ServiceTable, capacity: u32) -> Pipeline {
