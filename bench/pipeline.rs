@@ -362,6 +362,44 @@ fn bench_parse(c: &mut Criterion) {
     });
 }
 
+/// The machine's memory latency, the floor under the 1 M-flow figures:
+/// random loads over 128 MiB backed by huge pages, as the connection table
+/// is — a dependent chain (each load one full miss), and independent loads
+/// (misses overlapped by the CPU, as `process_batch` arranges them).
+/// Reported per load.
+fn bench_memory(c: &mut Criterion) {
+    let n: usize = 16 << 20;
+    let mut next: Vec<u64> = Vec::with_capacity(n);
+    xdpvs::xsk::mem::advise_hugepages(&mut next);
+    next.resize(n, 0);
+    // One random cycle through every slot.
+    let order = shuffled(n as u32);
+    for w in 0..n {
+        next[order[w] as usize] = u64::from(order[(w + 1) % n]);
+    }
+    c.bench_function("memory/dependent_load", |b| {
+        let mut x = 0usize;
+        b.iter(|| {
+            x = next[x] as usize;
+            black_box(x)
+        })
+    });
+    let targets: Vec<usize> = order.iter().take(1 << 20).map(|&i| i as usize).collect();
+    c.bench_function("memory/independent_load", |b| {
+        let mut k = 0usize;
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            let mut acc = 0u64;
+            for _ in 0..iters {
+                acc = acc.wrapping_add(next[targets[k]]);
+                k = if k + 1 == targets.len() { 0 } else { k + 1 };
+            }
+            black_box(acc);
+            t0.elapsed()
+        })
+    });
+}
+
 fn memory(_: &mut Criterion) {
     let p = Pipeline::new(1 << 20, Arc::new(table().snapshot()), 0);
     let per = p.conns().memory() as f64 / f64::from(p.conns().capacity());
@@ -375,6 +413,7 @@ fn memory(_: &mut Criterion) {
 criterion_group!(
     benches,
     memory,
+    bench_memory,
     bench_parse,
     bench_copy,
     bench_established,
