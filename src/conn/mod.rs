@@ -413,7 +413,7 @@ impl<A: Addr> ConnTable<A> {
         while left > 0 {
             let mut n = 0;
             let chunk = left.min(reaped.len());
-            self.wheel.advance(&mut self.entries, now, chunk, |_, i| {
+            self.wheel.advance(&mut self.entries, now, chunk, |i| {
                 reaped[n] = i;
                 n += 1;
             });

@@ -100,40 +100,38 @@ impl Wheel {
 
     /// Visits due slots up to `now`, handing each expired entry to
     /// `expire` (which must not touch the wheel; the entry is already
-    /// unlinked) and requeueing the rest. Returns how many entries it
-    /// expired; at most `budget` entries are examined.
+    /// unlinked) and requeueing the rest. At most `budget` entries are
+    /// examined.
     pub fn advance<E: Linked>(
         &mut self,
         es: &mut E,
         now: u32,
         budget: usize,
-        mut expire: impl FnMut(&mut E, u32),
-    ) -> usize {
+        mut expire: impl FnMut(u32),
+    ) {
         // Past a whole turn, visiting every slot once is enough: entries are
         // compared against `now`, not against the slot's tick.
         if now > self.cursor.saturating_add(SLOTS) {
             self.cursor = now - SLOTS;
         }
         let mut examined = 0;
-        let mut expired = 0;
         loop {
             while self.heads[PENDING as usize] != NIL {
                 if examined == budget {
-                    return expired;
+                    return;
                 }
                 examined += 1;
                 let i = self.heads[PENDING as usize];
                 self.unlink(es, i);
                 let at = es.expires(i);
                 if at <= now {
-                    expire(es, i);
-                    expired += 1;
+                    expire(i);
                 } else {
                     self.schedule(es, i, at);
                 }
             }
             if self.cursor > now {
-                return expired;
+                return;
             }
             let slot = (self.cursor & MASK) as usize;
             let head = self.heads[slot];
