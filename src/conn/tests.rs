@@ -231,14 +231,3 @@ proptest! {
         }
     }
 }
-
-#[test]
-fn big_tables_get_huge_pages() {
-    let t = ConnTable::<Ipv4Addr>::new(1 << 20, 0);
-    let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    let huge = smaps
-        .lines()
-        .find(|l| l.starts_with("AnonHugePages:"))
-        .unwrap_or("?");
-    println!("{} bytes of tables; {huge}", t.memory());
-}
