@@ -69,6 +69,66 @@ pub struct Dataplane {
     /// Outer source address of IPIP packets; always `Some` when a real server
     /// uses [`Forward::Tun`].
     pub tunnel_source: Option<Ipv4Addr>,
+    /// Socket, ring and polling sizes; see [`Tuning`].
+    pub tuning: Tuning,
+}
+
+/// How each worker's AF_XDP socket and loop are sized and how it waits.
+/// Every field is a `[dataplane]` key of the same name, documented with how
+/// to choose it in `config/xdpvs.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// UMEM frames per socket (power of two): fill ring + RX/TX in flight.
+    pub umem_frames: u32,
+    /// Bytes per UMEM frame: 2048 (MTU up to ~1700) or 4096.
+    pub frame_size: u32,
+    pub rx_ring_size: u32,
+    pub tx_ring_size: u32,
+    pub fill_ring_size: u32,
+    pub comp_ring_size: u32,
+    /// `SO_BUSY_POLL` microseconds; 0 leaves busy polling to the kernel's
+    /// interrupts (off).
+    pub busy_poll_usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: packets the driver handles per busy poll.
+    pub busy_poll_budget: u32,
+    /// `SO_PREFER_BUSY_POLL`: keep interrupts masked while we poll.
+    pub prefer_busy_poll: bool,
+    pub idle: Idle,
+}
+
+impl Tuning {
+    pub const MIN_RING: u32 = 64;
+    pub const MAX_RING: u32 = 1 << 16;
+    pub const MAX_UMEM_FRAMES: u32 = 1 << 18;
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            umem_frames: 4096,
+            frame_size: 2048,
+            rx_ring_size: 2048,
+            tx_ring_size: 2048,
+            fill_ring_size: 2048,
+            comp_ring_size: 2048,
+            busy_poll_usecs: 0,
+            busy_poll_budget: 64,
+            prefer_busy_poll: false,
+            idle: Idle::Busy,
+        }
+    }
+}
+
+/// `dataplane.idle`: what a worker does when a poll finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Idle {
+    /// Spin: lowest latency, the core is always 100 % busy (DPDK style).
+    #[default]
+    Busy,
+    /// Spin, but give the core to other runnable threads each empty round.
+    Yield,
+    /// Block in poll(2) after a short spin: for shared or small machines.
+    Wait,
 }
 
 impl Dataplane {

@@ -34,6 +34,16 @@ pub(super) struct RawDataplane {
     pub batch_size: Leaf,
     pub mtu: Leaf,
     pub tunnel_source: Leaf,
+    pub umem_frames: Leaf,
+    pub frame_size: Leaf,
+    pub rx_ring_size: Leaf,
+    pub tx_ring_size: Leaf,
+    pub fill_ring_size: Leaf,
+    pub comp_ring_size: Leaf,
+    pub busy_poll_usecs: Leaf,
+    pub busy_poll_budget: Leaf,
+    pub prefer_busy_poll: Leaf,
+    pub idle: Leaf,
 }
 
 #[derive(Deserialize)]

@@ -79,6 +79,18 @@ fn minimal_file_gets_every_default() {
             batch_size: 64,
             mtu: 1500,
             tunnel_source: None,
+            tuning: Tuning {
+                umem_frames: 4096,
+                frame_size: 2048,
+                rx_ring_size: 2048,
+                tx_ring_size: 2048,
+                fill_ring_size: 2048,
+                comp_ring_size: 2048,
+                busy_poll_usecs: 0,
+                busy_poll_budget: 64,
+                prefer_busy_poll: false,
+                idle: Idle::Busy,
+            },
         },
         connections: Connections {
             max_entries: 1_048_576,
@@ -252,7 +264,9 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}batch = 3\n")),
         "t.toml:3: dataplane.batch: unknown field `batch`, expected one of `interfaces`, \
-         `cores`, `xdp_mode`, `zero_copy`, `batch_size`, `mtu`, `tunnel_source`"
+         `cores`, `xdp_mode`, `zero_copy`, `batch_size`, `mtu`, `tunnel_source`, `umem_frames`, \
+         `frame_size`, `rx_ring_size`, `tx_ring_size`, `fill_ring_size`, `comp_ring_size`, \
+         `busy_poll_usecs`, `busy_poll_budget`, `prefer_busy_poll`, `idle`"
     );
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
@@ -818,4 +832,35 @@ fn errors_carry_their_location() {
             ..
         }
     ));
+}
+
+#[test]
+fn tuning_keys_are_checked() {
+    let t = |extra: &str| parse(&HEAD.replace("[dataplane]", &format!("[dataplane]\n{extra}")));
+    let c = t("umem_frames = 8192\nfill_ring_size = 4096\nidle = \"wait\"\nprefer_busy_poll = true\nframe_size = 4096").unwrap();
+    let tu = c.dataplane.tuning;
+    assert_eq!(
+        (
+            tu.umem_frames,
+            tu.fill_ring_size,
+            tu.idle,
+            tu.prefer_busy_poll,
+            tu.frame_size
+        ),
+        (8192, 4096, Idle::Wait, true, 4096)
+    );
+    for (bad, says) in [
+        ("rx_ring_size = 1000", "dataplane.rx_ring_size"),
+        (
+            "umem_frames = 1024",
+            "fill_ring_size (2048) no larger than umem_frames (1024)",
+        ),
+        ("frame_size = 3000", "2048 or 4096"),
+        ("idle = \"sleepy\"", "\"busy\""),
+        ("prefer_busy_poll = 1", "true or false"),
+        ("busy_poll_budget = 0", "dataplane.busy_poll_budget"),
+    ] {
+        let e = t(bad).unwrap_err().to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }

@@ -16,8 +16,8 @@ use toml::{Spanned, Value};
 use super::raw::{Leaf, RawConfig, RawConnections, RawControl, RawDataplane, RawReal, RawService};
 use super::{
     Config, ConfigError, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
-    Forward, Location, Problem, Protocol, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig,
-    XdpMode, ZeroCopy,
+    Forward, Idle, Location, Problem, Protocol, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig,
+    Tuning, XdpMode, ZeroCopy,
 };
 
 use crate::sched::mh::is_prime;
@@ -134,6 +134,32 @@ impl Source<'_> {
     {
         leaf.as_ref()
             .map(|value| self.int_value(value, key, lo, hi))
+            .transpose()
+    }
+
+    /// A power of two in `lo..=hi` (ring and UMEM sizes).
+    fn power_of_two(&self, leaf: &Leaf, key: &str, lo: u32, hi: u32) -> Result<Option<u32>> {
+        leaf.as_ref()
+            .map(|value| {
+                value
+                    .get_ref()
+                    .as_integer()
+                    .filter(|n| (i64::from(lo)..=i64::from(hi)).contains(n))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| n.is_power_of_two())
+                    .ok_or_else(|| self.expected(value, key, format!("a power of two {lo}..={hi}")))
+            })
+            .transpose()
+    }
+
+    fn boolean(&self, leaf: &Leaf, key: &str) -> Result<Option<bool>> {
+        leaf.as_ref()
+            .map(|value| {
+                value
+                    .get_ref()
+                    .as_bool()
+                    .ok_or_else(|| self.expected(value, key, "true or false"))
+            })
             .transpose()
     }
 
@@ -268,6 +294,7 @@ impl Source<'_> {
                     .filter(|a| is_unicast(IpAddr::V4(*a)))
             },
         )?;
+        let tuning = self.tuning(raw)?;
         Ok(Dataplane {
             interfaces,
             cores,
@@ -276,6 +303,90 @@ impl Source<'_> {
             batch_size: batch_size.unwrap_or(Dataplane::DEFAULT_BATCH_SIZE),
             mtu: mtu.unwrap_or(Dataplane::DEFAULT_MTU),
             tunnel_source,
+            tuning,
+        })
+    }
+
+    /// The socket and polling keys of `[dataplane]`.
+    fn tuning(&self, raw: &RawDataplane) -> Result<Tuning> {
+        let d = Tuning::default();
+        let ring = |leaf: &Leaf, key: &str, default: u32| {
+            self.power_of_two(leaf, key, Tuning::MIN_RING, Tuning::MAX_RING)
+                .map(|v| v.unwrap_or(default))
+        };
+        let umem_frames = self
+            .power_of_two(
+                &raw.umem_frames,
+                "dataplane.umem_frames",
+                Tuning::MIN_RING,
+                Tuning::MAX_UMEM_FRAMES,
+            )?
+            .unwrap_or(d.umem_frames);
+        let frame_size = match &raw.frame_size {
+            None => d.frame_size,
+            Some(v) => match v.get_ref().as_integer() {
+                Some(2048) => 2048,
+                Some(4096) => 4096,
+                _ => return Err(self.expected(v, "dataplane.frame_size", "2048 or 4096")),
+            },
+        };
+        let fill_ring_size = ring(
+            &raw.fill_ring_size,
+            "dataplane.fill_ring_size",
+            d.fill_ring_size,
+        )?;
+        if fill_ring_size > umem_frames {
+            let value = raw.fill_ring_size.as_ref().or(raw.umem_frames.as_ref());
+            let key = if raw.fill_ring_size.is_some() {
+                "dataplane.fill_ring_size"
+            } else {
+                "dataplane.umem_frames"
+            };
+            let problem = Problem::Expected {
+                expected: format!(
+                    "fill_ring_size ({fill_ring_size}) no larger than umem_frames ({umem_frames}): \
+                     the fill ring holds free frames"
+                ),
+                got: value.map_or_else(String::new, |v| describe(v.get_ref())),
+            };
+            return Err(self.invalid(value.map(|v| v.span()), key, problem));
+        }
+        Ok(Tuning {
+            umem_frames,
+            frame_size,
+            rx_ring_size: ring(&raw.rx_ring_size, "dataplane.rx_ring_size", d.rx_ring_size)?,
+            tx_ring_size: ring(&raw.tx_ring_size, "dataplane.tx_ring_size", d.tx_ring_size)?,
+            fill_ring_size,
+            comp_ring_size: ring(
+                &raw.comp_ring_size,
+                "dataplane.comp_ring_size",
+                d.comp_ring_size,
+            )?,
+            busy_poll_usecs: self
+                .int(
+                    &raw.busy_poll_usecs,
+                    "dataplane.busy_poll_usecs",
+                    0,
+                    1_000_000,
+                )?
+                .unwrap_or(d.busy_poll_usecs),
+            busy_poll_budget: self
+                .int(&raw.busy_poll_budget, "dataplane.busy_poll_budget", 1, 1024)?
+                .unwrap_or(d.busy_poll_budget),
+            prefer_busy_poll: self
+                .boolean(&raw.prefer_busy_poll, "dataplane.prefer_busy_poll")?
+                .unwrap_or(d.prefer_busy_poll),
+            idle: self
+                .choice(
+                    &raw.idle,
+                    "dataplane.idle",
+                    &[
+                        ("busy", Idle::Busy),
+                        ("yield", Idle::Yield),
+                        ("wait", Idle::Wait),
+                    ],
+                )?
+                .unwrap_or(d.idle),
         })
     }
 

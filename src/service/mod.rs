@@ -16,7 +16,7 @@
 
 mod table;
 
-pub use table::{ServiceError, ServiceTable};
+pub use table::{ServiceError, ServiceTable, SteeringKeys};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -10,6 +10,14 @@ use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
 use crate::sched::{Dests, Params, Sched, SchedError};
 
+/// The keys of the XDP program's steering maps; see
+/// [`ServiceTable::steering_keys`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SteeringKeys {
+    pub vips: Vec<(u8, Ipv4Addr, u16)>,
+    pub nat_reals: Vec<(u8, Ipv4Addr, u16)>,
+}
+
 /// Why an edit was refused. Nothing is changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
@@ -328,8 +336,124 @@ impl ServiceTable {
 
     /// Records how to reach real server address `addr`: out of director
     /// port `port`, to MAC `mac` (its own on the LAN, or the router's).
-    pub fn set_next_hop(&mut self, addr: IpAddr, port: u8, mac: [u8; 6]) {
-        self.next_hops.insert(addr, (port, mac));
+    /// Returns whether that changed anything (then publish a snapshot).
+    pub fn set_next_hop(&mut self, addr: IpAddr, port: u8, mac: [u8; 6]) -> bool {
+        self.next_hops.insert(addr, (port, mac)) != Some((port, mac))
+    }
+
+    /// Forgets the next hop of `addr` (no route, or its neighbour failed):
+    /// its packets are then counted as `no_neighbour` instead of going to a
+    /// stale MAC. Returns whether there was one.
+    pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
+        self.next_hops.remove(&addr).is_some()
+    }
+
+    /// Every real server address, once each, in no particular order: what
+    /// the next-hop resolver must keep resolved.
+    pub fn dest_addrs(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.dest.as_ref().map(|d| d.cfg.addr.ip()))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// What the XDP program must send to the workers: every IPv4 virtual
+    /// service as (IP protocol, VIP, port), and every NAT real server as
+    /// (IP protocol, address, port), whose replies come back through us.
+    pub fn steering_keys(&self) -> SteeringKeys {
+        let mut keys = SteeringKeys::default();
+        for svc in &self.services {
+            let IpAddr::V4(vip) = svc.cfg.vip.ip() else {
+                continue;
+            };
+            let proto = ip_proto(svc.cfg.proto);
+            keys.vips.push((proto, vip, svc.cfg.vip.port()));
+            for &slot in &svc.dests {
+                let Some(d) = &self.slots[slot as usize].dest else {
+                    continue;
+                };
+                if let (Forward::Nat, IpAddr::V4(a)) = (d.cfg.forward, d.cfg.addr.ip()) {
+                    keys.nat_reals.push((proto, a, d.cfg.addr.port()));
+                }
+            }
+        }
+        keys.vips.sort_unstable();
+        keys.vips.dedup();
+        keys.nat_reals.sort_unstable();
+        keys.nat_reals.dedup();
+        keys
+    }
+
+    /// Makes the table what `cfg` describes, as a reload does: services and
+    /// real servers that are in both keep their counters, connections and
+    /// scheduler state (edited in place where their settings changed); the
+    /// others are added or deleted. The new configuration is checked in
+    /// full first, so an error leaves the table as it was.
+    pub fn apply_config(&mut self, cfg: &Config) -> Result<(), ServiceError> {
+        ServiceTable::from_config(cfg, self.ports.clone(), self.workers)?;
+        let c = &cfg.connections;
+        self.timeouts
+            .set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
+        let gone: Vec<(Protocol, SocketAddr)> = self
+            .services
+            .iter()
+            .filter(|old| {
+                !cfg.services
+                    .iter()
+                    .any(|s| s.proto == old.cfg.proto && s.vip == old.cfg.vip)
+            })
+            .map(|old| (old.cfg.proto, old.cfg.vip))
+            .collect();
+        for (proto, vip) in gone {
+            self.del_service(proto, vip)?;
+        }
+        for s in &cfg.services {
+            let Ok(i) = self.find(s.proto, s.vip) else {
+                self.add_service(s)?;
+                for r in &s.reals {
+                    self.add_dest(s.proto, s.vip, r)?;
+                }
+                continue;
+            };
+            let old = &self.services[i].cfg;
+            let same = old.scheduler == s.scheduler
+                && old.persistence_timeout == s.persistence_timeout
+                && old.persistence_netmask == s.persistence_netmask
+                && old.scheduler_flags == s.scheduler_flags
+                && old.mh_table_size == s.mh_table_size;
+            if !same {
+                self.edit_service(s)?;
+            }
+            let gone: Vec<SocketAddr> = self.services[i]
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| d.cfg.addr)
+                .filter(|a| !s.reals.iter().any(|r| r.addr == *a))
+                .collect();
+            for addr in gone {
+                self.del_dest(s.proto, s.vip, addr)?;
+            }
+            for r in &s.reals {
+                match self.find_dest(i, r.addr) {
+                    None => self.add_dest(s.proto, s.vip, r)?,
+                    Some((_, slot)) => {
+                        let unchanged = self.slots[slot as usize]
+                            .dest
+                            .as_ref()
+                            .is_some_and(|d| d.cfg == *r);
+                        if !unchanged {
+                            self.edit_dest(s.proto, s.vip, r)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The immutable view the workers will read, its schedulers built
@@ -462,5 +586,83 @@ mod tests {
         t.del_dest(Protocol::Tcp, vip, rip).unwrap();
         t.add_dest(Protocol::Tcp, vip, &real(0)).unwrap();
         assert_eq!(weights(&t), (0, 0));
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_str_named(text, "test.toml").unwrap()
+    }
+
+    const BEFORE: &str = r#"
+[dataplane]
+interfaces = ["eth1"]
+[[services]]
+proto = "tcp"
+vip = "198.18.1.1:80"
+scheduler = "rr"
+[[services.reals]]
+addr = "198.18.2.11:80"
+[[services.reals]]
+addr = "198.18.2.12:80"
+forward = "nat"
+[[services]]
+proto = "tcp"
+vip = "198.18.1.2:80"
+[[services.reals]]
+addr = "198.18.2.13:80"
+"#;
+
+    /// A reload keeps what stays (the same counters, so the same
+    /// connections' bookkeeping), edits what changed, adds and deletes the
+    /// rest; and a bad file changes nothing.
+    #[test]
+    fn apply_config_diffs_services_and_reals() {
+        let mut t = ServiceTable::from_config(&config(BEFORE), Vec::new(), 1).unwrap();
+        let counters = |t: &ServiceTable, addr: &str| {
+            let s = t.snapshot();
+            let addr: SocketAddr = addr.parse().unwrap();
+            s.services()
+                .iter()
+                .flat_map(|svc| {
+                    s.dests_of(svc)
+                        .iter()
+                        .map(|d| d.clone())
+                        .collect::<Vec<_>>()
+                })
+                .find(|d| SocketAddr::new(d.addr, d.port) == addr)
+                .map(|d| (Arc::as_ptr(&d.counters), d.weight, d.fwd))
+        };
+        let kept = counters(&t, "198.18.2.11:80").unwrap();
+        let after = BEFORE
+            .replace("198.18.1.2:80", "198.18.1.3:80")
+            .replace("forward = \"nat\"", "forward = \"nat\"\nweight = 7")
+            .replace("scheduler = \"rr\"", "scheduler = \"wrr\"");
+        t.apply_config(&config(&after)).unwrap();
+        let s = t.snapshot();
+        let vips: Vec<String> = s
+            .services()
+            .iter()
+            .map(|v| format!("{}:{} {}", v.vip, v.port, v.sched.name()))
+            .collect();
+        assert_eq!(vips, ["198.18.1.1:80 wrr", "198.18.1.3:80 wlc"]);
+        assert_eq!(counters(&t, "198.18.2.11:80").unwrap(), kept);
+        assert_eq!(counters(&t, "198.18.2.12:80").unwrap().1, 7);
+        assert_eq!(
+            t.steering_keys(),
+            SteeringKeys {
+                vips: vec![
+                    (6, "198.18.1.1".parse().unwrap(), 80),
+                    (6, "198.18.1.3".parse().unwrap(), 80)
+                ],
+                nat_reals: vec![(6, "198.18.2.12".parse().unwrap(), 80)],
+            }
+        );
+        // Valid as a file, refused by the table: nothing of it is applied,
+        // not even the deletion of 198.18.1.3 that comes before it.
+        let bad = BEFORE
+            .replace("198.18.1.2:80", "[2001:db8::1]:80")
+            .replace("198.18.2.13:80", "[2001:db8::13]:80");
+        let before = t.steering_keys();
+        assert!(t.apply_config(&config(&bad)).is_err());
+        assert_eq!(t.steering_keys(), before);
     }
 }
