@@ -23,5 +23,6 @@ pub mod pipeline;
 pub mod sched;
 pub mod service;
 pub mod wire;
+pub mod worker;
 pub mod xmit;
 pub mod xsk;

@@ -310,6 +310,9 @@ pub struct Service {
     pub persistence_netmask: Ipv4Addr,
     /// The service's traffic (`ipvsadm --stats`).
     pub stats: Arc<Stats>,
+    /// Some real server is NAT: replies come back through the director, so
+    /// workers hand its packets to the client's owner (see `worker`).
+    pub has_nat: bool,
 }
 
 /// One of the director's network ports.
@@ -357,6 +360,12 @@ impl Snapshot {
     /// VIP, or from a NAT real server.
     pub fn is_ours_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.vips_v4.contains(&dst) || self.nat_rips_v4.contains(&src)
+    }
+
+    /// Whether `addr` is a NAT real server's (its packets may be replies).
+    #[inline]
+    pub fn is_nat_real_v4(&self, addr: Ipv4Addr) -> bool {
+        self.nat_rips_v4.contains(&addr)
     }
 
     /// The real server a connection refers to, unless it has been deleted.

@@ -526,6 +526,11 @@ impl ServiceTable {
                     persistence_timeout: s.cfg.persistence_timeout,
                     persistence_netmask: s.cfg.persistence_netmask,
                     stats: Arc::clone(&s.stats),
+                    has_nat: s.dests.iter().any(|&slot| {
+                        dests[slot as usize]
+                            .as_ref()
+                            .is_some_and(|d| d.fwd == Forward::Nat)
+                    }),
                 }
             })
             .collect();

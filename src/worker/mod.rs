@@ -1,0 +1,656 @@
+//! The per-core workers: busy-poll loops that move frames from an AF_XDP
+//! socket through a [`Pipeline`] and back out.
+//!
+//! One worker serves one RX queue of one interface. Its loop, with no lock,
+//! no allocation and no system call per packet:
+//!
+//! 1. pick up a new [`Snapshot`] if the control thread published one
+//!    (one atomic load per round);
+//! 2. take the frames other workers handed to it (see below);
+//! 3. receive a batch, hand over the frames that belong to another worker,
+//!    run the rest through the pipeline, transmit or recycle each;
+//! 4. let the socket reclaim completions, refill, and make the system calls
+//!    the kernel asked for (`needs_wakeup`);
+//! 5. expire connections (bounded work), publish counters now and then,
+//!    and idle as `dataplane.idle` says when there was nothing to do.
+//!
+//! # NAT on every core: hand-over by a hash both directions share
+//!
+//! Each worker owns its connection table, and a NAT connection is seen in
+//! both directions: the client's packets arrive on the queue the NIC's RSS
+//! hash picks for the client's 5-tuple, the real server's replies on the
+//! queue it picks for the reply's, usually another one. AF_XDP cannot steer
+//! across queues (a socket only receives what arrived on its own queue), so
+//! the XDP program cannot fix this; DPVS gives up and runs NAT on one core.
+//! We make the owner a function of what both directions share — the
+//! client's address and port — and hand a frame that arrives at the wrong
+//! worker to its owner over a lock-free queue:
+//!
+//! - a packet to a VIP whose service has a NAT real server is owned by
+//!   `owner(client address, client port)` (its source);
+//! - a packet from a NAT real server is owned by `owner(its destination
+//!   address and port)`, which is the same client.
+//!
+//! Everything else (DR and TUN services, whose replies never come back)
+//! stays where RSS put it: the per-flow RSS hash already keeps a flow on
+//! one queue. With RSS spreading clients evenly, a fraction `1 - 1/n` of NAT
+//! packets takes one hop; the hand-over copies the frame (≤ 2 KiB) into a
+//! preallocated buffer, the owner copies it into a frame of its own UMEM.
+//! Each worker has one inbox (a bounded multi-producer queue of
+//! crossbeam's `ArrayQueue`, filled by the other workers) and one pool of
+//! free buffers; a full inbox drops the frame and counts it
+//! (`handoff_dropped`), as a full RX ring would.
+//!
+//! The same inbox carries frames that the pipeline wants sent out of
+//! another interface than the one they came in on (a two-armed director):
+//! they go to a worker with a socket on that interface, which transmits
+//! them as they are.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam::queue::ArrayQueue;
+
+use crate::config::Idle;
+use crate::pipeline::{
+    Counters, DropReason, EXPIRE_BUDGET, Frame, MAX_BATCH, Pipeline, Tick, Verdict,
+};
+use crate::service::Snapshot;
+
+/// What a worker needs from its socket: received frames in batches, frames
+/// built from bytes (hand-over), and housekeeping. [`crate::xsk::Xsk`] is
+/// the real one; the unit tests use an in-memory one.
+pub trait FrameIo {
+    /// Receives up to `max` frames, lets `f` decide each one's verdict
+    /// (frames and verdicts may be permuted together), then transmits the
+    /// frames whose verdict is `Tx` to this socket's own port and recycles
+    /// the rest. Returns how many frames were received.
+    fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]);
+    /// As [`FrameIo::rx_batch`], for frames holding copies of `data`.
+    /// Returns how many were taken.
+    fn inject_batch<F>(&mut self, data: &[&[u8]], f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]);
+    /// Completions, refill, wake-ups.
+    fn service(&mut self);
+    /// Blocks until there may be something to receive, at most `timeout_ms`.
+    fn wait_rx(&mut self, timeout_ms: i32);
+}
+
+/// Bytes of one hand-over buffer: a full UMEM frame's worth.
+pub const HANDOFF_BYTES: usize = 2048;
+/// Hand-over buffers per worker (its inbox's capacity).
+pub const HANDOFF_SLOTS: usize = 1024;
+
+/// A frame on its way to another worker.
+pub struct Handoff {
+    buf: Box<[u8; HANDOFF_BYTES]>,
+    len: u16,
+    /// Transmit as it is (already processed) rather than process.
+    transmit: bool,
+}
+
+/// A worker's inbox and the pool of free buffers senders fill for it.
+pub struct Mailbox {
+    inbox: ArrayQueue<Handoff>,
+    free: ArrayQueue<Box<[u8; HANDOFF_BYTES]>>,
+}
+
+impl Mailbox {
+    fn new(slots: usize) -> Mailbox {
+        let free = ArrayQueue::new(slots);
+        for _ in 0..slots {
+            let _ = free.push(Box::new([0u8; HANDOFF_BYTES]));
+        }
+        Mailbox {
+            inbox: ArrayQueue::new(slots),
+            free,
+        }
+    }
+
+    /// Copies `data` into a free buffer and queues it. False when the
+    /// owner is too far behind (no free buffer) or the frame is too big.
+    fn send(&self, data: &[u8], transmit: bool) -> bool {
+        if data.len() > HANDOFF_BYTES {
+            return false;
+        }
+        let Some(mut buf) = self.free.pop() else {
+            return false;
+        };
+        buf[..data.len()].copy_from_slice(data);
+        let h = Handoff {
+            buf,
+            len: data.len() as u16,
+            transmit,
+        };
+        match self.inbox.push(h) {
+            Ok(()) => true,
+            Err(h) => {
+                let _ = self.free.push(h.buf);
+                false
+            }
+        }
+    }
+}
+
+/// A worker's counters as the control thread reads them: the pipeline's
+/// plus the worker's own, stored by the worker (relaxed, single writer)
+/// every few milliseconds.
+#[derive(Default)]
+pub struct PublishedCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub passed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+    pub conns: AtomicU64,
+    pub conns_created: AtomicU64,
+    pub handoff_sent: AtomicU64,
+    pub handoff_received: AtomicU64,
+    pub handoff_dropped: AtomicU64,
+    /// Frames the pipeline wanted out of a port no worker has a socket on.
+    pub no_tx_port: AtomicU64,
+}
+
+/// A copy of one worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub rx: u64,
+    pub tx: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub drops: [u64; DropReason::COUNT],
+    pub conns: u64,
+    pub conns_created: u64,
+    pub handoff_sent: u64,
+    pub handoff_received: u64,
+    pub handoff_dropped: u64,
+    pub no_tx_port: u64,
+}
+
+impl PublishedCounters {
+    pub fn read(&self) -> WorkerCounters {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerCounters {
+            rx: r(&self.rx),
+            tx: r(&self.tx),
+            passed: r(&self.passed),
+            dropped: r(&self.dropped),
+            drops: std::array::from_fn(|i| r(&self.drops[i])),
+            conns: r(&self.conns),
+            conns_created: r(&self.conns_created),
+            handoff_sent: r(&self.handoff_sent),
+            handoff_received: r(&self.handoff_received),
+            handoff_dropped: r(&self.handoff_dropped),
+            no_tx_port: r(&self.no_tx_port),
+        }
+    }
+}
+
+/// What the control thread and all workers share.
+pub struct Shared {
+    /// The current snapshot; workers pick it up between batches.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Set once, on shutdown.
+    pub stop: AtomicBool,
+    mailboxes: Box<[Mailbox]>,
+    /// Per director port, the workers with a socket on it.
+    port_workers: Box<[Box<[usize]>]>,
+    counters: Box<[PublishedCounters]>,
+}
+
+impl Shared {
+    /// For workers `0..ports_of.len()`, worker `w` having a socket on
+    /// port `ports_of[w]`.
+    pub fn new(snapshot: Arc<Snapshot>, ports_of: &[u8]) -> Shared {
+        Self::with_slots(snapshot, ports_of, HANDOFF_SLOTS)
+    }
+
+    /// As [`Shared::new`], with `slots` hand-over buffers per worker.
+    pub fn with_slots(snapshot: Arc<Snapshot>, ports_of: &[u8], slots: usize) -> Shared {
+        let nports = ports_of
+            .iter()
+            .map(|&p| usize::from(p) + 1)
+            .max()
+            .unwrap_or(0);
+        let port_workers = (0..nports)
+            .map(|p| {
+                (0..ports_of.len())
+                    .filter(|&w| usize::from(ports_of[w]) == p)
+                    .collect()
+            })
+            .collect();
+        Shared {
+            snapshot: ArcSwap::new(snapshot),
+            stop: AtomicBool::new(false),
+            mailboxes: ports_of.iter().map(|_| Mailbox::new(slots)).collect(),
+            port_workers,
+            counters: ports_of
+                .iter()
+                .map(|_| PublishedCounters::default())
+                .collect(),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    pub fn counters(&self, w: usize) -> WorkerCounters {
+        self.counters[w].read()
+    }
+
+    /// The sum over all workers.
+    pub fn total(&self) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for c in self.counters.iter().map(PublishedCounters::read) {
+            t.rx += c.rx;
+            t.tx += c.tx;
+            t.passed += c.passed;
+            t.dropped += c.dropped;
+            for (a, b) in t.drops.iter_mut().zip(c.drops) {
+                *a += b;
+            }
+            t.conns += c.conns;
+            t.conns_created += c.conns_created;
+            t.handoff_sent += c.handoff_sent;
+            t.handoff_received += c.handoff_received;
+            t.handoff_dropped += c.handoff_dropped;
+            t.no_tx_port += c.no_tx_port;
+        }
+        t
+    }
+}
+
+/// The worker that owns the NAT connections of client `addr:port`; the
+/// same function for both directions (module docs). A multiplicative hash
+/// is enough: RSS has already spread the flows, this only has to agree
+/// between workers and not collapse on sequential ports.
+#[inline]
+pub fn owner(addr: [u8; 4], port: u16, workers: usize) -> usize {
+    let x = u64::from(u32::from_be_bytes(addr)) << 16 | u64::from(port);
+    let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) * workers as u64 >> 32) as usize
+}
+
+/// Where a received frame is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steer {
+    Here,
+    To(usize),
+}
+
+/// The owner of a frame by the module docs' rule. Only untagged IPv4
+/// TCP/UDP first fragments are looked at; anything else stays (the
+/// pipeline counts what it cannot handle).
+#[inline]
+fn steer(snap: &Snapshot, data: &[u8], me: usize, workers: usize) -> Steer {
+    let Some(ip) = data.get(14..34) else {
+        return Steer::Here;
+    };
+    if data[12..14] != [0x08, 0x00] || ip[0] >> 4 != 4 {
+        return Steer::Here;
+    }
+    let proto = ip[9];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    if (proto != 6 && proto != 17) || frag_offset != 0 {
+        return Steer::Here;
+    }
+    let Some(ports) = data.get(14 + ihl..14 + ihl + 4) else {
+        return Steer::Here;
+    };
+    let src = [ip[12], ip[13], ip[14], ip[15]];
+    let dst = [ip[16], ip[17], ip[18], ip[19]];
+    let sport = u16::from_be_bytes([ports[0], ports[1]]);
+    let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    let w = if let Some(svc) = snap.service_v4(proto, dst.into(), dport) {
+        if !svc.has_nat {
+            return Steer::Here;
+        }
+        owner(src, sport, workers)
+    } else if snap.is_nat_real_v4(src.into()) {
+        owner(dst, dport, workers)
+    } else {
+        return Steer::Here;
+    };
+    if w == me { Steer::Here } else { Steer::To(w) }
+}
+
+/// How a worker runs; from `[dataplane]`.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    pub batch: usize,
+    pub idle: Idle,
+}
+
+/// Empty rounds before [`Idle::Wait`] blocks.
+const SPINS_BEFORE_WAIT: u32 = 256;
+/// How long [`Idle::Wait`] blocks at most: hand-overs from other workers
+/// do not wake poll(2), so this bounds their latency when idle.
+const WAIT_MS: i32 = 1;
+/// Rounds between counter publications when busy.
+const PUBLISH_EVERY: u32 = 64;
+
+/// One worker: a socket, a pipeline, and its place among the others.
+pub struct Worker<S: FrameIo> {
+    id: usize,
+    port: u8,
+    io: S,
+    pipeline: Pipeline,
+    shared: Arc<Shared>,
+    opts: WorkerOptions,
+    /// Worker-side counts not in the pipeline's [`Counters`].
+    handoff_sent: u64,
+    handoff_received: u64,
+    handoff_dropped: u64,
+    no_tx_port: u64,
+    tx: u64,
+}
+
+/// Per-round results of the receive closure, outside the borrow of `io`.
+#[derive(Default)]
+struct RoundCounts {
+    sent: u64,
+    dropped: u64,
+    no_tx_port: u64,
+    tx: u64,
+}
+
+impl<S: FrameIo> Worker<S> {
+    pub fn new(
+        id: usize,
+        port: u8,
+        io: S,
+        mut pipeline: Pipeline,
+        shared: Arc<Shared>,
+        opts: WorkerOptions,
+    ) -> Worker<S> {
+        pipeline.set_worker(id);
+        let opts = WorkerOptions {
+            batch: opts.batch.clamp(1, MAX_BATCH),
+            ..opts
+        };
+        Worker {
+            id,
+            port,
+            io,
+            pipeline,
+            shared,
+            opts,
+            handoff_sent: 0,
+            handoff_received: 0,
+            handoff_dropped: 0,
+            no_tx_port: 0,
+            tx: 0,
+        }
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    pub fn io(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Runs until [`Shared::stop`] is set. `clock` gives the pipeline's
+    /// seconds.
+    pub fn run(&mut self, clock: &Clock) {
+        let mut empty = 0u32;
+        let mut rounds = 0u32;
+        let mut last_now = clock.now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = clock.now();
+            let work = self.round(now);
+            rounds = rounds.wrapping_add(1);
+            if now != last_now || work == 0 {
+                self.pipeline.expire(now, EXPIRE_BUDGET);
+                last_now = now;
+            }
+            if work > 0 {
+                empty = 0;
+                if rounds % PUBLISH_EVERY == 0 {
+                    self.publish();
+                }
+                continue;
+            }
+            empty += 1;
+            if empty == 1 {
+                self.publish();
+            }
+            match self.opts.idle {
+                Idle::Busy => std::hint::spin_loop(),
+                Idle::Yield => std::thread::yield_now(),
+                Idle::Wait if empty >= SPINS_BEFORE_WAIT => self.io.wait_rx(WAIT_MS),
+                Idle::Wait => std::hint::spin_loop(),
+            }
+        }
+        self.publish();
+    }
+
+    /// One round of the loop (module docs, steps 1 to 4). Returns the
+    /// number of frames handled.
+    pub fn round(&mut self, now: Tick) -> usize {
+        self.pick_up_snapshot();
+        let mut work = self.drain_inbox(now);
+        let Worker {
+            id,
+            port,
+            io,
+            pipeline,
+            shared,
+            opts,
+            ..
+        } = self;
+        let (me, my_port, workers) = (*id, *port, shared.workers());
+        let mut counts = RoundCounts::default();
+        work += io.rx_batch(opts.batch, |frames, verdicts| {
+            let mut here = frames.len();
+            if workers > 1 {
+                here = 0;
+                let snap = pipeline.snapshot();
+                for i in 0..frames.len() {
+                    match steer(snap, frames[i].data(), me, workers) {
+                        Steer::Here => {
+                            frames.swap(i, here);
+                            verdicts.swap(i, here);
+                            here += 1;
+                        }
+                        Steer::To(w) => {
+                            if shared.mailboxes[w].send(frames[i].data(), false) {
+                                counts.sent += 1;
+                            } else {
+                                counts.dropped += 1;
+                            }
+                            verdicts[i] = Verdict::Pass;
+                        }
+                    }
+                }
+            }
+            pipeline.process_batch(&mut frames[..here], &mut verdicts[..here], now);
+            route_out(
+                shared,
+                (me, my_port),
+                &frames[..here],
+                &mut verdicts[..here],
+                &mut counts,
+            );
+        });
+        self.account(counts);
+        self.io.service();
+        work
+    }
+
+    fn pick_up_snapshot(&mut self) {
+        let cur = self.shared.snapshot.load();
+        if !Arc::ptr_eq(&cur, self.pipeline.snapshot()) {
+            self.pipeline.set_snapshot(arc_swap::Guard::into_inner(cur));
+        }
+    }
+
+    /// Processes (or transmits) what other workers handed over.
+    fn drain_inbox(&mut self, now: Tick) -> usize {
+        let mut taken: [Option<Handoff>; MAX_BATCH] = [const { None }; MAX_BATCH];
+        let inbox = &self.shared.mailboxes[self.id].inbox;
+        let mut n = 0;
+        while n < self.opts.batch {
+            match inbox.pop() {
+                Some(h) => {
+                    taken[n] = Some(h);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n == 0 {
+            return 0;
+        }
+        self.handoff_received += n as u64;
+        let mut counts = RoundCounts::default();
+        for transmit in [false, true] {
+            let mut data: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+            let mut k = 0;
+            for h in taken[..n]
+                .iter()
+                .flatten()
+                .filter(|h| h.transmit == transmit)
+            {
+                data[k] = &h.buf[..usize::from(h.len)];
+                k += 1;
+            }
+            if k == 0 {
+                continue;
+            }
+            let Worker {
+                id,
+                port,
+                io,
+                pipeline,
+                shared,
+                ..
+            } = self;
+            let taken_now = io.inject_batch(&data[..k], |frames, verdicts| {
+                if transmit {
+                    for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
+                        *v = Verdict::Tx {
+                            port: *port,
+                            len: f.len(),
+                        };
+                    }
+                } else {
+                    pipeline.process_batch(frames, verdicts, now);
+                    route_out(shared, (*id, *port), frames, verdicts, &mut counts);
+                }
+            });
+            // Frames the socket had no room for are lost like a full ring's.
+            counts.dropped += (k - taken_now) as u64;
+        }
+        let free = &self.shared.mailboxes[self.id].free;
+        for h in taken[..n].iter_mut().filter_map(Option::take) {
+            let _ = free.push(h.buf);
+        }
+        self.account(counts);
+        n
+    }
+
+    fn account(&mut self, c: RoundCounts) {
+        self.handoff_sent += c.sent;
+        self.handoff_dropped += c.dropped;
+        self.no_tx_port += c.no_tx_port;
+        self.tx += c.tx;
+    }
+
+    /// Stores this worker's counters where the control thread reads them.
+    pub fn publish(&self) {
+        let c: &Counters = self.pipeline.counters();
+        let p = &self.shared.counters[self.id];
+        let s = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        s(&p.rx, c.rx);
+        s(&p.tx, self.tx);
+        s(&p.passed, c.passed);
+        s(&p.dropped, c.total_drops());
+        for (a, v) in p.drops.iter().zip(c.drops) {
+            s(a, v);
+        }
+        s(&p.conns, u64::from(self.pipeline.conns().len()));
+        s(&p.conns_created, c.conns_created);
+        s(&p.handoff_sent, self.handoff_sent);
+        s(&p.handoff_received, self.handoff_received);
+        s(&p.handoff_dropped, self.handoff_dropped);
+        s(&p.no_tx_port, self.no_tx_port);
+    }
+}
+
+/// After the pipeline: frames for another port go to a worker that has a
+/// socket there (always the same one for this worker, so a flow, which
+/// has one owner, keeps one path and its order), and are recycled here.
+/// Counts what this socket will transmit.
+fn route_out(
+    shared: &Shared,
+    (me, my_port): (usize, u8),
+    frames: &[Frame<'_>],
+    verdicts: &mut [Verdict],
+    counts: &mut RoundCounts,
+) {
+    for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
+        let Verdict::Tx { port, len } = *v else {
+            continue;
+        };
+        if port == my_port {
+            counts.tx += 1;
+            continue;
+        }
+        *v = Verdict::Pass;
+        let Some(ws) = shared
+            .port_workers
+            .get(usize::from(port))
+            .filter(|w| !w.is_empty())
+        else {
+            counts.no_tx_port += 1;
+            continue;
+        };
+        let data = &f.data()[..len];
+        let w = ws[me % ws.len()];
+        if shared.mailboxes[w].send(data, true) {
+            counts.sent += 1;
+        } else {
+            counts.dropped += 1;
+        }
+    }
+}
+
+/// The pipeline's clock: whole seconds since the daemon started.
+pub struct Clock {
+    start: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    pub fn now(&self) -> Tick {
+        (self.start.elapsed().as_secs() as Tick).max(1)
+    }
+}
+
+/// Sleeps in small steps until `stop` or `d` passes; for the control loop.
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}

@@ -1,0 +1,298 @@
+//! Workers with an in-memory socket: hand-over of NAT packets to the
+//! client's owner in both directions, DR staying where it arrived,
+//! transmission on another port, full inboxes, snapshot pick-up.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use common::*;
+use xdpvs::config::{Forward, Idle, Protocol};
+use xdpvs::pipeline::{Frame, Verdict};
+use xdpvs::service::{Port, ServiceTable};
+use xdpvs::worker::{FrameIo, Shared, Worker, WorkerOptions, owner};
+
+/// A socket made of queues: frames to receive, frames transmitted.
+#[derive(Default)]
+struct MemIo {
+    port: u8,
+    rx: VecDeque<Vec<u8>>,
+    sent: Vec<Vec<u8>>,
+}
+
+impl MemIo {
+    fn run<F>(&mut self, packets: Vec<Vec<u8>>, f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        let n = packets.len();
+        let mut bufs: Vec<Vec<u8>> = packets
+            .iter()
+            .map(|p| {
+                let mut b = vec![0u8; 2048];
+                b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+                b
+            })
+            .collect();
+        let mut frames: Vec<Frame<'_>> = bufs
+            .iter_mut()
+            .zip(&packets)
+            .map(|(b, p)| Frame::new(b, HEADROOM, p.len(), self.port))
+            .collect();
+        let mut verdicts = vec![Verdict::Pass; n];
+        f(&mut frames, &mut verdicts);
+        for (fr, v) in frames.iter().zip(verdicts) {
+            if let Verdict::Tx { port, len } = v {
+                if port == self.port {
+                    self.sent.push(fr.data()[..len].to_vec());
+                }
+            }
+        }
+        n
+    }
+}
+
+impl FrameIo for MemIo {
+    fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        let n = max.min(self.rx.len());
+        let packets: Vec<Vec<u8>> = self.rx.drain(..n).collect();
+        self.run(packets, f)
+    }
+
+    fn inject_batch<F>(&mut self, data: &[&[u8]], f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        self.run(data.iter().map(|d| d.to_vec()).collect(), f)
+    }
+
+    fn service(&mut self) {}
+
+    fn wait_rx(&mut self, _timeout_ms: i32) {}
+}
+
+const OPTS: WorkerOptions = WorkerOptions {
+    batch: 32,
+    idle: Idle::Busy,
+};
+
+/// Workers on the ports `ports_of` (worker i on port ports_of[i]).
+fn workers(t: &ServiceTable, ports_of: &[u8]) -> (Arc<Shared>, Vec<Worker<MemIo>>) {
+    let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), ports_of));
+    let ws = ports_of
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| {
+            let io = MemIo {
+                port,
+                ..MemIo::default()
+            };
+            Worker::new(i, port, io, pipeline(t, 1024), Arc::clone(&shared), OPTS)
+        })
+        .collect();
+    (shared, ws)
+}
+
+/// A client port whose NAT connections worker `w` of `n` owns.
+fn port_owned_by(w: usize, n: usize) -> u16 {
+    (40000..)
+        .find(|&p| owner(CLIENT.octets(), p, n) == w)
+        .unwrap()
+}
+
+#[test]
+fn nat_packets_meet_at_the_clients_owner_in_both_directions() {
+    let t = director();
+    let (shared, mut ws) = workers(&t, &[0, 0]);
+    let sport = port_owned_by(1, 2);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        sport,
+        ..Pkt::default()
+    };
+    // The client's SYN arrives at worker 0, which is not the owner.
+    ws[0].io().rx.push_back(syn.bytes());
+    assert_eq!(ws[0].round(1), 1);
+    assert!(ws[0].io().sent.is_empty());
+    assert_eq!(ws[0].pipeline().conns().len(), 0);
+    assert_eq!(ws[1].round(1), 1);
+    let out = ws[1].io().sent.pop().expect("the owner forwards it");
+    let real = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
+    let rport = u16::from_be_bytes([out[36], out[37]]);
+    assert!(real == Ipv4Addr::new(198, 18, 2, 31) || real == Ipv4Addr::new(198, 18, 2, 32));
+    assert_eq!(rport, 8080);
+    assert_eq!(ws[1].pipeline().conns().len(), 1);
+
+    // The real server's reply arrives at worker 0 too: handed over again.
+    let reply = Pkt {
+        src_mac: mac_of(real),
+        src: real,
+        sport: 8080,
+        dst: CLIENT,
+        dport: sport,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 5000,
+        },
+        ..Pkt::default()
+    };
+    ws[0].io().rx.push_back(reply.bytes());
+    ws[0].round(1);
+    assert!(ws[0].io().sent.is_empty());
+    ws[1].round(1);
+    let back = ws[1]
+        .io()
+        .sent
+        .pop()
+        .expect("the owner translates the reply");
+    assert_eq!(&back[26..30], &VIP_NAT.octets(), "source is the VIP again");
+    assert_eq!(u16::from_be_bytes([back[34], back[35]]), 80);
+    assert_eq!(&back[30..34], &CLIENT.octets());
+
+    for w in &ws {
+        w.publish();
+    }
+    let (c0, c1) = (shared.counters(0), shared.counters(1));
+    assert_eq!((c0.handoff_sent, c0.rx, c0.tx), (2, 0, 0));
+    assert_eq!((c1.handoff_received, c1.rx, c1.tx), (2, 2, 2));
+    assert_eq!(shared.total().handoff_dropped, 0);
+}
+
+#[test]
+fn owner_handles_its_own_packets_without_a_hop() {
+    let t = director();
+    let (shared, mut ws) = workers(&t, &[0, 0]);
+    let sport = port_owned_by(0, 2);
+    ws[0].io().rx.push_back(
+        Pkt {
+            dst: VIP_NAT,
+            sport,
+            ..Pkt::default()
+        }
+        .bytes(),
+    );
+    ws[0].round(1);
+    assert_eq!(ws[0].io().sent.len(), 1);
+    ws[0].publish();
+    assert_eq!(shared.counters(0).handoff_sent, 0);
+}
+
+#[test]
+fn dr_and_tun_flows_stay_where_they_arrived() {
+    let t = director();
+    let (_shared, mut ws) = workers(&t, &[0, 0]);
+    for (vip, w) in [(VIP_DR, 1), (VIP_TUN, 1), (VIP_DR, 0)] {
+        let sport = port_owned_by(1 - w, 2);
+        ws[w].io().rx.push_back(
+            Pkt {
+                dst: vip,
+                sport,
+                ..Pkt::default()
+            }
+            .bytes(),
+        );
+        ws[w].round(1);
+        assert_eq!(ws[w].io().sent.len(), 1, "{vip} on worker {w}");
+        ws[w].io().sent.clear();
+    }
+}
+
+#[test]
+fn frames_for_another_port_are_sent_by_a_worker_there() {
+    // A two-armed director: clients on port 0, real servers on port 1.
+    let mut t = ServiceTable::new(
+        vec![
+            Port {
+                mac: DIRECTOR_MAC,
+                mtu: MTU,
+            },
+            Port {
+                mac: [2, 0, 0, 0, 3, 2],
+                mtu: MTU,
+            },
+        ],
+        Some(TUNNEL_SRC),
+        Default::default(),
+    );
+    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.1:80", "rr"))
+        .unwrap();
+    let r = real("198.18.3.11:80", Forward::Dr, 1);
+    t.add_dest(Protocol::Tcp, vip, &r).unwrap();
+    let rip = Ipv4Addr::new(198, 18, 3, 11);
+    t.set_next_hop(IpAddr::V4(rip), 1, mac_of(rip));
+    let (shared, mut ws) = workers(&t, &[0, 1]);
+    ws[0].io().rx.push_back(Pkt::default().bytes());
+    ws[0].round(1);
+    assert!(ws[0].io().sent.is_empty());
+    ws[1].round(1);
+    let out = ws[1].io().sent.pop().expect("sent out of port 1");
+    assert_eq!(&out[0..6], &mac_of(rip));
+    assert_eq!(&out[6..12], &[2, 0, 0, 0, 3, 2]);
+    ws[0].publish();
+    assert_eq!(shared.counters(0).no_tx_port, 0);
+}
+
+#[test]
+fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
+    let t = director();
+    let shared = Arc::new(Shared::with_slots(Arc::new(t.snapshot()), &[0, 0], 4));
+    let mut ws: Vec<Worker<MemIo>> = (0..2)
+        .map(|i| {
+            Worker::new(
+                i,
+                0,
+                MemIo::default(),
+                pipeline(&t, 1024),
+                Arc::clone(&shared),
+                OPTS,
+            )
+        })
+        .collect();
+    let sport = port_owned_by(1, 2);
+    for k in 0..10 {
+        let p = Pkt {
+            dst: VIP_NAT,
+            sport,
+            l4: L4::Tcp { flags: SYN, seq: k },
+            ..Pkt::default()
+        };
+        ws[0].io().rx.push_back(p.bytes());
+    }
+    ws[0].round(1);
+    ws[0].publish();
+    let c = shared.counters(0);
+    assert_eq!((c.handoff_sent, c.handoff_dropped), (4, 6));
+    // The owner drains them; the buffers return, so the next ones fit.
+    ws[1].round(1);
+    for _ in 0..4 {
+        ws[0].io().rx.push_back(
+            Pkt {
+                dst: VIP_NAT,
+                sport,
+                ..Pkt::default()
+            }
+            .bytes(),
+        );
+    }
+    ws[0].round(1);
+    ws[0].publish();
+    assert_eq!(shared.counters(0).handoff_sent, 8);
+}
+
+#[test]
+fn a_published_snapshot_is_used_from_the_next_round() {
+    let mut t = director();
+    let (shared, mut ws) = workers(&t, &[0]);
+    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    t.del_service(Protocol::Tcp, vip).unwrap();
+    shared.snapshot.store(Arc::new(t.snapshot()));
+    ws[0].io().rx.push_back(Pkt::default().bytes());
+    ws[0].round(1);
+    assert!(ws[0].io().sent.is_empty(), "no service any more");
+}
