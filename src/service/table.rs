@@ -627,12 +627,7 @@ addr = "198.18.2.13:80"
             let addr: SocketAddr = addr.parse().unwrap();
             s.services()
                 .iter()
-                .flat_map(|svc| {
-                    s.dests_of(svc)
-                        .iter()
-                        .map(|d| d.clone())
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|svc| s.dests_of(svc).iter().cloned().collect::<Vec<_>>())
                 .find(|d| SocketAddr::new(d.addr, d.port) == addr)
                 .map(|d| (Arc::as_ptr(&d.counters), d.weight, d.fwd))
         };

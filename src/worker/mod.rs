@@ -274,7 +274,7 @@ impl Shared {
 pub fn owner(addr: [u8; 4], port: u16, workers: usize) -> usize {
     let x = u64::from(u32::from_be_bytes(addr)) << 16 | u64::from(port);
     let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) * workers as u64 >> 32) as usize
+    (((h >> 32) * workers as u64) >> 32) as usize
 }
 
 /// Where a received frame is processed.
@@ -414,7 +414,7 @@ impl<S: FrameIo> Worker<S> {
             }
             if work > 0 {
                 empty = 0;
-                if rounds % PUBLISH_EVERY == 0 {
+                if rounds.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
                 }
                 continue;
