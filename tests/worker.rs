@@ -44,10 +44,10 @@ impl MemIo {
         let mut verdicts = vec![Verdict::Pass; n];
         f(&mut frames, &mut verdicts);
         for (fr, v) in frames.iter().zip(verdicts) {
-            if let Verdict::Tx { port, len } = v {
-                if port == self.port {
-                    self.sent.push(fr.data()[..len].to_vec());
-                }
+            if let Verdict::Tx { port, len } = v
+                && port == self.port
+            {
+                self.sent.push(fr.data()[..len].to_vec());
             }
         }
         n
