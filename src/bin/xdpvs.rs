@@ -1,16 +1,13 @@
 //! `xdpvs` — the director daemon.
 //!
-//! `xdpvs --config FILE --check` validates a configuration and exits.
-//! Running the data plane (AF_XDP workers, XDP steering, control socket)
-//! is not built yet; until it is, the daemon says so and exits non-zero
-//! rather than pretending to forward.
+//! `xdpvs --config FILE` runs the director in the foreground, logging to
+//! stderr, until SIGTERM or SIGINT; SIGHUP reloads FILE. `--check`
+//! validates FILE and exits. See `xdpvs::daemon`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use xdpvs::config::Config;
-use xdpvs::service::{Port, ServiceTable};
 
 #[derive(Parser)]
 #[command(name = "xdpvs", version, about = "LVS director on AF_XDP")]
@@ -25,36 +22,26 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let cfg = match Config::from_file(&args.config) {
-        Ok(c) => c,
+    if args.check {
+        return match xdpvs::daemon::check(&args.config) {
+            Ok((services, reals)) => {
+                println!(
+                    "{}: OK ({services} services, {reals} real servers)",
+                    args.config.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xdpvs: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match xdpvs::daemon::run(&args.config) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xdpvs: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    // The service table applies the rules the file format cannot express
-    // (schedulers and features this build has).
-    let ports = vec![
-        Port {
-            mac: [0; 6],
-            mtu: cfg.dataplane.mtu,
-        };
-        cfg.dataplane.interfaces.len()
-    ];
-    if let Err(e) = ServiceTable::from_config(&cfg, ports, 1) {
-        eprintln!("xdpvs: {}: {e}", args.config.display());
-        return ExitCode::FAILURE;
     }
-    let reals: usize = cfg.services.iter().map(|s| s.reals.len()).sum();
-    if args.check {
-        println!(
-            "{}: OK ({} services, {} real servers)",
-            args.config.display(),
-            cfg.services.len(),
-            reals
-        );
-        return ExitCode::SUCCESS;
-    }
-    eprintln!("xdpvs: the AF_XDP data plane is not built yet; only --check works in this version");
-    ExitCode::from(2)
 }

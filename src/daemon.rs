@@ -1,0 +1,529 @@
+//! The director daemon: start-up, the control thread, reload and shutdown.
+//!
+//! Start-up checks everything before anything runs, so a bad
+//! configuration never leaves a half-started director: the file, every
+//! interface (it must exist), every core (it must exist), the services
+//! (each with at least one real server). Then, per interface, the XDP
+//! steering program is attached; per RX queue a worker thread is started,
+//! pinned to its core, and opens its AF_XDP socket there (so its UMEM and
+//! connection table are first touched on that core's memory node); the
+//! control thread registers each socket in the program's map. Any failure
+//! stops what was started, detaches the programs, and reports.
+//!
+//! The control thread (the caller's) then owns the [`ServiceTable`]: it
+//! reloads the file on SIGHUP (services and real servers diffed and applied
+//! live, see [`ServiceTable::apply_config`]), keeps the real servers' next
+//! hops resolved from the kernel's routing and neighbour tables, updates
+//! the XDP program's maps when services change, and publishes each change
+//! as a new [`Snapshot`](crate::service::Snapshot) that workers pick up
+//! between batches. SIGTERM or SIGINT stops the workers, detaches the XDP
+//! programs and removes the control socket.
+//!
+//! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
+//! has for the real server (or for the gateway its route names), resolved
+//! once a second and whenever services change; a missing entry triggers
+//! resolution, and until it is there the real server's packets are counted
+//! as `no_neighbour`, not sent to a stale MAC. NAT replies go back to the
+//! MAC the client's packets came from (the router in front of us), which
+//! the connection remembers: the path back is the path in, with no lookup.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError, Dataplane};
+use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
+use crate::pipeline::{DropReason, Pipeline};
+use crate::service::{Port, ServiceError, ServiceTable};
+use crate::worker::{Clock, Shared, Worker, WorkerCounters, WorkerOptions};
+use crate::xsk::steer::{SteerRules, Steering};
+use crate::xsk::{BusyPoll, Xsk, XskConfig, XskError};
+
+/// Why the daemon could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{file}: {error}")]
+    Services { file: String, error: ServiceError },
+    #[error("{file}: service {proto} {vip} has no real servers (services[{index}].reals)")]
+    NoReals {
+        file: String,
+        index: usize,
+        proto: crate::config::Protocol,
+        vip: std::net::SocketAddr,
+    },
+    #[error("{file}: dataplane.interfaces: no interface named {name:?} in this network namespace")]
+    NoInterface { file: String, name: String },
+    #[error("{file}: dataplane.cores: core {core} does not exist (this machine has cores {have})")]
+    NoCore {
+        file: String,
+        core: usize,
+        have: String,
+    },
+    #[error("netlink: {0}")]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    #[error("control socket {path}: {error}")]
+    Socket {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("worker {0} stopped before it started")]
+    WorkerLost(usize),
+}
+
+/// Where each worker runs.
+#[derive(Debug, Clone)]
+struct WorkerPlan {
+    port: u8,
+    ifname: String,
+    queue: u32,
+    core: Option<usize>,
+}
+
+/// What `xdpvs --check` checks: the file, and the rules the file format
+/// cannot express (schedulers this build has, a tunnel source for TUN, a
+/// real server for every service). Returns the number of services and
+/// real servers.
+pub fn check(path: &Path) -> Result<(usize, usize), DaemonError> {
+    let file = path.display().to_string();
+    let cfg = Config::from_file(path)?;
+    check_services(&file, &cfg)?;
+    let ports = vec![
+        Port {
+            mac: [0; 6],
+            mtu: cfg.dataplane.mtu,
+        };
+        cfg.dataplane.interfaces.len()
+    ];
+    ServiceTable::from_config(&cfg, ports, 1)
+        .map_err(|error| DaemonError::Services { file, error })?;
+    let reals = cfg.services.iter().map(|s| s.reals.len()).sum();
+    Ok((cfg.services.len(), reals))
+}
+
+/// A service in the file must have a real server: one without would
+/// accept clients and drop them all (add empty services with xdpvsadm).
+fn check_services(file: &str, cfg: &Config) -> Result<(), DaemonError> {
+    match cfg.services.iter().enumerate().find(|(_, s)| s.reals.is_empty()) {
+        Some((index, s)) => Err(DaemonError::NoReals {
+            file: file.to_owned(),
+            index,
+            proto: s.proto,
+            vip: s.vip,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The checks of the module docs that need the machine, not just the file.
+fn check_machine(file: &str, cfg: &Config, nl: &mut Netlink) -> Result<Vec<Interface>, DaemonError> {
+    check_services(file, cfg)?;
+    let mut ifaces = Vec::new();
+    for name in &cfg.dataplane.interfaces {
+        match nl.interface(name) {
+            Ok(i) => ifaces.push(i),
+            Err(NetlinkError::NoSuchInterface(_)) => {
+                return Err(DaemonError::NoInterface {
+                    file: file.to_owned(),
+                    name: name.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let have: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for &core in &cfg.dataplane.cores {
+        if !have.contains(&core) {
+            return Err(DaemonError::NoCore {
+                file: file.to_owned(),
+                core,
+                have: format!("{have:?}"),
+            });
+        }
+    }
+    Ok(ifaces)
+}
+
+/// One worker per RX queue of each interface, cores assigned in order and
+/// reused round-robin when there are fewer cores than queues.
+fn plan(dp: &Dataplane, ifaces: &[Interface]) -> Vec<WorkerPlan> {
+    let mut plans = Vec::new();
+    for (port, iface) in ifaces.iter().enumerate() {
+        for queue in 0..iface.rx_queues.max(1) {
+            let core = (!dp.cores.is_empty()).then(|| dp.cores[plans.len() % dp.cores.len()]);
+            plans.push(WorkerPlan {
+                port: port as u8,
+                ifname: iface.name.clone(),
+                queue,
+                core,
+            });
+        }
+    }
+    plans
+}
+
+fn xsk_config(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
+    let t = &dp.tuning;
+    XskConfig {
+        ifname: ifname.to_owned(),
+        queue,
+        frames: t.umem_frames,
+        frame_size: t.frame_size,
+        rx_size: t.rx_ring_size,
+        tx_size: t.tx_ring_size,
+        fill_size: t.fill_ring_size,
+        comp_size: t.comp_ring_size,
+        zero_copy: dp.zero_copy,
+        busy_poll: (t.busy_poll_usecs > 0).then_some(BusyPoll {
+            usecs: t.busy_poll_usecs,
+            budget: t.busy_poll_budget,
+            prefer: t.prefer_busy_poll,
+        }),
+    }
+}
+
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("xdpvs: {msg}");
+}
+
+fn mac_string(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The running director, owned by the control thread.
+struct Director {
+    path: PathBuf,
+    cfg: Config,
+    table: ServiceTable,
+    shared: Arc<Shared>,
+    steering: Vec<Steering>,
+    ifaces: Vec<Interface>,
+    nl: Netlink,
+    threads: Vec<JoinHandle<()>>,
+    /// Next hops already reported as unresolved, so each is logged once.
+    unresolved: Vec<IpAddr>,
+}
+
+/// A started worker reports its socket (or why it has none) on this.
+type Ready = Result<(usize, i32, bool), XskError>;
+
+/// Runs the daemon with the configuration at `path` until SIGTERM/SIGINT.
+pub fn run(path: &Path) -> Result<(), DaemonError> {
+    let file = path.display().to_string();
+    let cfg = Config::from_file(path)?;
+    let mut nl = Netlink::new()?;
+    let ifaces = check_machine(&file, &cfg, &mut nl)?;
+    let plans = plan(&cfg.dataplane, &ifaces);
+    let ports: Vec<Port> = ifaces
+        .iter()
+        .map(|i| Port {
+            mac: i.mac,
+            mtu: cfg.dataplane.mtu.min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
+        })
+        .collect();
+    let table = ServiceTable::from_config(&cfg, ports, plans.len()).map_err(|error| {
+        DaemonError::Services {
+            file: file.clone(),
+            error,
+        }
+    })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(DaemonError::Signals)?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(DaemonError::Signals)?;
+
+    let ports_of: Vec<u8> = plans.iter().map(|p| p.port).collect();
+    let shared = Arc::new(Shared::new(Arc::new(table.snapshot()), &ports_of));
+    let mut d = Director {
+        path: path.to_owned(),
+        cfg,
+        table,
+        shared,
+        steering: Vec::new(),
+        ifaces,
+        nl,
+        threads: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    let started = d.start(&plans);
+    if let Err(e) = started {
+        d.shutdown();
+        return Err(e);
+    }
+    log(format_args!(
+        "running: {} workers, {} services; SIGHUP reloads {}",
+        plans.len(),
+        d.cfg.services.len(),
+        d.path.display()
+    ));
+    d.control_loop(&stop, &hup);
+    d.shutdown();
+    Ok(())
+}
+
+impl Director {
+    /// Attaches the programs, starts the workers, publishes the first
+    /// snapshot with resolved next hops.
+    fn start(&mut self, plans: &[WorkerPlan]) -> Result<(), DaemonError> {
+        // Ask for the next hops first: the kernel resolves them while the
+        // rest starts.
+        self.refresh_next_hops();
+        for iface in &self.ifaces {
+            let (s, info) = Steering::attach(&iface.name, self.cfg.dataplane.xdp_mode)?;
+            log(format_args!(
+                "{}: ifindex {}, MAC {}, MTU {}, {} RX queues; XDP {} mode{}",
+                iface.name,
+                iface.index,
+                mac_string(iface.mac),
+                iface.mtu,
+                iface.rx_queues,
+                if info.native { "native" } else { "generic" },
+                if info.replaced_stale {
+                    " (replaced a stale xdpvs program)"
+                } else {
+                    ""
+                }
+            ));
+            self.steering.push(s);
+        }
+        self.update_steering()?;
+
+        let (tx, rx) = mpsc::channel::<Ready>();
+        let clock = Arc::new(Clock::default());
+        let per_worker = (self.cfg.connections.max_entries / plans.len() as u32).max(1);
+        let opts = WorkerOptions {
+            batch: self.cfg.dataplane.batch_size as usize,
+            idle: self.cfg.dataplane.tuning.idle,
+        };
+        for (id, p) in plans.iter().enumerate() {
+            let xcfg = xsk_config(&self.cfg.dataplane, &p.ifname, p.queue);
+            let shared = Arc::clone(&self.shared);
+            let tx = tx.clone();
+            let clock = Arc::clone(&clock);
+            let (port, core) = (p.port, p.core);
+            let spawned = std::thread::Builder::new()
+                .name(format!("xdpvs-w{id}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    let xsk = match Xsk::open(&xcfg, port) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok((id, xsk.as_raw_fd(), xsk.zero_copy())));
+                    let snap = shared.snapshot.load_full();
+                    let pipeline = Pipeline::new(per_worker, snap, clock.now());
+                    let mut w = Worker::new(id, port, xsk, pipeline, shared, opts);
+                    w.run(&clock);
+                })
+                .map_err(|e| DaemonError::Socket {
+                    path: PathBuf::from(format!("worker thread {id}")),
+                    error: e,
+                })?;
+            self.threads.push(spawned);
+        }
+        drop(tx);
+        for _ in plans {
+            let (id, fd, zc) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| DaemonError::WorkerLost(self.threads.len()))??;
+            let p = &plans[id];
+            self.steering[usize::from(p.port)].register_socket(p.queue, fd)?;
+            log(format_args!(
+                "worker {id}: {} queue {} on {}, AF_XDP {} mode, {} connections",
+                p.ifname,
+                p.queue,
+                p.core.map_or("any core".to_owned(), |c| format!("core {c}")),
+                if zc { "zero-copy" } else { "copy" },
+                per_worker
+            ));
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn control_loop(&mut self, stop: &AtomicBool, hup: &AtomicBool) {
+        let mut last_resolve = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            if last_resolve.elapsed() >= Duration::from_secs(1) {
+                last_resolve = Instant::now();
+                if self.refresh_next_hops() {
+                    self.publish();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log("stopping");
+    }
+
+    /// SIGHUP: the file again, applied as a diff. A bad file changes
+    /// nothing and says why.
+    fn reload(&mut self) {
+        let file = self.path.display().to_string();
+        let cfg = match Config::from_file(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                log(format_args!("reload refused, nothing changed: {e}"));
+                return;
+            }
+        };
+        if let Err(e) = check_services(&file, &cfg) {
+            log(format_args!("reload refused, nothing changed: {e}"));
+            return;
+        }
+        if let Err(e) = self.table.apply_config(&cfg) {
+            log(format_args!("reload refused, nothing changed: {file}: {e}"));
+            return;
+        }
+        if cfg.dataplane != self.cfg.dataplane || cfg.control != self.cfg.control {
+            log("reload: [dataplane] and [control] changes take effect at the next start");
+        }
+        let n = cfg.services.len();
+        self.cfg.services = cfg.services;
+        self.cfg.connections = cfg.connections;
+        self.refresh_next_hops();
+        if let Err(e) = self.update_steering() {
+            log(format_args!("reload: XDP maps: {e}"));
+        }
+        self.publish();
+        log(format_args!("reloaded {file}: {n} services"));
+    }
+
+    /// Resolves every real server's next hop; true if any changed.
+    fn refresh_next_hops(&mut self) -> bool {
+        let addrs: Vec<std::net::Ipv4Addr> = self
+            .table
+            .dest_addrs()
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if addrs.is_empty() {
+            return false;
+        }
+        let res = match self.nl.resolve_all(&addrs) {
+            Ok(r) => r,
+            Err(e) => {
+                log(format_args!("next hops: {e}"));
+                return false;
+            }
+        };
+        let mut changed = false;
+        for (addr, r) in addrs.iter().zip(res) {
+            let ip = IpAddr::V4(*addr);
+            let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
+            match r {
+                Resolution::Resolved { ifindex, mac, next_hop } => match port(ifindex) {
+                    Some(p) => {
+                        changed |= self.table.set_next_hop(ip, p as u8, mac);
+                        self.unresolved.retain(|a| *a != ip);
+                    }
+                    None => {
+                        changed |= self.table.clear_next_hop(ip);
+                        self.note_unresolved(ip, format_args!(
+                            "real server {addr} is reached via {next_hop} on ifindex {ifindex}, not one of dataplane.interfaces"
+                        ));
+                    }
+                },
+                // Keep the last MAC while the kernel re-resolves.
+                Resolution::Pending { .. } => {}
+                Resolution::Unreachable => {
+                    changed |= self.table.clear_next_hop(ip);
+                    self.note_unresolved(ip, format_args!(
+                        "real server {addr}: no route or no ARP answer; its packets are counted as no_neighbour"
+                    ));
+                }
+            }
+        }
+        changed
+    }
+
+    fn note_unresolved(&mut self, ip: IpAddr, msg: std::fmt::Arguments<'_>) {
+        if !self.unresolved.contains(&ip) {
+            self.unresolved.push(ip);
+            log(msg);
+        }
+    }
+
+    fn update_steering(&mut self) -> Result<(), XskError> {
+        let keys = self.table.steering_keys();
+        let rules = SteerRules {
+            vips: keys.vips,
+            nat_reals: keys.nat_reals,
+        };
+        for s in &mut self.steering {
+            s.set_rules(&rules)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let prev = self.shared.snapshot.load();
+        let next = self.table.next_snapshot(&prev);
+        self.shared.snapshot.store(Arc::new(next));
+    }
+
+    /// Stops and joins the workers, detaches the programs, reports the
+    /// counters.
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.steering.clear();
+        for w in 0..self.shared.workers() {
+            log(format_args!("worker {w}: {}", summary(&self.shared.counters(w))));
+        }
+    }
+}
+
+/// One line of a worker's counters, for the log.
+pub fn summary(c: &WorkerCounters) -> String {
+    let mut s = format!(
+        "rx {} tx {} conns {} created {} handoff sent {} received {} dropped {} passed {}",
+        c.rx,
+        c.tx,
+        c.conns,
+        c.conns_created,
+        c.handoff_sent,
+        c.handoff_received,
+        c.handoff_dropped,
+        c.passed
+    );
+    for r in DropReason::ALL {
+        let n = c.drops[r as usize];
+        if n > 0 {
+            s.push_str(&format!(" {}={n}", r.name()));
+        }
+    }
+    s
+}
