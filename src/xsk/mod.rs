@@ -750,3 +750,6 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests;
