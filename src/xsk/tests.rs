@@ -205,6 +205,8 @@ fn frames_are_conserved_under_mixed_verdicts() {
     }
     let flood = generator.join().expect("generator");
     eprintln!("generator flooded {flood} frames");
-    assert_eq!(x.stats().rx - before, 200, "the socket stopped receiving");
+    // At least: frames of the flood still queued in the veth may arrive too.
+    let got = x.stats().rx - before;
+    assert!(got >= 200, "the socket stopped receiving: {got} of 200");
     balanced(&x);
 }
