@@ -575,7 +575,7 @@ impl Xsk {
             let start = fr.data().as_ptr() as usize - fr.head();
             let chunk = start.wrapping_sub(base as usize);
             assert!(
-                chunk < self.umem.len && chunk % fs == 0,
+                chunk < self.umem.len && chunk.is_multiple_of(fs),
                 "a frame returned from the batch closure is not one of this socket's"
             );
             self.handled[i] = Handled {
