@@ -266,3 +266,81 @@ fn steering_and_echo_between_namespaces() {
     cmd_tx.send(Cmd::Stop).unwrap();
     d.join().expect("director side");
 }
+
+fn attached(ns: &str, ifname: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", "dev", ifname])
+        .output()
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A program left attached through netlink (as by an older, crashed
+/// daemon) is replaced when it is ours and refused when it is not; our own
+/// attachment goes away with the `Steering`.
+#[test]
+fn stale_program_replaced_foreign_refused() {
+    let veth = VethPair::new("s");
+    let obj = concat!(env!("OUT_DIR"), "/xdpvs_steer.bpf.o");
+    let load = |obj: &str| {
+        assert!(VethPair::exec(
+            &veth.a,
+            &[
+                "ip",
+                "link",
+                "set",
+                "dev",
+                &veth.ia,
+                "xdpgeneric",
+                "obj",
+                obj,
+                "sec",
+                "xdp"
+            ]
+        ));
+    };
+    VethPair::enter(&veth.a);
+
+    load(obj);
+    assert!(attached(&veth.a, &veth.ia).contains("xdpvs_steer"));
+    let (steer, info) = Steering::attach(&veth.ia, XdpMode::Generic).expect("replace stale");
+    assert!(info.replaced_stale && !info.native);
+    drop(steer);
+    assert!(
+        !attached(&veth.a, &veth.ia).contains("prog/xdp"),
+        "program left attached after drop"
+    );
+
+    let dir = std::env::temp_dir().join(format!("xdpvs-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("other.c");
+    std::fs::write(
+        &src,
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+         SEC(\"xdp\") int other_prog(struct xdp_md *c) { return XDP_PASS; }\n\
+         char LICENSE[] SEC(\"license\") = \"GPL\";\n",
+    )
+    .unwrap();
+    let other = dir.join("other.o");
+    let arch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let ok = std::process::Command::new("clang")
+        .args(["-O2", "-target", "bpf", &arch, "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&other)
+        .status()
+        .expect("clang")
+        .success();
+    assert!(ok, "clang could not build the foreign test program");
+    load(other.to_str().unwrap());
+    let err = Steering::attach(&veth.ia, XdpMode::Auto)
+        .err()
+        .expect("attached over a foreign program");
+    let _ = std::fs::remove_dir_all(&dir);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&veth.ia) && msg.contains("other_prog"),
+        "unexpected error: {msg}"
+    );
+    assert!(attached(&veth.a, &veth.ia).contains("other_prog"));
+}
