@@ -1,9 +1,755 @@
-//! AF_XDP sockets, their UMEM, and the low-level memory helpers the data
-//! path needs — the only module allowed `unsafe`.
+//! AF_XDP sockets, their UMEM, the XDP steering program's loader, and the
+//! low-level memory helpers the data path needs — the only module allowed
+//! `unsafe`.
 //!
-//! Today it holds [`mem`]: huge-page advice for the large per-worker
-//! tables. The sockets themselves come with the AF_XDP data plane.
+//! One [`Xsk`] is one socket bound to one (interface, queue) with its own
+//! UMEM of `frames` equal chunks. The socket is built directly on the
+//! kernel's ABI (`libc`), not on xsk-rs: xsk-rs pins a frame descriptor's
+//! address to the chunk's data start, but TUN prepends its outer header
+//! into the headroom and must transmit from there.
+//!
+//! # Frame ownership (the invariant that makes the raw UMEM access sound)
+//!
+//! Every chunk is, at any time, in exactly one place, and [`Xsk`] counts
+//! each: on the free stack; in the fill ring or held by the kernel for RX
+//! (`fill_out`); handed to the caller inside `rx_batch`/`inject_batch`
+//! (`in_handling`); or on the TX ring / in the kernel until its completion
+//! (`tx_out`). Only chunks in the handling state are turned into `&mut
+//! [u8]`, each from its own chunk, so the slices never overlap each other
+//! and never memory the kernel may write (in copy mode the kernel writes a
+//! chunk only after taking it from the fill ring; in zero-copy mode the NIC
+//! DMAs only into chunks from the fill ring). A frame's chunk is recovered
+//! from its buffer address after the caller's closure, so the closure may
+//! reorder frames; a frame that does not point into this UMEM is a bug in
+//! the caller and panics rather than leaking or double-freeing a chunk.
+//! [`Xsk::frame_accounting`] exposes the four counts for tests.
+//!
+//! Nothing on the per-packet path allocates or makes a system call: rings
+//! are worked in batches, and [`Xsk::service`] wakes the kernel only when a
+//! ring's `needs_wakeup` flag asks for it.
 
 #![allow(unsafe_code)]
 
 pub mod mem;
+mod ring;
+pub mod steer;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+use arrayvec::ArrayVec;
+
+use crate::config::ZeroCopy;
+use crate::pipeline::{Frame, Verdict};
+use ring::Ring;
+
+/// Most frames one `rx_batch`/`inject_batch` call hands to its closure.
+pub const MAX_BATCH: usize = 1024;
+
+/// Where received packets start in their chunk (`XDP_PACKET_HEADROOM`): the
+/// room in front for headers that encapsulation prepends. Injected packets
+/// are placed at the same offset.
+pub const RX_HEADROOM: usize = 256;
+
+// Not in libc for x86-64 yet (asm-generic/socket.h).
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// What to open: one socket on one queue of one interface.
+#[derive(Debug, Clone)]
+pub struct XskConfig {
+    pub ifname: String,
+    pub queue: u32,
+    /// UMEM chunks (power of two).
+    pub frames: u32,
+    /// Bytes per chunk: 2048 or 4096.
+    pub frame_size: u32,
+    pub rx_size: u32,
+    pub tx_size: u32,
+    pub fill_size: u32,
+    pub comp_size: u32,
+    pub zero_copy: ZeroCopy,
+    pub busy_poll: Option<BusyPoll>,
+}
+
+impl XskConfig {
+    /// The defaults for `ifname`/`queue`: 4096 chunks of 2048 bytes, rings
+    /// of 2048, zero-copy where the driver can, no busy polling.
+    pub fn new(ifname: &str, queue: u32) -> XskConfig {
+        XskConfig {
+            ifname: ifname.to_string(),
+            queue,
+            frames: 4096,
+            frame_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            fill_size: 2048,
+            comp_size: 2048,
+            zero_copy: ZeroCopy::Auto,
+            busy_poll: None,
+        }
+    }
+}
+
+/// Socket busy-polling (`SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`,
+/// `SO_PREFER_BUSY_POLL`): the worker drives the driver's NAPI loop from its
+/// own syscalls instead of waiting for interrupts.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyPoll {
+    pub usecs: u32,
+    pub budget: u32,
+    pub prefer: bool,
+}
+
+/// Opening a socket or managing the steering program failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("interface {ifname}: no such interface")]
+    NoSuchInterface { ifname: String },
+    #[error("AF_XDP socket on {ifname} queue {queue}: {reason}")]
+    Config {
+        ifname: String,
+        queue: u32,
+        reason: String,
+    },
+    #[error("AF_XDP socket on {ifname} queue {queue}: {op}: {source}")]
+    Os {
+        ifname: String,
+        queue: u32,
+        op: &'static str,
+        source: io::Error,
+    },
+    #[error(
+        "AF_XDP socket on {ifname} queue {queue}: zero-copy required but the driver refuses it: {source}"
+    )]
+    ZeroCopyUnsupported {
+        ifname: String,
+        queue: u32,
+        source: io::Error,
+    },
+    #[error("XDP program on {ifname}: {op}: {reason}")]
+    Bpf {
+        ifname: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error(
+        "XDP program on {ifname}: another XDP program ({name}, id {id}) is attached; not replacing a program that is not ours (detach it with `ip link set dev {ifname} xdp off`)"
+    )]
+    ForeignProgram {
+        ifname: String,
+        name: String,
+        id: u32,
+    },
+}
+
+/// Counters of one socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct XskStats {
+    /// Frames received from the RX ring.
+    pub rx: u64,
+    /// Frames put on the TX ring.
+    pub tx: u64,
+    /// Transmits refused because the TX ring was full (frame recycled).
+    pub tx_ring_full: u64,
+    /// Injected packets refused for want of a free chunk.
+    pub no_free_frame: u64,
+    /// Injected packets longer than a chunk's room after the headroom
+    /// (dropped).
+    pub inject_oversize: u64,
+    /// Wake-up system calls (`sendto`/`recvfrom`).
+    pub kicks: u64,
+}
+
+/// The UMEM area: anonymous memory, registered with the socket.
+struct Umem {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Umem {
+    fn new(len: usize) -> io::Result<Umem> {
+        // SAFETY: a fresh private anonymous mapping; no existing memory
+        // is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Umem {
+            base: NonNull::new(p.cast()).expect("mmap returned null"),
+            len,
+        })
+    }
+}
+
+impl Drop for Umem {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the socket (closed before, see field
+        // order in `Xsk`) keeps its own page references while it lives.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A chunk handed to the caller: its offset in the UMEM, where the packet
+/// starts in it, and how long the packet is.
+#[derive(Clone, Copy, Default)]
+struct Handled {
+    chunk: u64,
+    head: u32,
+    len: u32,
+}
+
+/// One AF_XDP socket with its own UMEM and its four rings.
+pub struct Xsk {
+    // Drop order: rings, then the socket, then the UMEM.
+    rx: Ring<libc::xdp_desc>,
+    tx: Ring<libc::xdp_desc>,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    fd: OwnedFd,
+    umem: Umem,
+    frame_size: u32,
+    frames: u32,
+    port: u8,
+    zero_copy: bool,
+    copy_reason: Option<io::Error>,
+    /// Free chunks (offsets into the UMEM).
+    free: Vec<u64>,
+    fill_out: u32,
+    tx_out: u32,
+    in_handling: u32,
+    handled: Vec<Handled>,
+    verdicts: Vec<Verdict>,
+    stats: XskStats,
+}
+
+// SAFETY: the UMEM and the ring mappings are owned by this value alone;
+// nothing else in the process points into them. Moving it to the worker
+// thread moves that ownership.
+unsafe impl Send for Xsk {}
+
+fn is_pow2(n: u32) -> bool {
+    n.is_power_of_two()
+}
+
+impl Xsk {
+    /// Opens a socket on `cfg.queue` of `cfg.ifname`. `port` is the
+    /// pipeline port index stamped into every frame this socket yields.
+    pub fn open(cfg: &XskConfig, port: u8) -> Result<Xsk, XskError> {
+        let cfg_err = |reason: String| XskError::Config {
+            ifname: cfg.ifname.clone(),
+            queue: cfg.queue,
+            reason,
+        };
+        if !is_pow2(cfg.frames) {
+            return Err(cfg_err(format!(
+                "frames = {} is not a power of two",
+                cfg.frames
+            )));
+        }
+        if cfg.frame_size != 2048 && cfg.frame_size != 4096 {
+            return Err(cfg_err(format!(
+                "frame_size = {} (must be 2048 or 4096)",
+                cfg.frame_size
+            )));
+        }
+        for (name, size) in [
+            ("rx_size", cfg.rx_size),
+            ("tx_size", cfg.tx_size),
+            ("fill_size", cfg.fill_size),
+            ("comp_size", cfg.comp_size),
+        ] {
+            if !is_pow2(size) {
+                return Err(cfg_err(format!("{name} = {size} is not a power of two")));
+            }
+        }
+        let cname =
+            std::ffi::CString::new(cfg.ifname.as_str()).map_err(|_| XskError::NoSuchInterface {
+                ifname: cfg.ifname.clone(),
+            })?;
+        // SAFETY: a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(XskError::NoSuchInterface {
+                ifname: cfg.ifname.clone(),
+            });
+        }
+        let os = |op: &'static str| {
+            move |source: io::Error| XskError::Os {
+                ifname: cfg.ifname.clone(),
+                queue: cfg.queue,
+                op,
+                source,
+            }
+        };
+        match cfg.zero_copy {
+            ZeroCopy::On => {
+                Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY).map_err(|(op, source)| {
+                    match source.raw_os_error() {
+                        Some(libc::EOPNOTSUPP) if op == "bind" => XskError::ZeroCopyUnsupported {
+                            ifname: cfg.ifname.clone(),
+                            queue: cfg.queue,
+                            source,
+                        },
+                        _ => os(op)(source),
+                    }
+                })
+            }
+            ZeroCopy::Off => {
+                Self::open_mode(cfg, ifindex, port, libc::XDP_COPY).map_err(|(op, e)| os(op)(e))
+            }
+            ZeroCopy::Auto => match Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY) {
+                Ok(x) => Ok(x),
+                Err(("bind", zc_err)) => {
+                    let mut x = Self::open_mode(cfg, ifindex, port, libc::XDP_COPY)
+                        .map_err(|(op, e)| os(op)(e))?;
+                    x.copy_reason = Some(zc_err);
+                    Ok(x)
+                }
+                Err((op, e)) => Err(os(op)(e)),
+            },
+        }
+    }
+
+    /// Everything from the UMEM to the bind, with bind flag `mode`
+    /// (`XDP_ZEROCOPY` or `XDP_COPY`). Errors name the failing step.
+    fn open_mode(
+        cfg: &XskConfig,
+        ifindex: u32,
+        port: u8,
+        mode: u16,
+    ) -> Result<Xsk, (&'static str, io::Error)> {
+        let umem_len = cfg.frames as usize * cfg.frame_size as usize;
+        let umem = Umem::new(umem_len).map_err(|e| ("mmap UMEM", e))?;
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(("socket(AF_XDP)", io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let reg = libc::xdp_umem_reg {
+            addr: umem.base.as_ptr() as u64,
+            len: umem_len as u64,
+            chunk_size: cfg.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+            .map_err(|e| ("XDP_UMEM_REG", e))?;
+        for (opt, size, what) in [
+            (
+                libc::XDP_UMEM_FILL_RING,
+                cfg.fill_size,
+                "XDP_UMEM_FILL_RING",
+            ),
+            (
+                libc::XDP_UMEM_COMPLETION_RING,
+                cfg.comp_size,
+                "XDP_UMEM_COMPLETION_RING",
+            ),
+            (libc::XDP_RX_RING, cfg.rx_size, "XDP_RX_RING"),
+            (libc::XDP_TX_RING, cfg.tx_size, "XDP_TX_RING"),
+        ] {
+            setsockopt(raw, libc::SOL_XDP, opt, &size).map_err(|e| (what, e))?;
+        }
+        // SAFETY: all-zero is a valid value of this plain C struct.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut optlen = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `optlen` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&raw mut off).cast(),
+                &mut optlen,
+            )
+        };
+        if rc != 0 {
+            return Err(("XDP_MMAP_OFFSETS", io::Error::last_os_error()));
+        }
+        let map = "mmap ring";
+        let rx = Ring::map(raw, libc::XDP_PGOFF_RX_RING as u64, &off.rx, cfg.rx_size)
+            .map_err(|e| (map, e))?;
+        let tx = Ring::map(raw, libc::XDP_PGOFF_TX_RING as u64, &off.tx, cfg.tx_size)
+            .map_err(|e| (map, e))?;
+        let fill = Ring::map(raw, libc::XDP_UMEM_PGOFF_FILL_RING, &off.fr, cfg.fill_size)
+            .map_err(|e| (map, e))?;
+        let comp = Ring::map(
+            raw,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            &off.cr,
+            cfg.comp_size,
+        )
+        .map_err(|e| (map, e))?;
+
+        if let Some(bp) = cfg.busy_poll {
+            let usecs = bp.usecs as libc::c_int;
+            let budget = bp.budget as libc::c_int;
+            let prefer = bp.prefer as libc::c_int;
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs)
+                .map_err(|e| ("SO_BUSY_POLL", e))?;
+            setsockopt(raw, libc::SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget)
+                .map_err(|e| ("SO_BUSY_POLL_BUDGET", e))?;
+            setsockopt(raw, libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, &prefer)
+                .map_err(|e| ("SO_PREFER_BUSY_POLL", e))?;
+        }
+
+        let mut x = Xsk {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+            umem,
+            frame_size: cfg.frame_size,
+            frames: cfg.frames,
+            port,
+            zero_copy: mode == libc::XDP_ZEROCOPY,
+            copy_reason: None,
+            // Highest offsets at the bottom: the first chunks go out first.
+            free: (0..cfg.frames as u64)
+                .rev()
+                .map(|i| i * cfg.frame_size as u64)
+                .collect(),
+            fill_out: 0,
+            tx_out: 0,
+            in_handling: 0,
+            handled: vec![Handled::default(); MAX_BATCH],
+            verdicts: vec![Verdict::Pass; MAX_BATCH],
+            stats: XskStats::default(),
+        };
+        // The fill ring is stocked before bind so the first packets find
+        // chunks.
+        x.refill();
+
+        let sa = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: mode | libc::XDP_USE_NEED_WAKEUP,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: cfg.queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `sa` is a valid sockaddr_xdp of the given length.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&raw const sa).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(("bind", io::Error::last_os_error()));
+        }
+        Ok(x)
+    }
+
+    /// The socket, for the steering program's XSKMAP.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether the bind got zero-copy.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Why zero-copy was not used when the configuration allowed it
+    /// (`ZeroCopy::Auto` fell back to copy mode); `None` otherwise.
+    pub fn copy_reason(&self) -> Option<&io::Error> {
+        self.copy_reason.as_ref()
+    }
+
+    /// Receives up to `max` frames (at most [`MAX_BATCH`]) and calls `f`
+    /// once with them and a verdict slot each (preset to `Pass`); then
+    /// transmits the frames whose verdict is `Tx` to this socket's port and
+    /// recycles the rest. `f` may permute frames and verdicts together.
+    /// Returns the number of frames received.
+    pub fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        let n = self.rx.peek(max.min(MAX_BATCH) as u32);
+        if n == 0 {
+            return 0;
+        }
+        let mask = !(self.frame_size as u64 - 1);
+        for i in 0..n {
+            let d = self.rx.read(i);
+            let chunk = d.addr & mask;
+            self.handled[i as usize] = Handled {
+                chunk,
+                head: (d.addr - chunk) as u32,
+                len: d.len,
+            };
+        }
+        self.rx.release(n);
+        self.fill_out -= n;
+        self.in_handling = n;
+        self.stats.rx += n as u64;
+        self.handle(n as usize, f);
+        n as usize
+    }
+
+    /// Like [`rx_batch`](Self::rx_batch), but the frames are free chunks into
+    /// which `data[i]` is copied (at [`RX_HEADROOM`]): packets handed over
+    /// from another worker. Returns how many of `data` were taken, a
+    /// prefix; the rest found no free chunk (counted in `no_free_frame`).
+    pub fn inject_batch<F>(&mut self, data: &[&[u8]], f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        if self.free.len() < data.len() {
+            self.reclaim();
+        }
+        let take = data.len().min(self.free.len()).min(MAX_BATCH);
+        self.stats.no_free_frame += (data.len() - take) as u64;
+        let room = self.frame_size as usize - RX_HEADROOM;
+        let mut n = 0;
+        for pkt in &data[..take] {
+            if pkt.len() > room {
+                self.stats.inject_oversize += 1;
+                continue;
+            }
+            let chunk = self.free.pop().expect("counted above");
+            // SAFETY: `chunk` came off the free stack, so neither the kernel
+            // nor any live slice uses it; RX_HEADROOM + len <= frame_size
+            // keeps the copy inside it; `pkt` is caller memory, not UMEM we
+            // own mutably, so the ranges do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    pkt.as_ptr(),
+                    self.umem.base.as_ptr().add(chunk as usize + RX_HEADROOM),
+                    pkt.len(),
+                );
+            }
+            self.handled[n] = Handled {
+                chunk,
+                head: RX_HEADROOM as u32,
+                len: pkt.len() as u32,
+            };
+            n += 1;
+        }
+        self.in_handling = n as u32;
+        if n > 0 {
+            self.handle(n, f);
+        }
+        take
+    }
+
+    /// Hands `handled[..n]` to `f` as frames, then applies the verdicts.
+    fn handle<F>(&mut self, n: usize, f: F)
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        let base = self.umem.base.as_ptr();
+        let fs = self.frame_size as usize;
+        let mut frames: ArrayVec<Frame<'_>, MAX_BATCH> = ArrayVec::new();
+        for h in &self.handled[..n] {
+            // SAFETY: see the module's ownership invariant: `h.chunk` is in the
+            // handling state, distinct from every other handled chunk (the
+            // kernel hands each out once, the free stack holds each once),
+            // and no other reference to it exists until `frames` is dropped
+            // below. chunk + frame_size <= UMEM length.
+            let buf = unsafe { std::slice::from_raw_parts_mut(base.add(h.chunk as usize), fs) };
+            frames.push(Frame::new(buf, h.head as usize, h.len as usize, self.port));
+        }
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts[..n].fill(Verdict::Pass);
+        f(&mut frames, &mut verdicts[..n]);
+        for (i, fr) in frames.iter().enumerate() {
+            let start = fr.data().as_ptr() as usize - fr.head();
+            let chunk = start.wrapping_sub(base as usize);
+            assert!(
+                chunk < self.umem.len && chunk.is_multiple_of(fs),
+                "a frame returned from the batch closure is not one of this socket's"
+            );
+            self.handled[i] = Handled {
+                chunk: chunk as u64,
+                head: fr.head() as u32,
+                len: 0,
+            };
+        }
+        drop(frames);
+
+        let tx_room = self.tx.free(n as u32);
+        let mut ntx = 0u32;
+        for (h, v) in self.handled[..n].iter().zip(&verdicts[..n]) {
+            match *v {
+                Verdict::Tx { port, len }
+                    if port == self.port && len > 0 && h.head as usize + len <= fs =>
+                {
+                    if ntx < tx_room {
+                        self.tx.write(
+                            ntx,
+                            libc::xdp_desc {
+                                addr: h.chunk + h.head as u64,
+                                len: len as u32,
+                                options: 0,
+                            },
+                        );
+                        ntx += 1;
+                    } else {
+                        self.stats.tx_ring_full += 1;
+                        self.free.push(h.chunk);
+                    }
+                }
+                _ => self.free.push(h.chunk),
+            }
+        }
+        self.verdicts = verdicts;
+        if ntx > 0 {
+            self.tx.submit(ntx);
+            self.tx_out += ntx;
+            self.stats.tx += ntx as u64;
+        }
+        self.in_handling = 0;
+        self.refill();
+    }
+
+    /// Moves free chunks onto the fill ring, as many as fit.
+    fn refill(&mut self) {
+        let want = self.free.len() as u32;
+        if want == 0 {
+            return;
+        }
+        let n = self.fill.free(want).min(want);
+        for i in 0..n {
+            let chunk = self.free.pop().expect("counted above");
+            self.fill.write(i, chunk);
+        }
+        if n > 0 {
+            self.fill.submit(n);
+            self.fill_out += n;
+        }
+    }
+
+    /// Takes transmitted chunks back from the completion ring.
+    fn reclaim(&mut self) {
+        let n = self.comp.peek(self.frames);
+        if n == 0 {
+            return;
+        }
+        let mask = !(self.frame_size as u64 - 1);
+        for i in 0..n {
+            self.free.push(self.comp.read(i) & mask);
+        }
+        self.comp.release(n);
+        self.tx_out -= n;
+    }
+
+    /// Reclaims completions, refills the fill ring, and makes the system
+    /// calls the kernel asked for: `sendto` while TX descriptors wait and
+    /// the TX ring wants a wake-up (copy mode sends at most 32 frames per
+    /// call, so it repeats while that makes progress), and a non-blocking
+    /// `recvfrom` when the fill ring wants one. No system call otherwise.
+    pub fn service(&mut self) {
+        self.reclaim();
+        self.refill();
+        let fd = self.fd.as_raw_fd();
+        let mut rounds = 0;
+        loop {
+            let pending = self.tx.pending();
+            if pending == 0 || !self.tx.needs_wakeup() || rounds == 64 {
+                break;
+            }
+            rounds += 1;
+            self.stats.kicks += 1;
+            // SAFETY: a zero-length send on our own socket.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if rc < 0 || self.tx.pending() >= pending {
+                // EAGAIN/EBUSY/ENOBUFS: the kernel is busy or the completion
+                // ring is full; the next service call tries again.
+                break;
+            }
+            if self.comp.has_entries() {
+                self.reclaim();
+            }
+        }
+        if self.fill.needs_wakeup() {
+            self.stats.kicks += 1;
+            // SAFETY: a zero-length, non-blocking receive on our own socket;
+            // it only makes the kernel run the queue's RX processing.
+            unsafe {
+                libc::recvfrom(
+                    fd,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
+            }
+        }
+    }
+
+    /// Sleeps up to `timeout_ms` until the RX ring has something.
+    pub fn wait_rx(&mut self, timeout_ms: i32) {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe {
+            libc::poll(&mut pfd, 1, timeout_ms);
+        }
+    }
+
+    pub fn stats(&self) -> XskStats {
+        self.stats
+    }
+
+    /// (chunks in the UMEM, chunks accounted for: free + fill ring/kernel RX
+    /// + being handled + TX/completion in flight). Equal unless a chunk leaked.
+    pub fn frame_accounting(&self) -> (u32, u32) {
+        (
+            self.frames,
+            self.free.len() as u32 + self.fill_out + self.in_handling + self.tx_out,
+        )
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` is readable for size_of::<T>() bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests;

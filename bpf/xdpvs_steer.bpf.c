@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// xdpvs steering: send to the AF_XDP socket of the receiving queue only the
+// packets the load balancer handles, and everything else (ARP, ICMP echo to
+// the director, SSH, routing protocols, IPv6) to the kernel stack.
+//
+// Redirected:
+//   - TCP/UDP to a virtual service: (daddr, dport, proto) in `vips`, or
+//     (daddr, 0, proto) for a port-0 (all ports) service;
+//   - TCP/UDP replies of NAT real servers: (saddr, sport, proto) in
+//     `nat_reals`;
+//   - IPv4 fragments to a VIP address (`vip_addrs`): the forwarder decides
+//     (it drops and counts them; the kernel would not know the VIP either);
+//   - ICMP errors (dest unreachable, source quench, time exceeded, parameter
+//     problem) to a VIP address or from a NAT real server's address
+//     (`nat_real_addrs`): they concern the forwarder's connections.
+//
+// Keys hold addresses and ports in network byte order, exactly as on the
+// wire; userspace (src/xsk/steer.rs) writes them the same way.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct svc_key {
+	__u32 addr;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct svc_key);
+	__type(value, __u8);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct svc_key);
+	__type(value, __u8);
+} nat_reals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} vip_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} nat_real_addrs SEC(".maps");
+
+enum { CNT_REDIRECTED, CNT_PASSED, CNT_REDIRECT_FAILED, CNT_MAX };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct ports {
+	__be16 src;
+	__be16 dst;
+};
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int wanted(void *data, void *end)
+{
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	__u16 proto;
+	__u32 ihl;
+	void *l3;
+
+	if ((void *)(eth + 1) > end)
+		return 0;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_hdr *vlan = l3;
+
+		if ((void *)(vlan + 1) > end)
+			return 0;
+		proto = vlan->proto;
+		l3 = vlan + 1;
+	}
+	if (proto != bpf_htons(ETH_P_IP))
+		return 0;
+	ip = l3;
+	if ((void *)(ip + 1) > end)
+		return 0;
+	ihl = ip->ihl * 4;
+	if (ihl < sizeof(*ip))
+		return 0;
+
+	// More-fragments flag or a fragment offset: only the first fragment
+	// has ports, so fragments go by address alone.
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return bpf_map_lookup_elem(&vip_addrs, &ip->daddr) != 0;
+
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		struct ports *p = l3 + ihl;
+		struct svc_key key = {};
+
+		if ((void *)(p + 1) > end)
+			return 0;
+		key.proto = ip->protocol;
+		key.addr = ip->daddr;
+		key.port = p->dst;
+		if (bpf_map_lookup_elem(&vips, &key))
+			return 1;
+		key.port = 0;
+		if (bpf_map_lookup_elem(&vips, &key))
+			return 1;
+		key.addr = ip->saddr;
+		key.port = p->src;
+		return bpf_map_lookup_elem(&nat_reals, &key) != 0;
+	}
+	if (ip->protocol == IPPROTO_ICMP) {
+		__u8 *type = l3 + ihl;
+
+		if ((void *)(type + 1) > end)
+			return 0;
+		if (*type != 3 && *type != 4 && *type != 11 && *type != 12)
+			return 0;
+		return bpf_map_lookup_elem(&vip_addrs, &ip->daddr) ||
+		       bpf_map_lookup_elem(&nat_real_addrs, &ip->saddr);
+	}
+	return 0;
+}
+
+SEC("xdp")
+int xdpvs_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	int ret;
+
+	if (!wanted(data, end)) {
+		count(CNT_PASSED);
+		return XDP_PASS;
+	}
+	// XDP_PASS as the fallback: a queue without a socket hands its
+	// packets to the kernel rather than dropping them.
+	ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (ret == XDP_REDIRECT) {
+		count(CNT_REDIRECTED);
+	} else {
+		count(CNT_REDIRECT_FAILED);
+		count(CNT_PASSED);
+	}
+	return ret;
+}
