@@ -91,7 +91,11 @@ pub struct Interface {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
     /// MAC known and usable (NUD_REACHABLE/STALE/DELAY/PROBE/PERMANENT/NOARP).
-    Resolved { ifindex: u32, next_hop: Ipv4Addr, mac: [u8; 6] },
+    Resolved {
+        ifindex: u32,
+        next_hop: Ipv4Addr,
+        mac: [u8; 6],
+    },
     /// Route known, neighbour not resolved yet (resolution was triggered).
     Pending { ifindex: u32, next_hop: Ipv4Addr },
     /// No route, or the neighbour failed (NUD_FAILED, or unresolved past
@@ -106,7 +110,10 @@ pub enum NetlinkError {
     #[error("netlink socket: {0}")]
     Io(#[from] io::Error),
     #[error("kernel refused {request}: {source}")]
-    Kernel { request: &'static str, source: io::Error },
+    Kernel {
+        request: &'static str,
+        source: io::Error,
+    },
     #[error("malformed netlink answer: {0}")]
     Protocol(String),
 }
@@ -139,18 +146,30 @@ enum Verdict {
 
 fn verdict(entry: Option<Neighbour>) -> Verdict {
     let Some(Neighbour { state, mac }) = entry else {
-        return Verdict::Wait { trigger: true, failed: false };
+        return Verdict::Wait {
+            trigger: true,
+            failed: false,
+        };
     };
     if state & NUD_VALID != 0 {
         return match mac {
-            Some(mac) => Verdict::Use { mac, refresh: state & NUD_STALE != 0 },
+            Some(mac) => Verdict::Use {
+                mac,
+                refresh: state & NUD_STALE != 0,
+            },
             None if state & (NUD_NOARP | NUD_PERMANENT) != 0 => Verdict::Never,
             // A valid state without an address does not happen for ARP;
             // ask again rather than trust it.
-            None => Verdict::Wait { trigger: true, failed: false },
+            None => Verdict::Wait {
+                trigger: true,
+                failed: false,
+            },
         };
     }
-    Verdict::Wait { trigger: state & NUD_INCOMPLETE == 0, failed: state & NUD_FAILED != 0 }
+    Verdict::Wait {
+        trigger: state & NUD_INCOMPLETE == 0,
+        failed: state & NUD_FAILED != 0,
+    }
 }
 
 /// The director's NETLINK_ROUTE socket and what it remembers between calls.
@@ -184,7 +203,9 @@ impl Netlink {
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        let answer = match self.socket.request("link lookup", RouteNetlinkMessage::GetLink(msg), 0)
+        let answer = match self
+            .socket
+            .request("link lookup", RouteNetlinkMessage::GetLink(msg), 0)
         {
             Err(NetlinkError::Kernel { source, .. })
                 if source.raw_os_error() == Some(libc::ENODEV) =>
@@ -247,7 +268,11 @@ impl Netlink {
                     if refresh && triggered.insert(key) {
                         self.trigger(ifindex, next_hop)?;
                     }
-                    Resolution::Resolved { ifindex, next_hop, mac }
+                    Resolution::Resolved {
+                        ifindex,
+                        next_hop,
+                        mac,
+                    }
                 }
                 Verdict::Never => Resolution::Unreachable,
                 Verdict::Wait { trigger, failed } => {
@@ -257,9 +282,11 @@ impl Netlink {
                     let limit = self.pending_limit;
                     let entry = match self.unresolved.entry(key) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => {
-                            e.insert(Unresolved { since: now, failed: false, asked: now })
-                        }
+                        Entry::Vacant(e) => e.insert(Unresolved {
+                            since: now,
+                            failed: false,
+                            asked: now,
+                        }),
                     };
                     entry.asked = now;
                     entry.failed |= failed || now.duration_since(entry.since) >= limit;
@@ -272,7 +299,8 @@ impl Netlink {
             };
             out.push(resolution);
         }
-        self.unresolved.retain(|_, u| now.duration_since(u.asked) < FORGET_AFTER);
+        self.unresolved
+            .retain(|_, u| now.duration_since(u.asked) < FORGET_AFTER);
         Ok(out)
     }
 
@@ -282,22 +310,28 @@ impl Netlink {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = 32;
-        msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
-        let answer = match self.socket.request("route lookup", RouteNetlinkMessage::GetRoute(msg), 0)
-        {
-            // No route, or one of type unreachable, prohibit or blackhole.
-            Err(NetlinkError::Kernel { source, .. })
-                if matches!(
-                    source.raw_os_error(),
-                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES | libc::EINVAL)
-                ) =>
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let answer =
+            match self
+                .socket
+                .request("route lookup", RouteNetlinkMessage::GetRoute(msg), 0)
             {
-                return Ok(None);
-            }
-            answer => answer?,
-        };
+                // No route, or one of type unreachable, prohibit or blackhole.
+                Err(NetlinkError::Kernel { source, .. })
+                    if matches!(
+                        source.raw_os_error(),
+                        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES | libc::EINVAL)
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                answer => answer?,
+            };
         let Some(RouteNetlinkMessage::NewRoute(route)) = answer.into_iter().next() else {
-            return Err(NetlinkError::Protocol("route lookup: no RTM_NEWROUTE".into()));
+            return Err(NetlinkError::Protocol(
+                "route lookup: no RTM_NEWROUTE".into(),
+            ));
         };
         if route.header.kind != RouteType::Unicast {
             return Ok(None);
@@ -327,7 +361,9 @@ impl Netlink {
         )?;
         let mut table = HashMap::with_capacity(answer.len());
         for m in answer {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else { continue };
+            let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                continue;
+            };
             let mut addr = None;
             let mut mac = None;
             for attr in n.attributes {
@@ -354,7 +390,10 @@ impl Netlink {
         msg.header.ifindex = ifindex;
         msg.header.state = NeighbourState::None;
         msg.header.flags = NeighbourFlags::Use;
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(next_hop)));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                next_hop,
+            )));
         self.socket.request(
             "neighbour resolution (NTF_USE)",
             RouteNetlinkMessage::NewNeighbour(msg),
@@ -376,25 +415,61 @@ mod tests {
 
     #[test]
     fn valid_states_with_an_address_are_used() {
-        for state in [NUD_REACHABLE, NUD_DELAY, NUD_PROBE, NUD_PERMANENT, NUD_NOARP] {
-            assert_eq!(verdict(entry(state, Some(MAC))), Verdict::Use { mac: MAC, refresh: false });
+        for state in [
+            NUD_REACHABLE,
+            NUD_DELAY,
+            NUD_PROBE,
+            NUD_PERMANENT,
+            NUD_NOARP,
+        ] {
+            assert_eq!(
+                verdict(entry(state, Some(MAC))),
+                Verdict::Use {
+                    mac: MAC,
+                    refresh: false
+                }
+            );
         }
-        assert_eq!(verdict(entry(NUD_STALE, Some(MAC))), Verdict::Use { mac: MAC, refresh: true });
+        assert_eq!(
+            verdict(entry(NUD_STALE, Some(MAC))),
+            Verdict::Use {
+                mac: MAC,
+                refresh: true
+            }
+        );
     }
 
     #[test]
     fn missing_failed_and_incomplete_entries_wait() {
-        assert_eq!(verdict(None), Verdict::Wait { trigger: true, failed: false });
-        assert_eq!(verdict(entry(0, None)), Verdict::Wait { trigger: true, failed: false });
+        assert_eq!(
+            verdict(None),
+            Verdict::Wait {
+                trigger: true,
+                failed: false
+            }
+        );
+        assert_eq!(
+            verdict(entry(0, None)),
+            Verdict::Wait {
+                trigger: true,
+                failed: false
+            }
+        );
         // The kernel is already probing: no second trigger.
         assert_eq!(
             verdict(entry(NUD_INCOMPLETE, None)),
-            Verdict::Wait { trigger: false, failed: false }
+            Verdict::Wait {
+                trigger: false,
+                failed: false
+            }
         );
         // A failed entry still carries the old address; it must not be used.
         assert_eq!(
             verdict(entry(NUD_FAILED, Some(MAC))),
-            Verdict::Wait { trigger: true, failed: true }
+            Verdict::Wait {
+                trigger: true,
+                failed: true
+            }
         );
     }
 

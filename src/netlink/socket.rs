@@ -35,7 +35,12 @@ impl RouteSocket {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(RouteSocket { socket, seq: 0, buf: vec![0; RECV_BUF], out: Vec::new() })
+        Ok(RouteSocket {
+            socket,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+            out: Vec::new(),
+        })
     }
 
     /// Sends `msg` with `flags` (NLM_F_REQUEST is added) and returns the
@@ -70,7 +75,9 @@ impl RouteSocket {
                     .map_err(|e| NetlinkError::Protocol(format!("{what}: {e}")))?;
                 let len = msg.header.length as usize;
                 if len == 0 {
-                    return Err(NetlinkError::Protocol(format!("{what}: zero-length message")));
+                    return Err(NetlinkError::Protocol(format!(
+                        "{what}: zero-length message"
+                    )));
                 }
                 off += len.next_multiple_of(4);
                 if msg.header.sequence_number != self.seq {
@@ -104,5 +111,8 @@ impl RouteSocket {
 }
 
 fn kernel(what: &'static str, code: i32) -> NetlinkError {
-    NetlinkError::Kernel { request: what, source: io::Error::from_raw_os_error(code.abs()) }
+    NetlinkError::Kernel {
+        request: what,
+        source: io::Error::from_raw_os_error(code.abs()),
+    }
 }
