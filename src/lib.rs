@@ -19,6 +19,7 @@
 pub mod config;
 pub mod conn;
 pub mod ctrl;
+pub mod netlink;
 pub mod pipeline;
 pub mod sched;
 pub mod service;
