@@ -143,6 +143,13 @@ fn check_bed(mode: Mode, director_queues: u32) {
     ] {
         assert!(features.contains(off), "{dev}: expected {off}");
     }
+    let mac = stdout(
+        &bed,
+        Host::Director,
+        &["cat", &format!("/sys/class/net/{dev}/address")],
+    );
+    assert_eq!(mac.trim(), "02:00:c6:12:02:02");
+    assert_eq!(bed.mac(Host::Director), [2, 0, 198, 18, 2, 2]);
     let mtu = stdout(
         &bed,
         Host::Director,
@@ -189,12 +196,17 @@ fn check_bed(mode: Mode, director_queues: u32) {
     if mode == Mode::Tun {
         // The shim decapsulates: an IPIP packet to each real server whose
         // inner ICMP echo is for the VIP is answered from the VIP.
+        // The full-size case: a 1500-byte inner packet (what a 1500-MTU
+        // client sends) is 1520 bytes encapsulated, which the LAN carries.
         for i in 0..3 {
-            assert!(
-                ipip_echo(&bed, i, 1000 + i as u16, Duration::from_secs(2)),
-                "no echo reply from the VIP through the IPIP shim on rs{}",
-                i + 1
-            );
+            for (k, payload) in [(0, 32), (1, 1500 - 28)] {
+                let id = 1000 + 2 * i as u16 + k;
+                assert!(
+                    ipip_echo(&bed, i, id, payload, Duration::from_secs(2)),
+                    "no echo reply from the VIP through the IPIP shim on rs{} ({payload}-byte payload)",
+                    i + 1
+                );
+            }
         }
         // Control: without the shim the same packet gets no such reply (the
         // kernel has no IPIP), so the check above can fail.
@@ -205,7 +217,7 @@ fn check_bed(mode: Mode, director_queues: u32) {
             &["ip", "link", "set", "dev", &rdev, "xdp", "off"],
         );
         assert!(
-            !ipip_echo(&bed, 0, 2000, Duration::from_millis(500)),
+            !ipip_echo(&bed, 0, 2000, 32, Duration::from_millis(500)),
             "echo reply from the VIP without the shim: the kernel decapsulates IPIP?"
         );
     }
@@ -266,10 +278,11 @@ fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// From the director's namespace: sends one IPIP packet to real server
-/// `real` carrying an ICMP echo request from the director to the VIP, and
+/// `real` carrying an ICMP echo request (`payload` bytes of data) from the
+/// director to the VIP, and
 /// waits up to `wait` for the echo reply from the VIP (the real server
 /// answers it directly, as DR/TUN replies do).
-fn ipip_echo(bed: &Testbed, real: usize, id: u16, wait: Duration) -> bool {
+fn ipip_echo(bed: &Testbed, real: usize, id: u16, payload: usize, wait: Duration) -> bool {
     let ns = format!("/run/netns/{}", bed.ns(Host::Director));
     let real_addr = bed.real_addr(real);
     // setns changes only the calling thread's namespace: a thread of its own.
@@ -296,7 +309,8 @@ fn ipip_echo(bed: &Testbed, real: usize, id: u16, wait: Duration) -> bool {
         let mut icmp = vec![8, 0, 0, 0];
         icmp.extend_from_slice(&id.to_be_bytes());
         icmp.extend_from_slice(&1u16.to_be_bytes());
-        icmp.extend_from_slice(b"xdpvs testbed ipip shim");
+        let data: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
+        icmp.extend_from_slice(&data);
         let sum = checksum(&icmp);
         icmp[2..4].copy_from_slice(&sum.to_be_bytes());
         let inner = ipv4(DIRECTOR_ADDR, VIP, 1, &icmp);
@@ -305,7 +319,7 @@ fn ipip_echo(bed: &Testbed, real: usize, id: u16, wait: Duration) -> bool {
         sendto(tx.as_raw_fd(), &outer, &to, MsgFlags::empty()).expect("send IPIP packet");
 
         let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 2048];
+        let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
             let Ok(n) = recv(rx.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
                 continue; // timeout: look at the deadline again
@@ -320,10 +334,7 @@ fn ipip_echo(bed: &Testbed, real: usize, id: u16, wait: Duration) -> bool {
                 continue;
             }
             let icmp = &p[ihl..];
-            if icmp[0] == 0
-                && icmp[4..6] == id.to_be_bytes()
-                && icmp[8..] == b"xdpvs testbed ipip shim"[..]
-            {
+            if icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && icmp[8..] == data[..] {
                 return true;
             }
         }

@@ -32,8 +32,10 @@
 //!   whose TCP/UDP checksum was never filled in; once such a packet crosses
 //!   AF_XDP (raw bytes, no skb metadata) the real server or client sees a
 //!   bad checksum and drops it. TSO/GSO/GRO would hand the director frames
-//!   larger than the MTU. With rx checksum off, the receivers verify every
-//!   checksum the director rewrote.
+//!   larger than the MTU. rx checksum is off too, so no receiver can take
+//!   a checksum the director rewrote as verified. (Seen with tcpdump on the
+//!   router: with the client's tx checksum offload on, its TCP segments
+//!   carry "cksum incorrect" bytes on the wire; with it off, correct.)
 //! - TUN: the kernel has no IPIP, so each real server's LAN interface runs
 //!   the test equipment `tests/bpf/ipip_decap.bpf.c` (XDP: strip the outer
 //!   header). The LAN (director, bridge, real servers) then has MTU
@@ -109,6 +111,23 @@ pub const TUN_LAN_MTU: u32 = 1520;
 pub const BIG_LEN: usize = 1 << 20;
 /// The HTTP port every real server's apache listens on (all addresses).
 pub const HTTP_PORT: u16 = 80;
+
+/// The MAC of the interface holding `addr`: `02:00` + the four address
+/// bytes (locally administered, the scheme of tests/common), so captures
+/// and neighbour tables read at a glance. The router's client-side port and
+/// LAN bridge get theirs from 198.18.0.1 and 198.18.2.1.
+pub fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
+    let o = addr.octets();
+    [0x02, 0, o[0], o[1], o[2], o[3]]
+}
+
+fn mac_string(addr: Ipv4Addr) -> String {
+    let m = mac_of(addr);
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
 
 /// The body of `/big.bin`: the same deterministic bytes on every real
 /// server, so a download can be checked byte for byte whoever served it.
@@ -243,6 +262,11 @@ impl Testbed {
             Host::Director => DIRECTOR_ADDR,
             Host::Real(i) => self.real_addr(i),
         }
+    }
+
+    /// The MAC of `iface(host)` (`mac_of(addr(host))`).
+    pub fn mac(&self, host: Host) -> [u8; 6] {
+        mac_of(self.addr(host))
     }
 
     pub fn lan_mtu(&self) -> u32 {
@@ -425,7 +449,8 @@ impl Testbed {
         );
         let _ = writeln!(
             s,
-            "ip link add {bridge} mtu {mtu} type bridge stp_state 0 forward_delay 0"
+            "ip link add {bridge} address {} mtu {mtu} type bridge stp_state 0 forward_delay 0",
+            mac_string(ROUTER_LAN_ADDR)
         );
         let mut ports = vec![(
             format!("{p}pd"),
@@ -450,20 +475,24 @@ impl Testbed {
         let _ = writeln!(
             s,
             "ethtool -K {client_side} {offloads} >/dev/null\n\
+             ip link set dev {client_side} address {}\n\
              ip addr add {ROUTER_CLIENT_ADDR}/24 dev {client_side}\n\
              ip link set {client_side} up\n\
              ip addr add {ROUTER_LAN_ADDR}/24 dev {bridge}\n\
              ip link set {bridge} up\n\
-             ip route add {VIP}/32 via {DIRECTOR_ADDR} dev {bridge}"
+             ip route add {VIP}/32 via {DIRECTOR_ADDR} dev {bridge}",
+            mac_string(ROUTER_CLIENT_ADDR)
         );
         self.run_scripts(vec![(Host::Router, s)]);
 
         let mut scripts = Vec::new();
         let host_script = |host: Host, addr: Ipv4Addr, gw: Ipv4Addr, extra: &str| {
             let dev = self.iface(host);
+            let mac = mac_string(addr);
             format!(
                 "ip link set lo up\n\
                  ethtool -K {dev} {offloads} >/dev/null\n\
+                 ip link set dev {dev} address {mac}\n\
                  ip addr add {addr}/24 dev {dev}\n\
                  ip link set {dev} up\n\
                  ip route add default via {gw} dev {dev}\n\
