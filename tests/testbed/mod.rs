@@ -15,6 +15,18 @@
 //! `Testbed::director_iface`. Until it does, the VIP is routed to the
 //! director and dropped there (the director does not forward).
 //!
+//! ```ignore
+//! mod testbed;
+//! use testbed::{Host, Mode, Options, Testbed};
+//!
+//! let bed = Testbed::new(Options { mode: Mode::Dr, ..Options::default() });
+//! let config = bed.tempdir().join("xdpvs.toml"); // interfaces = [bed.director_iface()]
+//! let daemon = bed.spawn(Host::Director, &[env!("CARGO_BIN_EXE_xdpvs"), "--config", path]);
+//! let (status, body) = bed.curl(&format!("http://{}/", bed.vip())).unwrap();
+//! assert_eq!((status, body), (200, b"rs1\n".to_vec()));
+//! // Drop: SIGTERM to everything in the bed's namespaces, then delete them.
+//! ```
+//!
 //! Invariants the tests rely on:
 //! - Nothing is created outside the bed's namespaces: every veth is created
 //!   from inside the router namespace with its peer moved straight into the
@@ -155,6 +167,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// One built bed; dropping it stops every process in its namespaces and
+/// deletes them and the temp dir.
 pub struct Testbed {
     prefix: String,
     opts: Options,
