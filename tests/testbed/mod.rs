@@ -21,7 +21,7 @@
 //!
 //! let bed = Testbed::new(Options { mode: Mode::Dr, ..Options::default() });
 //! let config = bed.tempdir().join("xdpvs.toml"); // interfaces = [bed.director_iface()]
-//! let daemon = bed.spawn(Host::Director, &[env!("CARGO_BIN_EXE_xdpvs"), "--config", path]);
+//! let daemon = bed.spawn(Host::Director, &[env!("CARGO_BIN_EXE_xdpvs"), "--config", config.to_str().unwrap()]);
 //! let (status, body) = bed.curl(&format!("http://{}/", bed.vip())).unwrap();
 //! assert_eq!((status, body), (200, b"rs1\n".to_vec()));
 //! // Drop: SIGTERM to everything in the bed's namespaces, then delete them.
