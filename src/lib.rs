@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod daemon;
 pub mod ctrl;
 pub mod netlink;
 pub mod pipeline;

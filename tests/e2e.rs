@@ -10,6 +10,7 @@
 //! NAT also runs with two workers on a two-queue interface, where the
 //! replies of most connections arrive at the worker that does not own them.
 
+#[path = "testbed/mod.rs"]
 mod testbed;
 
 use std::collections::BTreeMap;
@@ -36,11 +37,12 @@ fn config(bed: &Testbed, mode: &Mode, scheduler: &str, weights: [u32; 3]) -> Str
     };
     let mut s = format!(
         "[dataplane]\ninterfaces = [\"{}\"]\nidle = \"wait\"\nbatch_size = 32\n\
-         tunnel_source = \"198.18.2.2\"\n\n\
+         tunnel_source = \"198.18.2.2\"\nmtu = {}\n\n\
          [connections]\nmax_entries = 65536\n\n\
          [control]\nsocket = \"{}\"\n\n\
          [[services]]\nproto = \"tcp\"\nvip = \"{}:80\"\nscheduler = \"{scheduler}\"\n",
         bed.director_iface(),
+        bed.lan_mtu(),
         bed.tempdir().join("xdpvs.sock").display(),
         bed.vip(),
     );
@@ -194,7 +196,7 @@ fn finish_download(bed: &Testbed, mut c: Child) {
     }
     assert!(status.success(), "the long download failed: {err}");
     let got = std::fs::read(bed.tempdir().join("big.out")).unwrap();
-    assert_eq!(got, testbed::big_file(), "the long download arrived intact");
+    assert_eq!(got, testbed::big_bin(), "the long download arrived intact");
 }
 
 /// One bed at a time: each runs three apache2, curl and a daemon, and
@@ -208,7 +210,7 @@ fn scenario(mode: Mode, queues: u32) {
         reals: 3,
         director_queues: queues,
     });
-    let mode = bed.mode();
+    let mode = bed.options().mode;
     // Let the director's kernel learn the real servers' MACs first, as a
     // director on a live LAN has them.
     for i in 0..3 {

@@ -81,6 +81,33 @@ pub trait FrameIo {
     fn wait_rx(&mut self, timeout_ms: i32);
 }
 
+impl FrameIo for crate::xsk::Xsk {
+    #[inline]
+    fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        crate::xsk::Xsk::rx_batch(self, max, f)
+    }
+
+    #[inline]
+    fn inject_batch<F>(&mut self, data: &[&[u8]], f: F) -> usize
+    where
+        F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
+    {
+        crate::xsk::Xsk::inject_batch(self, data, f)
+    }
+
+    #[inline]
+    fn service(&mut self) {
+        crate::xsk::Xsk::service(self);
+    }
+
+    fn wait_rx(&mut self, timeout_ms: i32) {
+        crate::xsk::Xsk::wait_rx(self, timeout_ms);
+    }
+}
+
 /// Bytes of one hand-over buffer: a full UMEM frame's worth.
 pub const HANDOFF_BYTES: usize = 2048;
 /// Hand-over buffers per worker (its inbox's capacity).
