@@ -113,7 +113,12 @@ pub fn check(path: &Path) -> Result<(usize, usize), DaemonError> {
 /// A service in the file must have a real server: one without would
 /// accept clients and drop them all (add empty services with xdpvsadm).
 fn check_services(file: &str, cfg: &Config) -> Result<(), DaemonError> {
-    match cfg.services.iter().enumerate().find(|(_, s)| s.reals.is_empty()) {
+    match cfg
+        .services
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.reals.is_empty())
+    {
         Some((index, s)) => Err(DaemonError::NoReals {
             file: file.to_owned(),
             index,
@@ -125,7 +130,11 @@ fn check_services(file: &str, cfg: &Config) -> Result<(), DaemonError> {
 }
 
 /// The checks of the module docs that need the machine, not just the file.
-fn check_machine(file: &str, cfg: &Config, nl: &mut Netlink) -> Result<Vec<Interface>, DaemonError> {
+fn check_machine(
+    file: &str,
+    cfg: &Config,
+    nl: &mut Netlink,
+) -> Result<Vec<Interface>, DaemonError> {
     check_services(file, cfg)?;
     let mut ifaces = Vec::new();
     for name in &cfg.dataplane.interfaces {
@@ -234,7 +243,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         .iter()
         .map(|i| Port {
             mac: i.mac,
-            mtu: cfg.dataplane.mtu.min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
+            mtu: cfg
+                .dataplane
+                .mtu
+                .min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
         })
         .collect();
     let table = ServiceTable::from_config(&cfg, ports, plans.len()).map_err(|error| {
@@ -357,7 +369,8 @@ impl Director {
                 "worker {id}: {} queue {} on {}, AF_XDP {} mode, {} connections",
                 p.ifname,
                 p.queue,
-                p.core.map_or("any core".to_owned(), |c| format!("core {c}")),
+                p.core
+                    .map_or("any core".to_owned(), |c| format!("core {c}")),
                 if zc { "zero-copy" } else { "copy" },
                 per_worker
             ));
@@ -442,7 +455,11 @@ impl Director {
             let ip = IpAddr::V4(*addr);
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
-                Resolution::Resolved { ifindex, mac, next_hop } => match port(ifindex) {
+                Resolution::Resolved {
+                    ifindex,
+                    mac,
+                    next_hop,
+                } => match port(ifindex) {
                     Some(p) => {
                         changed |= self.table.set_next_hop(ip, p as u8, mac);
                         self.unresolved.retain(|a| *a != ip);
@@ -501,7 +518,10 @@ impl Director {
         }
         self.steering.clear();
         for w in 0..self.shared.workers() {
-            log(format_args!("worker {w}: {}", summary(&self.shared.counters(w))));
+            log(format_args!(
+                "worker {w}: {}",
+                summary(&self.shared.counters(w))
+            ));
         }
     }
 }

@@ -18,8 +18,8 @@
 
 pub mod config;
 pub mod conn;
-pub mod daemon;
 pub mod ctrl;
+pub mod daemon;
 pub mod netlink;
 pub mod pipeline;
 pub mod sched;

@@ -516,6 +516,13 @@ impl State {
             return Verdict::Drop(DropReason::BadIpChecksum);
         }
         match self.conns.lookup(&p.key, hash) {
+            Some((i, Side::Client)) if self.is_reused(i, p) => {
+                // A new connection on the 5-tuple of one that has ended:
+                // schedule it afresh rather than send it to the old
+                // server, which may be quiescent or deleted since.
+                self.end(snap, i);
+                self.new_conn(snap, frame, p, hash, now)
+            }
             Some((i, side)) if self.conns.get(i).expires > now => {
                 self.established(snap, frame, p, i, side, now)
             }
@@ -526,6 +533,29 @@ impl State {
                 self.new_conn(snap, frame, p, hash, now)
             }
             None => self.new_conn(snap, frame, p, hash, now),
+        }
+    }
+
+    /// Whether a client's SYN (without ACK) starts a new connection on
+    /// the 5-tuple of connection `i`, as IPVS's `is_new_conn_expected`
+    /// decides with `conn_reuse_mode` 3: the old one is in TIME_WAIT or
+    /// CLOSE, or, seen from one side only (DR, TUN), in FIN_WAIT — its
+    /// client has closed, so a SYN can only be a new connection. A
+    /// connection controlled by a persistence template is not reused: its
+    /// template would send the new one to the same server anyway.
+    #[inline]
+    fn is_reused(&self, i: u32, p: &Parsed) -> bool {
+        if p.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+            return false;
+        }
+        let c = self.conns.get(i);
+        if c.proto != PROTO_TCP || c.has(flags::TEMPLATE) || c.control != 0 {
+            return false;
+        }
+        match TcpState::from_u8(c.state) {
+            TcpState::TimeWait | TcpState::Close => true,
+            TcpState::FinWait => c.has(flags::NO_OUTPUT),
+            _ => false,
         }
     }
 
@@ -997,6 +1027,7 @@ fn bad_frame(snap: &Snapshot, d: &[u8], e: WireError) -> Verdict {
 }
 
 const TCP_SYN: u8 = crate::wire::tcp::SYN;
+const TCP_ACK: u8 = crate::wire::tcp::ACK;
 const TCP_RST: u8 = crate::wire::tcp::RST;
 
 #[cfg(test)]

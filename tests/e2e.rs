@@ -157,9 +157,17 @@ fn spread(bed: &Testbed, n: usize) -> BTreeMap<String, usize> {
     );
     let mut seen = BTreeMap::new();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2 * n, "one body line and one status line per request:\n{text}");
+    assert_eq!(
+        lines.len(),
+        2 * n,
+        "one body line and one status line per request:\n{text}"
+    );
     for pair in lines.chunks(2) {
-        assert_eq!(pair[1], " 200", "status of a request answered {:?}", pair[0]);
+        assert_eq!(
+            pair[1], " 200",
+            "status of a request answered {:?}",
+            pair[0]
+        );
         assert!(pair[0].starts_with("rs"), "unexpected body {:?}", pair[0]);
         *seen.entry(pair[0].to_owned()).or_insert(0) += 1;
     }
@@ -179,12 +187,19 @@ fn slow_download(bed: &Testbed) -> Child {
     let url = format!("http://{}/big.bin", bed.vip());
     let out = bed.tempdir().join("big.out");
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &bed.ns(Host::Client), "curl", "-sS", "--fail"])
-        .args(["--max-time", "30", "--limit-rate", "256k", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "netns",
+        "exec",
+        &bed.ns(Host::Client),
+        "curl",
+        "-sS",
+        "--fail",
+    ])
+    .args(["--max-time", "30", "--limit-rate", "256k", "-o"])
+    .arg(&out)
+    .arg(&url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     c.spawn().expect("curl")
 }
 
@@ -256,7 +271,11 @@ fn scenario(mode: Mode, queues: u32) {
         .lines()
         .filter(|l| l.starts_with("xdpvs: worker ") && l.contains(": rx "))
         .collect();
-    assert_eq!(workers.len(), queues as usize, "one worker per queue:\n{log}");
+    assert_eq!(
+        workers.len(),
+        queues as usize,
+        "one worker per queue:\n{log}"
+    );
     let field = |line: &str, name: &str| -> u64 {
         let rest = &line[line.find(&format!(" {name} ")).unwrap() + name.len() + 2..];
         rest.split_whitespace().next().unwrap().parse().unwrap()
@@ -271,9 +290,15 @@ fn scenario(mode: Mode, queues: u32) {
     }
     // The XDP program is gone with the daemon: the director's interface
     // has no program left (no black hole).
-    let link = bed.exec(Host::Director, &["ip", "link", "show", &bed.director_iface()]);
+    let link = bed.exec(
+        Host::Director,
+        &["ip", "link", "show", &bed.director_iface()],
+    );
     let link = String::from_utf8_lossy(&link.stdout);
-    assert!(!link.contains("prog/xdp"), "XDP program left attached:\n{link}");
+    assert!(
+        !link.contains("prog/xdp"),
+        "XDP program left attached:\n{link}"
+    );
 }
 
 #[test]

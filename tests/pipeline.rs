@@ -781,3 +781,78 @@ fn traffic_is_counted_per_server_and_service_across_workers() {
     assert_eq!(dest.counters.stats.total(), want);
     assert_eq!(svc.stats.total(), want);
 }
+
+/// A SYN on the 5-tuple of a connection that has ended starts a new one,
+/// scheduled afresh (IPVS `conn_reuse_mode`): after the client's FIN in DR
+/// (the director sees one side), after TIME_WAIT in NAT. A retransmitted
+/// SYN of a live connection stays put.
+#[test]
+fn a_syn_on_an_ended_connection_is_scheduled_afresh() {
+    let mut t = director();
+    let mut p = pipeline(&t, 1024);
+    let tcp = |flags| L4::Tcp { flags, seq: 7 };
+    let dr = |flags| Pkt {
+        sport: 5000,
+        l4: tcp(flags),
+        ..Pkt::default()
+    };
+    let (_, first) = run(&mut p, &dr(SYN).bytes(), 1);
+    let (_, again) = run(&mut p, &dr(SYN).bytes(), 1);
+    assert_eq!(
+        first[0..6],
+        again[0..6],
+        "a retransmitted SYN keeps its server"
+    );
+    run(&mut p, &dr(ACK).bytes(), 1);
+    run(&mut p, &dr(FIN | ACK).bytes(), 2);
+    // Make the old server quiescent: the new connection must avoid it.
+    let old = Ipv4Addr::new(198, 18, 2, 11);
+    assert_eq!(first[0..6], mac_of(old));
+    let vip = "198.18.1.1:80".parse().unwrap();
+    t.edit_dest(Protocol::Tcp, vip, &real("198.18.2.11:80", Forward::Dr, 0))
+        .unwrap();
+    p.set_snapshot(Arc::new(t.snapshot()));
+    let (v, next) = run(&mut p, &dr(SYN).bytes(), 3);
+    assert!(is_tx(v));
+    assert_ne!(
+        next[0..6],
+        mac_of(old),
+        "rescheduled away from the quiescent server"
+    );
+    assert_eq!(p.conns().len(), 1);
+
+    // NAT: the server closes, both sides FIN, the connection is TIME_WAIT.
+    let nat = |flags| Pkt {
+        dst: VIP_NAT,
+        sport: 6000,
+        l4: tcp(flags),
+        ..Pkt::default()
+    };
+    let (_, out) = run(&mut p, &nat(SYN).bytes(), 4);
+    let rip = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
+    let reply = |flags| Pkt {
+        src_mac: mac_of(rip),
+        src: rip,
+        sport: 8080,
+        dst: CLIENT,
+        dport: 6000,
+        l4: tcp(flags),
+        ..Pkt::default()
+    };
+    run(&mut p, &reply(SYN | ACK).bytes(), 4);
+    run(&mut p, &nat(ACK).bytes(), 4);
+    run(&mut p, &reply(FIN | ACK).bytes(), 4);
+    run(&mut p, &nat(FIN | ACK).bytes(), 4);
+    run(&mut p, &reply(ACK).bytes(), 4);
+    let nat_vip = "198.18.1.3:80".parse().unwrap();
+    t.edit_dest(
+        Protocol::Tcp,
+        nat_vip,
+        &real(&format!("{rip}:8080"), Forward::Nat, 0),
+    )
+    .unwrap();
+    p.set_snapshot(Arc::new(t.snapshot()));
+    let (v, out) = run(&mut p, &nat(SYN).bytes(), 5);
+    assert!(is_tx(v));
+    assert_ne!(Ipv4Addr::new(out[30], out[31], out[32], out[33]), rip);
+}
