@@ -1082,7 +1082,7 @@ impl Names for Resolver {
 pub fn call(socket: &Path, req: &Request) -> Result<Response, AdmError> {
     let down = |what: &str, e: std::io::Error| AdmError {
         message: format!(
-            "Can't {what} the xdpvs control socket {}: {e}\nIs the xdpvs daemon running (and are you allowed to use its socket)?",
+            "Can't {what} the xdpvs control socket {}: {e}; is the xdpvs daemon running (and are you allowed to use its socket)?",
             socket.display()
         ),
         status: 2,

@@ -235,7 +235,7 @@ fn a_missing_daemon_is_named() {
         e.message
     );
     assert!(
-        e.message.contains("Is the xdpvs daemon running"),
+        e.message.contains("is the xdpvs daemon running"),
         "{}",
         e.message
     );
