@@ -20,6 +20,7 @@
 
 mod error;
 mod raw;
+pub mod rules;
 mod validate;
 
 #[cfg(test)]
@@ -214,7 +215,10 @@ impl Default for Control {
 }
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -231,7 +235,10 @@ impl fmt::Display for Protocol {
 }
 
 /// Forwarding mode of a real server (ipvsadm `-g` / `-i` / `-m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Forward {
     /// Direct routing: only the destination MAC changes.
     #[default]
@@ -267,7 +274,9 @@ impl fmt::Display for Forward {
 /// Scheduler flags (ipvsadm `-b`), as IPVS numbers them: flag 1 is
 /// `sh-fallback` / `mh-fallback`, flag 2 `sh-port` / `mh-port`, flag 3 has
 /// no meaning yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct SchedFlags(pub u8);
 
 impl SchedFlags {

@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
 
 use super::raw::{Leaf, RawConfig, RawConnections, RawControl, RawDataplane, RawReal, RawService};
+use super::rules::{self, Field, SCHED_FLAG_NAMES, is_contiguous};
 use super::{
     Config, ConfigError, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
     Forward, Idle, Location, Problem, Protocol, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig,
@@ -514,10 +515,23 @@ impl Source<'_> {
         }
         let scheduler_flags = self.scheduler_flags(raw, key, scheduler)?;
         let mh_table_size = self.mh_table_size(raw, key, scheduler)?;
-        if vip.port() == 0 && persistence_timeout == 0 {
+        let mut service = ServiceConfig {
+            proto,
+            vip,
+            scheduler: scheduler.to_owned(),
+            persistence_timeout,
+            persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
+            scheduler_flags,
+            mh_table_size,
+            reals: Vec::new(),
+        };
+        // What the checks above let through, the shared rules judge (the
+        // scheduler, timeout, mask and table size were checked where they
+        // were read, with their own positions).
+        rules::check_service(&service).map_err(|(_, problem)| {
             let span = raw.vip.as_ref().map(Spanned::span);
-            return Err(self.invalid(span, &k("vip"), Problem::PortZeroNotPersistent));
-        }
+            self.invalid(span, &k("vip"), problem)
+        })?;
 
         let mut reals: Vec<RealConfig> = Vec::new();
         let mut lines = Vec::new();
@@ -537,16 +551,8 @@ impl Source<'_> {
             reals.push(parsed);
         }
 
-        Ok(ServiceConfig {
-            proto,
-            vip,
-            scheduler: scheduler.to_owned(),
-            persistence_timeout,
-            persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
-            scheduler_flags,
-            mh_table_size,
-            reals,
-        })
+        service.reals = reals;
+        Ok(service)
     }
 
     /// `scheduler_flags`: the names ipvsadm `-b` accepts
@@ -558,16 +564,7 @@ impl Source<'_> {
         key: &str,
         scheduler: &'static str,
     ) -> Result<SchedFlags> {
-        /// Name, bit, the only scheduler it is valid with.
-        const FLAGS: &[(&str, u8, Option<&str>)] = &[
-            ("sh-fallback", SchedFlags::FLAG1, Some("sh")),
-            ("sh-port", SchedFlags::FLAG2, Some("sh")),
-            ("mh-fallback", SchedFlags::FLAG1, Some("mh")),
-            ("mh-port", SchedFlags::FLAG2, Some("mh")),
-            ("flag-1", SchedFlags::FLAG1, None),
-            ("flag-2", SchedFlags::FLAG2, None),
-            ("flag-3", SchedFlags::FLAG3, None),
-        ];
+        const FLAGS: &[(&str, u8, Option<&str>)] = SCHED_FLAG_NAMES;
         let list_key = format!("{key}.scheduler_flags");
         let expected = one_of(FLAGS.iter().map(|(name, ..)| name));
         let flags = self.unique_list(
@@ -637,7 +634,6 @@ impl Source<'_> {
     ) -> Result<RealConfig> {
         let raw = table.get_ref();
         let k = |name: &str| format!("{key}.{name}");
-        let addr_span = raw.addr.as_ref().map(Spanned::span);
         let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
             let expected = "the real server's address and port, e.g. \"198.18.2.11:80\"";
             self.missing(Some(table.span()), &k("addr"), expected)
@@ -652,54 +648,29 @@ impl Source<'_> {
             .unwrap_or_default();
         let weight = self.int(&raw.weight, &k("weight"), 0, RealConfig::MAX_WEIGHT)?;
         // ipvsadm -x / -y accept 0..=INT_MAX.
-        let max = i32::MAX.unsigned_abs();
+        let max = rules::MAX_THRESHOLD;
         let upper = self.int(&raw.upper_threshold, &k("upper_threshold"), 0, max)?;
         let lower = self.int(&raw.lower_threshold, &k("lower_threshold"), 0, max)?;
         let (upper, lower) = (upper.unwrap_or(0), lower.unwrap_or(0));
 
-        if addr.is_ipv4() != vip.is_ipv4() {
-            let problem = Problem::AddressFamily {
-                vip: vip.ip(),
-                real: addr.ip(),
-            };
-            return Err(self.invalid(addr_span, &k("addr"), problem));
-        }
-        if vip.port() != 0 && addr.port() == 0 {
-            let problem = Problem::RealPortZero { addr };
-            return Err(self.invalid(addr_span, &k("addr"), problem));
-        }
-        if vip.port() != 0 && forward != Forward::Nat && addr.port() != vip.port() {
-            let problem = Problem::PortMismatch {
-                forward,
-                vip_port: vip.port(),
-                real_port: addr.port(),
-            };
-            return Err(self.invalid(addr_span, &k("addr"), problem));
-        }
-        if forward == Forward::Tun {
-            let span = raw.forward.as_ref().map(Spanned::span);
-            if addr.is_ipv6() {
-                let problem = Problem::Ipv4Only {
-                    what: "forward = \"tun\" (IPIP)",
-                };
-                return Err(self.invalid(span, &k("forward"), problem));
-            }
-            if dataplane.tunnel_source.is_none() {
-                return Err(self.invalid(span, &k("forward"), Problem::TunnelSourceMissing));
-            }
-        }
-        if lower > upper {
-            let span = raw.lower_threshold.as_ref().map(Spanned::span);
-            let problem = Problem::ThresholdOrder { lower, upper };
-            return Err(self.invalid(span, &k("lower_threshold"), problem));
-        }
-        Ok(RealConfig {
+        let real = RealConfig {
             addr,
             forward,
             weight: weight.unwrap_or(RealConfig::DEFAULT_WEIGHT),
             upper_threshold: upper,
             lower_threshold: lower,
-        })
+        };
+        rules::check_real(vip, &real, dataplane.tunnel_source).map_err(|(field, problem)| {
+            let (name, leaf) = match field {
+                Field::Forward => ("forward", &raw.forward),
+                Field::LowerThreshold => ("lower_threshold", &raw.lower_threshold),
+                Field::UpperThreshold => ("upper_threshold", &raw.upper_threshold),
+                Field::Weight => ("weight", &raw.weight),
+                _ => ("addr", &raw.addr),
+            };
+            self.invalid(leaf.as_ref().map(Spanned::span), &k(name), problem)
+        })?;
+        Ok(real)
     }
 }
 
@@ -805,10 +776,4 @@ fn is_unicast(ip: IpAddr) -> bool {
             IpAddr::V4(v4) => !v4.is_broadcast(),
             IpAddr::V6(_) => true,
         }
-}
-
-/// Ones followed by zeros, as a netmask must be.
-fn is_contiguous(mask: Ipv4Addr) -> bool {
-    let m = u32::from(mask);
-    m.leading_ones() + m.trailing_zeros() == 32
 }

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::config::{Forward, Protocol, SchedFlags};
+use crate::ctrl::proto::ConnView;
 use crate::service::Totals;
 
 /// The IPVS version ipvsadm reads from the kernel and prints in the first
@@ -23,7 +24,7 @@ use crate::service::Totals;
 pub const IPVS_VERSION: &str = "1.2.1";
 
 /// One virtual service as `-L` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceView {
     pub proto: Protocol,
     pub vip: SocketAddr,
@@ -40,7 +41,7 @@ pub struct ServiceView {
 }
 
 /// One real server of a [`ServiceView`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DestView {
     pub addr: SocketAddr,
     pub forward: Forward,
@@ -58,7 +59,7 @@ pub struct DestView {
 }
 
 /// Per-second rates as IPVS estimates them (`--rate`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rates {
     pub cps: u64,
     pub inpps: u64,
@@ -86,10 +87,37 @@ pub struct Options {
     pub exact: bool,
 }
 
+/// How addresses are shown: ipvsadm's `addrport_to_anyname`.
+pub trait Names {
+    /// `a.b.c.d:port` or `[v6]:port` with `-n`; host and service names
+    /// where known without it.
+    fn addr_port(&self, addr: SocketAddr, proto: Protocol) -> String;
+}
+
+/// `-n`: numbers only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Numeric;
+
+impl Names for Numeric {
+    fn addr_port(&self, addr: SocketAddr, _: Protocol) -> String {
+        addr_port(addr)
+    }
+}
+
 /// `ipvsadm -L -n [--stats|--rate|--thresholds|--persistent-conn] [--exact]`.
 ///
 /// `conn_table_size` is what ipvsadm shows as `(size=N)`.
 pub fn list(conn_table_size: u32, services: &[ServiceView], opts: &Options) -> String {
+    list_with(conn_table_size, services, opts, &Numeric)
+}
+
+/// [`list`], addresses shown by `names`.
+pub fn list_with(
+    conn_table_size: u32,
+    services: &[ServiceView],
+    opts: &Options,
+    names: &dyn Names,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -97,7 +125,56 @@ pub fn list(conn_table_size: u32, services: &[ServiceView], opts: &Options) -> S
     );
     title(&mut out, opts.format);
     for s in services {
-        service_lines(&mut out, s, opts);
+        service_lines(&mut out, s, opts, names);
+    }
+    out
+}
+
+/// `ipvsadm -L -t|-u service`: the title and that one service, without
+/// the version line (`list_service`).
+pub fn list_one(service: &ServiceView, opts: &Options, names: &dyn Names) -> String {
+    let mut out = String::new();
+    title(&mut out, opts.format);
+    service_lines(&mut out, service, opts, names);
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(tcp: u32, tcpfin: u32, udp: u32) -> String {
+    format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n")
+}
+
+/// `ipvsadm -L -c` (`list_conn`, `print_conn`): expiry as `mm:ss`, the
+/// entries in the order given. With `--persistent-conn` the heading gains
+/// ipvsadm's "pe name" and "pe_data" columns; the rows keep the plain
+/// layout, as ipvsadm prints them for entries without a persistence
+/// engine (we have none).
+pub fn conns(entries: &[ConnView], persistent_conn: bool, names: &dyn Names) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let _ = if persistent_conn {
+        writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        )
+    } else {
+        writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        )
+    };
+    for c in entries {
+        let expire = format!("{:02}:{:02}", c.expires / 60, c.expires % 60);
+        let _ = writeln!(
+            out,
+            "{:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
+            c.proto.to_string(),
+            c.state,
+            names.addr_port(c.client, c.proto),
+            names.addr_port(c.virt, c.proto),
+            names.addr_port(c.dest, c.proto),
+        );
     }
     out
 }
@@ -111,9 +188,18 @@ pub fn list(conn_table_size: u32, services: &[ServiceView], opts: &Options) -> S
 /// when the kernel reports a tunnel type): IPIP is the only tunnel we have
 /// and the shorter line is what every ipvsadm 1.2x and 1.31 accepts.
 pub fn save(services: &[ServiceView]) -> String {
+    save_with(services, &Numeric)
+}
+
+/// [`save`], addresses shown by `names` (`ipvsadm -S` without `-n`).
+pub fn save_with(services: &[ServiceView], names: &dyn Names) -> String {
     let mut out = String::new();
     for s in services {
-        let svc = format!("{} {}", proto_switch(s.proto), addr_port(s.vip));
+        let svc = format!(
+            "{} {}",
+            proto_switch(s.proto),
+            names.addr_port(s.vip, s.proto)
+        );
         let _ = write!(out, "-A {svc} -s {}", s.scheduler);
         if s.persistence_timeout != 0 {
             let _ = write!(out, " -p {}", s.persistence_timeout);
@@ -129,7 +215,7 @@ pub fn save(services: &[ServiceView]) -> String {
             let _ = writeln!(
                 out,
                 "-a {svc} -r {} {} -w {}",
-                addr_port(d.addr),
+                names.addr_port(d.addr, s.proto),
                 fwd_switch(d.forward),
                 d.weight
             );
@@ -173,12 +259,16 @@ fn title(out: &mut String, format: Format) {
 
 /// `print_service_entry` without `FMT_RULE`: the service line, then one
 /// line per real server.
-fn service_lines(out: &mut String, s: &ServiceView, opts: &Options) {
+fn service_lines(out: &mut String, s: &ServiceView, opts: &Options, names: &dyn Names) {
     // "%-4s %s", cut at 33 bytes for IPv4 (never reached: the longest IPv4
     // name is 26 bytes, but ipvsadm cuts, so do we).
-    let mut svc = format!("{:<4} {}", s.proto.to_string(), addr_port(s.vip));
+    let mut svc = format!(
+        "{:<4} {}",
+        s.proto.to_string(),
+        names.addr_port(s.vip, s.proto)
+    );
     if s.vip.is_ipv4() {
-        svc.truncate(33);
+        cut(&mut svc, 33);
     }
     match opts.format {
         Format::Stats => {
@@ -208,9 +298,9 @@ fn service_lines(out: &mut String, s: &ServiceView, opts: &Options) {
     out.push('\n');
 
     for d in &s.dests {
-        let mut dname = addr_port(d.addr);
+        let mut dname = names.addr_port(d.addr, s.proto);
         if d.addr.is_ipv4() {
-            dname.truncate(28);
+            cut(&mut dname, 28);
         }
         let _ = match opts.format {
             Format::Plain => writeln!(
@@ -250,6 +340,17 @@ fn service_lines(out: &mut String, s: &ServiceView, opts: &Options) {
                 d.weight, d.persistent, d.active, d.inactive
             ),
         };
+    }
+}
+
+/// ipvsadm's `name[n] = '\0'`: at most `n` bytes (never inside a
+/// character: names may come from /etc/hosts).
+fn cut(s: &mut String, mut n: usize) {
+    if s.len() > n {
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        s.truncate(n);
     }
 }
 

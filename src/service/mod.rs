@@ -16,7 +16,7 @@
 
 mod table;
 
-pub use table::{ServiceError, ServiceTable, SteeringKeys};
+pub use table::{DestInfo, ServiceError, ServiceInfo, ServiceTable, SteeringKeys};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -66,7 +66,7 @@ pub struct StatsLine {
 }
 
 /// The counters summed over all workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub conns: u64,
     pub inpkts: u64,

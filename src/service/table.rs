@@ -63,6 +63,21 @@ fn same_service(snap: &Snapshot, proto: Protocol, vip: SocketAddr) -> Option<&Se
     Some(&snap.services[*i as usize])
 }
 
+/// A service as the control side lists it. Its `cfg.reals` is empty; the
+/// real servers are in `dests`.
+pub struct ServiceInfo<'a> {
+    pub cfg: &'a ServiceConfig,
+    pub stats: &'a Arc<Stats>,
+    pub dests: Vec<DestInfo<'a>>,
+}
+
+/// A real server as the control side lists it.
+pub struct DestInfo<'a> {
+    pub cfg: &'a RealConfig,
+    pub counters: &'a Arc<DestCounters>,
+}
+
+#[derive(Clone)]
 struct SvcEntry {
     cfg: ServiceConfig,
     /// Slots, newest first (IPVS adds destinations at the list head).
@@ -73,6 +88,7 @@ struct SvcEntry {
     stats: Arc<Stats>,
 }
 
+#[derive(Clone)]
 struct DestEntry {
     cfg: RealConfig,
     /// See [`Dest::last_weight`].
@@ -81,13 +97,18 @@ struct DestEntry {
     counters: Arc<DestCounters>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Slot {
     generation: u32,
     dest: Option<DestEntry>,
 }
 
 /// Services and real servers as the operator configured them.
+///
+/// A clone shares the counters of the services and servers it copies, so
+/// a batch of edits can be tried on a clone and the clone kept only if
+/// every edit succeeds.
+#[derive(Clone)]
 pub struct ServiceTable {
     ports: Vec<Port>,
     tunnel_source: Option<Ipv4Addr>,
@@ -327,6 +348,42 @@ impl ServiceTable {
     fn release(&mut self, slot: u32) {
         self.slots[slot as usize].dest = None;
         self.free.push(slot);
+    }
+
+    /// `ipvsadm -C`: every service and real server.
+    pub fn clear(&mut self) {
+        while let Some(s) = self.services.pop() {
+            for slot in s.dests {
+                self.release(slot);
+            }
+        }
+    }
+
+    /// Services in the order they were added, each with its real servers
+    /// in IPVS list order (newest first).
+    pub fn services(&self) -> impl Iterator<Item = ServiceInfo<'_>> {
+        self.services.iter().map(|s| ServiceInfo {
+            cfg: &s.cfg,
+            stats: &s.stats,
+            dests: s
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| DestInfo {
+                    cfg: &d.cfg,
+                    counters: &d.counters,
+                })
+                .collect(),
+        })
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// The outer source address of IPIP packets, if tunnels are possible.
+    pub fn tunnel_source(&self) -> Option<Ipv4Addr> {
+        self.tunnel_source
     }
 
     /// `ipvsadm --set`.

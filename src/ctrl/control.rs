@@ -1,0 +1,554 @@
+//! The control thread's state: the service table as the operator edits it,
+//! and what the listings need beside it — the rate estimates of `--rate`,
+//! the baselines of `-Z`, the connection table's size.
+//!
+//! [`Control::handle`] applies one [`Request`]: it validates everything
+//! (the socket is an interface of its own, not a private channel of
+//! `xdpvsadm`), changes nothing on error, and answers in ipvsadm's words.
+//! A `-R` batch is tried on a clone of the table and kept only if every
+//! edit in it succeeds.
+//!
+//! Traffic counters are written by the workers, each its own line, and are
+//! never reset: `-Z` remembers the current totals as a baseline that
+//! listings subtract (IPVS zeroes its counters in place, but ours have one
+//! writer per line and the control thread is not it).
+//!
+//! Rates are estimated as Linux IPVS does (`ip_vs_est.c`): every two
+//! seconds, the change of each counter over the interval, scaled (×2^10 per
+//! second for connections and packets, ×2^5 for bytes), is folded into an
+//! exponentially weighted moving average with weight 1/4; a listing shows
+//! the average rounded back to units per second.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::rules::{self, Field};
+use crate::config::{Connections, Problem, RealConfig, SCHEDULERS, ServiceConfig};
+use crate::conn::TcpState;
+use crate::ctrl::listing::{DestView, Rates, ServiceView};
+use crate::ctrl::proto::{ConnView, DestSpec, Reply, Request, Response, ServiceKey, ServiceSpec};
+use crate::service::{DestCounters, ServiceError, ServiceInfo, ServiceTable, Stats, Totals};
+
+/// How often [`Control::tick`] samples the counters (IPVS: 2 s).
+pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where `-L -c` gets the connection entries: the daemon asks its workers.
+pub trait ConnSource {
+    fn conns(&mut self) -> Vec<ConnView>;
+}
+
+/// A source with no connections (no workers, or tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConns;
+
+impl ConnSource for NoConns {
+    fn conns(&mut self) -> Vec<ConnView> {
+        Vec::new()
+    }
+}
+
+/// A fixed list of entries.
+impl ConnSource for Vec<ConnView> {
+    fn conns(&mut self) -> Vec<ConnView> {
+        self.clone()
+    }
+}
+
+/// One counter set's estimator, in IPVS's fixed point (`struct
+/// ip_vs_estimator`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Estimator {
+    last: Totals,
+    cps: i128,
+    inpps: i128,
+    outpps: i128,
+    inbps: i128,
+    outbps: i128,
+}
+
+impl Estimator {
+    fn new(now: Totals) -> Estimator {
+        Estimator {
+            last: now,
+            ..Estimator::default()
+        }
+    }
+
+    /// `estimation_timer`: one two-second sample.
+    fn sample(&mut self, now: Totals) {
+        fn step(avg: &mut i128, last: u64, now: u64, shift: u32) {
+            let rate = i128::from(now.wrapping_sub(last)) << shift;
+            *avg += (rate - *avg) >> 2;
+        }
+        let l = self.last;
+        step(&mut self.cps, l.conns, now.conns, 9);
+        step(&mut self.inpps, l.inpkts, now.inpkts, 9);
+        step(&mut self.outpps, l.outpkts, now.outpkts, 9);
+        step(&mut self.inbps, l.inbytes, now.inbytes, 4);
+        step(&mut self.outbps, l.outbytes, now.outbytes, 4);
+        self.last = now;
+    }
+
+    /// `ip_vs_read_estimator`: per second, rounded.
+    fn rates(&self) -> Rates {
+        let read = |avg: i128, round: i128, shift: u32| {
+            u64::try_from((avg + round) >> shift).unwrap_or(if avg < 0 { 0 } else { u64::MAX })
+        };
+        Rates {
+            cps: read(self.cps, 0x1ff, 10),
+            inpps: read(self.inpps, 0x1ff, 10),
+            outpps: read(self.outpps, 0x1ff, 10),
+            inbps: read(self.inbps, 0xf, 5),
+            outbps: read(self.outbps, 0xf, 5),
+        }
+    }
+}
+
+/// What the control side remembers about one counter set. Holding the
+/// `Arc` keeps its address from being reused while the entry exists, so
+/// the address identifies the set.
+struct Tracked<T> {
+    _keep: Arc<T>,
+    base: Totals,
+    est: Estimator,
+}
+
+impl<T> Tracked<T> {
+    fn new(keep: &Arc<T>, now: Totals) -> Self {
+        Tracked {
+            _keep: Arc::clone(keep),
+            base: Totals::default(),
+            est: Estimator::new(now),
+        }
+    }
+
+    fn zero(&mut self, now: Totals) {
+        self.base = now;
+        self.est = Estimator::new(now);
+    }
+
+    fn shown(&self, now: Totals) -> Totals {
+        let b = self.base;
+        Totals {
+            conns: now.conns.wrapping_sub(b.conns),
+            inpkts: now.inpkts.wrapping_sub(b.inpkts),
+            outpkts: now.outpkts.wrapping_sub(b.outpkts),
+            inbytes: now.inbytes.wrapping_sub(b.inbytes),
+            outbytes: now.outbytes.wrapping_sub(b.outbytes),
+        }
+    }
+}
+
+fn key<T>(a: &Arc<T>) -> usize {
+    Arc::as_ptr(a) as usize
+}
+
+/// The service table and everything the control socket serves from it.
+pub struct Control {
+    table: ServiceTable,
+    conn_table_size: u32,
+    services: HashMap<usize, Tracked<Stats>>,
+    dests: HashMap<usize, Tracked<DestCounters>>,
+    next_tick: Instant,
+    changed: bool,
+}
+
+impl Control {
+    /// `conn_table_size` is what listings show as `(size=N)`; `now` starts
+    /// the estimator's clock.
+    pub fn new(table: ServiceTable, conn_table_size: u32, now: Instant) -> Control {
+        let mut c = Control {
+            table,
+            conn_table_size,
+            services: HashMap::new(),
+            dests: HashMap::new(),
+            next_tick: now + ESTIMATOR_INTERVAL,
+            changed: false,
+        };
+        c.track();
+        c
+    }
+
+    pub fn table(&self) -> &ServiceTable {
+        &self.table
+    }
+
+    /// The table, for edits that do not come through the socket (a
+    /// configuration reload). Counts as a change: see [`Control::changed`].
+    pub fn table_mut(&mut self) -> &mut ServiceTable {
+        self.changed = true;
+        &mut self.table
+    }
+
+    /// Whether the table changed since the last call: the daemon then
+    /// publishes a new snapshot to the workers.
+    pub fn changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// When [`Control::tick`] next has work; a deadline for the daemon's
+    /// poll(2).
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Samples the counters for `--rate` once [`ESTIMATOR_INTERVAL`] has
+    /// passed since the last sample; otherwise does nothing, so it may be
+    /// called on every turn of the control loop. After a long pause it
+    /// takes one sample, not one per missed interval.
+    pub fn tick(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick += ESTIMATOR_INTERVAL;
+        if self.next_tick <= now {
+            self.next_tick = now + ESTIMATOR_INTERVAL;
+        }
+        self.track();
+        for t in self.services.values_mut() {
+            t.est.sample(t._keep.total());
+        }
+        for t in self.dests.values_mut() {
+            t.est.sample(t._keep.stats.total());
+        }
+    }
+
+    /// Starts tracking new counter sets, forgets those of deleted services
+    /// and servers.
+    fn track(&mut self) {
+        let mut services = HashMap::with_capacity(self.services.len());
+        let mut dests = HashMap::with_capacity(self.dests.len());
+        for s in self.table.services() {
+            let k = key(s.stats);
+            let t = self
+                .services
+                .remove(&k)
+                .unwrap_or_else(|| Tracked::new(s.stats, s.stats.total()));
+            services.insert(k, t);
+            for d in &s.dests {
+                let k = key(d.counters);
+                let t = self
+                    .dests
+                    .remove(&k)
+                    .unwrap_or_else(|| Tracked::new(d.counters, d.counters.stats.total()));
+                dests.insert(k, t);
+            }
+        }
+        self.services = services;
+        self.dests = dests;
+    }
+
+    /// Applies `req`; `conns` is asked only for `-L -c`.
+    pub fn handle(&mut self, req: Request, conns: &mut dyn ConnSource) -> Response {
+        let reply = match req {
+            Request::List { service: None } | Request::Save => Ok(Reply::Table {
+                size: self.conn_table_size,
+                services: self.views(None),
+            }),
+            Request::List { service: Some(k) } => self
+                .views(Some(k))
+                .pop()
+                .map(|v| Reply::Service(Box::new(v)))
+                .ok_or_else(|| Response::refused("No such service")),
+            Request::Zero { service } => self.zero(service).map(|()| Reply::Done),
+            Request::GetTimeouts => {
+                let t = self.table.timeouts();
+                Ok(Reply::Timeouts {
+                    tcp: t.tcp[TcpState::Established as usize],
+                    tcpfin: t.tcp[TcpState::FinWait as usize],
+                    udp: t.udp,
+                })
+            }
+            Request::ListConns => Ok(Reply::Conns(conns.conns())),
+            Request::Restore(batch) => {
+                let mut trial = self.table.clone();
+                batch
+                    .into_iter()
+                    .try_for_each(|r| edit(&mut trial, r))
+                    .map(|()| {
+                        self.table = trial;
+                        self.edited()
+                    })
+            }
+            edit_req => edit(&mut self.table, edit_req).map(|()| self.edited()),
+        };
+        match reply {
+            Ok(reply) => Response::Ok(reply),
+            Err(e) => e,
+        }
+    }
+
+    /// After a successful edit: the workers need a new snapshot, and new
+    /// services and servers need estimators.
+    fn edited(&mut self) -> Reply {
+        self.changed = true;
+        self.track();
+        Reply::Done
+    }
+
+    /// `-Z`: a zero point for the counters and rates of one service and its
+    /// servers, or of all.
+    fn zero(&mut self, service: Option<ServiceKey>) -> Result<(), Response> {
+        self.track();
+        let mut found = false;
+        for s in self.table.services() {
+            if service.is_some_and(|k| !is(&s, k)) {
+                continue;
+            }
+            found = true;
+            if let Some(t) = self.services.get_mut(&key(s.stats)) {
+                t.zero(s.stats.total());
+            }
+            for d in &s.dests {
+                if let Some(t) = self.dests.get_mut(&key(d.counters)) {
+                    t.zero(d.counters.stats.total());
+                }
+            }
+        }
+        if service.is_some() && !found {
+            return Err(Response::refused("No such service"));
+        }
+        Ok(())
+    }
+
+    /// Listing views of every service, or of the one `only` names.
+    fn views(&mut self, only: Option<ServiceKey>) -> Vec<ServiceView> {
+        self.track();
+        let mut out = Vec::new();
+        for s in self.table.services() {
+            if only.is_some_and(|k| !is(&s, k)) {
+                continue;
+            }
+            let (stats, rates) = match self.services.get(&key(s.stats)) {
+                Some(t) => (t.shown(s.stats.total()), t.est.rates()),
+                None => (s.stats.total(), Rates::default()),
+            };
+            let dests = s
+                .dests
+                .iter()
+                .map(|d| {
+                    let c = d.counters;
+                    let (stats, rates) = match self.dests.get(&key(c)) {
+                        Some(t) => (t.shown(c.stats.total()), t.est.rates()),
+                        None => (c.stats.total(), Rates::default()),
+                    };
+                    let (active, inactive) = c.conns();
+                    DestView {
+                        addr: d.cfg.addr,
+                        forward: d.cfg.forward,
+                        weight: d.cfg.weight,
+                        upper_threshold: d.cfg.upper_threshold,
+                        lower_threshold: d.cfg.lower_threshold,
+                        active,
+                        inactive,
+                        persistent: c.persistent(),
+                        stats,
+                        rates,
+                    }
+                })
+                .collect();
+            out.push(ServiceView {
+                proto: s.cfg.proto,
+                vip: s.cfg.vip,
+                scheduler: s.cfg.scheduler.clone(),
+                flags: s.cfg.scheduler_flags,
+                persistence_timeout: s.cfg.persistence_timeout,
+                persistence_netmask: s.cfg.persistence_netmask,
+                stats,
+                rates,
+                dests,
+            });
+        }
+        out
+    }
+}
+
+fn is(s: &ServiceInfo<'_>, k: ServiceKey) -> bool {
+    s.cfg.proto == k.proto && s.cfg.vip == k.vip
+}
+
+fn find<'a>(t: &'a ServiceTable, k: ServiceKey) -> Option<ServiceInfo<'a>> {
+    t.services().find(|s| is(s, k))
+}
+
+/// A rule's refusal as one line: the ipvsadm option it concerns, then why.
+fn rule_error((field, problem): (Field, Problem)) -> Response {
+    if problem == Problem::PortZeroNotPersistent {
+        // ipvsadm's own check, in its words.
+        return Response::refused("Zero port specified for non-persistent service");
+    }
+    let option = match field {
+        Field::Vip => "service-address",
+        Field::Scheduler => "scheduler",
+        Field::PersistenceTimeout => "persistent",
+        Field::PersistenceNetmask => "netmask",
+        Field::SchedulerFlags => "sched-flags",
+        Field::MhTableSize => "mh_table_size",
+        Field::Addr => "real-server",
+        Field::Forward => "forwarding-method",
+        Field::Weight => "weight",
+        Field::UpperThreshold => "u-threshold",
+        Field::LowerThreshold => "l-threshold",
+    };
+    Response::refused(format!("{option}: {problem}"))
+}
+
+/// What the table refused, in libipvs's words where it has them.
+fn table_error(e: ServiceError, adding: bool) -> Response {
+    Response::refused(match e {
+        ServiceError::ServiceExists { .. } => "Service already exists".to_owned(),
+        ServiceError::NoService { .. } if adding => "Service not defined".to_owned(),
+        ServiceError::NoService { .. } => "No such service".to_owned(),
+        ServiceError::DestExists { .. } => "Destination already exists".to_owned(),
+        ServiceError::NoDest { .. } => "No such destination".to_owned(),
+        ServiceError::Scheduler(_) => "Scheduler or persistence engine not found".to_owned(),
+        other => other.to_string(),
+    })
+}
+
+/// The table's configuration of `spec`, its checks passed; `mh_table_size`
+/// (which ipvsadm cannot set) kept from `existing`.
+fn service_config(
+    spec: &ServiceSpec,
+    existing: Option<&ServiceConfig>,
+) -> Result<ServiceConfig, Response> {
+    if spec.vip.is_ipv6() {
+        // libipvs's EOPNOTSUPP: the table serves IPv4 services only.
+        return Err(Response::refused("Operation not supported with IPv6"));
+    }
+    if !SCHEDULERS.contains(&spec.scheduler.as_str()) {
+        return Err(Response::refused(
+            "Scheduler or persistence engine not found",
+        ));
+    }
+    let mut cfg = ServiceConfig::new(spec.proto, spec.vip, &spec.scheduler);
+    cfg.persistence_timeout = spec.persistence_timeout;
+    cfg.persistence_netmask = spec.persistence_netmask;
+    cfg.scheduler_flags = spec.flags;
+    if let Some(e) = existing.filter(|e| e.scheduler == "mh" && spec.scheduler == "mh") {
+        cfg.mh_table_size = e.mh_table_size;
+    }
+    rules::check_service(&cfg).map_err(rule_error)?;
+    Ok(cfg)
+}
+
+fn real_config(t: &ServiceTable, spec: &DestSpec) -> Result<RealConfig, Response> {
+    let real = RealConfig {
+        addr: spec.addr,
+        forward: spec.forward,
+        weight: spec.weight,
+        upper_threshold: spec.upper_threshold,
+        lower_threshold: spec.lower_threshold,
+    };
+    if spec.addr.is_ipv4() != spec.service.vip.is_ipv4() {
+        // libipvs's EAFNOSUPPORT.
+        return Err(Response::refused(
+            "Operation not supported with specified address family",
+        ));
+    }
+    rules::check_real(spec.service.vip, &real, t.tunnel_source()).map_err(rule_error)?;
+    Ok(real)
+}
+
+fn has_dest(s: &ServiceInfo<'_>, addr: SocketAddr) -> bool {
+    s.dests.iter().any(|d| d.cfg.addr == addr)
+}
+
+/// Applies one table edit, checked in the order IPVS checks (the service,
+/// then the server, then the settings); nothing changes on error.
+fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
+    match req {
+        Request::AddService(spec) => {
+            if find(t, spec.key()).is_some() {
+                return Err(Response::refused("Service already exists"));
+            }
+            let cfg = service_config(&spec, None)?;
+            t.add_service(&cfg).map_err(|e| table_error(e, false))
+        }
+        Request::EditService(spec) => {
+            let Some(existing) = find(t, spec.key()) else {
+                return Err(Response::refused("No such service"));
+            };
+            let cfg = service_config(&spec, Some(existing.cfg))?;
+            t.edit_service(&cfg).map_err(|e| table_error(e, false))
+        }
+        Request::DelService(k) => t
+            .del_service(k.proto, k.vip)
+            .map_err(|e| table_error(e, false)),
+        Request::Clear => {
+            t.clear();
+            Ok(())
+        }
+        Request::AddDest(spec) => {
+            let Some(s) = find(t, spec.service) else {
+                return Err(Response::refused("Service not defined"));
+            };
+            if has_dest(&s, spec.addr) {
+                return Err(Response::refused("Destination already exists"));
+            }
+            let real = real_config(t, &spec)?;
+            let k = spec.service;
+            t.add_dest(k.proto, k.vip, &real)
+                .map_err(|e| table_error(e, true))
+        }
+        Request::EditDest(spec) => {
+            let Some(s) = find(t, spec.service) else {
+                return Err(Response::refused("Service not defined"));
+            };
+            if !has_dest(&s, spec.addr) {
+                return Err(Response::refused("No such destination"));
+            }
+            let real = real_config(t, &spec)?;
+            let k = spec.service;
+            t.edit_dest(k.proto, k.vip, &real)
+                .map_err(|e| table_error(e, true))
+        }
+        Request::DelDest { service, dest } => {
+            let Some(s) = find(t, service) else {
+                return Err(Response::refused("Service not defined"));
+            };
+            if !has_dest(&s, dest) {
+                return Err(Response::refused("No such destination"));
+            }
+            t.del_dest(service.proto, service.vip, dest)
+                .map_err(|e| table_error(e, true))
+        }
+        Request::SetTimeouts { tcp, tcpfin, udp } => {
+            let max = Connections::MAX_TIMEOUT;
+            if let Some(bad) = [tcp, tcpfin, udp].into_iter().find(|&v| v > max) {
+                return Err(Response::refused(format!(
+                    "invalid timeout value `{bad}' specified (at most {max})"
+                )));
+            }
+            t.set_timeouts(tcp, tcpfin, udp);
+            Ok(())
+        }
+        other => Err(Response::refused(format!(
+            "{} cannot be part of a restore",
+            request_name(&other)
+        ))),
+    }
+}
+
+/// The ipvsadm command a request stands for, for messages.
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::AddService(_) => "--add-service",
+        Request::EditService(_) => "--edit-service",
+        Request::DelService(_) => "--delete-service",
+        Request::Clear => "--clear",
+        Request::AddDest(_) => "--add-server",
+        Request::EditDest(_) => "--edit-server",
+        Request::DelDest { .. } => "--delete-server",
+        Request::List { .. } | Request::GetTimeouts | Request::ListConns => "--list",
+        Request::Save => "--save",
+        Request::Zero { .. } => "--zero",
+        Request::SetTimeouts { .. } => "--set",
+        Request::Restore(_) => "--restore",
+    }
+}
+
+#[cfg(test)]
+mod tests;

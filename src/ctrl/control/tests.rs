@@ -1,0 +1,674 @@
+//! The whole control path short of the socket: command lines parsed as
+//! `xdpvsadm` parses them, handled by [`Control`], rendered as `xdpvsadm`
+//! prints the reply.
+
+use super::*;
+use crate::conn::Timeouts;
+use crate::ctrl::adm::{self, Action, View};
+use crate::ctrl::listing::Numeric;
+
+const RULES: &str = include_str!("../../../tests/data/ipvsadm-rules.txt");
+
+fn control() -> Control {
+    let table = ServiceTable::new(
+        Vec::new(),
+        Some("198.18.0.2".parse().unwrap()),
+        Timeouts::default(),
+    );
+    Control::new(table, 4096, Instant::now())
+}
+
+/// Runs one `xdpvsadm` command line: (stdout, or (stderr, exit status)).
+fn run(c: &mut Control, line: &str) -> Result<String, (String, u8)> {
+    run_with(c, line, &mut NoConns)
+}
+
+fn run_with(
+    c: &mut Control,
+    line: &str,
+    conns: &mut dyn ConnSource,
+) -> Result<String, (String, u8)> {
+    let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let inv = adm::parse(&args).map_err(|e| (e.message, e.status))?;
+    let (request, view) = match inv.action {
+        Action::Send { request, view } => (request, view),
+        other => panic!("{line}: not a request: {other:?}"),
+    };
+    match c.handle(request, conns) {
+        Response::Ok(reply) => Ok(adm::render(&reply, &view, &Numeric)),
+        Response::Err { message, status } => Err((message, status)),
+    }
+}
+
+fn restore(c: &mut Control, rules: &str) -> Result<String, (String, u8)> {
+    let batch = adm::parse_rules(rules).map_err(|e| (e.message, e.status))?;
+    match c.handle(Request::Restore(batch), &mut NoConns) {
+        Response::Ok(reply) => Ok(adm::render(&reply, &View::default(), &Numeric)),
+        Response::Err { message, status } => Err((message, status)),
+    }
+}
+
+/// Adds traffic to a service's and its servers' counters, as workers do.
+fn traffic(c: &Control, vip: &str, conns: u64, pkts: u64, bytes: u64) {
+    let vip: SocketAddr = vip.parse().unwrap();
+    for s in c.table().services().filter(|s| s.cfg.vip == vip) {
+        for d in &s.dests {
+            let line = d.counters.stats.line(0).unwrap();
+            let svc = d.counters.service_stats.line(0).unwrap();
+            for _ in 0..conns {
+                line.conn();
+                svc.conn();
+            }
+            for _ in 0..pkts {
+                line.inbound(bytes as usize);
+                svc.inbound(bytes as usize);
+                line.outbound(bytes as usize);
+                svc.outbound(bytes as usize);
+            }
+        }
+    }
+}
+
+const SAVED: &str = "\
+-A -t 198.18.1.1:80 -s wlc
+-a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 1
+-A -t 198.18.1.2:443 -s wlc -p 300
+-a -t 198.18.1.2:443 -r 198.18.2.21:443 -g -w 1
+-A -t 198.18.1.4:0 -s sh -p 3600 -M 255.255.255.0 -b sh-fallback,sh-port
+-a -t 198.18.1.4:0 -r 198.18.2.41:0 -g -w 1
+-A -t 198.18.1.5:8080 -s wrr
+-a -t 198.18.1.5:8080 -r 198.18.2.51:80 -m -w 5
+-A -t 198.18.1.6:80 -s lc
+-a -t 198.18.1.6:80 -r 198.18.2.61:80 -g -w 3
+-a -t 198.18.1.6:80 -r 198.18.2.62:80 -m -w 0
+-A -t 198.18.1.7:21 -s rr -p 600
+-a -t 198.18.1.7:21 -r 198.18.2.71:21 -g -w 1
+-A -t 198.18.1.9:0 -s wlc -p 300 -M 255.255.0.0
+-a -t 198.18.1.9:0 -r 198.18.2.91:0 -g -w 4
+-A -t 198.18.1.10:25 -s lblc
+-a -t 198.18.1.10:25 -r 198.18.2.101:25 -m -w 1
+-A -t 198.18.1.11:80 -s mh -b mh-port
+-a -t 198.18.1.11:80 -r 198.18.2.111:80 -g -w 1
+-A -t 198.18.1.13:443 -s sed -p 300
+-a -t 198.18.1.13:443 -r 198.18.2.131:443 -g -w 10
+-A -t 198.18.1.14:3306 -s nq
+-a -t 198.18.1.14:3306 -r 198.18.2.141:3307 -m -w 2
+-A -t 198.18.1.15:80 -s rr
+-a -t 198.18.1.15:80 -r 198.18.2.151:80 -g -w 7
+-A -u 198.18.1.3:53 -s rr
+-a -u 198.18.1.3:53 -r 198.18.2.31:5353 -m -w 1
+-A -u 198.18.1.8:514 -s sh
+-a -u 198.18.1.8:514 -r 198.18.2.81:514 -m -w 1
+-A -u 198.18.1.12:123 -s dh
+-a -u 198.18.1.12:123 -r 198.18.2.121:123 -m -w 1
+";
+
+#[test]
+fn the_corpus_restores_to_the_expected_rules() {
+    let mut c = control();
+    assert_eq!(restore(&mut c, RULES), Ok(String::new()));
+    assert!(c.changed());
+    assert!(!c.changed(), "changed() reports a change once");
+    assert_eq!(run(&mut c, "-S -n"), Ok(SAVED.to_owned()));
+    assert_eq!(
+        run(&mut c, "-L --timeout"),
+        Ok("Timeout (tcp tcpfin udp): 900 120 300\n".to_owned())
+    );
+}
+
+#[test]
+fn save_clear_restore_save_is_identical() {
+    let mut c = control();
+    restore(&mut c, RULES).unwrap();
+    let saved = run(&mut c, "-S -n").unwrap();
+    assert_eq!(run(&mut c, "-C"), Ok(String::new()));
+    assert_eq!(run(&mut c, "-S -n"), Ok(String::new()));
+    restore(&mut c, &saved).unwrap();
+    assert_eq!(run(&mut c, "-S -n"), Ok(saved));
+}
+
+fn small() -> Control {
+    let mut c = control();
+    restore(
+        &mut c,
+        "-A -t 198.18.1.1:80 -s wlc
+         -a -t 198.18.1.1:80 -r 198.18.2.12:80 -i -w 3 -x 100 -y 50
+         -a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 1
+         -A -u 198.18.1.2:53 -s rr
+         -a -u 198.18.1.2:53 -r 198.18.2.21:53 -m -w 1
+         -A -t 198.18.1.3:0 -s sh -p 300 -M 255.255.255.0 -b sh-port
+         -a -t 198.18.1.3:0 -r 198.18.2.31 -g -w 2",
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn every_listing_format() {
+    let mut c = small();
+    traffic(&c, "198.18.1.1:80", 1523, 98231, 1000);
+    for _ in 0..3 {
+        // Sorted as ipvsadm sorts: by address, TCP before UDP.
+        assert_eq!(
+            run(&mut c, "-L -n"),
+            Ok("\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.1.1:80 wlc
+  -> 198.18.2.11:80               Route   1      0          0         
+  -> 198.18.2.12:80               Tunnel  3      0          0         
+TCP  198.18.1.3:0 sh (sh-port) persistent 300 mask 255.255.255.0
+  -> 198.18.2.31:0                Route   2      0          0         
+UDP  198.18.1.2:53 rr
+  -> 198.18.2.21:53               Masq    1      0          0         
+"
+            .to_owned())
+        );
+        assert_eq!(run(&mut c, "-l -n"), run(&mut c, "--list --numeric"));
+        assert_eq!(run(&mut c, "-Ln"), run(&mut c, "-L -n --sort"));
+    }
+    assert_eq!(
+        run(&mut c, "-L -n --stats"),
+        Ok("\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  198.18.1.1:80                    3046   196462   196462  196462K  196462K
+  -> 198.18.2.11:80                   1523    98231    98231 98231000 98231000
+  -> 198.18.2.12:80                   1523    98231    98231 98231000 98231000
+TCP  198.18.1.3:0                        0        0        0        0        0
+  -> 198.18.2.31:0                       0        0        0        0        0
+UDP  198.18.1.2:53                       0        0        0        0        0
+  -> 198.18.2.21:53                      0        0        0        0        0
+"
+        .to_owned())
+    );
+    assert_eq!(
+        run(&mut c, "-L -n --stats --exact").unwrap().lines().nth(3),
+        Some("TCP  198.18.1.1:80                    3046   196462   196462 196462000 196462000")
+    );
+    assert_eq!(
+        run(&mut c, "-L -n --thresholds"),
+        Ok("\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.1.1:80 wlc
+  -> 198.18.2.11:80               0          0          0          0         
+  -> 198.18.2.12:80               100        50         0          0         
+TCP  198.18.1.3:0 sh (sh-port) persistent 300 mask 255.255.255.0
+  -> 198.18.2.31:0                0          0          0          0         
+UDP  198.18.1.2:53 rr
+  -> 198.18.2.21:53               0          0          0          0         
+"
+        .to_owned())
+    );
+    assert_eq!(
+        run(&mut c, "-L -n --persistent-conn"),
+        Ok("\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.1.1:80 wlc
+  -> 198.18.2.11:80               1         0           0          0         
+  -> 198.18.2.12:80               3         0           0          0         
+TCP  198.18.1.3:0 sh (sh-port) persistent 300 mask 255.255.255.0
+  -> 198.18.2.31:0                2         0           0          0         
+UDP  198.18.1.2:53 rr
+  -> 198.18.2.21:53               1         0           0          0         
+"
+        .to_owned())
+    );
+    // One service: no version line (ipvsadm's list_service).
+    assert_eq!(
+        run(&mut c, "-L -n -u 198.18.1.2:53"),
+        Ok("\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+UDP  198.18.1.2:53 rr
+  -> 198.18.2.21:53               Masq    1      0          0         
+"
+        .to_owned())
+    );
+    // --nosort: the table's order, servers newest first as IPVS lists them.
+    let nosort = run(&mut c, "-L -n --nosort").unwrap();
+    let rows: Vec<&str> = nosort.lines().skip(3).map(|l| &l[..20]).collect();
+    assert_eq!(
+        rows,
+        [
+            "TCP  198.18.1.1:80 w",
+            "  -> 198.18.2.11:80 ",
+            "  -> 198.18.2.12:80 ",
+            "UDP  198.18.1.2:53 r",
+            "  -> 198.18.2.21:53 ",
+            "TCP  198.18.1.3:0 sh",
+            "  -> 198.18.2.31:0  ",
+        ]
+    );
+}
+
+#[test]
+fn rates_are_estimated_as_ipvs_does() {
+    let mut c = small();
+    let t0 = c.next_tick();
+    // Not yet due: nothing sampled.
+    traffic(&c, "198.18.1.1:80", 2000, 2000, 500);
+    c.tick(t0 - Duration::from_millis(1));
+    assert!(run(&mut c, "-L -n --rate").unwrap().contains(
+        "TCP  198.18.1.1:80                       0        0        0        0        0"
+    ));
+    // One sample of 1000/s: a quarter of it, IPVS's first estimate
+    // ((2000 << 9) >> 2, read back as (x + 0x1ff) >> 10).
+    c.tick(t0);
+    let rate = run(&mut c, "-L -n --rate").unwrap();
+    assert_eq!(
+        rate,
+        "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  198.18.1.1:80                     500      500      500   250000   250000
+  -> 198.18.2.11:80                    250      250      250   125000   125000
+  -> 198.18.2.12:80                    250      250      250   125000   125000
+TCP  198.18.1.3:0                        0        0        0        0        0
+  -> 198.18.2.31:0                       0        0        0        0        0
+UDP  198.18.1.2:53                       0        0        0        0        0
+  -> 198.18.2.21:53                      0        0        0        0        0
+"
+    );
+    // A steady rate converges on the rate itself.
+    let mut t = t0;
+    for _ in 0..60 {
+        t += ESTIMATOR_INTERVAL;
+        traffic(&c, "198.18.1.1:80", 2000, 2000, 500);
+        c.tick(t);
+    }
+    let rate = run(&mut c, "-L -n --rate").unwrap();
+    assert!(
+        rate.contains(
+            "  -> 198.18.2.11:80                   1000     1000     1000   500000   500000"
+        ),
+        "{rate}"
+    );
+    // Several intervals late: one sample, and the next one due a full
+    // interval later.
+    c.tick(t + ESTIMATOR_INTERVAL * 5);
+    assert_eq!(c.next_tick(), t + ESTIMATOR_INTERVAL * 6);
+}
+
+#[test]
+fn zero_sets_a_baseline_for_one_service_or_all() {
+    let mut c = small();
+    traffic(&c, "198.18.1.1:80", 10, 20, 100);
+    traffic(&c, "198.18.1.2:53", 1, 2, 100);
+    let t = c.next_tick();
+    c.tick(t);
+    c.changed();
+    assert_eq!(run(&mut c, "-Z -t 198.18.1.1:80"), Ok(String::new()));
+    assert!(!c.changed(), "zeroing changes nothing the workers see");
+    let stats = run(&mut c, "-L -n --stats").unwrap();
+    assert!(
+        stats.contains("TCP  198.18.1.1:80                       0        0"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("UDP  198.18.1.2:53                       1        2"),
+        "{stats}"
+    );
+    let rate = run(&mut c, "-L -n --rate").unwrap();
+    assert!(
+        rate.contains("  -> 198.18.2.11:80                      0        0"),
+        "{rate}"
+    );
+    traffic(&c, "198.18.1.1:80", 3, 4, 100);
+    let stats = run(&mut c, "-L -n --stats").unwrap();
+    assert!(
+        stats.contains(
+            "  -> 198.18.2.11:80                      3        4        4      400      400"
+        ),
+        "{stats}"
+    );
+    assert_eq!(run(&mut c, "-Z"), Ok(String::new()));
+    let stats = run(&mut c, "-L -n --stats").unwrap();
+    assert_eq!(
+        stats
+            .matches("        0        0        0        0        0\n")
+            .count(),
+        7,
+        "{stats}"
+    );
+    assert_eq!(
+        run(&mut c, "-Z -t 198.18.9.9:80"),
+        Err(("No such service".to_owned(), 255))
+    );
+}
+
+#[test]
+fn connection_entries() {
+    let mut c = small();
+    let mut conns = vec![
+        ConnView {
+            proto: crate::config::Protocol::Tcp,
+            client: "198.19.0.10:40001".parse().unwrap(),
+            virt: "198.18.1.1:80".parse().unwrap(),
+            dest: "198.18.2.11:80".parse().unwrap(),
+            state: "ESTABLISHED".into(),
+            expires: 899,
+        },
+        ConnView {
+            proto: crate::config::Protocol::Udp,
+            client: "198.19.0.11:5353".parse().unwrap(),
+            virt: "198.18.1.2:53".parse().unwrap(),
+            dest: "198.18.2.21:53".parse().unwrap(),
+            state: "UDP".into(),
+            expires: 61,
+        },
+    ];
+    assert_eq!(
+        run_with(&mut c, "-L -n -c", &mut conns),
+        Ok("\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.19.0.10:40001  198.18.1.1:80      198.18.2.11:80
+UDP 01:01  UDP         198.19.0.11:5353   198.18.1.2:53      198.18.2.21:53
+"
+        .to_owned())
+    );
+    assert_eq!(
+        run_with(&mut c, "-L -n -c --persistent-conn", &mut conns)
+            .unwrap()
+            .lines()
+            .nth(1),
+        Some(
+            "pro expire state       source             virtual            destination        pe name          pe_data"
+        )
+    );
+}
+
+/// Every refusal: ipvsadm's message, a non-zero status, nothing changed.
+#[test]
+fn refusals_change_nothing() {
+    let mut c = small();
+    let before = run(&mut c, "-S -n").unwrap();
+    assert!(c.changed());
+    let cases: &[(&str, &str, u8)] = &[
+        (
+            "-a -t 198.18.9.9:80 -r 198.18.2.11",
+            "Service not defined",
+            255,
+        ),
+        (
+            "-e -t 198.18.9.9:80 -r 198.18.2.11",
+            "Service not defined",
+            255,
+        ),
+        (
+            "-d -t 198.18.9.9:80 -r 198.18.2.11",
+            "Service not defined",
+            255,
+        ),
+        (
+            "-e -t 198.18.1.1:80 -r 198.18.2.99",
+            "No such destination",
+            255,
+        ),
+        (
+            "-d -t 198.18.1.1:80 -r 198.18.2.99",
+            "No such destination",
+            255,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.11",
+            "Destination already exists",
+            255,
+        ),
+        ("-A -t 198.18.1.1:80", "Service already exists", 255),
+        ("-E -t 198.18.9.9:80", "No such service", 255),
+        ("-D -t 198.18.9.9:80", "No such service", 255),
+        ("-L -t 198.18.9.9:80", "No such service", 255),
+        (
+            "-A -t 198.18.1.9:80 -s nope",
+            "Scheduler or persistence engine not found",
+            255,
+        ),
+        (
+            "-E -t 198.18.1.1:80 -s fifo",
+            "Scheduler or persistence engine not found",
+            255,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.13 -w 65536",
+            "illegal weight specified",
+            2,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.13 -w -1",
+            "illegal weight specified",
+            2,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.13 -w x",
+            "illegal weight specified",
+            2,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.13 -x 10 -y 20",
+            "l-threshold: expected at most upper_threshold (10; 0 = no limit, which allows only 0 here), got 20",
+            255,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.300",
+            "illegal real server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.300:80",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9:http-nope",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9:70000",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9",
+            "Zero port specified for non-persistent service",
+            2,
+        ),
+        (
+            "-A -t [2001:db8::1]:80",
+            "Operation not supported with IPv6",
+            255,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r [2001:db8::2]:80",
+            "Operation not supported with specified address family",
+            255,
+        ),
+        (
+            "-a -t 198.18.1.1:80 -r 198.18.2.13:0 -m",
+            "real-server: expected the real server's port (port 0 is only valid when the service port is 0), got 198.18.2.13:0",
+            255,
+        ),
+        (
+            "-A -t 198.18.1.9:80 -M 255.0.255.0 -p",
+            "netmask: expected a contiguous IPv4 netmask, e.g. \"255.255.255.0\", got 255.0.255.0",
+            255,
+        ),
+        (
+            "-A -t 198.18.1.9:80 -b sh-port",
+            "incompatible scheduler flag `sh-port'",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9:80 -b nope",
+            "invalid scheduler flag `nope'",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9:80 -p 0",
+            "invalid timeout value `0' specified",
+            2,
+        ),
+        (
+            "-A -f 1",
+            "fwmark services (-f) are not supported by xdpvs; use -t or -u",
+            2,
+        ),
+        (
+            "-A -t 198.18.1.9:80 -r 198.18.2.1",
+            "Illegal 'real-server' option with the 'add-service' command",
+            2,
+        ),
+        (
+            "-a -t 198.18.1.1:80",
+            "You need to supply the 'real-server' option for the 'add-server' command",
+            2,
+        ),
+        (
+            "-L -c -t 198.18.1.1:80",
+            "The option 'service-address' conflicts with the 'connection' option in the 'list' command",
+            2,
+        ),
+        ("-L -c --stats", "options conflicts in the list command", 2),
+        (
+            "-A -t 198.18.1.9:80 -s rr -s wlc",
+            "multiple 'scheduler' options specified",
+            2,
+        ),
+        ("-A -D -t 198.18.1.9:80", "invalid option `-D'", 2),
+        (
+            "-n -L",
+            "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
+            255,
+        ),
+        ("-L --bogus", "--bogus: unknown option", 255),
+        ("-A -t", "-t: missing argument", 255),
+        ("--set 1 2", "--set option requires 3 timeout values", 2),
+        ("-C extra", "unexpected argument extra", 2),
+    ];
+    for &(line, message, status) in cases {
+        assert_eq!(
+            run(&mut c, line),
+            Err((message.to_owned(), status)),
+            "{line}"
+        );
+        assert!(!c.changed(), "{line} changed the table");
+        assert_eq!(run(&mut c, "-S -n").unwrap(), before, "{line}");
+    }
+    // Requests that bypass xdpvsadm's checks meet the daemon's.
+    let k = ServiceKey {
+        proto: crate::config::Protocol::Tcp,
+        vip: "198.18.1.1:80".parse().unwrap(),
+    };
+    let bad = DestSpec {
+        service: k,
+        addr: "198.18.2.13:80".parse().unwrap(),
+        forward: crate::config::Forward::Dr,
+        weight: 65536,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    for (req, message) in [
+        (
+            Request::AddDest(bad),
+            "weight: expected an integer 0..=65535, got 65536",
+        ),
+        (
+            Request::AddDest(DestSpec {
+                weight: 1,
+                addr: "198.18.2.13:8080".parse().unwrap(),
+                ..bad
+            }),
+            "real-server: expected port 80 (the VIP's port; forward = \"dr\" cannot change the port, only \"nat\" can), got 8080",
+        ),
+        (
+            Request::Restore(vec![Request::Save]),
+            "--save cannot be part of a restore",
+        ),
+        (
+            Request::SetTimeouts {
+                tcp: u32::MAX,
+                tcpfin: 0,
+                udp: 0,
+            },
+            "invalid timeout value `4294967295' specified (at most 2147483)",
+        ),
+    ] {
+        assert_eq!(
+            c.handle(req.clone(), &mut NoConns),
+            Response::refused(message),
+            "{req:?}"
+        );
+        assert!(!c.changed());
+    }
+    assert_eq!(run(&mut c, "-S -n").unwrap(), before);
+}
+
+#[test]
+fn a_restore_applies_all_or_nothing() {
+    let mut c = small();
+    let before = run(&mut c, "-S -n").unwrap();
+    c.changed();
+    let rules = "-A -t 198.18.1.20:80 -s rr
+                 -a -t 198.18.1.20:80 -r 198.18.2.201:80
+                 -D -t 198.18.1.1:80
+                 -a -t 198.18.1.20:80 -r 198.18.2.201:80";
+    assert_eq!(
+        restore(&mut c, rules),
+        Err(("Destination already exists".to_owned(), 255))
+    );
+    assert!(!c.changed());
+    assert_eq!(run(&mut c, "-S -n").unwrap(), before);
+    // A line ipvsadm would reject stops the batch before it is sent.
+    assert_eq!(
+        restore(
+            &mut c,
+            "-A -t 198.18.1.21:80\n-a -t 198.18.1.21:80 -r 198.18.2.1 -w 99999"
+        ),
+        Err(("illegal weight specified".to_owned(), 2))
+    );
+    assert_eq!(
+        restore(&mut c, "-L -n"),
+        Err((
+            "only -A -E -D -C -a -e -d --set can be restored: -L -n".to_owned(),
+            2
+        ))
+    );
+    assert_eq!(
+        restore(&mut c, "-R"),
+        Err((
+            "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.".to_owned(),
+            255
+        ))
+    );
+    assert_eq!(run(&mut c, "-S -n").unwrap(), before);
+}
+
+#[test]
+fn edits_keep_counters_and_deleted_servers_lose_them() {
+    let mut c = small();
+    traffic(&c, "198.18.1.1:80", 5, 0, 0);
+    run(&mut c, "-e -t 198.18.1.1:80 -r 198.18.2.11:80 -w 0").unwrap();
+    run(&mut c, "-E -t 198.18.1.1:80 -s rr").unwrap();
+    let stats = run(&mut c, "-L -n --stats").unwrap();
+    assert!(
+        stats.contains("  -> 198.18.2.11:80                      5"),
+        "{stats}"
+    );
+    run(&mut c, "-d -t 198.18.1.1:80 -r 198.18.2.11:80").unwrap();
+    run(&mut c, "-a -t 198.18.1.1:80 -r 198.18.2.11:80").unwrap();
+    let stats = run(&mut c, "-L -n --stats").unwrap();
+    assert!(
+        stats.contains("  -> 198.18.2.11:80                      0"),
+        "{stats}"
+    );
+    assert!(c.changed());
+}

@@ -1,0 +1,323 @@
+//! The control socket's protocol: what `xdpvsadm` asks the daemon and what
+//! it answers.
+//!
+//! # Framing
+//!
+//! A Unix stream socket carrying one JSON object per line (`\n`-terminated,
+//! UTF-8), request and response alternating: the client writes one request
+//! line, the daemon answers with one response line, and the client may send
+//! the next request on the same connection or hang up.
+//!
+//! A request line is at most [`MAX_REQUEST`] bytes, its newline included;
+//! the daemon answers a longer one, a line that is not a request, or one of
+//! another protocol version with an error response and closes the
+//! connection. A response line is at most [`MAX_RESPONSE`] bytes.
+//!
+//! # Messages
+//!
+//! ```text
+//! {"version":1,"request":"clear"}
+//! {"version":1,"request":{"add_service":{"proto":"tcp","vip":"198.18.1.1:80",
+//!   "scheduler":"wlc","persistence_timeout":0,"persistence_netmask":"255.255.255.255",
+//!   "flags":0}}}
+//! {"version":1,"response":{"ok":"done"}}
+//! {"version":1,"response":{"err":{"message":"Service not defined","status":255}}}
+//! ```
+//!
+//! [`Request`] and [`Response`] are the schema (serde's externally tagged
+//! enums, names in snake_case). Requests mirror ipvsadm's commands; replies
+//! carry data rather than text, so that `xdpvsadm` can print names instead
+//! of numbers (resolving them itself, never in the daemon) and sort as
+//! ipvsadm does. Every request is validated by the daemon: the socket is an
+//! interface in its own right, not a private channel of `xdpvsadm`.
+//!
+//! `version` changes whenever a message changes incompatibly.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Forward, Protocol, SchedFlags};
+use crate::ctrl::listing::ServiceView;
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Longest request line, newline included. A full `-R` of a few hundred
+/// services fits; anything longer is refused rather than buffered.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Longest response line the client accepts (a listing of every service
+/// with all counters, or every connection of `-c`).
+pub const MAX_RESPONSE: usize = 256 << 20;
+
+/// A virtual service: `-t|-u host:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub proto: Protocol,
+    pub vip: SocketAddr,
+}
+
+/// A virtual service's settings (`-A`, `-E`): everything ipvsadm sends.
+/// As in ipvsadm, `-E` replaces all of them: what the command line leaves
+/// out takes its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub proto: Protocol,
+    pub vip: SocketAddr,
+    /// `-s`.
+    pub scheduler: String,
+    /// `-p`, seconds; 0 = not persistent.
+    pub persistence_timeout: u32,
+    /// `-M`.
+    pub persistence_netmask: Ipv4Addr,
+    /// `-b`.
+    pub flags: SchedFlags,
+}
+
+impl ServiceSpec {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            proto: self.proto,
+            vip: self.vip,
+        }
+    }
+}
+
+/// A real server's settings (`-a`, `-e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestSpec {
+    pub service: ServiceKey,
+    /// `-r`.
+    pub addr: SocketAddr,
+    /// `-g`, `-i`, `-m`.
+    pub forward: Forward,
+    /// `-w`.
+    pub weight: u32,
+    /// `-x`; 0 = no limit.
+    pub upper_threshold: u32,
+    /// `-y`; 0 = no limit.
+    pub lower_threshold: u32,
+}
+
+/// What a client asks; one per ipvsadm command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// `-A`.
+    AddService(ServiceSpec),
+    /// `-E`.
+    EditService(ServiceSpec),
+    /// `-D`.
+    DelService(ServiceKey),
+    /// `-C`.
+    Clear,
+    /// `-a`.
+    AddDest(DestSpec),
+    /// `-e`.
+    EditDest(DestSpec),
+    /// `-d`.
+    DelDest {
+        service: ServiceKey,
+        dest: SocketAddr,
+    },
+    /// `-L` of every service ([`Reply::Table`]), or of one
+    /// ([`Reply::Service`]).
+    List { service: Option<ServiceKey> },
+    /// `-S` ([`Reply::Table`]).
+    Save,
+    /// `-Z`: the counters of one service and its real servers, or of all.
+    Zero { service: Option<ServiceKey> },
+    /// `--set tcp tcpfin udp`; 0 leaves a timeout unchanged.
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// `-L --timeout` ([`Reply::Timeouts`]).
+    GetTimeouts,
+    /// `-L -c` ([`Reply::Conns`]).
+    ListConns,
+    /// `-R`: the requests in order, applied all or none. Only table edits
+    /// (`-A -E -D -C -a -e -d --set`) may appear in it.
+    Restore(Vec<Request>),
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    /// `message` is one line, ipvsadm's wording where ipvsadm has one;
+    /// `status` is the exit status `xdpvsadm` ends with.
+    Err {
+        message: String,
+        status: u8,
+    },
+}
+
+/// What a successful request returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// A change was applied.
+    Done,
+    /// Every service, in the table's order; `size` is the connection
+    /// table's (`(size=N)`).
+    Table {
+        size: u32,
+        services: Vec<ServiceView>,
+    },
+    /// One service.
+    Service(Box<ServiceView>),
+    /// `--timeout`, in seconds.
+    Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// Connection entries (`-c`).
+    Conns(Vec<ConnView>),
+}
+
+/// One connection entry as `ipvsadm -L -c` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnView {
+    pub proto: Protocol,
+    pub client: SocketAddr,
+    pub virt: SocketAddr,
+    pub dest: SocketAddr,
+    /// As `/proc/net/ip_vs_conn` names it: [`crate::conn::TcpState::name`]
+    /// for TCP (templates included), `UDP` for UDP.
+    pub state: String,
+    /// Seconds until it expires.
+    pub expires: u32,
+}
+
+impl Response {
+    /// An error with ipvsadm's exit status for a refused operation (its
+    /// `main` returns -1).
+    pub fn refused(message: impl Into<String>) -> Response {
+        Response::Err {
+            message: message.into(),
+            status: 255,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Out<'a, T> {
+    version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    request: &'a Request,
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    response: &'a Response,
+}
+
+#[derive(Deserialize)]
+struct In {
+    version: u32,
+    #[serde(default)]
+    request: Option<serde_json::Value>,
+    #[serde(default)]
+    response: Option<serde_json::Value>,
+}
+
+fn line<T: Serialize>(body: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec(&Out {
+        version: VERSION,
+        body,
+    })
+    .expect("protocol messages always serialize");
+    v.push(b'\n');
+    v
+}
+
+/// A request as one line, newline included.
+pub fn encode_request(req: &Request) -> Vec<u8> {
+    line(&RequestBody { request: req })
+}
+
+/// A response as one line, newline included.
+pub fn encode_response(resp: &Response) -> Vec<u8> {
+    line(&ResponseBody { response: resp })
+}
+
+fn envelope(line: &[u8]) -> Result<In, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_owned())?;
+    let msg: In = serde_json::from_str(text.trim_end_matches(['\n', '\r']))
+        .map_err(|e| format!("malformed message: {e}"))?;
+    if msg.version != VERSION {
+        return Err(format!(
+            "protocol version {} is not supported (this side speaks {VERSION})",
+            msg.version
+        ));
+    }
+    Ok(msg)
+}
+
+/// A request line (its newline optional), or why it is not one.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let value = envelope(line)?
+        .request
+        .ok_or_else(|| "malformed message: no \"request\"".to_owned())?;
+    serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// A response line (its newline optional), or why it is not one.
+pub fn decode_response(line: &[u8]) -> Result<Response, String> {
+    let value = envelope(line)?
+        .response
+        .ok_or_else(|| "malformed message: no \"response\"".to_owned())?;
+    serde_json::from_value(value).map_err(|e| format!("malformed response: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_documented() {
+        let add = Request::AddService(ServiceSpec {
+            proto: Protocol::Tcp,
+            vip: "198.18.1.1:80".parse().unwrap(),
+            scheduler: "wlc".into(),
+            persistence_timeout: 0,
+            persistence_netmask: Ipv4Addr::BROADCAST,
+            flags: SchedFlags(0),
+        });
+        let line = encode_request(&add);
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            "{\"version\":1,\"request\":{\"add_service\":{\"proto\":\"tcp\",\
+             \"vip\":\"198.18.1.1:80\",\"scheduler\":\"wlc\",\"persistence_timeout\":0,\
+             \"persistence_netmask\":\"255.255.255.255\",\"flags\":0}}}\n"
+        );
+        assert_eq!(decode_request(&line), Ok(add));
+        assert_eq!(
+            decode_request(b"{\"version\":1,\"request\":\"clear\"}"),
+            Ok(Request::Clear)
+        );
+        let err = Response::refused("Service not defined");
+        let line = encode_response(&err);
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            "{\"version\":1,\"response\":{\"err\":{\"message\":\"Service not defined\",\"status\":255}}}\n"
+        );
+        assert_eq!(decode_response(&line), Ok(err));
+    }
+
+    #[test]
+    fn bad_lines_are_refused_with_a_reason() {
+        for (line, why) in [
+            (&b"hello"[..], "malformed message"),
+            (b"{\"version\":2,\"request\":\"clear\"}", "version 2"),
+            (b"{\"version\":1}", "no \"request\""),
+            (b"{\"version\":1,\"request\":\"nope\"}", "malformed request"),
+            (b"{\"version\":1,\"request\":\"cl\xffear\"}", "not UTF-8"),
+        ] {
+            let e = decode_request(line).unwrap_err();
+            assert!(e.contains(why), "{e:?} should mention {why:?}");
+        }
+    }
+}

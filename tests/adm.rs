@@ -1,0 +1,183 @@
+//! `xdpvsadm` end to end against a control socket served as the daemon
+//! serves it: a [`ControlServer`] and a [`Control`] on a thread of their
+//! own. (Traffic through a running director is the daemon's test.)
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use xdpvs::conn::Timeouts;
+use xdpvs::ctrl::control::{Control, NoConns};
+use xdpvs::ctrl::server::ControlServer;
+use xdpvs::service::ServiceTable;
+
+/// A director's control side on a thread; stopped and its directory
+/// removed when dropped.
+struct Director {
+    dir: PathBuf,
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Director {
+    fn start(name: &str) -> Director {
+        let dir = std::env::temp_dir().join(format!("xdpvs-adm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let socket = dir.join("xdpvs.sock");
+        let mut server = ControlServer::bind(&socket).expect("bind the control socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let table = ServiceTable::new(Vec::new(), None, Timeouts::default());
+            let mut control = Control::new(table, 4096, Instant::now());
+            while !flag.load(Ordering::Relaxed) {
+                let mut fds = [PollFd::new(&server, PollFlags::IN)];
+                let t = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&t));
+                server.poll(&mut |req| control.handle(req, &mut NoConns));
+                control.tick(Instant::now());
+            }
+        });
+        Director {
+            dir,
+            socket,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn adm(socket: &Path, line: &str, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xdpvsadm"))
+        .arg("--socket")
+        .arg(socket)
+        .args(line.split_whitespace())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xdpvsadm");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(socket: &Path, line: &str) -> String {
+    let out = adm(socket, line, "");
+    assert!(
+        out.status.success(),
+        "xdpvsadm {line}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn xdpvsadm_drives_a_running_control_socket() {
+    let d = Director::start("live");
+    let s = &d.socket;
+    assert_eq!(ok(s, "-A -t 198.18.1.1:80 -s wlc"), "");
+    assert_eq!(ok(s, "-a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 1"), "");
+    assert_eq!(ok(s, "-a -t 198.18.1.1:80 -r 198.18.2.12 -m -w 2"), "");
+    assert_eq!(
+        ok(s, "-L -n"),
+        "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.1.1:80 wlc
+  -> 198.18.2.11:80               Route   1      0          0         
+  -> 198.18.2.12:80               Masq    2      0          0         
+"
+    );
+
+    // Refused: message on stderr, ipvsadm's status, nothing printed.
+    let out = adm(s, "-a -t 198.18.1.1:80 -r 198.18.2.11:80", "");
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Destination already exists\n"
+    );
+    assert!(out.stdout.is_empty());
+    let out = adm(s, "-a -t 198.18.1.1:80 -r 198.18.2.13 -w 100000", "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "illegal weight specified\n"
+    );
+
+    // -S, -C, -R from stdin, -S: the same rules.
+    let saved = ok(s, "-S -n");
+    assert_eq!(
+        saved,
+        "-A -t 198.18.1.1:80 -s wlc\n\
+         -a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 1\n\
+         -a -t 198.18.1.1:80 -r 198.18.2.12:80 -m -w 2\n"
+    );
+    assert_eq!(ok(s, "-C"), "");
+    assert_eq!(ok(s, "-S -n"), "");
+    let out = adm(s, "-R", &saved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ok(s, "-S -n"), saved);
+
+    // A bad rule in a restore: nothing of it applied.
+    let out = adm(s, "-R", "-A -t 198.18.1.2:80\n-A -t 198.18.1.1:80\n");
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Service already exists\n"
+    );
+    assert_eq!(ok(s, "-S -n"), saved);
+
+    assert_eq!(ok(s, "--set 600 60 120"), "");
+    assert_eq!(
+        ok(s, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 600 60 120\n"
+    );
+    assert_eq!(
+        ok(s, "-L -n -c"),
+        "IPVS connection entries\npro expire state       source             virtual            destination\n"
+    );
+}
+
+#[test]
+fn xdpvsadm_names_a_missing_daemon() {
+    let dir = std::env::temp_dir().join(format!("xdpvs-adm-none-{}", std::process::id()));
+    let socket = dir.join("xdpvs.sock");
+    let out = adm(&socket, "-L -n", "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&socket.display().to_string()), "{err}");
+    assert!(err.contains("is the xdpvs daemon running"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+}
