@@ -36,6 +36,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError, Dataplane};
+use crate::ctrl::control::{ConnSource, Control};
+use crate::ctrl::proto::ConnView;
+use crate::ctrl::server::ControlServer;
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
 use crate::pipeline::{DropReason, Pipeline};
 use crate::service::{Port, ServiceError, ServiceTable};
@@ -219,7 +222,9 @@ fn mac_string(m: [u8; 6]) -> String {
 struct Director {
     path: PathBuf,
     cfg: Config,
-    table: ServiceTable,
+    /// The service table and what `xdpvsadm` asks of it.
+    control: Control,
+    server: Option<ControlServer>,
     shared: Arc<Shared>,
     steering: Vec<Steering>,
     ifaces: Vec<Interface>,
@@ -264,12 +269,25 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .map_err(DaemonError::Signals)?;
 
+    // Bound before anything is attached: a second daemon on the same
+    // socket is refused here, before it could disturb the first one's
+    // interfaces.
+    let server = ControlServer::bind(&cfg.control.socket).map_err(|error| DaemonError::Socket {
+        path: cfg.control.socket.clone(),
+        error,
+    })?;
+    log(format_args!(
+        "control socket {}",
+        cfg.control.socket.display()
+    ));
     let ports_of: Vec<u8> = plans.iter().map(|p| p.port).collect();
     let shared = Arc::new(Shared::new(Arc::new(table.snapshot()), &ports_of));
+    let control = Control::new(table, cfg.connections.max_entries, Instant::now());
     let mut d = Director {
         path: path.to_owned(),
         cfg,
-        table,
+        control,
+        server: Some(server),
         shared,
         steering: Vec::new(),
         ifaces,
@@ -385,15 +403,46 @@ impl Director {
             if hup.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
+            self.serve(Duration::from_millis(20));
+            self.control.tick(Instant::now());
+            let mut publish = false;
+            if self.control.changed() {
+                self.refresh_next_hops();
+                if let Err(e) = self.update_steering() {
+                    log(format_args!("XDP maps: {e}"));
+                }
+                publish = true;
+            }
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
-                if self.refresh_next_hops() {
-                    self.publish();
-                }
+                publish |= self.refresh_next_hops();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if publish {
+                self.publish();
+            }
         }
         log("stopping");
+    }
+
+    /// Waits up to `wait` for `xdpvsadm` requests and answers them.
+    fn serve(&mut self, wait: Duration) {
+        let Some(server) = self.server.as_mut() else {
+            std::thread::sleep(wait);
+            return;
+        };
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &*server,
+            rustix::event::PollFlags::IN,
+        )];
+        // EINTR (a signal) just ends the wait early.
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        let mut conns = WorkerConns(&self.shared);
+        let control = &mut self.control;
+        server.poll(&mut |req| control.handle(req, &mut conns));
     }
 
     /// SIGHUP: the file again, applied as a diff. A bad file changes
@@ -411,7 +460,7 @@ impl Director {
             log(format_args!("reload refused, nothing changed: {e}"));
             return;
         }
-        if let Err(e) = self.table.apply_config(&cfg) {
+        if let Err(e) = self.control.table_mut().apply_config(&cfg) {
             log(format_args!("reload refused, nothing changed: {file}: {e}"));
             return;
         }
@@ -421,18 +470,15 @@ impl Director {
         let n = cfg.services.len();
         self.cfg.services = cfg.services;
         self.cfg.connections = cfg.connections;
-        self.refresh_next_hops();
-        if let Err(e) = self.update_steering() {
-            log(format_args!("reload: XDP maps: {e}"));
-        }
-        self.publish();
+        // The control loop republishes (table_mut marked the change).
         log(format_args!("reloaded {file}: {n} services"));
     }
 
     /// Resolves every real server's next hop; true if any changed.
     fn refresh_next_hops(&mut self) -> bool {
         let addrs: Vec<std::net::Ipv4Addr> = self
-            .table
+            .control
+            .table()
             .dest_addrs()
             .into_iter()
             .filter_map(|a| match a {
@@ -461,11 +507,11 @@ impl Director {
                     next_hop,
                 } => match port(ifindex) {
                     Some(p) => {
-                        changed |= self.table.set_next_hop(ip, p as u8, mac);
+                        changed |= self.control.set_next_hop(ip, p as u8, mac);
                         self.unresolved.retain(|a| *a != ip);
                     }
                     None => {
-                        changed |= self.table.clear_next_hop(ip);
+                        changed |= self.control.clear_next_hop(ip);
                         self.note_unresolved(ip, format_args!(
                             "real server {addr} is reached via {next_hop} on ifindex {ifindex}, not one of dataplane.interfaces"
                         ));
@@ -474,7 +520,7 @@ impl Director {
                 // Keep the last MAC while the kernel re-resolves.
                 Resolution::Pending { .. } => {}
                 Resolution::Unreachable => {
-                    changed |= self.table.clear_next_hop(ip);
+                    changed |= self.control.clear_next_hop(ip);
                     self.note_unresolved(ip, format_args!(
                         "real server {addr}: no route or no ARP answer; its packets are counted as no_neighbour"
                     ));
@@ -492,7 +538,7 @@ impl Director {
     }
 
     fn update_steering(&mut self) -> Result<(), XskError> {
-        let keys = self.table.steering_keys();
+        let keys = self.control.table().steering_keys();
         let rules = SteerRules {
             vips: keys.vips,
             nat_reals: keys.nat_reals,
@@ -505,7 +551,7 @@ impl Director {
 
     fn publish(&self) {
         let prev = self.shared.snapshot.load();
-        let next = self.table.next_snapshot(&prev);
+        let next = self.control.table().next_snapshot(&prev);
         self.shared.snapshot.store(Arc::new(next));
     }
 
@@ -517,12 +563,23 @@ impl Director {
             let _ = t.join();
         }
         self.steering.clear();
+        // Removes the socket file.
+        self.server = None;
         for w in 0..self.shared.workers() {
             log(format_args!(
                 "worker {w}: {}",
                 summary(&self.shared.counters(w))
             ));
         }
+    }
+}
+
+/// `xdpvsadm -c`: the workers' tables.
+struct WorkerConns<'a>(&'a Shared);
+
+impl ConnSource for WorkerConns<'_> {
+    fn conns(&mut self) -> Vec<ConnView> {
+        self.0.connections(Duration::from_millis(500))
     }
 }
 

@@ -20,6 +20,7 @@
 //! the average rounded back to units per second.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +181,18 @@ impl Control {
     pub fn table_mut(&mut self) -> &mut ServiceTable {
         self.changed = true;
         &mut self.table
+    }
+
+    /// Records how to reach real server address `addr` (see
+    /// [`ServiceTable::set_next_hop`]). Not an edit of services, so not a
+    /// [`Control::changed`]: the caller publishes when this returns true.
+    pub fn set_next_hop(&mut self, addr: IpAddr, port: u8, mac: [u8; 6]) -> bool {
+        self.table.set_next_hop(addr, port, mac)
+    }
+
+    /// Forgets `addr`'s next hop; as [`Control::set_next_hop`].
+    pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
+        self.table.clear_next_hop(addr)
     }
 
     /// Whether the table changed since the last call: the daemon then

@@ -53,11 +53,16 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::config::Idle;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::config::{Idle, Protocol};
+use crate::conn::{Conn, TEMPLATE_PROTO, TcpState};
+use crate::ctrl::proto::ConnView;
 use crate::pipeline::{
     Counters, DropReason, EXPIRE_BUDGET, Frame, MAX_BATCH, Pipeline, Tick, Verdict,
 };
 use crate::service::Snapshot;
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 
 /// What a worker needs from its socket: received frames in batches, frames
 /// built from bytes (hand-over), and housekeeping. [`crate::xsk::Xsk`] is
@@ -228,6 +233,17 @@ pub struct Shared {
     /// Per director port, the workers with a socket on it.
     port_workers: Box<[Box<[usize]>]>,
     counters: Box<[PublishedCounters]>,
+    dumps: Box<[ConnDump]>,
+}
+
+/// A request for a worker's connection entries (`xdpvsadm -c`) and the
+/// answer. The control thread sets `requested`; the worker sees it between
+/// rounds (one relaxed load), copies its table out and clears it. The lock
+/// is only ever taken on that control path, never per packet.
+#[derive(Default)]
+struct ConnDump {
+    requested: AtomicBool,
+    result: std::sync::Mutex<Option<Vec<ConnView>>>,
 }
 
 impl Shared {
@@ -260,6 +276,7 @@ impl Shared {
                 .iter()
                 .map(|_| PublishedCounters::default())
                 .collect(),
+            dumps: ports_of.iter().map(|_| ConnDump::default()).collect(),
         }
     }
 
@@ -269,6 +286,41 @@ impl Shared {
 
     pub fn counters(&self, w: usize) -> WorkerCounters {
         self.counters[w].read()
+    }
+
+    /// Every worker's connection entries, asked for and collected within
+    /// `limit` (workers answer between rounds, so within a millisecond or
+    /// two unless one is stuck; a worker that does not answer is left out).
+    pub fn connections(&self, limit: Duration) -> Vec<ConnView> {
+        for d in self.dumps.iter() {
+            d.requested.store(true, Ordering::Release);
+        }
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut pending: Vec<usize> = (0..self.dumps.len()).collect();
+        while !pending.is_empty() && Instant::now() < end {
+            pending.retain(|&w| {
+                let got = self.dumps[w]
+                    .result
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                match got {
+                    Some(v) => {
+                        out.extend(v);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for &w in &pending {
+            self.dumps[w].requested.store(false, Ordering::Relaxed);
+        }
+        out
     }
 
     /// The sum over all workers.
@@ -433,6 +485,9 @@ impl<S: FrameIo> Worker<S> {
         let mut last_now = clock.now();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = clock.now();
+            if self.shared.dumps[self.id].requested.load(Ordering::Relaxed) {
+                self.answer_dump(now);
+            }
             let work = self.round(now);
             rounds = rounds.wrapping_add(1);
             if now != last_now || work == 0 {
@@ -592,6 +647,19 @@ impl<S: FrameIo> Worker<S> {
         self.tx += c.tx;
     }
 
+    /// Copies this worker's connection table out for `xdpvsadm -c`.
+    pub fn answer_dump(&mut self, now: Tick) {
+        let d = &self.shared.dumps[self.id];
+        let entries = self
+            .pipeline
+            .conns()
+            .iter()
+            .filter_map(|c| conn_view(c, now))
+            .collect();
+        *d.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(entries);
+        d.requested.store(false, Ordering::Release);
+    }
+
     /// Stores this worker's counters where the control thread reads them.
     pub fn publish(&self) {
         let c: &Counters = self.pipeline.counters();
@@ -649,6 +717,29 @@ fn route_out(
             counts.dropped += 1;
         }
     }
+}
+
+/// A connection (or persistence template) as `xdpvsadm -c` lists it.
+fn conn_view(c: &Conn<Ipv4Addr>, now: Tick) -> Option<ConnView> {
+    let proto = match c.proto & !TEMPLATE_PROTO {
+        PROTO_TCP => Protocol::Tcp,
+        PROTO_UDP => Protocol::Udp,
+        _ => return None,
+    };
+    let state = if proto == Protocol::Tcp {
+        TcpState::from_u8(c.state).name().to_owned()
+    } else {
+        "UDP".to_owned()
+    };
+    let sa = |a: Ipv4Addr, p: u16| SocketAddr::new(IpAddr::V4(a), p);
+    Some(ConnView {
+        proto,
+        client: sa(c.caddr, c.cport),
+        virt: sa(c.vaddr, c.vport),
+        dest: sa(c.daddr, c.dport),
+        state,
+        expires: c.expires.saturating_sub(now),
+    })
 }
 
 /// The pipeline's clock: whole seconds since the daemon started.
