@@ -225,11 +225,17 @@ struct Director {
     /// The service table and what `xdpvsadm` asks of it.
     control: Control,
     server: Option<ControlServer>,
+    plane: Plane,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the control thread keeps in step with the service table: the
+/// workers' snapshot, the XDP maps, the next hops.
+struct Plane {
     shared: Arc<Shared>,
     steering: Vec<Steering>,
     ifaces: Vec<Interface>,
     nl: Netlink,
-    threads: Vec<JoinHandle<()>>,
     /// Next hops already reported as unresolved, so each is logged once.
     unresolved: Vec<IpAddr>,
 }
@@ -288,12 +294,14 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         cfg,
         control,
         server: Some(server),
-        shared,
-        steering: Vec::new(),
-        ifaces,
-        nl,
+        plane: Plane {
+            shared,
+            steering: Vec::new(),
+            ifaces,
+            nl,
+            unresolved: Vec::new(),
+        },
         threads: Vec::new(),
-        unresolved: Vec::new(),
     };
     let started = d.start(&plans);
     if let Err(e) = started {
@@ -317,8 +325,8 @@ impl Director {
     fn start(&mut self, plans: &[WorkerPlan]) -> Result<(), DaemonError> {
         // Ask for the next hops first: the kernel resolves them while the
         // rest starts.
-        self.refresh_next_hops();
-        for iface in &self.ifaces {
+        self.plane.refresh_next_hops(&mut self.control);
+        for iface in &self.plane.ifaces {
             let (s, info) = Steering::attach(&iface.name, self.cfg.dataplane.xdp_mode)?;
             log(format_args!(
                 "{}: ifindex {}, MAC {}, MTU {}, {} RX queues; XDP {} mode{}",
@@ -334,9 +342,9 @@ impl Director {
                     ""
                 }
             ));
-            self.steering.push(s);
+            self.plane.steering.push(s);
         }
-        self.update_steering()?;
+        self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
         let clock = Arc::new(Clock::default());
@@ -347,7 +355,7 @@ impl Director {
         };
         for (id, p) in plans.iter().enumerate() {
             let xcfg = xsk_config(&self.cfg.dataplane, &p.ifname, p.queue);
-            let shared = Arc::clone(&self.shared);
+            let shared = Arc::clone(&self.plane.shared);
             let tx = tx.clone();
             let clock = Arc::clone(&clock);
             let (port, core) = (p.port, p.core);
@@ -382,7 +390,7 @@ impl Director {
                 .recv_timeout(Duration::from_secs(10))
                 .map_err(|_| DaemonError::WorkerLost(self.threads.len()))??;
             let p = &plans[id];
-            self.steering[usize::from(p.port)].register_socket(p.queue, fd)?;
+            self.plane.steering[usize::from(p.port)].register_socket(p.queue, fd)?;
             log(format_args!(
                 "worker {id}: {} queue {} on {}, AF_XDP {} mode, {} connections",
                 p.ifname,
@@ -393,7 +401,7 @@ impl Director {
                 per_worker
             ));
         }
-        self.publish();
+        self.plane.publish(&self.control);
         Ok(())
     }
 
@@ -405,20 +413,12 @@ impl Director {
             }
             self.serve(Duration::from_millis(20));
             self.control.tick(Instant::now());
-            let mut publish = false;
-            if self.control.changed() {
-                self.refresh_next_hops();
-                if let Err(e) = self.update_steering() {
-                    log(format_args!("XDP maps: {e}"));
-                }
-                publish = true;
-            }
+            self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
-                publish |= self.refresh_next_hops();
-            }
-            if publish {
-                self.publish();
+                if self.plane.refresh_next_hops(&mut self.control) {
+                    self.plane.publish(&self.control);
+                }
             }
         }
         log("stopping");
@@ -440,9 +440,13 @@ impl Director {
         )];
         // EINTR (a signal) just ends the wait early.
         let _ = rustix::event::poll(&mut fds, Some(&timeout));
-        let mut conns = WorkerConns(&self.shared);
-        let control = &mut self.control;
-        server.poll(&mut |req| control.handle(req, &mut conns));
+        let (control, plane) = (&mut self.control, &mut self.plane);
+        server.poll(&mut |req| {
+            let answer = control.handle(req, &mut WorkerConns(&plane.shared));
+            // In effect before xdpvsadm hears so, as with ipvsadm.
+            plane.apply_changes(control);
+            answer
+        });
     }
 
     /// SIGHUP: the file again, applied as a diff. A bad file changes
@@ -470,14 +474,50 @@ impl Director {
         let n = cfg.services.len();
         self.cfg.services = cfg.services;
         self.cfg.connections = cfg.connections;
-        // The control loop republishes (table_mut marked the change).
+        // Published before it is reported: from the log line on, every
+        // new connection is scheduled by the new table.
+        self.plane.apply_changes(&mut self.control);
         log(format_args!("reloaded {file}: {n} services"));
     }
 
+    /// Stops and joins the workers, detaches the programs, reports the
+    /// counters.
+    fn shutdown(&mut self) {
+        self.plane.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.plane.steering.clear();
+        // Removes the socket file.
+        self.server = None;
+        for w in 0..self.plane.shared.workers() {
+            log(format_args!(
+                "worker {w}: {}",
+                summary(&self.plane.shared.counters(w))
+            ));
+        }
+    }
+}
+
+impl Plane {
+    /// After an edit of the services (xdpvsadm, reload): next hops for new
+    /// real servers, the XDP maps, and a snapshot for the workers, in that
+    /// order, so that a packet the program steers to a worker finds its
+    /// service there.
+    fn apply_changes(&mut self, control: &mut Control) {
+        if !control.changed() {
+            return;
+        }
+        self.refresh_next_hops(control);
+        if let Err(e) = self.update_steering(control) {
+            log(format_args!("XDP maps: {e}"));
+        }
+        self.publish(control);
+    }
+
     /// Resolves every real server's next hop; true if any changed.
-    fn refresh_next_hops(&mut self) -> bool {
-        let addrs: Vec<std::net::Ipv4Addr> = self
-            .control
+    fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
+        let addrs: Vec<std::net::Ipv4Addr> = control
             .table()
             .dest_addrs()
             .into_iter()
@@ -507,11 +547,11 @@ impl Director {
                     next_hop,
                 } => match port(ifindex) {
                     Some(p) => {
-                        changed |= self.control.set_next_hop(ip, p as u8, mac);
+                        changed |= control.set_next_hop(ip, p as u8, mac);
                         self.unresolved.retain(|a| *a != ip);
                     }
                     None => {
-                        changed |= self.control.clear_next_hop(ip);
+                        changed |= control.clear_next_hop(ip);
                         self.note_unresolved(ip, format_args!(
                             "real server {addr} is reached via {next_hop} on ifindex {ifindex}, not one of dataplane.interfaces"
                         ));
@@ -520,7 +560,7 @@ impl Director {
                 // Keep the last MAC while the kernel re-resolves.
                 Resolution::Pending { .. } => {}
                 Resolution::Unreachable => {
-                    changed |= self.control.clear_next_hop(ip);
+                    changed |= control.clear_next_hop(ip);
                     self.note_unresolved(ip, format_args!(
                         "real server {addr}: no route or no ARP answer; its packets are counted as no_neighbour"
                     ));
@@ -537,8 +577,8 @@ impl Director {
         }
     }
 
-    fn update_steering(&mut self) -> Result<(), XskError> {
-        let keys = self.control.table().steering_keys();
+    fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
+        let keys = control.table().steering_keys();
         let rules = SteerRules {
             vips: keys.vips,
             nat_reals: keys.nat_reals,
@@ -549,28 +589,10 @@ impl Director {
         Ok(())
     }
 
-    fn publish(&self) {
+    fn publish(&self, control: &Control) {
         let prev = self.shared.snapshot.load();
-        let next = self.control.table().next_snapshot(&prev);
+        let next = control.table().next_snapshot(&prev);
         self.shared.snapshot.store(Arc::new(next));
-    }
-
-    /// Stops and joins the workers, detaches the programs, reports the
-    /// counters.
-    fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        self.steering.clear();
-        // Removes the socket file.
-        self.server = None;
-        for w in 0..self.shared.workers() {
-            log(format_args!(
-                "worker {w}: {}",
-                summary(&self.shared.counters(w))
-            ));
-        }
     }
 }
 
