@@ -13,174 +13,15 @@
 #[path = "testbed/mod.rs"]
 mod testbed;
 
-use std::collections::BTreeMap;
+mod director;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use director::{Daemon, REQUESTS, config, counts, spread};
 use testbed::{Host, Mode, Options, Testbed};
-
-const REQUESTS: usize = 300;
-
-fn xdpvs_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_xdpvs")
-}
-
-/// The test bed's configuration for `mode`: one TCP service on the VIP,
-/// the three real servers with `weights` under `scheduler`.
-fn config(bed: &Testbed, mode: &Mode, scheduler: &str, weights: [u32; 3]) -> String {
-    let forward = match mode {
-        Mode::Dr => "dr",
-        Mode::Tun => "tun",
-        Mode::Nat => "nat",
-    };
-    let mut s = format!(
-        "[dataplane]\ninterfaces = [\"{}\"]\nidle = \"wait\"\nbatch_size = 32\n\
-         tunnel_source = \"198.18.2.2\"\nmtu = {}\n\n\
-         [connections]\nmax_entries = 65536\n\n\
-         [control]\nsocket = \"{}\"\n\n\
-         [[services]]\nproto = \"tcp\"\nvip = \"{}:80\"\nscheduler = \"{scheduler}\"\n",
-        bed.director_iface(),
-        bed.lan_mtu(),
-        bed.tempdir().join("xdpvs.sock").display(),
-        bed.vip(),
-    );
-    for (i, w) in weights.iter().enumerate() {
-        s.push_str(&format!(
-            "\n[[services.reals]]\naddr = \"{}:80\"\nforward = \"{forward}\"\nweight = {w}\n",
-            bed.real_addr(i)
-        ));
-    }
-    s
-}
-
-/// The daemon, running in the director's namespace, its log in a file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(bed: &Testbed, config: &Path) -> Daemon {
-        let log = bed.tempdir().join("xdpvs.log");
-        let cmd = format!(
-            "exec {} --config {} 2>{}",
-            xdpvs_bin(),
-            config.display(),
-            log.display()
-        );
-        let child = bed.spawn(Host::Director, &["sh", "-c", &cmd]);
-        let d = Daemon { child, log };
-        d.wait_for("xdpvs: running:", Duration::from_secs(20));
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `line` in it `times` times.
-    fn wait_for_n(&self, line: &str, times: usize, limit: Duration) {
-        let start = Instant::now();
-        loop {
-            let log = self.log();
-            if log.matches(line).count() >= times {
-                return;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "xdpvs did not log {line:?} within {limit:?}; its log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, line: &str, limit: Duration) {
-        self.wait_for_n(line, 1, limit);
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} xdpvs");
-    }
-
-    /// SIGTERM, wait (bounded) for a clean exit; returns the whole log.
-    fn stop(mut self) -> String {
-        self.signal("TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = self.log();
-                assert!(status.success(), "xdpvs exited with {status}; log:\n{log}");
-                return log;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "xdpvs did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// `n` requests for `/` from the client, each on a new connection, in one
-/// curl process; returns how many each real server answered.
-fn spread(bed: &Testbed, n: usize) -> BTreeMap<String, usize> {
-    let url = format!("http://{}/", bed.vip());
-    let mut args = vec![
-        "curl",
-        "-sS",
-        "--max-time",
-        "60",
-        "--connect-timeout",
-        "5",
-        "-H",
-        "Connection: close",
-        "-w",
-        " %{http_code}\n",
-    ];
-    for _ in 0..n {
-        args.push(&url);
-    }
-    let out = bed.exec(Host::Client, &args);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "curl failed: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut seen = BTreeMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines.len(),
-        2 * n,
-        "one body line and one status line per request:\n{text}"
-    );
-    for pair in lines.chunks(2) {
-        assert_eq!(
-            pair[1], " 200",
-            "status of a request answered {:?}",
-            pair[0]
-        );
-        assert!(pair[0].starts_with("rs"), "unexpected body {:?}", pair[0]);
-        *seen.entry(pair[0].to_owned()).or_insert(0) += 1;
-    }
-    seen
-}
-
-fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
-    pairs
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| ((*k).to_owned(), *n))
-        .collect()
-}
 
 /// A download of `/big.bin` at 256 KiB/s (about 4 s), in the background.
 fn slow_download(bed: &Testbed) -> Child {
@@ -226,13 +67,7 @@ fn scenario(mode: Mode, queues: u32) {
         director_queues: queues,
     });
     let mode = bed.options().mode;
-    // Let the director's kernel learn the real servers' MACs first, as a
-    // director on a live LAN has them.
-    for i in 0..3 {
-        let a = bed.real_addr(i).to_string();
-        let out = bed.exec(Host::Director, &["ping", "-c1", "-W2", &a]);
-        assert!(out.status.success(), "director cannot ping {a}");
-    }
+    director::warm_neighbours(&bed, 3);
     let cfg_path = bed.tempdir().join("xdpvs.toml");
     std::fs::write(&cfg_path, config(&bed, &mode, "rr", [1, 1, 1])).unwrap();
     let daemon = Daemon::start(&bed, &cfg_path);
