@@ -79,8 +79,13 @@ fn scenario(mode: Mode, queues: u32) {
         "rr splits evenly"
     );
 
-    let download = slow_download(&bed);
+    director::small_client_window(&bed);
+    let mut download = slow_download(&bed);
     std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        download.try_wait().unwrap().is_none(),
+        "the download is still running at the reload"
+    );
     std::fs::write(&cfg_path, config(&bed, &mode, "wrr", [3, 2, 1])).unwrap();
     daemon.signal("HUP");
     daemon.wait_for("xdpvs: reloaded", Duration::from_secs(10));

@@ -105,7 +105,10 @@ fn bad_frames_a_second_daemon_and_a_dead_real_cost_only_themselves() {
     let cfg = bed.tempdir().join("xdpvs.toml");
     std::fs::write(&cfg, config(&bed, &Mode::Dr, "rr", [1, 1, 1])).unwrap();
     let daemon = Daemon::start(&bed, &cfg);
-    assert!(xdp_attached(&bed), "the running daemon's program is visible");
+    assert!(
+        xdp_attached(&bed),
+        "the running daemon's program is visible"
+    );
 
     // A second daemon on the same socket and interface is refused before
     // it touches anything.
@@ -143,6 +146,7 @@ fn bad_frames_a_second_daemon_and_a_dead_real_cost_only_themselves() {
     }
     director::send_raw_ipv4(&bed, Host::Client, bad);
 
+    director::small_client_window(&bed);
     // Three slow downloads, one per real server (rr), then real server 2
     // vanishes (its interface goes down).
     let downloads: Vec<_> = (0..3)
@@ -163,6 +167,13 @@ fn bad_frames_a_second_daemon_and_a_dead_real_cost_only_themselves() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
+    let mut downloads = downloads;
+    for (child, _) in &mut downloads {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "downloads still running"
+        );
+    }
     let rs2_if = bed.iface(Host::Real(1));
     let down = bed.exec(Host::Real(1), &["ip", "link", "set", &rs2_if, "down"]);
     assert!(down.status.success());

@@ -282,3 +282,18 @@ pub fn counter(log: &str, name: &str) -> u64 {
         })
         .sum()
 }
+
+/// Makes the client's TCP receive buffer small (64 KiB at most), so that
+/// `curl --limit-rate` paces the transfer on the wire rather than only
+/// its reading from a socket buffer that already holds the whole file: a
+/// "slow download" then really is in flight for its whole duration.
+pub fn small_client_window(bed: &Testbed) {
+    let out = bed.exec(
+        Host::Client,
+        &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 65536"],
+    );
+    assert!(
+        out.status.success(),
+        "sysctl tcp_rmem in the client namespace"
+    );
+}
