@@ -78,6 +78,22 @@ fn scenario(mode: Mode, queues: u32) {
         counts(&[("rs1", third), ("rs2", third), ("rs3", third)]),
         "rr splits evenly"
     );
+    // The same, as the operator sees it: --stats counts 300 connections,
+    // 100 per real server; replies are counted only where the director
+    // sees them (NAT).
+    let stats = director::xdpvsadm_ok(&bed, &["-L", "-n", "--stats", "--exact"]);
+    let rows: Vec<Vec<&str>> = stats
+        .lines()
+        .skip(3)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let svc = &rows[0];
+    assert_eq!((svc[0], svc[2]), ("TCP", "300"), "{stats}");
+    for r in &rows[1..] {
+        assert_eq!((r[0], r[2]), ("->", "100"), "{stats}");
+    }
+    let out_pkts: u64 = svc[4].parse().unwrap();
+    assert_eq!(out_pkts > 0, mode == Mode::Nat, "{stats}");
 
     director::small_client_window(&bed);
     let mut download = slow_download(&bed);
