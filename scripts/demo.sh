@@ -391,6 +391,11 @@ $(cat "$log")"
     step "the director's view (xdpvsadm, ipvsadm's syntax and output)"
     adm -L -n
     adm -L -n --stats
+    if [[ $mode == nat ]]; then
+        say "(OutPkts: the replies, which come back through the director and leave it from the VIP)"
+    else
+        say "(OutPkts 0: the real servers answer the client directly, not through the director)"
+    fi
     adm -L -n -c
 
     step "stopping: kill -TERM xdpvs"
@@ -402,6 +407,9 @@ $(cat "$log")"
 $(cat "$log")"
     say "its log from SIGTERM on (per-worker counters):"
     sed -n '/^xdpvs: stopping/,$p' "$log" | sed 's/^/    /'
+    if [[ $mode == nat ]]; then
+        say "(handoff: packets that arrived at the worker not owning their connection, passed to the owner)"
+    fi
     if grep -q '^xdpvs: worker [0-9]*: rx' "$log"; then :; else
         die "xdpvs ($mode) printed no worker counters on SIGTERM; its log:
 $(cat "$log")"
