@@ -1,10 +1,11 @@
-//! The demo `scripts/demo.sh` runs: real client traffic, generated as
-//! frames, through the packet pipeline of the director configured by
+//! The packet pipeline alone, without any network
+//! (`cargo run --release --example demo`): real client traffic, generated
+//! as frames, through the pipeline of the director configured by
 //! `config/demo.toml` — one service per forwarding mode — with what
-//! happened printed at each step. There is no network here yet: the AF_XDP
-//! data plane that puts this pipeline on real interfaces is its own piece
-//! of work, and real servers' MACs are synthetic instead of resolved from
-//! the kernel's neighbour table.
+//! happened printed at each step. Real servers' MACs are synthetic here
+//! instead of resolved from the kernel's neighbour table. `scripts/demo.sh`
+//! shows the whole director instead: the daemon on a namespace cluster with
+//! real apache2 servers and curl.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
