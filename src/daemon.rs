@@ -238,10 +238,17 @@ struct Plane {
     nl: Netlink,
     /// Next hops already reported as unresolved, so each is logged once.
     unresolved: Vec<IpAddr>,
+    /// Real servers whose next hop the kernel is still resolving.
+    pending: usize,
 }
 
+/// How long start-up waits for the kernel to resolve real servers' next
+/// hops it did not know (ARP takes one round trip; a silent host three
+/// 1-second probes, which is not worth waiting for).
+const INITIAL_RESOLVE: Duration = Duration::from_secs(2);
+
 /// A started worker reports its socket (or why it has none) on this.
-type Ready = Result<(usize, i32, bool), XskError>;
+type Ready = Result<(usize, i32, Option<String>), XskError>;
 
 /// Runs the daemon with the configuration at `path` until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), DaemonError> {
@@ -300,12 +307,13 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             ifaces,
             nl,
             unresolved: Vec::new(),
+            pending: 0,
         },
         threads: Vec::new(),
     };
     let started = d.start(&plans);
     if let Err(e) = started {
-        d.shutdown();
+        d.shutdown(false);
         return Err(e);
     }
     log(format_args!(
@@ -315,7 +323,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         d.path.display()
     ));
     d.control_loop(&stop, &hup);
-    d.shutdown();
+    d.shutdown(true);
     Ok(())
 }
 
@@ -372,7 +380,11 @@ impl Director {
                             return;
                         }
                     };
-                    let _ = tx.send(Ok((id, xsk.as_raw_fd(), xsk.zero_copy())));
+                    let mode = (!xsk.zero_copy()).then(|| match xsk.copy_reason() {
+                        Some(e) => format!("copy mode (zero-copy refused: {e})"),
+                        None => "copy mode".to_owned(),
+                    });
+                    let _ = tx.send(Ok((id, xsk.as_raw_fd(), mode)));
                     let snap = shared.snapshot.load_full();
                     let pipeline = Pipeline::new(per_worker, snap, clock.now());
                     let mut w = Worker::new(id, port, xsk, pipeline, shared, opts);
@@ -386,22 +398,31 @@ impl Director {
         }
         drop(tx);
         for _ in plans {
-            let (id, fd, zc) = rx
+            let (id, fd, copy) = rx
                 .recv_timeout(Duration::from_secs(10))
                 .map_err(|_| DaemonError::WorkerLost(self.threads.len()))??;
             let p = &plans[id];
             self.plane.steering[usize::from(p.port)].register_socket(p.queue, fd)?;
             log(format_args!(
-                "worker {id}: {} queue {} on {}, AF_XDP {} mode, {} connections",
+                "worker {id}: {} queue {} on {}, AF_XDP {}, {} connections",
                 p.ifname,
                 p.queue,
                 p.core
                     .map_or("any core".to_owned(), |c| format!("core {c}")),
-                if zc { "zero-copy" } else { "copy" },
+                copy.as_deref().unwrap_or("zero-copy mode"),
                 per_worker
             ));
         }
         self.plane.publish(&self.control);
+        // Give the kernel a moment to resolve what it did not know yet, so
+        // that "running" means the first packets find their next hops.
+        let deadline = Instant::now() + INITIAL_RESOLVE;
+        while self.plane.pending > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            if self.plane.refresh_next_hops(&mut self.control) {
+                self.plane.publish(&self.control);
+            }
+        }
         Ok(())
     }
 
@@ -480,9 +501,9 @@ impl Director {
         log(format_args!("reloaded {file}: {n} services"));
     }
 
-    /// Stops and joins the workers, detaches the programs, reports the
-    /// counters.
-    fn shutdown(&mut self) {
+    /// Stops and joins the workers, detaches the programs, and reports the
+    /// counters if `report`.
+    fn shutdown(&mut self, report: bool) {
         self.plane.shared.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -490,7 +511,7 @@ impl Director {
         self.plane.steering.clear();
         // Removes the socket file.
         self.server = None;
-        for w in 0..self.plane.shared.workers() {
+        for w in (0..self.plane.shared.workers()).filter(|_| report) {
             log(format_args!(
                 "worker {w}: {}",
                 summary(&self.plane.shared.counters(w))
@@ -537,6 +558,7 @@ impl Plane {
             }
         };
         let mut changed = false;
+        self.pending = 0;
         for (addr, r) in addrs.iter().zip(res) {
             let ip = IpAddr::V4(*addr);
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
@@ -558,7 +580,7 @@ impl Plane {
                     }
                 },
                 // Keep the last MAC while the kernel re-resolves.
-                Resolution::Pending { .. } => {}
+                Resolution::Pending { .. } => self.pending += 1,
                 Resolution::Unreachable => {
                     changed |= control.clear_next_hop(ip);
                     self.note_unresolved(ip, format_args!(

@@ -73,7 +73,7 @@ impl FrameIo for MemIo {
 
     fn service(&mut self) {}
 
-    fn wait_rx(&mut self, _timeout_ms: i32) {}
+    fn wait_rx(&mut self, _wake: std::os::fd::BorrowedFd<'_>, _timeout_ms: i32) {}
 }
 
 const OPTS: WorkerOptions = WorkerOptions {

@@ -238,6 +238,15 @@ impl Netlink {
                 _ => {}
             }
         }
+        // IFLA_NUM_*_QUEUES are the queues the device allocated; a NIC set
+        // to fewer channels (`ethtool -L`) uses only the first of them, and
+        // AF_XDP refuses to bind to the others. sysfs lists the ones in use.
+        if let Some(n) = queues_in_use(&iface.name, iface.index, "rx") {
+            iface.rx_queues = n;
+        }
+        if let Some(n) = queues_in_use(&iface.name, iface.index, "tx") {
+            iface.tx_queues = n;
+        }
         Ok(iface)
     }
 
@@ -405,6 +414,29 @@ impl Netlink {
         )?;
         Ok(())
     }
+}
+
+/// How many `kind` ("rx" or "tx") queues interface `name` has in use, from
+/// sysfs (`/sys/class/net/NAME/queues/rx-N`: the kernel's
+/// `real_num_rx_queues`). `None` when sysfs shows another namespace's
+/// interface (it is the mounting namespace's view) or is not there.
+fn queues_in_use(name: &str, index: u32, kind: &str) -> Option<u32> {
+    let dir = std::path::Path::new("/sys/class/net").join(name);
+    let sys_index: u32 = std::fs::read_to_string(dir.join("ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if sys_index != index {
+        return None;
+    }
+    let prefix = format!("{kind}-");
+    let n = std::fs::read_dir(dir.join("queues"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .count();
+    u32::try_from(n).ok().filter(|&n| n > 0)
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::config::{Idle, Protocol};
 use crate::conn::{Conn, TEMPLATE_PROTO, TcpState};
@@ -82,8 +83,9 @@ pub trait FrameIo {
         F: FnOnce(&mut [Frame<'_>], &mut [Verdict]);
     /// Completions, refill, wake-ups.
     fn service(&mut self);
-    /// Blocks until there may be something to receive, at most `timeout_ms`.
-    fn wait_rx(&mut self, timeout_ms: i32);
+    /// Blocks until there may be something to receive or `wake` is
+    /// readable, at most `timeout_ms`.
+    fn wait_rx(&mut self, wake: BorrowedFd<'_>, timeout_ms: i32);
 }
 
 impl FrameIo for crate::xsk::Xsk {
@@ -108,8 +110,8 @@ impl FrameIo for crate::xsk::Xsk {
         crate::xsk::Xsk::service(self);
     }
 
-    fn wait_rx(&mut self, timeout_ms: i32) {
-        crate::xsk::Xsk::wait_rx(self, timeout_ms);
+    fn wait_rx(&mut self, wake: BorrowedFd<'_>, timeout_ms: i32) {
+        crate::xsk::Xsk::wait_rx_or(self, Some(wake), timeout_ms);
     }
 }
 
@@ -130,6 +132,11 @@ pub struct Handoff {
 pub struct Mailbox {
     inbox: ArrayQueue<Handoff>,
     free: ArrayQueue<Box<[u8; HANDOFF_BYTES]>>,
+    /// Set while the owner sleeps in poll(2) (`idle = "wait"`); a sender
+    /// then writes `wake`, the only system call hand-over ever makes, and
+    /// only to a worker with nothing else to do.
+    sleeping: AtomicBool,
+    wake: OwnedFd,
 }
 
 impl Mailbox {
@@ -141,6 +148,12 @@ impl Mailbox {
         Mailbox {
             inbox: ArrayQueue::new(slots),
             free,
+            sleeping: AtomicBool::new(false),
+            wake: rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::NONBLOCK | rustix::event::EventfdFlags::CLOEXEC,
+            )
+            .expect("eventfd: out of file descriptors at start-up"),
         }
     }
 
@@ -160,7 +173,15 @@ impl Mailbox {
             transmit,
         };
         match self.inbox.push(h) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Pairs with the fence in `Worker::sleep`: either the owner
+                // sees the frame before sleeping, or we see it asleep.
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if self.sleeping.load(Ordering::Relaxed) {
+                    let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+                }
+                true
+            }
             Err(h) => {
                 let _ = self.free.push(h.buf);
                 false
@@ -409,9 +430,10 @@ pub struct WorkerOptions {
 
 /// Empty rounds before [`Idle::Wait`] blocks.
 const SPINS_BEFORE_WAIT: u32 = 256;
-/// How long [`Idle::Wait`] blocks at most: hand-overs from other workers
-/// do not wake poll(2), so this bounds their latency when idle.
-const WAIT_MS: i32 = 1;
+/// How long [`Idle::Wait`] blocks at most. Frames and hand-overs wake it
+/// at once; this bounds how late it sees a stop, a `-c` request or a
+/// connection to expire.
+const WAIT_MS: i32 = 10;
 /// Rounds between counter publications when busy.
 const PUBLISH_EVERY: u32 = 64;
 
@@ -508,11 +530,25 @@ impl<S: FrameIo> Worker<S> {
             match self.opts.idle {
                 Idle::Busy => std::hint::spin_loop(),
                 Idle::Yield => std::thread::yield_now(),
-                Idle::Wait if empty >= SPINS_BEFORE_WAIT => self.io.wait_rx(WAIT_MS),
+                Idle::Wait if empty >= SPINS_BEFORE_WAIT => self.sleep(),
                 Idle::Wait => std::hint::spin_loop(),
             }
         }
         self.publish();
+    }
+
+    /// Blocks in poll(2) until a frame arrives, another worker hands one
+    /// over, or [`WAIT_MS`] passes.
+    fn sleep(&mut self) {
+        let mb = &self.shared.mailboxes[self.id];
+        mb.sleeping.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if mb.inbox.is_empty() {
+            self.io.wait_rx(mb.wake.as_fd(), WAIT_MS);
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(&mb.wake, &mut buf);
+        }
+        mb.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// One round of the loop (module docs, steps 1 to 4). Returns the

@@ -708,14 +708,27 @@ impl Xsk {
 
     /// Sleeps up to `timeout_ms` until the RX ring has something.
     pub fn wait_rx(&mut self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
+        self.wait_rx_or(None, timeout_ms);
+    }
+
+    /// [`Xsk::wait_rx`], also waking when `other` becomes readable (a
+    /// worker's eventfd, written when another worker hands it frames).
+    pub fn wait_rx_or(&mut self, other: Option<std::os::fd::BorrowedFd<'_>>, timeout_ms: i32) {
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: other.map_or(-1, |fd| fd.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll(2)).
         unsafe {
-            libc::poll(&mut pfd, 1, timeout_ms);
+            libc::poll(pfds.as_mut_ptr(), 2, timeout_ms);
         }
     }
 
