@@ -147,7 +147,7 @@ pub fn command(payload: &[u8]) -> Option<Active> {
                 return None;
             }
             let (port, used) = decimal(&r[1..], 65535)?;
-            if &r[1 + used..] != [d] || port == 0 {
+            if r[1 + used..] != [d] || port == 0 {
                 return None;
             }
             let addr = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);

@@ -71,10 +71,13 @@ impl SeqAdjust {
 
     /// The acknowledgement (or SACK edge) the sender understands for one
     /// the receiver sent as `ack` (`vs_fix_ack_seq`): the receiver counts
-    /// in the resized stream.
+    /// in the resized stream, where the last resized segment starts at
+    /// `init_seq + prev_delta`. (IPVS compares with `init_seq + delta`,
+    /// which shifts an acknowledgement of exactly the bytes before a
+    /// shortened segment one too far.)
     #[inline]
     pub fn ack(&self, ack: u32) -> u32 {
-        let d = if after(ack, self.init_seq.wrapping_add(self.delta as u32)) {
+        let d = if after(ack, self.init_seq.wrapping_add(self.prev_delta as u32)) {
             self.delta
         } else {
             self.prev_delta
@@ -163,7 +166,7 @@ pub fn fix_ack(tcp: &mut [u8], doff: usize, adj: &SeqAdjust) {
 /// aligned 16-bit words the change touches (a missing last byte counts as
 /// the zero padding of the checksum's odd tail).
 fn set_any32(tcp: &mut [u8], at: usize, v: u32) {
-    if at % 2 == 0 {
+    if at.is_multiple_of(2) {
         return set32(tcp, at, v);
     }
     let from = at - 1;
@@ -201,6 +204,7 @@ mod tests {
         assert_eq!(s.seq(1050), 1049);
         assert_eq!(s.ack(1049), 1050, "the receiver's ack in sender numbers");
         assert_eq!(s.ack(900), 900);
+        assert_eq!(s.ack(1000), 1000, "everything before the resized segment");
         // Retransmitted: no second shift.
         s.resized(1000, -1);
         assert_eq!(s.delta, -1);
