@@ -232,7 +232,7 @@ mod tests {
             t.extend_from_slice(&e.to_be_bytes());
         }
         t.push(0); // end of options, then padding to 44 bytes
-        while t.len() % 4 != 0 {
+        while !t.len().is_multiple_of(4) {
             t.push(0);
         }
         t[12] = ((t.len() / 4) as u8) << 4;
