@@ -448,6 +448,32 @@ impl ServiceTable {
                 }
             }
         }
+        // FTP: data connections use other ports of the VIP and of the
+        // NAT real servers than the service's, so every TCP port of those
+        // is the forwarder's: the VIP of a persistent port-21 service
+        // (see `Snapshot::service_v4`) or of a NAT service with the
+        // helper, and that service's NAT real servers.
+        let tcp = ip_proto(Protocol::Tcp);
+        for svc in &self.services {
+            let (IpAddr::V4(vip), Protocol::Tcp) = (svc.cfg.vip.ip(), svc.cfg.proto) else {
+                continue;
+            };
+            let port = svc.cfg.vip.port();
+            let helper = port == 0 || self.ftp_ports.contains(&port);
+            let mut nat = false;
+            for &slot in &svc.dests {
+                if let Some(d) = &self.slots[slot as usize].dest
+                    && let (Forward::Nat, IpAddr::V4(a)) = (d.cfg.forward, d.cfg.addr.ip())
+                    && helper
+                {
+                    keys.nat_reals.push((tcp, a, 0));
+                    nat = true;
+                }
+            }
+            if nat || (port == FTP_PORT && svc.cfg.persistence_timeout > 0) {
+                keys.vips.push((tcp, vip, 0));
+            }
+        }
         keys.vips.sort_unstable();
         keys.vips.dedup();
         keys.nat_reals.sort_unstable();
