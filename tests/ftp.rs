@@ -233,3 +233,55 @@ fn dr_apache_and_ftp_with_persistence() {
 fn tun_apache_and_ftp_with_persistence() {
     scenario(Mode::Tun);
 }
+
+/// `scripts/realserver.sh` in a real server's namespace: DR puts the VIP
+/// on lo with the ARP sysctls and takes both back; TUN needs IPIP (this
+/// kernel may lack it: then it says so and fails); NAT changes nothing.
+#[test]
+fn realserver_script_configures_and_undoes() {
+    let bed = Testbed::new(Options {
+        mode: Mode::Nat,
+        reals: 1,
+        director_queues: 1,
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/realserver.sh");
+    let vip = bed.vip().to_string();
+    let rs = Host::Real(0);
+    let run = |args: &[&str]| {
+        let mut a = vec!["sh", script];
+        a.extend_from_slice(args);
+        bed.exec(rs, &a)
+    };
+    let sysctl = |name: &str| {
+        let out = bed.exec(rs, &["cat", &format!("/proc/sys/net/ipv4/conf/all/{name}")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let on_lo = || {
+        let out = bed.exec(rs, &["ip", "-4", "addr", "show", "dev", "lo"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{vip}/32"))
+    };
+    let out = run(&["dr", "start", &vip]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(on_lo());
+    assert_eq!((sysctl("arp_ignore"), sysctl("arp_announce")), ("1".into(), "2".into()));
+    let out = run(&["dr", "stop", &vip]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!on_lo());
+    assert_eq!((sysctl("arp_ignore"), sysctl("arp_announce")), ("0".into(), "0".into()));
+
+    let out = run(&["tun", "start", &vip]);
+    let has_tunl0 = bed.exec(rs, &["test", "-d", "/sys/class/net/tunl0"]).status.success();
+    if has_tunl0 {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let addrs = bed.exec(rs, &["ip", "-4", "addr", "show", "dev", "tunl0"]);
+        assert!(String::from_utf8_lossy(&addrs.stdout).contains(&vip));
+        assert_eq!(sysctl("rp_filter"), "0");
+        assert!(run(&["tun", "stop", &vip]).status.success());
+    } else {
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("IPIP"));
+    }
+    assert!(run(&["nat", "start", &vip]).status.success());
+    assert!(!run(&["dr", "bogus", &vip]).status.success());
+    assert!(!run(&["dr", "start", "not-an-address"]).status.success());
+}
