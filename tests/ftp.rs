@@ -212,6 +212,24 @@ fn scenario(mode: Mode) {
         // Without persistence rr spreads the control connections.
         Mode::Nat => assert!(per_real.iter().all(|&n| n > 0), "{per_real:?}"),
     }
+    // What the operator sees (scripts/demo-ftp.sh shows this).
+    let sock = bed.tempdir().join("xdpvs.sock");
+    let adm = env!("CARGO_BIN_EXE_xdpvsadm");
+    for args in [&["-L", "-n"][..], &["-L", "-n", "--stats"]] {
+        let mut a = vec![adm, "--socket", sock.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let out = bed.exec(Host::Director, &a);
+        assert!(
+            out.status.success(),
+            "xdpvsadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "{mode:?}: xdpvsadm {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     eprintln!(
         "{mode:?}: {} transfers, uploads per real {per_real:?}, {:.1} s",
         names.len() * 2,
@@ -261,18 +279,39 @@ fn realserver_script_configures_and_undoes() {
         String::from_utf8_lossy(&out.stdout).contains(&format!("{vip}/32"))
     };
     let out = run(&["dr", "start", &vip]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(on_lo());
-    assert_eq!((sysctl("arp_ignore"), sysctl("arp_announce")), ("1".into(), "2".into()));
+    assert_eq!(
+        (sysctl("arp_ignore"), sysctl("arp_announce")),
+        ("1".into(), "2".into())
+    );
     let out = run(&["dr", "stop", &vip]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!on_lo());
-    assert_eq!((sysctl("arp_ignore"), sysctl("arp_announce")), ("0".into(), "0".into()));
+    assert_eq!(
+        (sysctl("arp_ignore"), sysctl("arp_announce")),
+        ("0".into(), "0".into())
+    );
 
     let out = run(&["tun", "start", &vip]);
-    let has_tunl0 = bed.exec(rs, &["test", "-d", "/sys/class/net/tunl0"]).status.success();
+    let has_tunl0 = bed
+        .exec(rs, &["test", "-d", "/sys/class/net/tunl0"])
+        .status
+        .success();
     if has_tunl0 {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let addrs = bed.exec(rs, &["ip", "-4", "addr", "show", "dev", "tunl0"]);
         assert!(String::from_utf8_lossy(&addrs.stdout).contains(&vip));
         assert_eq!(sysctl("rp_filter"), "0");
