@@ -8,7 +8,8 @@
 //   - TCP/UDP to a virtual service: (daddr, dport, proto) in `vips`, or
 //     (daddr, 0, proto) for a port-0 (all ports) service;
 //   - TCP/UDP replies of NAT real servers: (saddr, sport, proto) in
-//     `nat_reals`;
+//     `nat_reals`, or (saddr, 0, proto) for every port of the server (FTP
+//     helper: data connections from port 20 and passive ports);
 //   - IPv4 fragments to a VIP address (`vip_addrs`): the forwarder decides
 //     (it drops and counts them; the kernel would not know the VIP either);
 //   - ICMP errors (dest unreachable, source quench, time exceeded, parameter
@@ -146,6 +147,10 @@ static __always_inline int wanted(void *data, void *end)
 			return 1;
 		key.addr = ip->saddr;
 		key.port = p->src;
+		if (bpf_map_lookup_elem(&nat_reals, &key))
+			return 1;
+		// Port 0: every port of the real server (FTP data connections).
+		key.port = 0;
 		return bpf_map_lookup_elem(&nat_reals, &key) != 0;
 	}
 	if (ip->protocol == IPPROTO_ICMP) {

@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod conn;
 pub mod ctrl;

@@ -14,6 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crate::app;
 use crate::config::Forward;
 use crate::conn::{self, Conn, ConnTable, Direction, FlowKey, InsertError, Side, TcpState, flags};
 use crate::sched::Flow;
@@ -85,6 +86,28 @@ impl<'a> Frame<'a> {
     #[inline]
     pub(crate) fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    /// Grows the frame to `len` bytes into the buffer's tailroom (the new
+    /// bytes keep whatever the buffer held). False, unchanged, if the
+    /// buffer is too short.
+    #[inline]
+    pub(crate) fn grow_to(&mut self, len: usize) -> bool {
+        if self.head + len > self.buf.len() {
+            return false;
+        }
+        self.len = self.len.max(len);
+        true
+    }
+
+    /// Sets the length, within what [`Frame::grow_to`] allowed.
+    #[inline]
+    pub(crate) fn set_len(&mut self, len: usize) {
+        assert!(
+            self.head + len <= self.buf.len(),
+            "frame outside its buffer"
+        );
+        self.len = len;
     }
 
     /// Grows the frame by `n` bytes at the front, into the headroom, or —
@@ -199,6 +222,15 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     pub conns_created: u64,
     pub conns_expired: u64,
+    /// FTP helper: 227 replies rewritten to the VIP.
+    pub app_rewrites: u64,
+    /// FTP helper: passive data connections expected.
+    pub app_expected: u64,
+    /// FTP helper: data connections created (passive and active).
+    pub app_conns: u64,
+    /// FTP helper: announcements left alone (a foreign address, no room
+    /// to rewrite, table full).
+    pub app_refused: u64,
 }
 
 impl Counters {
@@ -218,6 +250,9 @@ struct Parsed {
     key: FlowKey<Ipv4Addr>,
     tcp_flags: u8,
 }
+
+/// Seconds an expected FTP data connection waits for its first packet.
+pub const EXPECT_TIMEOUT: Tick = 60;
 
 /// Maximum connections reaped per [`Pipeline::expire`] call by default.
 pub const EXPIRE_BUDGET: usize = 256;
@@ -461,6 +496,9 @@ impl Pipeline {
     pub fn expire(&mut self, now: Tick, budget: usize) -> usize {
         let snap = &self.snap;
         let n = self.st.conns.expire(now, budget, |c| {
+            if c.proto & conn::EXPECT_PROTO != 0 {
+                return None;
+            }
             if c.has(flags::TEMPLATE) && c.control > 0 {
                 return Some(now.saturating_add(c.template_timeout().max(1)));
             }
@@ -583,8 +621,15 @@ impl State {
         };
         self.update_state(snap, i, dest, dir, p, now);
         self.count(dest, side, p.layout.ip_len);
+        let mut p = *p;
+        if c.proto == PROTO_TCP
+            && c.flags & flags::FWD_MASK == Forward::Nat as u8
+            && snap.is_ftp_port(c.vport)
+        {
+            p.layout = self.ftp(snap, frame, &p.layout, i, side, now);
+        }
         match side {
-            Side::Client => self.forward(snap, frame, p, &c, dest, now),
+            Side::Client => self.forward(snap, frame, &p, &c, dest, now),
             Side::Server => {
                 let hop = Hop {
                     port: c.in_port,
@@ -594,6 +639,186 @@ impl State {
                 self.counters.tx_replies += 1;
                 xmit::nat::xmit_out(frame, &p.layout, c.proto, c.vaddr, c.vport, &hop)
             }
+        }
+    }
+
+    /// The FTP helper on a packet of NAT control connection `i` (see
+    /// [`crate::app::ftp`]): shifts sequence numbers for earlier resized
+    /// replies, rewrites a 227 reply's address to the VIP, and creates the
+    /// data connections that replies and commands announce. Returns the
+    /// packet's (possibly new) layout; on anything doubtful the packet
+    /// passes as it is.
+    #[cold]
+    #[inline(never)]
+    fn ftp(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        i: u32,
+        side: Side,
+        now: Tick,
+    ) -> Layout {
+        let end = l.l2_len + l.ip_len;
+        let l4 = l.l4();
+        let doff = usize::from(frame.data()[l4 + 12] >> 4) * 4;
+        let payload_at = l4 + doff;
+        let intact = payload_at < end && app::ftp::checksum_ok(frame.data(), l);
+        let c = *self.conns.get(i);
+        let seq = u32::from_be_bytes(frame.data()[l4 + 4..l4 + 8].try_into().unwrap_or([0; 4]));
+        match side {
+            Side::Server => {
+                app::fix_seq(&mut frame.data_mut()[l4..end], &c.seq);
+                if !intact {
+                    return *l;
+                }
+                match app::ftp::reply(&frame.data()[payload_at..end]) {
+                    Some(app::ftp::Reply::Pasv {
+                        addr,
+                        port,
+                        at,
+                        len,
+                    }) => {
+                        if addr == c.vaddr {
+                            self.expect(&c, port, now);
+                            return *l;
+                        }
+                        if addr != c.daddr {
+                            self.counters.app_refused += 1;
+                            return *l;
+                        }
+                        let (text, n) = app::ftp::pasv_text(c.vaddr);
+                        let mtu = usize::from(snap.ports[usize::from(c.in_port)].mtu);
+                        let Some(nl) =
+                            app::ftp::replace(frame, l, payload_at, at, len, &text[..n], mtu)
+                        else {
+                            self.counters.app_refused += 1;
+                            return *l;
+                        };
+                        if n != len {
+                            self.conns
+                                .get_mut(i)
+                                .seq
+                                .resized(seq, n as i32 - len as i32);
+                        }
+                        self.counters.app_rewrites += 1;
+                        self.expect(&c, port, now);
+                        nl
+                    }
+                    Some(app::ftp::Reply::Epsv { port }) => {
+                        self.expect(&c, port, now);
+                        *l
+                    }
+                    None => *l,
+                }
+            }
+            Side::Client => {
+                app::fix_ack(&mut frame.data_mut()[l4..end], doff, &c.seq);
+                if intact && let Some(a) = app::ftp::command(&frame.data()[payload_at..end]) {
+                    if a.addr == c.caddr {
+                        self.open_active(snap, &c, a.port, now);
+                    } else {
+                        self.counters.app_refused += 1;
+                    }
+                }
+                *l
+            }
+        }
+    }
+
+    /// Expects the client of control connection `c` to open a data
+    /// connection to VIP:`port`, for its real server's `port` (passive
+    /// mode). Refreshes an expectation that is already there.
+    fn expect(&mut self, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+        let e = Conn {
+            caddr: c.caddr,
+            vaddr: c.vaddr,
+            daddr: c.daddr,
+            cport: 0,
+            vport: port,
+            dport: port,
+            proto: PROTO_TCP | conn::EXPECT_PROTO,
+            flags: Forward::Nat as u8 | flags::TEMPLATE,
+            in_port: c.in_port,
+            dest: c.dest,
+            expires: now.saturating_add(EXPECT_TIMEOUT),
+            ..Conn::default()
+        };
+        let key = e.client_key();
+        let h = self.conns.hash(&key);
+        if let Some((j, _)) = self.conns.lookup(&key, h) {
+            let x = self.conns.get_mut(j);
+            (x.daddr, x.dest) = (e.daddr, e.dest);
+            self.conns.set_expires(j, e.expires);
+        } else if self.conns.insert(e, h).is_err() {
+            self.counters.app_refused += 1;
+            return;
+        }
+        self.counters.app_expected += 1;
+    }
+
+    /// The expected data connection a client's SYN to `key`'s VIP port
+    /// opens, taken out of the table: its real server and port.
+    fn take_expected(
+        &mut self,
+        key: &FlowKey<Ipv4Addr>,
+        now: Tick,
+    ) -> Option<(u32, Ipv4Addr, u16)> {
+        let ek = FlowKey {
+            proto: key.proto | conn::EXPECT_PROTO,
+            sport: 0,
+            ..*key
+        };
+        let (j, _) = self.conns.lookup(&ek, self.conns.hash(&ek))?;
+        let e = *self.conns.get(j);
+        self.conns.remove(j);
+        (e.expires > now).then_some((e.dest, e.daddr, e.dport))
+    }
+
+    /// Creates the data connection the real server of control connection
+    /// `c` will open from its port 20 (control port − 1) to the client's
+    /// `port` (active mode), so that its packets are translated to come
+    /// from VIP:20.
+    fn open_active(&mut self, snap: &Snapshot, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+        let (Some(vport), Some(dport)) = (c.vport.checked_sub(1), c.dport.checked_sub(1)) else {
+            return;
+        };
+        let Some(dest) = snap.dest(DestRef(c.dest)) else {
+            return;
+        };
+        let conn = Conn {
+            caddr: c.caddr,
+            vaddr: c.vaddr,
+            daddr: c.daddr,
+            cport: port,
+            vport,
+            dport,
+            proto: PROTO_TCP,
+            state: TcpState::None as u8,
+            flags: Forward::Nat as u8 | flags::INACTIVE | flags::REVERSE,
+            in_port: c.in_port,
+            dest: c.dest,
+            client_mac: c.client_mac,
+            expires: now.saturating_add(EXPECT_TIMEOUT),
+            ..Conn::default()
+        };
+        let key = conn.client_key();
+        let h = self.conns.hash(&key);
+        if let Some((j, _)) = self.conns.lookup(&key, h) {
+            let old = *self.conns.get(j);
+            if old.daddr == conn.daddr && old.dport == dport && old.expires > now {
+                return; // the same PORT again
+            }
+            self.end(snap, j);
+        }
+        match self.conns.insert(conn, h) {
+            Ok(_) => {
+                self.counters.conns_created += 1;
+                self.counters.app_conns += 1;
+                dest.bind();
+                self.count_conn(dest);
+            }
+            Err(_) => self.counters.app_refused += 1,
         }
     }
 
@@ -641,11 +866,24 @@ impl State {
         now: Tick,
     ) -> Verdict {
         let k = &p.key;
+        let syn = p.tcp_flags & (TCP_SYN | TCP_RST) == TCP_SYN;
+        if snap.ftp_nat
+            && k.proto == PROTO_TCP
+            && syn
+            && let Some((d, rip, rport)) = self.take_expected(k, now)
+        {
+            // A passive FTP data connection the helper expects.
+            let Some(dest) = snap.dest(DestRef(d)) else {
+                return Verdict::Drop(DropReason::DestGone);
+            };
+            self.counters.app_conns += 1;
+            return self.open(snap, frame, p, hash, dest, rip, rport, None, now);
+        }
         let Some(svc) = snap.service_v4(k.proto, k.daddr, k.dport) else {
             return Verdict::Pass;
         };
         // TCP connections start with a SYN (`tcp_conn_schedule`).
-        if k.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
+        if k.proto == PROTO_TCP && !syn {
             return Verdict::Drop(DropReason::NoConnection);
         }
         let (dest, template) = if svc.persistence_timeout > 0 {
@@ -662,6 +900,34 @@ impl State {
         let IpAddr::V4(rip) = dest.addr else {
             return Verdict::Drop(DropReason::NoDest);
         };
+        // The real server's port for the service's own port; any other
+        // port of a port-0 service, or a port-0 real server, keeps the
+        // port the client asked for (`ip_vs_sched_persist`).
+        let dport = if k.dport == svc.port && dest.port != 0 {
+            dest.port
+        } else {
+            k.dport
+        };
+        self.open(snap, frame, p, hash, dest, rip, dport, template, now)
+    }
+
+    /// Adds the connection of the client's first packet `p` to real
+    /// server `dest` (`rip:dport`), controlled by persistence template
+    /// `template`, and forwards the packet.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        hash: u64,
+        dest: &Dest,
+        rip: Ipv4Addr,
+        dport: u16,
+        template: Option<u32>,
+        now: Tick,
+    ) -> Verdict {
+        let k = &p.key;
         let mut cflags = dest.fwd as u8 | flags::INACTIVE;
         cflags |= match dest.fwd {
             Forward::Nat => flags::REVERSE,
@@ -675,14 +941,7 @@ impl State {
             daddr: rip,
             cport: k.sport,
             vport: k.dport,
-            // The real server's port for the service's own port; any other
-            // port of a port-0 service, or a port-0 real server, keeps the
-            // port the client asked for (`ip_vs_sched_persist`).
-            dport: if k.dport == svc.port && dest.port != 0 {
-                dest.port
-            } else {
-                k.dport
-            },
+            dport,
             proto: k.proto,
             state: TcpState::None as u8,
             flags: cflags,
@@ -702,12 +961,7 @@ impl State {
         }
         self.counters.conns_created += 1;
         dest.bind();
-        let w = self.worker;
-        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
-            if let Some(l) = s.line(w) {
-                l.conn();
-            }
-        }
+        self.count_conn(dest);
         self.count(dest, Side::Client, p.layout.ip_len);
         let dir = if dest.fwd == Forward::Nat {
             Direction::Input
@@ -912,6 +1166,17 @@ impl State {
             self.counters.tx[usize::from(fwd)] += 1;
         }
         v
+    }
+
+    /// Counts a new connection in its real server's and service's traffic.
+    #[inline]
+    fn count_conn(&self, dest: &Dest) {
+        let w = self.worker;
+        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
+            if let Some(l) = s.line(w) {
+                l.conn();
+            }
+        }
     }
 
     /// Counts a packet of `bytes` in its real server's and service's

@@ -296,3 +296,100 @@ fn a_published_snapshot_is_used_from_the_next_round() {
     ws[0].round(1);
     assert!(ws[0].io().sent.is_empty(), "no service any more");
 }
+
+/// FTP through a NAT director with two workers: the control connection,
+/// the 227 reply, the data connection and its replies arrive at either
+/// worker, and still meet in the table that holds the helper's state.
+#[test]
+fn ftp_control_and_data_connections_meet_at_one_worker() {
+    let mut t = empty_director();
+    let vip: SocketAddr = "198.18.1.3:21".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.3:21", "rr"))
+        .unwrap();
+    let rip = Ipv4Addr::new(198, 18, 2, 31);
+    t.add_dest(Protocol::Tcp, vip, &real("198.18.2.31:21", Forward::Nat, 1))
+        .unwrap();
+    t.set_next_hop(IpAddr::V4(rip), 0, mac_of(rip));
+    assert!(t.snapshot().steer_by_client);
+    let (shared, mut ws) = workers(&t, &[0, 0]);
+    // Ports whose per-flow owners differ, so only the client-address rule
+    // brings them together.
+    let (cport, dport) = (port_owned_by(0, 2), port_owned_by(1, 2));
+    let reply = b"227 Entering Passive Mode (198,18,2,31,195,80).\r\n".to_vec();
+    let steps: [(usize, Pkt); 4] = [
+        (
+            0,
+            Pkt {
+                dst: VIP_NAT,
+                dport: 21,
+                sport: cport,
+                ..Pkt::default()
+            },
+        ),
+        (
+            1,
+            Pkt {
+                src: rip,
+                sport: 21,
+                dst: CLIENT,
+                dport: cport,
+                l4: L4::Tcp {
+                    flags: ACK | PSH,
+                    seq: 5000,
+                },
+                payload: reply,
+                ..Pkt::default()
+            },
+        ),
+        (
+            1,
+            Pkt {
+                dst: VIP_NAT,
+                dport: 50000,
+                sport: dport,
+                ..Pkt::default()
+            },
+        ),
+        (
+            0,
+            Pkt {
+                src: rip,
+                sport: 50000,
+                dst: CLIENT,
+                dport,
+                l4: L4::Tcp {
+                    flags: SYN | ACK,
+                    seq: 9,
+                },
+                ..Pkt::default()
+            },
+        ),
+    ];
+    let mut outs = Vec::new();
+    for (w, pkt) in steps {
+        ws[w].io().rx.push_back(pkt.bytes());
+        for _ in 0..2 {
+            ws[0].round(1);
+            ws[1].round(1);
+        }
+        let mut sent: Vec<Vec<u8>> = ws.iter_mut().flat_map(|x| x.io().sent.drain(..)).collect();
+        assert_eq!(sent.len(), 1, "{pkt:?} forwarded once");
+        outs.push(sent.pop().unwrap());
+    }
+    // The reply names the VIP; the data connection reaches RIP:50000 and
+    // its reply comes from VIP:50000.
+    assert!(
+        outs[1].windows(10).any(|w| w == b"198,18,1,3"),
+        "227 rewritten"
+    );
+    assert_eq!(&outs[2][30..34], &rip.octets());
+    assert_eq!(&outs[2][36..38], &50000u16.to_be_bytes());
+    assert_eq!(&outs[3][26..30], &VIP_NAT.octets());
+    assert_eq!(&outs[3][34..36], &50000u16.to_be_bytes());
+    let owner = owner(CLIENT.octets(), 0, 2);
+    for w in &mut ws {
+        w.publish();
+    }
+    assert_eq!(shared.counters(owner).conns_created, 2);
+    assert_eq!(shared.counters(1 - owner).conns_created, 0);
+}

@@ -176,6 +176,9 @@ pub struct Connections {
     pub tcpfin_timeout: u32,
     /// Seconds a UDP flow may stay idle (`--set udp`).
     pub udp_timeout: u32,
+    /// Virtual ports whose NAT connections get the FTP helper, as IPVS's
+    /// `ip_vs_ftp` module parameter `ports` (default `[21]`; empty: off).
+    pub ftp_ports: Vec<u16>,
 }
 
 impl Connections {
@@ -184,6 +187,7 @@ impl Connections {
     pub const DEFAULT_TCP_TIMEOUT: u32 = 900;
     pub const DEFAULT_TCPFIN_TIMEOUT: u32 = 120;
     pub const DEFAULT_UDP_TIMEOUT: u32 = 300;
+    pub const DEFAULT_FTP_PORT: u16 = 21;
     /// Largest timeout in seconds: 2^31 / 1000, so that the value in
     /// milliseconds fits an `i32` (Linux IPVS: `INT_MAX / HZ` with HZ = 1000).
     pub const MAX_TIMEOUT: u32 = (1 << 31) / 1000;
@@ -196,6 +200,7 @@ impl Default for Connections {
             tcp_timeout: Self::DEFAULT_TCP_TIMEOUT,
             tcpfin_timeout: Self::DEFAULT_TCPFIN_TIMEOUT,
             udp_timeout: Self::DEFAULT_UDP_TIMEOUT,
+            ftp_ports: vec![Self::DEFAULT_FTP_PORT],
         }
     }
 }

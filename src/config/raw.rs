@@ -53,6 +53,7 @@ pub(super) struct RawConnections {
     pub tcp_timeout: Leaf,
     pub tcpfin_timeout: Leaf,
     pub udp_timeout: Leaf,
+    pub ftp_ports: List,
 }
 
 #[derive(Deserialize)]

@@ -97,6 +97,7 @@ fn minimal_file_gets_every_default() {
             tcp_timeout: 900,
             tcpfin_timeout: 120,
             udp_timeout: 300,
+            ftp_ports: vec![21],
         },
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),

@@ -428,7 +428,16 @@ impl Source<'_> {
         let tcp = self.int(&raw.tcp_timeout, "connections.tcp_timeout", 1, max)?;
         let tcpfin = self.int(&raw.tcpfin_timeout, "connections.tcpfin_timeout", 1, max)?;
         let udp = self.int(&raw.udp_timeout, "connections.udp_timeout", 1, max)?;
+        let ftp_ports = match &raw.ftp_ports {
+            None => d.ftp_ports.clone(),
+            Some(list) => {
+                self.unique_list(Some(list), "connections.ftp_ports", "port", |item, key| {
+                    self.int_value(item, key, 1u16, u16::MAX)
+                })?
+            }
+        };
         Ok(Connections {
+            ftp_ports,
             max_entries: max_entries.unwrap_or(d.max_entries),
             tcp_timeout: tcp.unwrap_or(d.tcp_timeout),
             tcpfin_timeout: tcpfin.unwrap_or(d.tcpfin_timeout),

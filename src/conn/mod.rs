@@ -98,6 +98,10 @@ pub struct Conn<A> {
     /// A connection: its persistence template's index + 1 (0 = none). A
     /// template: how many connections it controls (IPVS `n_control`).
     pub control: u32,
+    /// The shift of the server's sequence numbers after an application
+    /// helper resized its payload (NAT FTP control connections; zero for
+    /// every other connection). It fills the entry's spare bytes.
+    pub seq: crate::app::SeqAdjust,
     pub(crate) links: Links,
 }
 
@@ -118,6 +122,7 @@ impl<A: Addr> Default for Conn<A> {
             client_mac: [0; 6],
             expires: 0,
             control: 0,
+            seq: crate::app::SeqAdjust::default(),
             links: Links::default(),
         }
     }
@@ -168,6 +173,14 @@ impl<A: Addr> Conn<A> {
 /// Added to the protocol number of a persistence template's key, so that
 /// no packet's 5-tuple can ever match a template.
 pub const TEMPLATE_PROTO: u8 = 0x80;
+
+/// Added to the protocol number of an expected data connection's key
+/// (IPVS: a connection with `IP_VS_CONN_F_NO_CPORT`): the FTP helper
+/// knows the client's address and the VIP port, not the client's port, so
+/// the entry is keyed with client port 0 and found by the client's first
+/// SYN, which then gets a connection of its own. Such entries carry the
+/// `TEMPLATE` flag so that nothing counts them as connections.
+pub const EXPECT_PROTO: u8 = 0x40;
 
 /// Why a connection could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

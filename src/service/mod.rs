@@ -342,18 +342,59 @@ pub struct Snapshot {
     dests: Box<[Option<Dest>]>,
     vips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState>,
     nat_rips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState>,
+    /// IPv4 VIP → its persistent TCP port-21 service (see `service_v4`).
+    ftp_v4: hashbrown::HashMap<Ipv4Addr, u32, foldhash::fast::FixedState>,
+    /// Virtual ports whose NAT connections get the FTP helper
+    /// (`connections.ftp_ports`, IPVS's `ip_vs_ftp ports=`).
+    pub ftp_ports: Box<[u16]>,
+    /// Some TCP service with a NAT real server has a port in `ftp_ports`
+    /// (or is a port-0 service): the helper may create connections.
+    pub ftp_nat: bool,
+    /// Workers hand NAT and persistent traffic to the owner of the client's
+    /// address (masked by `steer_mask`) rather than of its address and
+    /// port, so that all connections of one client meet in one table (see
+    /// `worker`). Set when some service is persistent or `ftp_nat` holds.
+    pub steer_by_client: bool,
+    /// The widest persistence netmask of all persistent services (the AND
+    /// of their masks), as bits.
+    pub steer_mask: u32,
 }
 
 impl Snapshot {
     /// The service for a packet to `addr:port`: the exact one, else the
     /// VIP's port-0 (all ports) service.
+    ///
+    /// Between the two, as IPVS's `ip_vs_service_find` does: a TCP packet
+    /// to port 20 or to an unprivileged port (≥ 1024) of a VIP with a
+    /// persistent FTP service (port 21) belongs to that service — it may
+    /// be one of its data connections, which persistence sends to the
+    /// control connection's real server (DR and TUN FTP, the LVS way).
     #[inline]
     pub fn service_v4(&self, proto: u8, addr: Ipv4Addr, port: u16) -> Option<&Service> {
         let i = self
             .v4
             .get(&(proto, addr, port))
+            .or_else(|| {
+                if proto == crate::wire::ipv4::PROTO_TCP && (port == 20 || port >= 1024) {
+                    self.ftp_v4.get(&addr)
+                } else {
+                    None
+                }
+            })
             .or_else(|| self.v4.get(&(proto, addr, 0)))?;
         Some(&self.services[*i as usize])
+    }
+
+    /// Whether `addr` is a VIP (of any service).
+    #[inline]
+    pub fn is_vip_v4(&self, addr: Ipv4Addr) -> bool {
+        self.vips_v4.contains(&addr)
+    }
+
+    /// Whether NAT connections to virtual port `port` get the FTP helper.
+    #[inline]
+    pub fn is_ftp_port(&self, port: u16) -> bool {
+        self.ftp_ports.contains(&port)
     }
 
     /// Whether a packet from `src` to `dst` is the load balancer's: to a

@@ -122,6 +122,8 @@ pub struct ServiceTable {
     versions: u64,
     /// Workers that count traffic.
     workers: usize,
+    /// `connections.ftp_ports`.
+    ftp_ports: Vec<u16>,
 }
 
 impl ServiceTable {
@@ -136,7 +138,14 @@ impl ServiceTable {
             next_hops: HashMap::new(),
             versions: 0,
             workers: 1,
+            ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
         }
+    }
+
+    /// Sets the virtual ports whose NAT connections get the FTP helper
+    /// (default: 21).
+    pub fn set_ftp_ports(&mut self, ports: Vec<u16>) {
+        self.ftp_ports = ports;
     }
 
     /// The table a configuration file describes, on the given ports.
@@ -152,6 +161,7 @@ impl ServiceTable {
         timeouts.set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
         let mut t = ServiceTable::new(ports, cfg.dataplane.tunnel_source, timeouts);
         t.set_workers(workers);
+        t.set_ftp_ports(c.ftp_ports.clone());
         for s in &cfg.services {
             t.add_service(s)?;
             for r in &s.reals {
@@ -438,6 +448,32 @@ impl ServiceTable {
                 }
             }
         }
+        // FTP: data connections use other ports of the VIP and of the
+        // NAT real servers than the service's, so every TCP port of those
+        // is the forwarder's: the VIP of a persistent port-21 service
+        // (see `Snapshot::service_v4`) or of a NAT service with the
+        // helper, and that service's NAT real servers.
+        let tcp = ip_proto(Protocol::Tcp);
+        for svc in &self.services {
+            let (IpAddr::V4(vip), Protocol::Tcp) = (svc.cfg.vip.ip(), svc.cfg.proto) else {
+                continue;
+            };
+            let port = svc.cfg.vip.port();
+            let helper = port == 0 || self.ftp_ports.contains(&port);
+            let mut nat = false;
+            for &slot in &svc.dests {
+                if let Some(d) = &self.slots[slot as usize].dest
+                    && let (Forward::Nat, IpAddr::V4(a)) = (d.cfg.forward, d.cfg.addr.ip())
+                    && helper
+                {
+                    keys.nat_reals.push((tcp, a, 0));
+                    nat = true;
+                }
+            }
+            if nat || (port == FTP_PORT && svc.cfg.persistence_timeout > 0) {
+                keys.vips.push((tcp, vip, 0));
+            }
+        }
         keys.vips.sort_unstable();
         keys.vips.dedup();
         keys.nat_reals.sort_unstable();
@@ -601,7 +637,32 @@ impl ServiceTable {
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let mut ftp_v4 = hashbrown::HashMap::with_hasher(Default::default());
+        let mut steer_mask = u32::MAX;
+        let mut persistent = false;
+        let mut ftp_nat = false;
+        for (i, s) in services.iter().enumerate() {
+            let IpAddr::V4(a) = s.vip else { continue };
+            if s.persistence_timeout > 0 {
+                persistent = true;
+                steer_mask &= s.persistence_netmask.to_bits();
+                if s.proto == Protocol::Tcp && s.port == FTP_PORT {
+                    ftp_v4.insert(a, i as u32);
+                }
+            }
+            if s.proto == Protocol::Tcp
+                && s.has_nat
+                && (s.port == 0 || self.ftp_ports.contains(&s.port))
+            {
+                ftp_nat = true;
+            }
+        }
         Snapshot {
+            ftp_v4,
+            ftp_ports: self.ftp_ports.clone().into_boxed_slice(),
+            ftp_nat,
+            steer_by_client: persistent || ftp_nat,
+            steer_mask,
             ports: self.ports.clone().into_boxed_slice(),
             tunnel_source: self.tunnel_source,
             timeouts: self.timeouts,
@@ -613,6 +674,9 @@ impl ServiceTable {
         }
     }
 }
+
+/// The FTP control port, which IPVS treats specially for persistence.
+const FTP_PORT: u16 = 21;
 
 #[cfg(test)]
 mod tests {

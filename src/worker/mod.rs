@@ -41,6 +41,27 @@
 //! free buffers; a full inbox drops the frame and counts it
 //! (`handoff_dropped`), as a full RX ring would.
 //!
+//! # One client, one worker: persistence and the FTP helper
+//!
+//! Some state spans several connections of one client: a persistence
+//! template (every connection of a client, or of its /24 with `-M`, goes
+//! to one real server) and the FTP helper's data connections (announced
+//! on the control connection, opened from other ports). It lives in one
+//! worker's table, so those connections must all reach that worker. When
+//! some service is persistent, or a NAT service has the FTP helper
+//! (`Snapshot::steer_by_client`), the owner is therefore a function of the
+//! client's address alone, masked by the widest persistence netmask:
+//!
+//! - a packet to a VIP of a persistent or NAT service, or to a VIP port
+//!   with no service (an FTP data connection), is owned by
+//!   `owner(client address & mask)`;
+//! - a packet from a NAT real server by `owner(destination & mask)`.
+//!
+//! The price: one client's (or one masked block's) traffic is processed by
+//! one core, so a single heavy client no longer spreads over workers;
+//! many clients still spread evenly. Without persistence and FTP the
+//! finer per-flow rule above stays in force.
+//!
 //! The same inbox carries frames that the pipeline wants sent out of
 //! another interface than the one they came in on (a two-armed director):
 //! they go to a worker with a socket on that interface, which transmits
@@ -57,7 +78,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::config::{Idle, Protocol};
-use crate::conn::{Conn, TEMPLATE_PROTO, TcpState};
+use crate::conn::{Conn, EXPECT_PROTO, TEMPLATE_PROTO, TcpState};
 use crate::ctrl::proto::ConnView;
 use crate::pipeline::{
     Counters, DropReason, EXPIRE_BUDGET, Frame, MAX_BATCH, Pipeline, Tick, Verdict,
@@ -408,13 +429,26 @@ fn steer(snap: &Snapshot, data: &[u8], me: usize, workers: usize) -> Steer {
     let dst = [ip[16], ip[17], ip[18], ip[19]];
     let sport = u16::from_be_bytes([ports[0], ports[1]]);
     let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    // By the client's (masked) address alone, or by its address and port.
+    let by_client = snap.steer_by_client;
+    let key = |addr: [u8; 4], port: u16| {
+        if by_client {
+            let a = u32::from_be_bytes(addr) & snap.steer_mask;
+            owner(a.to_be_bytes(), 0, workers)
+        } else {
+            owner(addr, port, workers)
+        }
+    };
     let w = if let Some(svc) = snap.service_v4(proto, dst.into(), dport) {
-        if !svc.has_nat {
+        if !(svc.has_nat || by_client && svc.persistence_timeout > 0) {
             return Steer::Here;
         }
-        owner(src, sport, workers)
+        key(src, sport)
     } else if snap.is_nat_real_v4(src.into()) {
-        owner(dst, dport, workers)
+        key(dst, dport)
+    } else if by_client && snap.is_vip_v4(dst.into()) {
+        // Perhaps an FTP data connection the helper expects.
+        key(src, sport)
     } else {
         return Steer::Here;
     };
@@ -757,7 +791,7 @@ fn route_out(
 
 /// A connection (or persistence template) as `xdpvsadm -c` lists it.
 fn conn_view(c: &Conn<Ipv4Addr>, now: Tick) -> Option<ConnView> {
-    let proto = match c.proto & !TEMPLATE_PROTO {
+    let proto = match c.proto & !(TEMPLATE_PROTO | EXPECT_PROTO) {
         PROTO_TCP => Protocol::Tcp,
         PROTO_UDP => Protocol::Udp,
         _ => return None,

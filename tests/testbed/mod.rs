@@ -157,6 +157,9 @@ pub fn real_body(i: usize) -> String {
 }
 
 const APACHE: &str = "/usr/sbin/apache2";
+const VSFTPD: &str = "/usr/sbin/vsftpd";
+/// vsftpd's passive ports on the real servers.
+pub const FTP_PASV_PORTS: (u16, u16) = (50000, 50999);
 const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
 const APACHE_USER: &str = "www-data";
 const SHIM_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/ipip_decap.bpf.c");
@@ -693,6 +696,89 @@ impl Testbed {
         }
     }
 
+    /// Starts vsftpd on every real server (package vsftpd), listening on
+    /// port 21 of all its addresses, with a throw-away configuration in
+    /// `tempdir()/rsN/ftp`: anonymous login without password, `/big.bin`
+    /// (the same `BIG_LEN` bytes as apache's), `/whoami.txt` (`rsN\n`) and
+    /// an upload directory `/up` writable by anonymous; passive ports
+    /// `FTP_PASV_PORTS`, active mode from port 20 (`connect_from_port_20`).
+    ///
+    /// No `pasv_address`: vsftpd names the address the control connection
+    /// arrived at. In DR and TUN that is the VIP (the real server holds
+    /// it), which is right for the client; in NAT it is the real server's
+    /// own address, which the director's FTP helper rewrites to the VIP.
+    pub fn start_vsftpd(&mut self) {
+        assert!(
+            Path::new(VSFTPD).exists(),
+            "testbed: {VSFTPD} missing (package vsftpd; scripts/setup.sh installs it)"
+        );
+        for i in 0..self.opts.reals {
+            let dir = self.tempdir.join(format!("rs{}", i + 1));
+            let root = dir.join("ftp");
+            let up = root.join("up");
+            let empty = dir.join("ftp-empty");
+            for d in [&root, &up, &empty] {
+                std::fs::create_dir_all(d).expect("testbed: create vsftpd dirs");
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+                    .expect("testbed: chmod vsftpd dirs");
+            }
+            // Anonymous uploads are written as the `ftp` user.
+            run_checked(
+                Command::new("chown").args(["ftp:", up.to_str().unwrap()]),
+                "chown up",
+            );
+            std::fs::write(root.join("whoami.txt"), real_body(i)).expect("write whoami");
+            std::fs::hard_link(self.tempdir.join("big.bin"), root.join("big.bin"))
+                .expect("link big.bin");
+            let conf = dir.join("vsftpd.conf");
+            std::fs::write(&conf, vsftpd_config(&root, &empty, &dir.join("vsftpd.log")))
+                .expect("testbed: write vsftpd.conf");
+            let log = std::fs::File::create(dir.join("vsftpd.stderr")).expect("create log");
+            let child = self
+                .command(Host::Real(i), &[VSFTPD, conf.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("testbed: cannot start {VSFTPD}: {e}"));
+            self.apaches.push(child);
+        }
+        let tries = READY_TIMEOUT.as_millis() / 20;
+        let scripts = (0..self.opts.reals)
+            .map(|i| {
+                (
+                    Host::Real(i),
+                    format!(
+                        "i=0\n\
+                         while [ $i -lt {tries} ]; do\n\
+                           curl -s -o /dev/null -m 1 ftp://{addr}/whoami.txt && exit 0\n\
+                           i=$((i+1)); sleep 0.02\n\
+                         done\n\
+                         echo 'vsftpd on {addr} not answering' >&2; exit 1",
+                        addr = self.real_addr(i),
+                    ),
+                )
+            })
+            .collect();
+        if let Err(msg) = self.try_scripts(scripts) {
+            let mut logs = String::new();
+            for i in 0..self.opts.reals {
+                let dir = self.tempdir.join(format!("rs{}", i + 1));
+                let text = std::fs::read_to_string(dir.join("vsftpd.stderr")).unwrap_or_default();
+                let _ = writeln!(logs, "rs{} vsftpd: {text}", i + 1);
+            }
+            panic!("testbed: vsftpd did not come up:\n{msg}{logs}");
+        }
+    }
+
+    /// The anonymous FTP upload directory of real server `i` (0-based).
+    pub fn ftp_upload_dir(&self, i: usize) -> PathBuf {
+        self.tempdir
+            .join(format!("rs{}", i + 1))
+            .join("ftp")
+            .join("up")
+    }
+
     // ---- teardown -----------------------------------------------------------
 
     fn pids(&self) -> Vec<String> {
@@ -792,6 +878,26 @@ impl Drop for Testbed {
 
 fn temp_root() -> PathBuf {
     std::env::temp_dir()
+}
+
+fn vsftpd_config(root: &Path, empty: &Path, log: &Path) -> String {
+    let (lo, hi) = FTP_PASV_PORTS;
+    format!(
+        "# Throw-away config of the xdpvs test bed.\n\
+         listen=YES\nlisten_ipv6=NO\nbackground=NO\n\
+         anonymous_enable=YES\nno_anon_password=YES\nlocal_enable=NO\n\
+         anon_root={root}\nwrite_enable=YES\nanon_upload_enable=YES\n\
+         anon_other_write_enable=YES\nanon_umask=022\n\
+         pasv_enable=YES\npasv_min_port={lo}\npasv_max_port={hi}\n\
+         port_enable=YES\nconnect_from_port_20=YES\n\
+         secure_chroot_dir={empty}\n\
+         seccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
+         xferlog_enable=YES\nvsftpd_log_file={log}\ndual_log_enable=NO\n\
+         idle_session_timeout=60\ndata_connection_timeout=30\n",
+        root = root.display(),
+        empty = empty.display(),
+        log = log.display(),
+    )
 }
 
 fn apache_config(dir: &Path, i: usize) -> String {
