@@ -397,6 +397,10 @@ $(cat "$log")"
         say "(OutPkts 0: the real servers answer the client directly, not through the director)"
     fi
     adm -L -n -c
+    # The rate estimator samples every 2 seconds, as IPVS's does.
+    sleep 2.2
+    adm -L -n --rate
+    say "(--rate: IPVS's estimator, sampled every 2 s; the requests above, per second)"
 
     step "stopping: kill -TERM xdpvs"
     kill -TERM "$daemon_pid"
@@ -420,4 +424,7 @@ run_mode dr "3. DR (direct routing): the director only rewrites the MAC"
 run_mode tun "4. TUN (IP-in-IP): the director wraps each packet in an outer IPv4 header"
 run_mode nat "5. NAT (masquerading): the director rewrites addresses both ways"
 
-section "Done: DR, TUN and NAT each served $REQUESTS requests through xdpvs"
+section "6. The LVS guide's cluster: Apache and FTP in NAT, DR and TUN"
+XDPVS_SKIP_SETUP=1 scripts/demo-ftp.sh
+
+section "Done: DR, TUN and NAT each served $REQUESTS requests through xdpvs, and Apache and FTP"
