@@ -1,15 +1,21 @@
 //! Compiles the XDP steering program (`bpf/xdpvs_steer.bpf.c`) with clang
-//! into `$OUT_DIR/xdpvs_steer.bpf.o`, which `src/xsk/steer.rs` embeds.
+//! into `$OUT_DIR/xdpvs_steer.bpf.o`, which `src/xsk/steer.rs` embeds, and the
+//! load generator's sink program (`bench/loadgen/sink.bpf.c`, test equipment
+//! for `scripts/bench.sh`) into `$OUT_DIR/xdpvs_sink.bpf.o`.
 
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "bpf/xdpvs_steer.bpf.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("xdpvs_steer.bpf.o");
+    compile("bpf/xdpvs_steer.bpf.c", "xdpvs_steer.bpf.o");
+    compile("bench/loadgen/sink.bpf.c", "xdpvs_sink.bpf.o");
+}
+
+fn compile(src: &str, obj: &str) {
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join(obj);
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     // Debian keeps asm/types.h under the multiarch directory, which clang
     // does not search for -target bpf.

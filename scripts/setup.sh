@@ -11,7 +11,9 @@
 #                apache2 vsftpd curl lftp            (real servers and clients)
 #   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
 #                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
-#                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf
+#                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf,
+#                fonts-dejavu-core (the chart font of scripts/bench.sh, read
+#                from its file: no fontconfig involved)
 #
 # The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
 # for edition 2024 and has no rustup package, and rustup's installer downloads
@@ -23,7 +25,7 @@ PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
     iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp
-    dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf
+    dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
 )
 # Edition 2024 needs Rust 1.85.
 MIN_RUST_MINOR=85
