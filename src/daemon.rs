@@ -83,12 +83,12 @@ pub enum DaemonError {
     WorkerLost(usize),
 }
 
-/// Where each worker runs.
+/// Where each worker runs: queue `queue` of every interface that has it.
 #[derive(Debug, Clone)]
 struct WorkerPlan {
-    port: u8,
-    ifname: String,
     queue: u32,
+    /// (port, interface name).
+    socks: Vec<(u8, String)>,
     core: Option<usize>,
 }
 
@@ -169,22 +169,25 @@ fn check_machine(
     Ok(ifaces)
 }
 
-/// One worker per RX queue of each interface, cores assigned in order and
-/// reused round-robin when there are fewer cores than queues.
+/// One worker per RX queue number: worker q serves queue q of every
+/// interface that has one, so a two-armed director's frames leave by the
+/// other interface from the same worker (one copy, no hand-over). Cores
+/// are assigned in order and reused round-robin when there are fewer
+/// cores than workers.
 fn plan(dp: &Dataplane, ifaces: &[Interface]) -> Vec<WorkerPlan> {
-    let mut plans = Vec::new();
-    for (port, iface) in ifaces.iter().enumerate() {
-        for queue in 0..iface.rx_queues.max(1) {
-            let core = (!dp.cores.is_empty()).then(|| dp.cores[plans.len() % dp.cores.len()]);
-            plans.push(WorkerPlan {
-                port: port as u8,
-                ifname: iface.name.clone(),
-                queue,
-                core,
-            });
-        }
-    }
-    plans
+    let queues = ifaces.iter().map(|i| i.rx_queues.max(1)).max().unwrap_or(1);
+    (0..queues)
+        .map(|queue| WorkerPlan {
+            queue,
+            socks: ifaces
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.rx_queues.max(1) > queue)
+                .map(|(port, i)| (port as u8, i.name.clone()))
+                .collect(),
+            core: (!dp.cores.is_empty()).then(|| dp.cores[queue as usize % dp.cores.len()]),
+        })
+        .collect()
 }
 
 fn xsk_config(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
@@ -248,7 +251,7 @@ struct Plane {
 const INITIAL_RESOLVE: Duration = Duration::from_secs(2);
 
 /// A started worker reports its socket (or why it has none) on this.
-type Ready = Result<(usize, i32, Option<String>), XskError>;
+type Ready = Result<(usize, u8, i32, Option<String>), XskError>;
 
 /// Runs the daemon with the configuration at `path` until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), DaemonError> {
@@ -293,7 +296,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         "control socket {}",
         cfg.control.socket.display()
     ));
-    let ports_of: Vec<u8> = plans.iter().map(|p| p.port).collect();
+    let ports_of: Vec<Vec<u8>> = plans
+        .iter()
+        .map(|p| p.socks.iter().map(|(port, _)| *port).collect())
+        .collect();
     let shared = Arc::new(Shared::new(Arc::new(table.snapshot()), &ports_of));
     let control = Control::new(table, cfg.connections.max_entries, Instant::now());
     let mut d = Director {
@@ -362,32 +368,40 @@ impl Director {
             idle: self.cfg.dataplane.tuning.idle,
         };
         for (id, p) in plans.iter().enumerate() {
-            let xcfg = xsk_config(&self.cfg.dataplane, &p.ifname, p.queue);
+            let xcfgs: Vec<(u8, XskConfig)> = p
+                .socks
+                .iter()
+                .map(|(port, ifname)| (*port, xsk_config(&self.cfg.dataplane, ifname, p.queue)))
+                .collect();
             let shared = Arc::clone(&self.plane.shared);
             let tx = tx.clone();
             let clock = Arc::clone(&clock);
-            let (port, core) = (p.port, p.core);
+            let core = p.core;
             let spawned = std::thread::Builder::new()
                 .name(format!("xdpvs-w{id}"))
                 .spawn(move || {
                     if let Some(c) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: c });
                     }
-                    let xsk = match Xsk::open(&xcfg, port) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let mode = (!xsk.zero_copy()).then(|| match xsk.copy_reason() {
-                        Some(e) => format!("copy mode (zero-copy refused: {e})"),
-                        None => "copy mode".to_owned(),
-                    });
-                    let _ = tx.send(Ok((id, xsk.as_raw_fd(), mode)));
+                    let mut socks = Vec::new();
+                    for (port, xcfg) in &xcfgs {
+                        let xsk = match Xsk::open(xcfg, *port) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let mode = (!xsk.zero_copy()).then(|| match xsk.copy_reason() {
+                            Some(e) => format!("copy mode (zero-copy refused: {e})"),
+                            None => "copy mode".to_owned(),
+                        });
+                        let _ = tx.send(Ok((id, *port, xsk.as_raw_fd(), mode)));
+                        socks.push((*port, xsk));
+                    }
                     let snap = shared.snapshot.load_full();
                     let pipeline = Pipeline::new(per_worker, snap, clock.now());
-                    let mut w = Worker::new(id, port, xsk, pipeline, shared, opts);
+                    let mut w = Worker::new(id, socks, pipeline, shared, opts);
                     w.run(&clock);
                 })
                 .map_err(|e| DaemonError::Socket {
@@ -397,15 +411,15 @@ impl Director {
             self.threads.push(spawned);
         }
         drop(tx);
-        for _ in plans {
-            let (id, fd, copy) = rx
+        for _ in plans.iter().flat_map(|p| &p.socks) {
+            let (id, port, fd, copy) = rx
                 .recv_timeout(Duration::from_secs(10))
                 .map_err(|_| DaemonError::WorkerLost(self.threads.len()))??;
             let p = &plans[id];
-            self.plane.steering[usize::from(p.port)].register_socket(p.queue, fd)?;
+            self.plane.steering[usize::from(port)].register_socket(p.queue, fd)?;
             log(format_args!(
                 "worker {id}: {} queue {} on {}, AF_XDP {}, {} connections",
-                p.ifname,
+                self.plane.ifaces[usize::from(port)].name,
                 p.queue,
                 p.core
                     .map_or("any core".to_owned(), |c| format!("core {c}")),

@@ -83,6 +83,13 @@ impl<'a> Frame<'a> {
         self.port
     }
 
+    /// Sets the port it counts as received on: for a frame that another
+    /// worker received and handed over.
+    #[inline]
+    pub fn set_port(&mut self, port: u8) {
+        self.port = port;
+    }
+
     #[inline]
     pub(crate) fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

@@ -83,16 +83,28 @@ const OPTS: WorkerOptions = WorkerOptions {
 
 /// Workers on the ports `ports_of` (worker i on port ports_of[i]).
 fn workers(t: &ServiceTable, ports_of: &[u8]) -> (Arc<Shared>, Vec<Worker<MemIo>>) {
+    let lists: Vec<Vec<u8>> = ports_of.iter().map(|&p| vec![p]).collect();
+    workers_on(t, &lists)
+}
+
+/// Workers with a socket on each port of `ports_of[i]`.
+fn workers_on(t: &ServiceTable, ports_of: &[Vec<u8>]) -> (Arc<Shared>, Vec<Worker<MemIo>>) {
     let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), ports_of));
     let ws = ports_of
         .iter()
         .enumerate()
-        .map(|(i, &port)| {
-            let io = MemIo {
-                port,
-                ..MemIo::default()
-            };
-            Worker::new(i, port, io, pipeline(t, 1024), Arc::clone(&shared), OPTS)
+        .map(|(i, ports)| {
+            let socks = ports
+                .iter()
+                .map(|&port| {
+                    let io = MemIo {
+                        port,
+                        ..MemIo::default()
+                    };
+                    (port, io)
+                })
+                .collect();
+            Worker::new(i, socks, pipeline(t, 1024), Arc::clone(&shared), OPTS)
         })
         .collect();
     (shared, ws)
@@ -116,12 +128,17 @@ fn nat_packets_meet_at_the_clients_owner_in_both_directions() {
         ..Pkt::default()
     };
     // The client's SYN arrives at worker 0, which is not the owner.
-    ws[0].io().rx.push_back(syn.bytes());
+    ws[0].io(0).unwrap().rx.push_back(syn.bytes());
     assert_eq!(ws[0].round(1), 1);
-    assert!(ws[0].io().sent.is_empty());
+    assert!(ws[0].io(0).unwrap().sent.is_empty());
     assert_eq!(ws[0].pipeline().conns().len(), 0);
     assert_eq!(ws[1].round(1), 1);
-    let out = ws[1].io().sent.pop().expect("the owner forwards it");
+    let out = ws[1]
+        .io(0)
+        .unwrap()
+        .sent
+        .pop()
+        .expect("the owner forwards it");
     let real = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
     let rport = u16::from_be_bytes([out[36], out[37]]);
     assert!(real == Ipv4Addr::new(198, 18, 2, 31) || real == Ipv4Addr::new(198, 18, 2, 32));
@@ -141,12 +158,13 @@ fn nat_packets_meet_at_the_clients_owner_in_both_directions() {
         },
         ..Pkt::default()
     };
-    ws[0].io().rx.push_back(reply.bytes());
+    ws[0].io(0).unwrap().rx.push_back(reply.bytes());
     ws[0].round(1);
-    assert!(ws[0].io().sent.is_empty());
+    assert!(ws[0].io(0).unwrap().sent.is_empty());
     ws[1].round(1);
     let back = ws[1]
-        .io()
+        .io(0)
+        .unwrap()
         .sent
         .pop()
         .expect("the owner translates the reply");
@@ -168,7 +186,7 @@ fn owner_handles_its_own_packets_without_a_hop() {
     let t = director();
     let (shared, mut ws) = workers(&t, &[0, 0]);
     let sport = port_owned_by(0, 2);
-    ws[0].io().rx.push_back(
+    ws[0].io(0).unwrap().rx.push_back(
         Pkt {
             dst: VIP_NAT,
             sport,
@@ -177,7 +195,7 @@ fn owner_handles_its_own_packets_without_a_hop() {
         .bytes(),
     );
     ws[0].round(1);
-    assert_eq!(ws[0].io().sent.len(), 1);
+    assert_eq!(ws[0].io(0).unwrap().sent.len(), 1);
     ws[0].publish();
     assert_eq!(shared.counters(0).handoff_sent, 0);
 }
@@ -188,7 +206,7 @@ fn dr_and_tun_flows_stay_where_they_arrived() {
     let (_shared, mut ws) = workers(&t, &[0, 0]);
     for (vip, w) in [(VIP_DR, 1), (VIP_TUN, 1), (VIP_DR, 0)] {
         let sport = port_owned_by(1 - w, 2);
-        ws[w].io().rx.push_back(
+        ws[w].io(0).unwrap().rx.push_back(
             Pkt {
                 dst: vip,
                 sport,
@@ -197,8 +215,8 @@ fn dr_and_tun_flows_stay_where_they_arrived() {
             .bytes(),
         );
         ws[w].round(1);
-        assert_eq!(ws[w].io().sent.len(), 1, "{vip} on worker {w}");
-        ws[w].io().sent.clear();
+        assert_eq!(ws[w].io(0).unwrap().sent.len(), 1, "{vip} on worker {w}");
+        ws[w].io(0).unwrap().sent.clear();
     }
 }
 
@@ -227,11 +245,11 @@ fn frames_for_another_port_are_sent_by_a_worker_there() {
     let rip = Ipv4Addr::new(198, 18, 3, 11);
     t.set_next_hop(IpAddr::V4(rip), 1, mac_of(rip));
     let (shared, mut ws) = workers(&t, &[0, 1]);
-    ws[0].io().rx.push_back(Pkt::default().bytes());
+    ws[0].io(0).unwrap().rx.push_back(Pkt::default().bytes());
     ws[0].round(1);
-    assert!(ws[0].io().sent.is_empty());
+    assert!(ws[0].io(0).unwrap().sent.is_empty());
     ws[1].round(1);
-    let out = ws[1].io().sent.pop().expect("sent out of port 1");
+    let out = ws[1].io(1).unwrap().sent.pop().expect("sent out of port 1");
     assert_eq!(&out[0..6], &mac_of(rip));
     assert_eq!(&out[6..12], &[2, 0, 0, 0, 3, 2]);
     ws[0].publish();
@@ -241,13 +259,16 @@ fn frames_for_another_port_are_sent_by_a_worker_there() {
 #[test]
 fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
     let t = director();
-    let shared = Arc::new(Shared::with_slots(Arc::new(t.snapshot()), &[0, 0], 4));
+    let shared = Arc::new(Shared::with_slots(
+        Arc::new(t.snapshot()),
+        &[vec![0], vec![0]],
+        4,
+    ));
     let mut ws: Vec<Worker<MemIo>> = (0..2)
         .map(|i| {
             Worker::new(
                 i,
-                0,
-                MemIo::default(),
+                vec![(0, MemIo::default())],
                 pipeline(&t, 1024),
                 Arc::clone(&shared),
                 OPTS,
@@ -262,7 +283,7 @@ fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
             l4: L4::Tcp { flags: SYN, seq: k },
             ..Pkt::default()
         };
-        ws[0].io().rx.push_back(p.bytes());
+        ws[0].io(0).unwrap().rx.push_back(p.bytes());
     }
     ws[0].round(1);
     ws[0].publish();
@@ -271,7 +292,7 @@ fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
     // The owner drains them; the buffers return, so the next ones fit.
     ws[1].round(1);
     for _ in 0..4 {
-        ws[0].io().rx.push_back(
+        ws[0].io(0).unwrap().rx.push_back(
             Pkt {
                 dst: VIP_NAT,
                 sport,
@@ -292,9 +313,9 @@ fn a_published_snapshot_is_used_from_the_next_round() {
     let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
     t.del_service(Protocol::Tcp, vip).unwrap();
     shared.snapshot.store(Arc::new(t.snapshot()));
-    ws[0].io().rx.push_back(Pkt::default().bytes());
+    ws[0].io(0).unwrap().rx.push_back(Pkt::default().bytes());
     ws[0].round(1);
-    assert!(ws[0].io().sent.is_empty(), "no service any more");
+    assert!(ws[0].io(0).unwrap().sent.is_empty(), "no service any more");
 }
 
 /// FTP through a NAT director with two workers: the control connection,
@@ -367,12 +388,15 @@ fn ftp_control_and_data_connections_meet_at_one_worker() {
     ];
     let mut outs = Vec::new();
     for (w, pkt) in steps {
-        ws[w].io().rx.push_back(pkt.bytes());
+        ws[w].io(0).unwrap().rx.push_back(pkt.bytes());
         for _ in 0..2 {
             ws[0].round(1);
             ws[1].round(1);
         }
-        let mut sent: Vec<Vec<u8>> = ws.iter_mut().flat_map(|x| x.io().sent.drain(..)).collect();
+        let mut sent: Vec<Vec<u8>> = ws
+            .iter_mut()
+            .flat_map(|x| x.io(0).unwrap().sent.drain(..))
+            .collect();
         assert_eq!(sent.len(), 1, "{pkt:?} forwarded once");
         outs.push(sent.pop().unwrap());
     }
@@ -392,4 +416,93 @@ fn ftp_control_and_data_connections_meet_at_one_worker() {
     }
     assert_eq!(shared.counters(owner).conns_created, 2);
     assert_eq!(shared.counters(1 - owner).conns_created, 0);
+}
+
+/// A two-armed NAT director whose workers each have a socket on both
+/// interfaces (queue q of each): the client's packet leaves by the server
+/// side and the reply by the client side from the same worker, copied
+/// between its own sockets, with no hand-over; a reply that arrives at
+/// the other worker is handed to the owner, which sends it out of the
+/// client side.
+#[test]
+fn a_worker_with_both_interfaces_forwards_between_them_itself() {
+    let server_mac = [2, 0, 0, 0, 3, 2];
+    let mut t = ServiceTable::new(
+        vec![
+            Port {
+                mac: DIRECTOR_MAC,
+                mtu: MTU,
+            },
+            Port {
+                mac: server_mac,
+                mtu: MTU,
+            },
+        ],
+        Some(TUNNEL_SRC),
+        Default::default(),
+    );
+    let vip: SocketAddr = "198.18.1.3:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.3:80", "rr"))
+        .unwrap();
+    t.add_dest(Protocol::Tcp, vip, &real("198.18.3.11:80", Forward::Nat, 1))
+        .unwrap();
+    let rip = Ipv4Addr::new(198, 18, 3, 11);
+    t.set_next_hop(IpAddr::V4(rip), 1, mac_of(rip));
+    let (shared, mut ws) = workers_on(&t, &[vec![0, 1], vec![0, 1]]);
+    let sport = port_owned_by(0, 2);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        sport,
+        ..Pkt::default()
+    };
+    ws[0].io(0).unwrap().rx.push_back(syn.bytes());
+    ws[0].round(1);
+    assert!(ws[0].io(0).unwrap().sent.is_empty());
+    let out = ws[0]
+        .io(1)
+        .unwrap()
+        .sent
+        .pop()
+        .expect("out of the server side");
+    assert_eq!(
+        (&out[0..6], &out[6..12]),
+        (&mac_of(rip)[..], &server_mac[..])
+    );
+    assert_eq!(&out[30..34], &rip.octets());
+
+    // The reply arrives at worker 1's server-side socket: handed to worker
+    // 0, which sends it out of the client side.
+    let reply = Pkt {
+        src_mac: mac_of(rip),
+        dst_mac: server_mac,
+        src: rip,
+        sport: 80,
+        dst: CLIENT,
+        dport: sport,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 9,
+        },
+        ..Pkt::default()
+    };
+    ws[1].io(1).unwrap().rx.push_back(reply.bytes());
+    ws[1].round(1);
+    ws[0].round(1);
+    let back = ws[0]
+        .io(0)
+        .unwrap()
+        .sent
+        .pop()
+        .expect("out of the client side");
+    assert_eq!(
+        (&back[0..6], &back[6..12]),
+        (&ROUTER_MAC[..], &DIRECTOR_MAC[..])
+    );
+    assert_eq!(&back[26..30], &VIP_NAT.octets());
+    for w in &ws {
+        w.publish();
+    }
+    let (c0, c1) = (shared.counters(0), shared.counters(1));
+    assert_eq!((c0.tx, c0.handoff_sent, c0.handoff_received), (2, 0, 1));
+    assert_eq!((c1.tx, c1.handoff_sent), (0, 1));
 }

@@ -72,6 +72,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
 use crossbeam::queue::ArrayQueue;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -147,6 +148,9 @@ pub const HANDOFF_SLOTS: usize = 4096;
 pub struct Handoff {
     buf: Box<[u8; HANDOFF_BYTES]>,
     len: u16,
+    /// The port it was received on (to process) or is to leave by (to
+    /// transmit).
+    port: u8,
     /// Transmit as it is (already processed) rather than process.
     transmit: bool,
 }
@@ -182,7 +186,7 @@ impl Mailbox {
 
     /// Copies `data` into a free buffer and queues it. False when the
     /// owner is too far behind (no free buffer) or the frame is too big.
-    fn send(&self, data: &[u8], transmit: bool) -> bool {
+    fn send(&self, data: &[u8], port: u8, transmit: bool) -> bool {
         if data.len() > HANDOFF_BYTES {
             return false;
         }
@@ -193,6 +197,7 @@ impl Mailbox {
         let h = Handoff {
             buf,
             len: data.len() as u16,
+            port,
             transmit,
         };
         match self.inbox.push(h) {
@@ -292,22 +297,23 @@ struct ConnDump {
 
 impl Shared {
     /// For workers `0..ports_of.len()`, worker `w` having a socket on
-    /// port `ports_of[w]`.
-    pub fn new(snapshot: Arc<Snapshot>, ports_of: &[u8]) -> Shared {
+    /// each port of `ports_of[w]`.
+    pub fn new(snapshot: Arc<Snapshot>, ports_of: &[Vec<u8>]) -> Shared {
         Self::with_slots(snapshot, ports_of, HANDOFF_SLOTS)
     }
 
     /// As [`Shared::new`], with `slots` hand-over buffers per worker.
-    pub fn with_slots(snapshot: Arc<Snapshot>, ports_of: &[u8], slots: usize) -> Shared {
+    pub fn with_slots(snapshot: Arc<Snapshot>, ports_of: &[Vec<u8>], slots: usize) -> Shared {
         let nports = ports_of
             .iter()
+            .flatten()
             .map(|&p| usize::from(p) + 1)
             .max()
             .unwrap_or(0);
         let port_workers = (0..nports)
             .map(|p| {
                 (0..ports_of.len())
-                    .filter(|&w| usize::from(ports_of[w]) == p)
+                    .filter(|&w| ports_of[w].iter().any(|&q| usize::from(q) == p))
                     .collect()
             })
             .collect();
@@ -473,11 +479,12 @@ const WAIT_MS: i32 = 10;
 /// Rounds between counter publications when busy.
 const PUBLISH_EVERY: u32 = 64;
 
-/// One worker: a socket, a pipeline, and its place among the others.
+/// One worker: its sockets (one per interface, all on the same queue
+/// number), a pipeline, and its place among the others.
 pub struct Worker<S: FrameIo> {
     id: usize,
-    port: u8,
-    io: S,
+    /// (port, socket), by port.
+    socks: Vec<(u8, S)>,
     pipeline: Pipeline,
     shared: Arc<Shared>,
     opts: WorkerOptions,
@@ -489,7 +496,8 @@ pub struct Worker<S: FrameIo> {
     tx: u64,
 }
 
-/// Per-round results of the receive closure, outside the borrow of `io`.
+/// Per-round results of the receive closure, outside the borrow of the
+/// sockets.
 #[derive(Default)]
 struct RoundCounts {
     sent: u64,
@@ -498,15 +506,41 @@ struct RoundCounts {
     tx: u64,
 }
 
+/// The sockets of a worker other than the one being served: where a frame
+/// for another port goes when this worker has a socket there.
+struct Others<'s, S> {
+    before: &'s mut [(u8, S)],
+    after: &'s mut [(u8, S)],
+}
+
+impl<S: FrameIo> Others<'_, S> {
+    fn get(&mut self, port: u8) -> Option<&mut S> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|(p, _)| *p == port)
+            .map(|(_, s)| s)
+    }
+}
+
+/// Splits `socks` into socket `i` and the others.
+fn split<S>(socks: &mut [(u8, S)], i: usize) -> (&mut (u8, S), Others<'_, S>) {
+    let (before, rest) = socks.split_at_mut(i);
+    let (me, after) = rest.split_first_mut().expect("socket index in range");
+    (me, Others { before, after })
+}
+
 impl<S: FrameIo> Worker<S> {
+    /// Worker `id` with sockets `socks` as (port, socket).
     pub fn new(
         id: usize,
-        port: u8,
-        io: S,
+        mut socks: Vec<(u8, S)>,
         mut pipeline: Pipeline,
         shared: Arc<Shared>,
         opts: WorkerOptions,
     ) -> Worker<S> {
+        assert!(!socks.is_empty(), "a worker needs a socket");
+        socks.sort_by_key(|(p, _)| *p);
         pipeline.set_worker(id);
         let opts = WorkerOptions {
             batch: opts.batch.clamp(1, MAX_BATCH),
@@ -514,8 +548,7 @@ impl<S: FrameIo> Worker<S> {
         };
         Worker {
             id,
-            port,
-            io,
+            socks,
             pipeline,
             shared,
             opts,
@@ -531,8 +564,12 @@ impl<S: FrameIo> Worker<S> {
         &self.pipeline
     }
 
-    pub fn io(&mut self) -> &mut S {
-        &mut self.io
+    /// Its socket on `port`.
+    pub fn io(&mut self, port: u8) -> Option<&mut S> {
+        self.socks
+            .iter_mut()
+            .find(|(p, _)| *p == port)
+            .map(|(_, s)| s)
     }
 
     /// Runs until [`Shared::stop`] is set. `clock` gives the pipeline's
@@ -574,69 +611,77 @@ impl<S: FrameIo> Worker<S> {
     }
 
     /// Blocks in poll(2) until a frame arrives, another worker hands one
-    /// over, or [`WAIT_MS`] passes.
+    /// over, or [`WAIT_MS`] passes. With several sockets it sleeps on the
+    /// first and the hand-over fd, for at most a millisecond, so that the
+    /// others are not left waiting longer than that.
     fn sleep(&mut self) {
         let mb = &self.shared.mailboxes[self.id];
         mb.sleeping.store(true, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
         if mb.inbox.is_empty() {
-            self.io.wait_rx(mb.wake.as_fd(), WAIT_MS);
+            let wait = if self.socks.len() > 1 { 1 } else { WAIT_MS };
+            self.socks[0].1.wait_rx(mb.wake.as_fd(), wait);
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(&mb.wake, &mut buf);
         }
         mb.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// One round of the loop (module docs, steps 1 to 4). Returns the
-    /// number of frames handled.
+    /// One round of the loop (module docs, steps 1 to 4) over every socket.
+    /// Returns the number of frames handled.
     pub fn round(&mut self, now: Tick) -> usize {
         self.pick_up_snapshot();
         let mut work = self.drain_inbox(now);
-        let Worker {
-            id,
-            port,
-            io,
-            pipeline,
-            shared,
-            opts,
-            ..
-        } = self;
-        let (me, my_port, workers) = (*id, *port, shared.workers());
         let mut counts = RoundCounts::default();
-        work += io.rx_batch(opts.batch, |frames, verdicts| {
-            let mut here = frames.len();
-            if workers > 1 {
-                here = 0;
-                let snap = pipeline.snapshot();
-                for i in 0..frames.len() {
-                    match steer(snap, frames[i].data(), me, workers) {
-                        Steer::Here => {
-                            frames.swap(i, here);
-                            verdicts.swap(i, here);
-                            here += 1;
-                        }
-                        Steer::To(w) => {
-                            if shared.mailboxes[w].send(frames[i].data(), false) {
-                                counts.sent += 1;
-                            } else {
-                                counts.dropped += 1;
+        for i in 0..self.socks.len() {
+            let Worker {
+                id,
+                socks,
+                pipeline,
+                shared,
+                opts,
+                ..
+            } = self;
+            let ((my_port, io), mut others) = split(socks, i);
+            let (me, my_port, workers) = (*id, *my_port, shared.workers());
+            work += io.rx_batch(opts.batch, |frames, verdicts| {
+                let mut here = frames.len();
+                if workers > 1 {
+                    here = 0;
+                    let snap = pipeline.snapshot();
+                    for i in 0..frames.len() {
+                        match steer(snap, frames[i].data(), me, workers) {
+                            Steer::Here => {
+                                frames.swap(i, here);
+                                verdicts.swap(i, here);
+                                here += 1;
                             }
-                            verdicts[i] = Verdict::Pass;
+                            Steer::To(w) => {
+                                if shared.mailboxes[w].send(frames[i].data(), my_port, false) {
+                                    counts.sent += 1;
+                                } else {
+                                    counts.dropped += 1;
+                                }
+                                verdicts[i] = Verdict::Pass;
+                            }
                         }
                     }
                 }
-            }
-            pipeline.process_batch(&mut frames[..here], &mut verdicts[..here], now);
-            route_out(
-                shared,
-                (me, my_port),
-                &frames[..here],
-                &mut verdicts[..here],
-                &mut counts,
-            );
-        });
+                pipeline.process_batch(&mut frames[..here], &mut verdicts[..here], now);
+                route_out(
+                    shared,
+                    (me, my_port),
+                    &mut others,
+                    &frames[..here],
+                    &mut verdicts[..here],
+                    &mut counts,
+                );
+            });
+        }
         self.account(counts);
-        self.io.service();
+        for (_, io) in &mut self.socks {
+            io.service();
+        }
         work
     }
 
@@ -647,7 +692,9 @@ impl<S: FrameIo> Worker<S> {
         }
     }
 
-    /// Processes (or transmits) what other workers handed over.
+    /// Processes (or transmits) what other workers handed over: each into
+    /// this worker's socket on the frame's port (the first socket when it
+    /// has none there; the frame keeps its port).
     fn drain_inbox(&mut self, now: Tick) -> usize {
         let mut taken: [Option<Handoff>; MAX_BATCH] = [const { None }; MAX_BATCH];
         let inbox = &self.shared.mailboxes[self.id].inbox;
@@ -666,43 +713,61 @@ impl<S: FrameIo> Worker<S> {
         }
         self.handoff_received += n as u64;
         let mut counts = RoundCounts::default();
-        for transmit in [false, true] {
-            let mut data: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
-            let mut k = 0;
-            for h in taken[..n]
-                .iter()
-                .flatten()
-                .filter(|h| h.transmit == transmit)
-            {
-                data[k] = &h.buf[..usize::from(h.len)];
-                k += 1;
-            }
-            if k == 0 {
-                continue;
-            }
-            let Worker {
-                id,
-                port,
-                io,
-                pipeline,
-                shared,
-                ..
-            } = self;
-            let taken_now = io.inject_batch(&data[..k], |frames, verdicts| {
-                if transmit {
-                    for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
-                        *v = Verdict::Tx {
-                            port: *port,
-                            len: f.len(),
-                        };
-                    }
-                } else {
-                    pipeline.process_batch(frames, verdicts, now);
-                    route_out(shared, (*id, *port), frames, verdicts, &mut counts);
+        let sock_of =
+            |port: u8, socks: &[(u8, S)]| socks.iter().position(|(p, _)| *p == port).unwrap_or(0);
+        for i in 0..self.socks.len() {
+            for transmit in [false, true] {
+                let mut data: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+                let mut ports = [0u8; MAX_BATCH];
+                let mut k = 0;
+                for h in taken[..n]
+                    .iter()
+                    .flatten()
+                    .filter(|h| h.transmit == transmit && sock_of(h.port, &self.socks) == i)
+                {
+                    data[k] = &h.buf[..usize::from(h.len)];
+                    ports[k] = h.port;
+                    k += 1;
                 }
-            });
-            // Frames the socket had no room for are lost like a full ring's.
-            counts.dropped += (k - taken_now) as u64;
+                if k == 0 {
+                    continue;
+                }
+                let Worker {
+                    id,
+                    socks,
+                    pipeline,
+                    shared,
+                    ..
+                } = self;
+                let ((my_port, io), mut others) = split(socks, i);
+                let (me, my_port) = (*id, *my_port);
+                let taken_now = io.inject_batch(&data[..k], |frames, verdicts| {
+                    if transmit {
+                        for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
+                            *v = Verdict::Tx {
+                                port: my_port,
+                                len: f.len(),
+                            };
+                        }
+                        counts.tx += frames.len() as u64;
+                    } else {
+                        for (f, &p) in frames.iter_mut().zip(&ports) {
+                            f.set_port(p);
+                        }
+                        pipeline.process_batch(frames, verdicts, now);
+                        route_out(
+                            shared,
+                            (me, my_port),
+                            &mut others,
+                            frames,
+                            verdicts,
+                            &mut counts,
+                        );
+                    }
+                });
+                // Frames the socket had no room for are lost like a full ring's.
+                counts.dropped += (k - taken_now) as u64;
+            }
         }
         let free = &self.shared.mailboxes[self.id].free;
         for h in taken[..n].iter_mut().filter_map(Option::take) {
@@ -753,17 +818,24 @@ impl<S: FrameIo> Worker<S> {
     }
 }
 
-/// After the pipeline: frames for another port go to a worker that has a
-/// socket there (always the same one for this worker, so a flow, which
-/// has one owner, keeps one path and its order), and are recycled here.
-/// Counts what this socket will transmit.
-fn route_out(
+/// After the pipeline, for the frames of socket `my_port`: a frame for
+/// another port is copied into this worker's socket on that port when it
+/// has one (the two-armed director's common case: one copy, same core),
+/// else handed to a worker that has (always the same one for this worker,
+/// so a flow, which has one owner, keeps one path and its order); either
+/// way it is recycled here. Counts what this worker transmits.
+fn route_out<S: FrameIo>(
     shared: &Shared,
     (me, my_port): (usize, u8),
+    others: &mut Others<'_, S>,
     frames: &[Frame<'_>],
     verdicts: &mut [Verdict],
     counts: &mut RoundCounts,
 ) {
+    // Frames for each of this worker's other sockets, sent as one batch.
+    let mut local: [(u8, ArrayVec<&[u8], MAX_BATCH>); 4] =
+        std::array::from_fn(|_| (0, ArrayVec::new()));
+    let mut nlocal = 0;
     for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
         let Verdict::Tx { port, len } = *v else {
             continue;
@@ -773,6 +845,22 @@ fn route_out(
             continue;
         }
         *v = Verdict::Pass;
+        let data = &f.data()[..len];
+        if others.get(port).is_some() {
+            let slot = match local[..nlocal].iter().position(|(p, _)| *p == port) {
+                Some(j) => Some(j),
+                None if nlocal < local.len() => {
+                    local[nlocal].0 = port;
+                    nlocal += 1;
+                    Some(nlocal - 1)
+                }
+                None => None,
+            };
+            if let Some(j) = slot {
+                local[j].1.push(data);
+                continue;
+            }
+        }
         let Some(ws) = shared
             .port_workers
             .get(usize::from(port))
@@ -781,13 +869,25 @@ fn route_out(
             counts.no_tx_port += 1;
             continue;
         };
-        let data = &f.data()[..len];
         let w = ws[me % ws.len()];
-        if shared.mailboxes[w].send(data, true) {
+        if shared.mailboxes[w].send(data, port, true) {
             counts.sent += 1;
         } else {
             counts.dropped += 1;
         }
+    }
+    for (port, batch) in &local[..nlocal] {
+        let io = others.get(*port).expect("a socket on this port");
+        let sent = io.inject_batch(batch, |frames, verdicts| {
+            for (f, v) in frames.iter().zip(verdicts.iter_mut()) {
+                *v = Verdict::Tx {
+                    port: *port,
+                    len: f.len(),
+                };
+            }
+        });
+        counts.tx += sent as u64;
+        counts.dropped += (batch.len() - sent) as u64;
     }
 }
 
