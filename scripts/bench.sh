@@ -237,16 +237,22 @@ EOF
 xdpvs_start() {
     local forward=$1 proto=$2
     local cfg=$tmp/xdpvs.toml
-    # Both workers (d0's and d1's queue) on FWD_CORE, as testpmd's one
-    # lcore polls both ports. Two spinning threads on one core would take
-    # turns by the scheduler's time slice, so they yield when idle instead.
+    # One worker on FWD_CORE serves queue 0 of d0 and of d1, as testpmd's
+    # one lcore polls both ports. It busy-polls like testpmd unless
+    # XDPVS_IDLE says otherwise.
     cat >"$cfg" <<EOF
 [dataplane]
 interfaces = ["d0", "d1"]
 cores = [$FWD_CORE]
-idle = "${XDPVS_IDLE:-yield}"
+idle = "${XDPVS_IDLE:-busy}"
 tunnel_source = "198.18.2.2"
 batch_size = 64
+# The busy polling DPDK's AF_XDP PMD does by default (busy_budget=64,
+# SO_BUSY_POLL 20 us, SO_PREFER_BUSY_POLL), so both run the same way;
+# XDPVS_BUSY_POLL=0 turns it off.
+busy_poll_usecs = $((${XDPVS_BUSY_POLL:-1} ? 20 : 0))
+busy_poll_budget = 64
+prefer_busy_poll = $( ((${XDPVS_BUSY_POLL:-1})) && echo true || echo false)
 
 [connections]
 max_entries = 4194304

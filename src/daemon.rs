@@ -4,8 +4,9 @@
 //! configuration never leaves a half-started director: the file, every
 //! interface (it must exist), every core (it must exist), the services
 //! (each with at least one real server). Then, per interface, the XDP
-//! steering program is attached; per RX queue a worker thread is started,
-//! pinned to its core, and opens its AF_XDP socket there (so its UMEM and
+//! steering program is attached; per RX queue number a worker thread is
+//! started, pinned to its core, and opens its AF_XDP sockets there (queue
+//! q of every interface) (so its UMEM and
 //! connection table are first touched on that core's memory node); the
 //! control thread registers each socket in the program's map. Any failure
 //! stops what was started, detaches the programs, and reports.

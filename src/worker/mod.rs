@@ -1,8 +1,9 @@
 //! The per-core workers: busy-poll loops that move frames from an AF_XDP
 //! socket through a [`Pipeline`] and back out.
 //!
-//! One worker serves one RX queue of one interface. Its loop, with no lock,
-//! no allocation and no system call per packet:
+//! One worker serves one RX queue number: queue q of every interface that
+//! has one, a socket each. Its loop, with no lock, no allocation and no
+//! system call per packet:
 //!
 //! 1. pick up a new [`Snapshot`] if the control thread published one
 //!    (one atomic load per round);
@@ -62,10 +63,11 @@
 //! many clients still spread evenly. Without persistence and FTP the
 //! finer per-flow rule above stays in force.
 //!
-//! The same inbox carries frames that the pipeline wants sent out of
-//! another interface than the one they came in on (a two-armed director):
-//! they go to a worker with a socket on that interface, which transmits
-//! them as they are.
+//! A frame that the pipeline sends out of another interface than the one
+//! it came in on (a two-armed director) is copied into this worker's own
+//! socket on that interface: one copy (two UMEMs), same core, no queue.
+//! Only when this worker has no socket there (an interface with fewer
+//! queues) does it go through the inbox of a worker that has one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

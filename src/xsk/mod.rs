@@ -225,6 +225,8 @@ pub struct Xsk {
     port: u8,
     zero_copy: bool,
     copy_reason: Option<io::Error>,
+    /// `SO_BUSY_POLL` is set: an empty RX poll calls into the kernel.
+    busy_poll: bool,
     /// Free chunks (offsets into the UMEM).
     free: Vec<u64>,
     fill_out: u32,
@@ -421,6 +423,7 @@ impl Xsk {
             port,
             zero_copy: mode == libc::XDP_ZEROCOPY,
             copy_reason: None,
+            busy_poll: cfg.busy_poll.is_some(),
             // Highest offsets at the bottom: the first chunks go out first.
             free: (0..cfg.frames as u64)
                 .rev()
@@ -485,6 +488,25 @@ impl Xsk {
     {
         let n = self.rx.peek(max.min(MAX_BATCH) as u32);
         if n == 0 {
+            if self.busy_poll {
+                // Busy polling: an empty ring is the moment to let the
+                // kernel poll the queue's NAPI in our context (with
+                // SO_PREFER_BUSY_POLL, instead of in softirq on whatever
+                // core the packets arrived on), as DPDK's AF_XDP PMD does.
+                self.stats.kicks += 1;
+                // SAFETY: a zero-length, non-blocking receive on our own
+                // socket.
+                unsafe {
+                    libc::recvfrom(
+                        self.fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        0,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    );
+                }
+            }
             return 0;
         }
         let mask = !(self.frame_size as u64 - 1);
