@@ -474,7 +474,6 @@ impl Pipeline {
     pub fn process_batch(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now: Tick) {
         let n = frames.len();
         assert!(n <= MAX_BATCH && verdicts.len() >= n, "batch too large");
-        warm_frames(frames);
         if self.st.conns.len() < self.prefetch_min {
             // The table is cache-resident: the extra passes would cost more
             // than the misses they hide (measured at 1 k flows, before the
@@ -1227,22 +1226,6 @@ impl State {
         self.conns.remove(i);
         self.counters.conns_expired += 1;
     }
-}
-
-/// Reads the first header bytes of every frame of a batch, so that their
-/// cache misses overlap instead of coming one after another: in AF_XDP
-/// copy mode the kernel wrote each frame on the core that received it,
-/// often not the worker's, and the parse of a cold frame would otherwise
-/// wait a cross-core miss per packet. (Independent loads, as the
-/// connection table's `warm` uses: they did better than prefetch hints.)
-#[inline]
-fn warm_frames(frames: &[Frame<'_>]) {
-    let mut x = 0u8;
-    for f in frames {
-        let d = f.data();
-        x ^= d.first().copied().unwrap_or(0) ^ d.get(34).copied().unwrap_or(0);
-    }
-    std::hint::black_box(x);
 }
 
 /// Whether the IPv4 header checksum is right (the header sums to 0xffff).
