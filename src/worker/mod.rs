@@ -69,6 +69,8 @@
 //! Only when this worker has no socket there (an interface with fewer
 //! queues) does it go through the inbox of a worker that has one.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -76,9 +78,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
 use crossbeam::queue::ArrayQueue;
-
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::config::{Idle, Protocol};
 use crate::conn::{Conn, EXPECT_PROTO, TEMPLATE_PROTO, TcpState};
@@ -932,17 +931,5 @@ impl Default for Clock {
 impl Clock {
     pub fn now(&self) -> Tick {
         (self.start.elapsed().as_secs() as Tick).max(1)
-    }
-}
-
-/// Sleeps in small steps until `stop` or `d` passes; for the control loop.
-pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
     }
 }
