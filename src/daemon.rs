@@ -82,6 +82,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("worker {0} stopped before it started")]
     WorkerLost(usize),
+    #[error("worker {0}: cannot start its thread: {1}")]
+    Spawn(usize, std::io::Error),
 }
 
 /// Where each worker runs: queue `queue` of every interface that has it.
@@ -405,10 +407,7 @@ impl Director {
                     let mut w = Worker::new(id, socks, pipeline, shared, opts);
                     w.run(&clock);
                 })
-                .map_err(|e| DaemonError::Socket {
-                    path: PathBuf::from(format!("worker thread {id}")),
-                    error: e,
-                })?;
+                .map_err(|e| DaemonError::Spawn(id, e))?;
             self.threads.push(spawned);
         }
         drop(tx);
