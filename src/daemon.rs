@@ -80,7 +80,7 @@ pub enum DaemonError {
     },
     #[error("signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("worker {0} stopped before it started")]
+    #[error("a worker stopped or hung before its sockets were ready ({0} workers started)")]
     WorkerLost(usize),
     #[error("worker {0}: cannot start its thread: {1}")]
     Spawn(usize, std::io::Error),
