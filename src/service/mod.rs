@@ -358,6 +358,11 @@ pub struct Snapshot {
     /// The widest persistence netmask of all persistent services (the AND
     /// of their masks), as bits.
     pub steer_mask: u32,
+    /// Some service has a NAT real server or `steer_by_client` holds: with
+    /// several workers, received frames must be checked for their owner.
+    /// Otherwise (DR and TUN only) every frame stays where it arrived and
+    /// workers skip that check and its service lookup.
+    pub handover: bool,
 }
 
 impl Snapshot {

@@ -641,7 +641,9 @@ impl ServiceTable {
         let mut steer_mask = u32::MAX;
         let mut persistent = false;
         let mut ftp_nat = false;
+        let mut nat = false;
         for (i, s) in services.iter().enumerate() {
+            nat |= s.has_nat;
             let IpAddr::V4(a) = s.vip else { continue };
             if s.persistence_timeout > 0 {
                 persistent = true;
@@ -663,6 +665,7 @@ impl ServiceTable {
             ftp_nat,
             steer_by_client: persistent || ftp_nat,
             steer_mask,
+            handover: nat || persistent || ftp_nat,
             ports: self.ports.clone().into_boxed_slice(),
             tunnel_source: self.tunnel_source,
             timeouts: self.timeouts,
@@ -785,5 +788,22 @@ addr = "198.18.2.13:80"
         let before = t.steering_keys();
         assert!(t.apply_config(&config(&bad)).is_err());
         assert_eq!(t.steering_keys(), before);
+    }
+
+    /// Workers look for a frame's owner only where it matters: a NAT real
+    /// server (replies) or persistence (templates) somewhere.
+    #[test]
+    fn handover_only_with_nat_or_persistence() {
+        let dr = BEFORE.replace("forward = \"nat\"", "forward = \"dr\"");
+        let t = ServiceTable::from_config(&config(&dr), Vec::new(), 2).unwrap();
+        assert!(!t.snapshot().handover);
+        let t = ServiceTable::from_config(&config(BEFORE), Vec::new(), 2).unwrap();
+        assert!(t.snapshot().handover);
+        let persistent = dr.replace(
+            "scheduler = \"rr\"",
+            "scheduler = \"rr\"\npersistence_timeout = 60",
+        );
+        let t = ServiceTable::from_config(&config(&persistent), Vec::new(), 2).unwrap();
+        assert!(t.snapshot().handover);
     }
 }

@@ -647,7 +647,7 @@ impl<S: FrameIo> Worker<S> {
             let (me, my_port, workers) = (*id, *my_port, shared.workers());
             work += io.rx_batch(opts.batch, |frames, verdicts| {
                 let mut here = frames.len();
-                if workers > 1 {
+                if workers > 1 && pipeline.snapshot().handover {
                     here = 0;
                     let snap = pipeline.snapshot();
                     for i in 0..frames.len() {
