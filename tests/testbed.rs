@@ -7,6 +7,8 @@
 #[path = "testbed/mod.rs"]
 mod testbed;
 
+mod director;
+
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -19,6 +21,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 use testbed::{DIRECTOR_ADDR, Host, Mode, Options, ROUTER_LAN_ADDR, Testbed, VIP};
+use xdpvs::wire::checksum;
 
 fn netns_with_prefix(prefix: &str) -> Vec<String> {
     let out = std::process::Command::new("ip")
@@ -252,31 +255,6 @@ fn nat_bed_without_director() {
     check_bed(Mode::Nat, 2);
 }
 
-/// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
-    let total = (20 + payload.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0x40, 0, 64, protocol, 0, 0]); // id 0, DF, ttl 64
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let sum = checksum(&p);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
 /// From the director's namespace: sends one IPIP packet to real server
 /// `real` carrying an ICMP echo request (`payload` bytes of data) from the
 /// director to the VIP, and
@@ -311,10 +289,10 @@ fn ipip_echo(bed: &Testbed, real: usize, id: u16, payload: usize, wait: Duration
         icmp.extend_from_slice(&1u16.to_be_bytes());
         let data: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
         icmp.extend_from_slice(&data);
-        let sum = checksum(&icmp);
+        let sum = checksum::checksum(&icmp);
         icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-        let inner = ipv4(DIRECTOR_ADDR, VIP, 1, &icmp);
-        let outer = ipv4(DIRECTOR_ADDR, real_addr, 4, &inner);
+        let inner = director::ipv4_packet(DIRECTOR_ADDR, VIP, 1, &icmp);
+        let outer = director::ipv4_packet(DIRECTOR_ADDR, real_addr, 4, &inner);
         let to = SockaddrIn::from(SocketAddrV4::new(real_addr, 0));
         sendto(tx.as_raw_fd(), &outer, &to, MsgFlags::empty()).expect("send IPIP packet");
 

@@ -211,18 +211,6 @@ pub fn warm_neighbours(bed: &Testbed, reals: usize) {
     }
 }
 
-/// The IPv4 header checksum of `h`.
-fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 packet from `src` to `dst` with protocol `proto` around `l4`.
 pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     let len = (20 + l4.len()) as u16;
@@ -231,7 +219,7 @@ pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8
     p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
-    let sum = ip_checksum(&p);
+    let sum = xdpvs::wire::checksum::checksum(&p);
     p[10..12].copy_from_slice(&sum.to_be_bytes());
     p.extend_from_slice(l4);
     p
