@@ -146,18 +146,7 @@ fn nat_packets_meet_at_the_clients_owner_in_both_directions() {
     assert_eq!(ws[1].pipeline().conns().len(), 1);
 
     // The real server's reply arrives at worker 0 too: handed over again.
-    let reply = Pkt {
-        src_mac: mac_of(real),
-        src: real,
-        sport: 8080,
-        dst: CLIENT,
-        dport: sport,
-        l4: L4::Tcp {
-            flags: SYN | ACK,
-            seq: 5000,
-        },
-        ..Pkt::default()
-    };
+    let reply = reply_from(real, 8080, sport);
     ws[0].io(0).unwrap().rx.push_back(reply.bytes());
     ws[0].round(1);
     assert!(ws[0].io(0).unwrap().sent.is_empty());
@@ -220,9 +209,14 @@ fn dr_and_tun_flows_stay_where_they_arrived() {
     }
 }
 
-#[test]
-fn frames_for_another_port_are_sent_by_a_worker_there() {
-    // A two-armed director: clients on port 0, real servers on port 1.
+/// The server-side port's MAC of [`two_armed`].
+const SERVER_SIDE_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
+/// The real server of [`two_armed`], behind port 1.
+const FAR_REAL: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 11);
+
+/// A two-armed director: clients on port 0, one real server
+/// ([`FAR_REAL`]:80, `fwd`) behind port 1, for the TCP service `vip`:80.
+fn two_armed(vip: Ipv4Addr, fwd: Forward) -> ServiceTable {
     let mut t = ServiceTable::new(
         vec![
             Port {
@@ -230,20 +224,46 @@ fn frames_for_another_port_are_sent_by_a_worker_there() {
                 mtu: MTU,
             },
             Port {
-                mac: [2, 0, 0, 0, 3, 2],
+                mac: SERVER_SIDE_MAC,
                 mtu: MTU,
             },
         ],
         Some(TUNNEL_SRC),
         Default::default(),
     );
-    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
-    t.add_service(&service(Protocol::Tcp, "198.18.1.1:80", "rr"))
-        .unwrap();
-    let r = real("198.18.3.11:80", Forward::Dr, 1);
-    t.add_dest(Protocol::Tcp, vip, &r).unwrap();
-    let rip = Ipv4Addr::new(198, 18, 3, 11);
-    t.set_next_hop(IpAddr::V4(rip), 1, mac_of(rip));
+    let vip = format!("{vip}:80");
+    t.add_service(&service(Protocol::Tcp, &vip, "rr")).unwrap();
+    t.add_dest(
+        Protocol::Tcp,
+        vip.parse().unwrap(),
+        &real(&format!("{FAR_REAL}:80"), fwd, 1),
+    )
+    .unwrap();
+    t.set_next_hop(IpAddr::V4(FAR_REAL), 1, mac_of(FAR_REAL));
+    t
+}
+
+/// A real server's reply (SYN+ACK) from `rip`:`rport` to the client's port
+/// `cport`.
+fn reply_from(rip: Ipv4Addr, rport: u16, cport: u16) -> Pkt {
+    Pkt {
+        src_mac: mac_of(rip),
+        src: rip,
+        sport: rport,
+        dst: CLIENT,
+        dport: cport,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 5000,
+        },
+        ..Pkt::default()
+    }
+}
+
+#[test]
+fn frames_for_another_port_are_sent_by_a_worker_there() {
+    let t = two_armed(VIP_DR, Forward::Dr);
+    let rip = FAR_REAL;
     let (shared, mut ws) = workers(&t, &[0, 1]);
     ws[0].io(0).unwrap().rx.push_back(Pkt::default().bytes());
     ws[0].round(1);
@@ -251,7 +271,7 @@ fn frames_for_another_port_are_sent_by_a_worker_there() {
     ws[1].round(1);
     let out = ws[1].io(1).unwrap().sent.pop().expect("sent out of port 1");
     assert_eq!(&out[0..6], &mac_of(rip));
-    assert_eq!(&out[6..12], &[2, 0, 0, 0, 3, 2]);
+    assert_eq!(&out[6..12], &SERVER_SIDE_MAC);
     ws[0].publish();
     assert_eq!(shared.counters(0).no_tx_port, 0);
 }
@@ -426,28 +446,9 @@ fn ftp_control_and_data_connections_meet_at_one_worker() {
 /// client side.
 #[test]
 fn a_worker_with_both_interfaces_forwards_between_them_itself() {
-    let server_mac = [2, 0, 0, 0, 3, 2];
-    let mut t = ServiceTable::new(
-        vec![
-            Port {
-                mac: DIRECTOR_MAC,
-                mtu: MTU,
-            },
-            Port {
-                mac: server_mac,
-                mtu: MTU,
-            },
-        ],
-        Some(TUNNEL_SRC),
-        Default::default(),
-    );
-    let vip: SocketAddr = "198.18.1.3:80".parse().unwrap();
-    t.add_service(&service(Protocol::Tcp, "198.18.1.3:80", "rr"))
-        .unwrap();
-    t.add_dest(Protocol::Tcp, vip, &real("198.18.3.11:80", Forward::Nat, 1))
-        .unwrap();
-    let rip = Ipv4Addr::new(198, 18, 3, 11);
-    t.set_next_hop(IpAddr::V4(rip), 1, mac_of(rip));
+    let server_mac = SERVER_SIDE_MAC;
+    let t = two_armed(VIP_NAT, Forward::Nat);
+    let rip = FAR_REAL;
     let (shared, mut ws) = workers_on(&t, &[vec![0, 1], vec![0, 1]]);
     let sport = port_owned_by(0, 2);
     let syn = Pkt {
@@ -473,17 +474,8 @@ fn a_worker_with_both_interfaces_forwards_between_them_itself() {
     // The reply arrives at worker 1's server-side socket: handed to worker
     // 0, which sends it out of the client side.
     let reply = Pkt {
-        src_mac: mac_of(rip),
         dst_mac: server_mac,
-        src: rip,
-        sport: 80,
-        dst: CLIENT,
-        dport: sport,
-        l4: L4::Tcp {
-            flags: SYN | ACK,
-            seq: 9,
-        },
-        ..Pkt::default()
+        ..reply_from(rip, 80, sport)
     };
     ws[1].io(1).unwrap().rx.push_back(reply.bytes());
     ws[1].round(1);
