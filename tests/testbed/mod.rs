@@ -663,8 +663,14 @@ impl Testbed {
                 .unwrap_or_else(|e| panic!("testbed: cannot start {APACHE}: {e}"));
             self.apaches.push(child);
         }
-        // Each real server polls its own address from inside its namespace;
-        // all at once, each bounded by READY_TIMEOUT.
+        self.wait_for_servers("apache", "http", "/", &["stderr.log", "error.log"]);
+    }
+
+    /// Waits until every real server answers `{scheme}://its-address{path}`
+    /// from inside its own namespace, all at once, each bounded by
+    /// `READY_TIMEOUT`; panics with the servers' `logs` (files of
+    /// `tempdir()/rsN`) if one does not.
+    fn wait_for_servers(&self, what: &str, scheme: &str, path: &str, logs: &[&str]) {
         let tries = READY_TIMEOUT.as_millis() / 20;
         let scripts = (0..self.opts.reals)
             .map(|i| {
@@ -673,10 +679,10 @@ impl Testbed {
                     format!(
                         "i=0\n\
                          while [ $i -lt {tries} ]; do\n\
-                           curl -s -o /dev/null -m 1 http://{addr}/ && exit 0\n\
+                           curl -s -o /dev/null -m 1 {scheme}://{addr}{path} && exit 0\n\
                            i=$((i+1)); sleep 0.02\n\
                          done\n\
-                         echo 'apache on {addr} not answering after {secs} s' >&2; exit 1",
+                         echo '{what} on {addr} not answering after {secs} s' >&2; exit 1",
                         addr = self.real_addr(i),
                         secs = READY_TIMEOUT.as_secs(),
                     ),
@@ -684,15 +690,15 @@ impl Testbed {
             })
             .collect();
         if let Err(msg) = self.try_scripts(scripts) {
-            let mut logs = String::new();
+            let mut text = String::new();
             for i in 0..self.opts.reals {
                 let dir = self.tempdir.join(format!("rs{}", i + 1));
-                for f in ["stderr.log", "error.log"] {
-                    let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-                    let _ = writeln!(logs, "rs{} {f}: {text}", i + 1);
+                for f in logs {
+                    let log = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                    let _ = writeln!(text, "rs{} {f}: {log}", i + 1);
                 }
             }
-            panic!("testbed: apache did not come up:\n{msg}{logs}");
+            panic!("testbed: {what} did not come up:\n{msg}{text}");
         }
     }
 
@@ -743,32 +749,7 @@ impl Testbed {
                 .unwrap_or_else(|e| panic!("testbed: cannot start {VSFTPD}: {e}"));
             self.apaches.push(child);
         }
-        let tries = READY_TIMEOUT.as_millis() / 20;
-        let scripts = (0..self.opts.reals)
-            .map(|i| {
-                (
-                    Host::Real(i),
-                    format!(
-                        "i=0\n\
-                         while [ $i -lt {tries} ]; do\n\
-                           curl -s -o /dev/null -m 1 ftp://{addr}/whoami.txt && exit 0\n\
-                           i=$((i+1)); sleep 0.02\n\
-                         done\n\
-                         echo 'vsftpd on {addr} not answering' >&2; exit 1",
-                        addr = self.real_addr(i),
-                    ),
-                )
-            })
-            .collect();
-        if let Err(msg) = self.try_scripts(scripts) {
-            let mut logs = String::new();
-            for i in 0..self.opts.reals {
-                let dir = self.tempdir.join(format!("rs{}", i + 1));
-                let text = std::fs::read_to_string(dir.join("vsftpd.stderr")).unwrap_or_default();
-                let _ = writeln!(logs, "rs{} vsftpd: {text}", i + 1);
-            }
-            panic!("testbed: vsftpd did not come up:\n{msg}{logs}");
-        }
+        self.wait_for_servers("vsftpd", "ftp", "/whoami.txt", &["vsftpd.stderr"]);
     }
 
     /// The anonymous FTP upload directory of real server `i` (0-based).
