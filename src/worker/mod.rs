@@ -373,27 +373,6 @@ impl Shared {
         }
         out
     }
-
-    /// The sum over all workers.
-    pub fn total(&self) -> WorkerCounters {
-        let mut t = WorkerCounters::default();
-        for c in self.counters.iter().map(PublishedCounters::read) {
-            t.rx += c.rx;
-            t.tx += c.tx;
-            t.passed += c.passed;
-            t.dropped += c.dropped;
-            for (a, b) in t.drops.iter_mut().zip(c.drops) {
-                *a += b;
-            }
-            t.conns += c.conns;
-            t.conns_created += c.conns_created;
-            t.handoff_sent += c.handoff_sent;
-            t.handoff_received += c.handoff_received;
-            t.handoff_dropped += c.handoff_dropped;
-            t.no_tx_port += c.no_tx_port;
-        }
-        t
-    }
 }
 
 /// The worker that owns the NAT connections of client `addr:port`; the
