@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, Forward, Protocol, SchedFlags};
-use crate::ctrl::listing::{self, Format, Names, ServiceView};
+use crate::ctrl::listing::{self, Format, Names};
 use crate::ctrl::proto::{
-    self, DestSpec, MAX_RESPONSE, Reply, Request, Response, ServiceKey, ServiceSpec,
+    self, DestSpec, MAX_RESPONSE, Reply, Request, Response, ServiceKey, ServiceSpec, ServiceView,
 };
 
 /// ipvsadm's `MAX_TIMEOUT`: 31 days.

@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use crate::config::rules::{self, Field};
 use crate::config::{Connections, Problem, RealConfig, SCHEDULERS, ServiceConfig};
 use crate::conn::TcpState;
-use crate::ctrl::listing::{DestView, Rates, ServiceView};
-use crate::ctrl::proto::{ConnView, DestSpec, Reply, Request, Response, ServiceKey, ServiceSpec};
+use crate::ctrl::proto::{
+    ConnView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey, ServiceSpec,
+    ServiceView,
+};
 use crate::service::{DestCounters, ServiceError, ServiceInfo, ServiceTable, Stats, Totals};
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).

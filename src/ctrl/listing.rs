@@ -16,57 +16,12 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::ctrl::proto::ConnView;
+use crate::ctrl::proto::{ConnView, ServiceView};
 use crate::service::Totals;
 
 /// The IPVS version ipvsadm reads from the kernel and prints in the first
 /// line; we implement the protocol of that version.
 pub const IPVS_VERSION: &str = "1.2.1";
-
-/// One virtual service as `-L` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ServiceView {
-    pub proto: Protocol,
-    pub vip: SocketAddr,
-    pub scheduler: String,
-    pub flags: SchedFlags,
-    /// Seconds; 0 = not persistent (no `-p`).
-    pub persistence_timeout: u32,
-    /// `-M`; `255.255.255.255` (a /32) is the default and is not printed.
-    /// Only shown for IPv4 services (see [`list`]).
-    pub persistence_netmask: Ipv4Addr,
-    pub stats: Totals,
-    pub rates: Rates,
-    pub dests: Vec<DestView>,
-}
-
-/// One real server of a [`ServiceView`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DestView {
-    pub addr: SocketAddr,
-    pub forward: Forward,
-    pub weight: u32,
-    /// `-x`; 0 = no limit.
-    pub upper_threshold: u32,
-    /// `-y`; 0 = no limit.
-    pub lower_threshold: u32,
-    pub active: u32,
-    pub inactive: u32,
-    /// Persistence templates pointing at this server.
-    pub persistent: u32,
-    pub stats: Totals,
-    pub rates: Rates,
-}
-
-/// Per-second rates as IPVS estimates them (`--rate`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Rates {
-    pub cps: u64,
-    pub inpps: u64,
-    pub outpps: u64,
-    pub inbps: u64,
-    pub outbps: u64,
-}
 
 /// Which `-L` layout: plain, `--stats`, `--rate`, `--thresholds`,
 /// `--persistent-conn`.

@@ -38,7 +38,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::ctrl::listing::ServiceView;
+use crate::service::Totals;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -170,6 +170,51 @@ pub enum Reply {
     Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
     /// Connection entries (`-c`).
     Conns(Vec<ConnView>),
+}
+
+/// One virtual service as `-L` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub proto: Protocol,
+    pub vip: SocketAddr,
+    pub scheduler: String,
+    pub flags: SchedFlags,
+    /// Seconds; 0 = not persistent (no `-p`).
+    pub persistence_timeout: u32,
+    /// `-M`; `255.255.255.255` (a /32) is the default and is not printed.
+    /// ipvsadm shows it for IPv4 services only.
+    pub persistence_netmask: Ipv4Addr,
+    pub stats: Totals,
+    pub rates: Rates,
+    pub dests: Vec<DestView>,
+}
+
+/// One real server of a [`ServiceView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestView {
+    pub addr: SocketAddr,
+    pub forward: Forward,
+    pub weight: u32,
+    /// `-x`; 0 = no limit.
+    pub upper_threshold: u32,
+    /// `-y`; 0 = no limit.
+    pub lower_threshold: u32,
+    pub active: u32,
+    pub inactive: u32,
+    /// Persistence templates pointing at this server.
+    pub persistent: u32,
+    pub stats: Totals,
+    pub rates: Rates,
+}
+
+/// Per-second rates as IPVS estimates them (`--rate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
 }
 
 /// One connection entry as `ipvsadm -L -c` shows it.

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::config::{Forward, Protocol, SchedFlags};
+use crate::ctrl::proto::{DestView, Rates};
 use crate::service::Totals;
 
 fn sa(s: &str) -> SocketAddr {
