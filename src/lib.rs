@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod adm;
 pub mod app;
 pub mod config;
 pub mod conn;

@@ -1,13 +1,13 @@
 //! `xdpvsadm` — ipvsadm's command line for a running xdpvs director.
 //!
-//! Everything is in [`xdpvs::ctrl::adm`]: this parses the arguments, sends
+//! Everything is in [`xdpvs::adm`]: this parses the arguments, sends
 //! one request to the daemon's control socket and prints the answer.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use xdpvs::ctrl::adm::{self, Action, AdmError, Resolver};
-use xdpvs::ctrl::listing::Numeric;
+use xdpvs::adm::listing::Numeric;
+use xdpvs::adm::{self, Action, AdmError, Resolver};
 use xdpvs::ctrl::proto::{Request, Response};
 
 fn run() -> Result<(), AdmError> {
@@ -25,7 +25,7 @@ fn run() -> Result<(), AdmError> {
             println!(
                 "xdpvsadm {} (ipvsadm-compatible, IPVS {})",
                 env!("CARGO_PKG_VERSION"),
-                xdpvs::ctrl::listing::IPVS_VERSION
+                xdpvs::adm::listing::IPVS_VERSION
             );
             return Ok(());
         }

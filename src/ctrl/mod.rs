@@ -1,16 +1,14 @@
-//! Control side: what `xdpvsadm` asks for, how the daemon answers, and how
-//! the answers are shown.
+//! Control side: the daemon's end of what `xdpvsadm` asks for. The
+//! command line and ipvsadm's output formats are `xdpvsadm`'s own (the
+//! top-level `adm` module); nothing here depends on them, so the daemon
+//! links no resolver.
 //!
 //! - [`proto`]: the control socket's messages and framing.
 //! - [`server`]: the socket itself, served without ever blocking the
 //!   daemon's control thread.
 //! - [`control`]: applies requests to the service table and keeps what
 //!   listings need (rate estimates, `-Z` baselines).
-//! - [`listing`]: ipvsadm's output formats.
-//! - [`adm`]: ipvsadm's command line, parsed into requests.
 
-pub mod adm;
 pub mod control;
-pub mod listing;
 pub mod proto;
 pub mod server;

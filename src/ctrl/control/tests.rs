@@ -3,9 +3,9 @@
 //! prints the reply.
 
 use super::*;
+use crate::adm::listing::Numeric;
+use crate::adm::{self, Action, View};
 use crate::conn::Timeouts;
-use crate::ctrl::adm::{self, Action, View};
-use crate::ctrl::listing::Numeric;
 
 const RULES: &str = include_str!("../../../tests/data/ipvsadm-rules.txt");
 

@@ -172,7 +172,7 @@ fn list_commands_and_their_views() {
 
 #[test]
 fn the_corpus_parses_line_by_line() {
-    let text = include_str!("../../../tests/data/ipvsadm-rules.txt");
+    let text = include_str!("../../tests/data/ipvsadm-rules.txt");
     let rules = parse_rules(text).unwrap();
     let lines = text
         .lines()
@@ -192,7 +192,7 @@ fn the_corpus_parses_line_by_line() {
 
 #[test]
 fn rendering_sorts_as_ipvsadm() {
-    use crate::ctrl::listing::Numeric;
+    use crate::adm::listing::Numeric;
     let svc = |proto, vip: &str| ServiceView {
         proto,
         vip: vip.parse().unwrap(),

@@ -32,10 +32,10 @@ use std::time::Duration;
 
 use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, Forward, Protocol, SchedFlags};
-use crate::ctrl::listing::{self, Format, Names};
 use crate::ctrl::proto::{
     self, DestSpec, MAX_RESPONSE, Reply, Request, Response, ServiceKey, ServiceSpec, ServiceView,
 };
+use listing::{Format, Names};
 
 /// ipvsadm's `MAX_TIMEOUT`: 31 days.
 const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -1175,6 +1175,8 @@ the default scheduler is {DEFAULT_SCHEDULER}.\n  \
         ipvs = listing::IPVS_VERSION,
     )
 }
+
+pub mod listing;
 
 #[cfg(test)]
 mod tests;
