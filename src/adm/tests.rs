@@ -1,4 +1,11 @@
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::listing::Format;
+use super::resolve::services;
 use super::*;
+use crate::config::{DEFAULT_SOCKET, Forward, Protocol, SchedFlags};
+use crate::ctrl::proto::{DestSpec, Reply, ServiceKey, ServiceSpec, ServiceView};
 
 fn args(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
@@ -192,7 +199,7 @@ fn the_corpus_parses_line_by_line() {
 
 #[test]
 fn rendering_sorts_as_ipvsadm() {
-    use crate::adm::listing::Numeric;
+    use super::listing::Numeric;
     let svc = |proto, vip: &str| ServiceView {
         proto,
         vip: vip.parse().unwrap(),
