@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use super::listing::Format;
 use super::resolve::services;
 use super::*;
-use crate::config::{DEFAULT_SOCKET, Forward, Protocol, SchedFlags};
+use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, Forward, Protocol, SCHEDULERS, SchedFlags};
 use crate::ctrl::proto::{DestSpec, Reply, ServiceKey, ServiceSpec, ServiceView};
 
 fn args(line: &str) -> Vec<String> {
@@ -246,4 +246,20 @@ fn a_missing_daemon_is_named() {
         "{}",
         e.message
     );
+}
+
+#[test]
+fn usage_names_every_scheduler_and_the_default() {
+    let text = usage();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("--scheduler"))
+        .expect("-s is documented");
+    let names = line
+        .split("one of ")
+        .nth(1)
+        .and_then(|l| l.strip_suffix(','))
+        .expect("-s lists its schedulers");
+    assert_eq!(names.split('|').collect::<Vec<_>>(), SCHEDULERS);
+    assert!(text.contains(&format!("the default scheduler is {DEFAULT_SCHEDULER}.\n")));
 }

@@ -1,11 +1,12 @@
 //! `-h`: ipvsadm's usage text, less what xdpvs does not have, plus
 //! `--socket`.
 
-use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET};
+use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, SCHEDULERS};
 
 use super::listing;
 
-/// `-h`: ipvsadm's usage, less what xdpvs does not have.
+/// `-h`: ipvsadm's usage, less what xdpvs does not have. The schedulers
+/// are the crate's, in its order.
 pub fn usage() -> String {
     let p = "xdpvsadm";
     format!(
@@ -40,7 +41,7 @@ Either long or short options are allowed.\n  \
 Options:\n  \
 --tcp-service  -t service-address   service-address is host[:port]\n  \
 --udp-service  -u service-address   service-address is host[:port]\n  \
---scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh,\n                                      \
+--scheduler    -s scheduler         one of {schedulers},\n                                      \
 the default scheduler is {DEFAULT_SCHEDULER}.\n  \
 --persistent   -p [timeout]         persistent service\n  \
 --netmask      -M netmask           persistent granularity mask\n  \
@@ -65,5 +66,6 @@ the default scheduler is {DEFAULT_SCHEDULER}.\n  \
 --socket PATH                       the xdpvs control socket (default {DEFAULT_SOCKET})\n",
         version = env!("CARGO_PKG_VERSION"),
         ipvs = listing::IPVS_VERSION,
+        schedulers = SCHEDULERS.join("|"),
     )
 }
