@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{Forward, Protocol, SchedFlags};
 use crate::ctrl::proto::{ConnView, ServiceView};
 use crate::service::Totals;
@@ -358,30 +359,25 @@ fn has_sched_flags(f: SchedFlags) -> bool {
     f.0 & (SchedFlags::FLAG1 | SchedFlags::FLAG2 | SchedFlags::FLAG3) != 0
 }
 
-/// `print_sched_flags`: comma-separated names, spelled per scheduler. As in
-/// ipvsadm, sh and mh have no name for flag 3, so `sh` with only flag 3
-/// lists as `sh ()` and saves as `-b ` followed by nothing.
+/// `print_sched_flags`: comma-separated names in bit order, spelled per
+/// scheduler as `-b` spells them ([`SCHED_FLAG_NAMES`]): the scheduler's
+/// own names where it has any (sh, mh), else `flag-N`. As in ipvsadm, sh
+/// and mh have no name for flag 3, so `sh` with only flag 3 lists as
+/// `sh ()` and saves as `-b ` followed by nothing.
 fn sched_flag_names(s: &ServiceView) -> String {
-    let f = s.flags.0;
-    let names: &[(u8, &str)] = match s.scheduler.as_str() {
-        "sh" => &[
-            (SchedFlags::FLAG1, "sh-fallback"),
-            (SchedFlags::FLAG2, "sh-port"),
-        ],
-        "mh" => &[
-            (SchedFlags::FLAG1, "mh-fallback"),
-            (SchedFlags::FLAG2, "mh-port"),
-        ],
-        _ => &[
-            (SchedFlags::FLAG1, "flag-1"),
-            (SchedFlags::FLAG2, "flag-2"),
-            (SchedFlags::FLAG3, "flag-3"),
-        ],
-    };
+    let own = |only: Option<&str>| only == Some(s.scheduler.as_str());
+    let has_own = SCHED_FLAG_NAMES.iter().any(|&(_, _, only)| own(only));
+    let mut names: Vec<(u8, &str)> = SCHED_FLAG_NAMES
+        .iter()
+        .filter(|&&(_, bit, only)| {
+            s.flags.0 & bit != 0 && if has_own { own(only) } else { only.is_none() }
+        })
+        .map(|&(name, bit, _)| (bit, name))
+        .collect();
+    names.sort_by_key(|&(bit, _)| bit);
     names
         .iter()
-        .filter(|(bit, _)| f & bit != 0)
-        .map(|(_, name)| *name)
+        .map(|&(_, name)| name)
         .collect::<Vec<_>>()
         .join(",")
 }
