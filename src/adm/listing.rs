@@ -17,8 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::ctrl::proto::{ConnView, ServiceView};
-use crate::service::Totals;
+use crate::ctrl::proto::{ConnView, ServiceView, Totals};
 
 /// The IPVS version ipvsadm reads from the kernel and prints in the first
 /// line; we implement the protocol of that version.

@@ -38,7 +38,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::service::Totals;
+/// The traffic counters of a [`ServiceView`] or [`DestView`].
+pub use crate::service::Totals;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;

@@ -6,8 +6,7 @@
 
 use super::*;
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::ctrl::proto::{DestView, Rates};
-use crate::service::Totals;
+use crate::ctrl::proto::{DestView, Rates, Totals};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
