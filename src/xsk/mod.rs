@@ -1,6 +1,6 @@
-//! AF_XDP sockets, their UMEM, the XDP steering program's loader, and the
-//! low-level memory helpers the data path needs — the only module allowed
-//! `unsafe`.
+//! AF_XDP sockets, their UMEM and the XDP steering program's loader — the
+//! only module allowed `unsafe` (besides the huge-page advice in
+//! [`crate::mem`]).
 //!
 //! One [`Xsk`] is one socket bound to one (interface, queue) with its own
 //! UMEM of `frames` equal chunks. The socket is built directly on the
@@ -30,7 +30,6 @@
 
 #![allow(unsafe_code)]
 
-pub mod mem;
 mod ring;
 pub mod steer;
 
