@@ -39,7 +39,7 @@ use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
 
-use crate::config::ZeroCopy;
+use crate::config::{Dataplane, ZeroCopy};
 use crate::pipeline::{Frame, Verdict};
 use ring::Ring;
 
@@ -87,6 +87,30 @@ impl XskConfig {
             comp_size: 2048,
             zero_copy: ZeroCopy::Auto,
             busy_poll: None,
+        }
+    }
+
+    /// The socket for `ifname`/`queue` as the `[dataplane]` section sizes
+    /// it: the one place its keys become socket settings. The values were
+    /// validated with the configuration (`config::validate`);
+    /// `busy_poll_usecs = 0` means no busy polling.
+    pub fn from_dataplane(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
+        let t = &dp.tuning;
+        XskConfig {
+            ifname: ifname.to_owned(),
+            queue,
+            frames: t.umem_frames,
+            frame_size: t.frame_size,
+            rx_size: t.rx_ring_size,
+            tx_size: t.tx_ring_size,
+            fill_size: t.fill_ring_size,
+            comp_size: t.comp_ring_size,
+            zero_copy: dp.zero_copy,
+            busy_poll: (t.busy_poll_usecs > 0).then_some(BusyPoll {
+                usecs: t.busy_poll_usecs,
+                budget: t.busy_poll_budget,
+                prefer: t.prefer_busy_poll,
+            }),
         }
     }
 }
