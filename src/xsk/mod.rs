@@ -25,8 +25,9 @@
 //! [`Xsk::frame_accounting`] exposes the four counts for tests.
 //!
 //! Nothing on the per-packet path allocates or makes a system call: rings
-//! are worked in batches, and [`Xsk::service`] wakes the kernel only when a
-//! ring's `needs_wakeup` flag asks for it.
+//! are worked in batches, one transaction and one index store each (see
+//! `ring.rs`), and [`Xsk::service`] wakes the kernel only when a ring's
+//! `needs_wakeup` flag asks for it.
 
 #![allow(unsafe_code)]
 
@@ -509,8 +510,8 @@ impl Xsk {
     where
         F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
     {
-        let n = self.rx.peek(max.min(MAX_BATCH) as u32);
-        if n == 0 {
+        let mut rx = self.rx.consume(max.min(MAX_BATCH) as u32);
+        if rx.len() == 0 {
             if self.busy_poll {
                 // Busy polling: an empty ring is the moment to let the
                 // kernel poll the queue's NAPI in our context (with
@@ -533,16 +534,15 @@ impl Xsk {
             return 0;
         }
         let mask = !(self.frame_size as u64 - 1);
-        for i in 0..n {
-            let d = self.rx.read(i);
+        for (h, d) in self.handled.iter_mut().zip(rx.by_ref()) {
             let chunk = d.addr & mask;
-            self.handled[i as usize] = Handled {
+            *h = Handled {
                 chunk,
                 head: (d.addr - chunk) as u32,
                 len: d.len,
             };
         }
-        self.rx.release(n);
+        let n = rx.release();
         self.fill_out -= n;
         self.in_handling = n;
         self.stats.rx += n as u64;
@@ -631,24 +631,18 @@ impl Xsk {
         }
         drop(frames);
 
-        let tx_room = self.tx.free(n as u32);
-        let mut ntx = 0u32;
+        let mut tx = self.tx.produce(n as u32);
         for (h, v) in self.handled[..n].iter().zip(&verdicts[..n]) {
             match *v {
                 Verdict::Tx { port, len }
                     if port == self.port && len > 0 && h.head as usize + len <= fs =>
                 {
-                    if ntx < tx_room {
-                        self.tx.write(
-                            ntx,
-                            libc::xdp_desc {
-                                addr: h.chunk + h.head as u64,
-                                len: len as u32,
-                                options: 0,
-                            },
-                        );
-                        ntx += 1;
-                    } else {
+                    let desc = libc::xdp_desc {
+                        addr: h.chunk + h.head as u64,
+                        len: len as u32,
+                        options: 0,
+                    };
+                    if !tx.insert(desc) {
                         self.stats.tx_ring_full += 1;
                         self.free.push(h.chunk);
                     }
@@ -656,12 +650,10 @@ impl Xsk {
                 _ => self.free.push(h.chunk),
             }
         }
+        let ntx = tx.commit();
         self.verdicts = verdicts;
-        if ntx > 0 {
-            self.tx.submit(ntx);
-            self.tx_out += ntx;
-            self.stats.tx += ntx as u64;
-        }
+        self.tx_out += ntx;
+        self.stats.tx += ntx as u64;
         self.in_handling = 0;
         self.refill();
     }
@@ -672,29 +664,24 @@ impl Xsk {
         if want == 0 {
             return;
         }
-        let n = self.fill.free(want).min(want);
-        for i in 0..n {
-            let chunk = self.free.pop().expect("counted above");
-            self.fill.write(i, chunk);
+        let mut fill = self.fill.produce(want);
+        // The top `capacity() <= want` chunks, last pushed first.
+        let rest = self.free.len() - fill.capacity() as usize;
+        for &chunk in self.free[rest..].iter().rev() {
+            fill.insert(chunk);
         }
-        if n > 0 {
-            self.fill.submit(n);
-            self.fill_out += n;
-        }
+        self.free.truncate(rest);
+        self.fill_out += fill.commit();
     }
 
     /// Takes transmitted chunks back from the completion ring.
     fn reclaim(&mut self) {
-        let n = self.comp.peek(self.frames);
-        if n == 0 {
-            return;
-        }
         let mask = !(self.frame_size as u64 - 1);
-        for i in 0..n {
-            self.free.push(self.comp.read(i) & mask);
+        let mut comp = self.comp.consume(self.frames);
+        for addr in comp.by_ref() {
+            self.free.push(addr & mask);
         }
-        self.comp.release(n);
-        self.tx_out -= n;
+        self.tx_out -= comp.release();
     }
 
     /// Reclaims completions, refills the fill ring, and makes the system
