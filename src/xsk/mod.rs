@@ -24,6 +24,16 @@
 //! the caller and panics rather than leaking or double-freeing a chunk.
 //! [`Xsk::frame_accounting`] exposes the four counts for tests.
 //!
+//! Addresses the kernel hands back (RX descriptors, completions) are checked
+//! against the UMEM's geometry before any slice is formed from them (see
+//! `umem.rs`): a descriptor outside the UMEM or running past its chunk's end
+//! is counted ([`XskStats::invalid_descriptors`]) and never reaches the
+//! caller; its chunk is recycled when the address names one, and written
+//! off ([`XskStats::lost_chunks`], a fifth count in the accounting) when it
+//! does not, since guessing could put a chunk in two places. What the check
+//! cannot see — the kernel handing out one chunk twice — stays the kernel's
+//! side of the contract.
+//!
 //! Nothing on the per-packet path allocates or makes a system call: rings
 //! are worked in batches, one transaction and one index store each (see
 //! `ring.rs`), and [`Xsk::service`] wakes the kernel only when a ring's
@@ -33,16 +43,17 @@
 
 mod ring;
 pub mod steer;
+mod umem;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
 
 use crate::config::{Dataplane, ZeroCopy};
 use crate::pipeline::{Frame, Verdict};
 use ring::Ring;
+use umem::{BadDesc, Chunks, Handled, Umem};
 
 /// Most frames one `rx_batch`/`inject_batch` call hands to its closure.
 pub const MAX_BATCH: usize = 1024;
@@ -184,55 +195,15 @@ pub struct XskStats {
     pub inject_oversize: u64,
     /// Wake-up system calls (`sendto`/`recvfrom`).
     pub kicks: u64,
-}
-
-/// The UMEM area: anonymous memory, registered with the socket.
-struct Umem {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Umem {
-    fn new(len: usize) -> io::Result<Umem> {
-        // SAFETY: a fresh private anonymous mapping; no existing memory
-        // is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Umem {
-            base: NonNull::new(p.cast()).expect("mmap returned null"),
-            len,
-        })
-    }
-}
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; the socket (closed before, see field
-        // order in `Xsk`) keeps its own page references while it lives.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
-}
-
-/// A chunk handed to the caller: its offset in the UMEM, where the packet
-/// starts in it, and how long the packet is.
-#[derive(Clone, Copy, Default)]
-struct Handled {
-    chunk: u64,
-    head: u32,
-    len: u32,
+    /// RX and completion descriptors whose address or length did not lie
+    /// inside one UMEM chunk; never handed on. The kernel does not produce
+    /// them: a non-zero count means a kernel or driver bug.
+    pub invalid_descriptors: u64,
+    /// Chunks written off because an invalid descriptor's address lay
+    /// outside the UMEM, so the chunk the kernel meant is unknown (the
+    /// socket has that many fewer chunks to work with; see
+    /// [`Xsk::frame_accounting`]).
+    pub lost_chunks: u64,
 }
 
 /// One AF_XDP socket with its own UMEM and its four rings.
@@ -244,6 +215,9 @@ pub struct Xsk {
     comp: Ring<u64>,
     fd: OwnedFd,
     umem: Umem,
+    /// The UMEM's geometry, which every descriptor from the kernel is
+    /// checked against.
+    chunks: Chunks,
     frame_size: u32,
     frames: u32,
     port: u8,
@@ -256,6 +230,8 @@ pub struct Xsk {
     fill_out: u32,
     tx_out: u32,
     in_handling: u32,
+    /// Chunks written off (see [`XskStats::lost_chunks`]).
+    lost: u32,
     handled: Vec<Handled>,
     verdicts: Vec<Verdict>,
     stats: XskStats,
@@ -442,6 +418,7 @@ impl Xsk {
             comp,
             fd,
             umem,
+            chunks: Chunks::new(cfg.frames, cfg.frame_size),
             frame_size: cfg.frame_size,
             frames: cfg.frames,
             port,
@@ -456,6 +433,7 @@ impl Xsk {
             fill_out: 0,
             tx_out: 0,
             in_handling: 0,
+            lost: 0,
             handled: vec![Handled::default(); MAX_BATCH],
             verdicts: vec![Verdict::Pass; MAX_BATCH],
             stats: XskStats::default(),
@@ -505,7 +483,9 @@ impl Xsk {
     /// once with them and a verdict slot each (preset to `Pass`); then
     /// transmits the frames whose verdict is `Tx` to this socket's port and
     /// recycles the rest. `f` may permute frames and verdicts together.
-    /// Returns the number of frames received.
+    /// A descriptor that does not lie inside one UMEM chunk is counted in
+    /// [`XskStats::invalid_descriptors`] and not handed to `f`. Returns the
+    /// number of descriptors taken off the RX ring (valid or not).
     pub fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
     where
         F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
@@ -533,21 +513,37 @@ impl Xsk {
             }
             return 0;
         }
-        let mask = !(self.frame_size as u64 - 1);
-        for (h, d) in self.handled.iter_mut().zip(rx.by_ref()) {
-            let chunk = d.addr & mask;
-            *h = Handled {
-                chunk,
-                head: (d.addr - chunk) as u32,
-                len: d.len,
-            };
+        let mut n = 0;
+        for d in rx.by_ref() {
+            match self.chunks.rx_frame(d.addr, d.len) {
+                Ok(h) => {
+                    self.handled[n] = h;
+                    n += 1;
+                }
+                // The kernel took the chunk from the fill ring and gave it
+                // back with a length that runs past its end: recycle it.
+                Err(BadDesc::PastChunk { chunk }) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.free.push(chunk);
+                }
+                // Some chunk left the fill ring, but not one we can name:
+                // write it off rather than guess (a guess could put a chunk
+                // in two places).
+                Err(BadDesc::OutsideUmem) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.stats.lost_chunks += 1;
+                    self.lost += 1;
+                }
+            }
         }
-        let n = rx.release();
-        self.fill_out -= n;
-        self.in_handling = n;
+        let taken = rx.release();
+        self.fill_out -= taken;
         self.stats.rx += n as u64;
-        self.handle(n as usize, f);
-        n as usize
+        if n > 0 {
+            self.in_handling = n as u32;
+            self.handle(n, f);
+        }
+        taken as usize
     }
 
     /// Like [`rx_batch`](Self::rx_batch), but the frames are free chunks into
@@ -572,9 +568,11 @@ impl Xsk {
             }
             let chunk = self.free.pop().expect("counted above");
             // SAFETY: `chunk` came off the free stack, so neither the kernel
-            // nor any live slice uses it; RX_HEADROOM + len <= frame_size
-            // keeps the copy inside it; `pkt` is caller memory, not UMEM we
-            // own mutably, so the ranges do not overlap.
+            // nor any live slice uses it, and it is a chunk of this UMEM
+            // (every chunk offset we hold was made by `open` or passed the
+            // `Chunks` checks); RX_HEADROOM + len <= frame_size keeps the
+            // copy inside it; `pkt` is caller memory, not UMEM we own
+            // mutably, so the ranges do not overlap.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     pkt.as_ptr(),
@@ -609,7 +607,8 @@ impl Xsk {
             // handling state, distinct from every other handled chunk (the
             // kernel hands each out once, the free stack holds each once),
             // and no other reference to it exists until `frames` is dropped
-            // below. chunk + frame_size <= UMEM length.
+            // below. chunk + frame_size <= UMEM length: the chunk passed
+            // `Chunks::rx_frame` or came off the free stack.
             let buf = unsafe { std::slice::from_raw_parts_mut(base.add(h.chunk as usize), fs) };
             frames.push(Frame::new(buf, h.head as usize, h.len as usize, self.port));
         }
@@ -676,10 +675,18 @@ impl Xsk {
 
     /// Takes transmitted chunks back from the completion ring.
     fn reclaim(&mut self) {
-        let mask = !(self.frame_size as u64 - 1);
         let mut comp = self.comp.consume(self.frames);
         for addr in comp.by_ref() {
-            self.free.push(addr & mask);
+            match self.chunks.chunk_of(addr) {
+                Ok(chunk) => self.free.push(chunk),
+                // A completion outside the UMEM names none of the chunks in
+                // TX flight: write one off (see `rx_batch`).
+                Err(_) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.stats.lost_chunks += 1;
+                    self.lost += 1;
+                }
+            }
         }
         self.tx_out -= comp.release();
     }
@@ -768,12 +775,14 @@ impl Xsk {
         self.stats
     }
 
-    /// (chunks in the UMEM, chunks accounted for: free + fill ring/kernel RX
-    /// + being handled + TX/completion in flight). Equal unless a chunk leaked.
+    /// (chunks in the UMEM, chunks accounted for: the sum of free, on the
+    /// fill ring or held by the kernel for RX, being handled, in TX flight
+    /// until completion, and written off after an invalid descriptor).
+    /// Equal unless a chunk leaked.
     pub fn frame_accounting(&self) -> (u32, u32) {
         (
             self.frames,
-            self.free.len() as u32 + self.fill_out + self.in_handling + self.tx_out,
+            self.free.len() as u32 + self.fill_out + self.in_handling + self.tx_out + self.lost,
         )
     }
 }
