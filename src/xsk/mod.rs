@@ -179,22 +179,29 @@ pub enum XskError {
     },
 }
 
-/// Counters of one socket.
-#[derive(Debug, Clone, Copy, Default)]
+/// Counters of one socket, cumulative since it was opened, kept by
+/// userspace on the data path (plain integers: the socket has one owner).
+/// The kernel's own counters are [`Xsk::kernel_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XskStats {
-    /// Frames received from the RX ring.
+    /// Frames taken from the RX ring and handed to the batch closure
+    /// (descriptors that passed the bounds check).
     pub rx: u64,
-    /// Frames put on the TX ring.
+    /// Frames placed on the TX ring.
     pub tx: u64,
-    /// Transmits refused because the TX ring was full (frame recycled).
+    /// Frames with a transmit verdict that found no free TX slot; their
+    /// chunks were recycled, the frames dropped.
     pub tx_ring_full: u64,
-    /// Injected packets refused for want of a free chunk.
+    /// Injected packets refused for want of a free UMEM chunk (dropped).
     pub no_free_frame: u64,
     /// Injected packets longer than a chunk's room after the headroom
     /// (dropped).
     pub inject_oversize: u64,
-    /// Wake-up system calls (`sendto`/`recvfrom`).
-    pub kicks: u64,
+    /// Refills that left the fill ring with free slots because no free
+    /// chunk was left (all received, being handled or in TX flight): the
+    /// kernel may then find the fill ring empty and drop frames, which it
+    /// counts in [`XdpKernelStats::rx_fill_ring_empty_descs`].
+    pub fill_short: u64,
     /// RX and completion descriptors whose address or length did not lie
     /// inside one UMEM chunk; never handed on. The kernel does not produce
     /// them: a non-zero count means a kernel or driver bug.
@@ -204,6 +211,37 @@ pub struct XskStats {
     /// socket has that many fewer chunks to work with; see
     /// [`Xsk::frame_accounting`]).
     pub lost_chunks: u64,
+    /// Receive wake-ups: non-blocking `recvfrom` calls, when the fill ring
+    /// asked for one or a busy-polling socket found the RX ring empty.
+    pub rx_kicks: u64,
+    /// Transmit wake-ups: `sendto` calls while TX descriptors waited and
+    /// the TX ring asked for one.
+    pub tx_kicks: u64,
+}
+
+/// The kernel's counters of one socket (`struct xdp_statistics`, read with
+/// `getsockopt(SOL_XDP, XDP_STATISTICS)`), cumulative since the socket was
+/// bound. Kernels before 5.9 report only the first three (with
+/// `rx_ring_full` folded into `rx_dropped`); the others read 0 there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpKernelStats {
+    /// Received frames dropped for other reasons than those below (such as
+    /// a frame too long for a chunk).
+    pub rx_dropped: u64,
+    /// Received frames dropped because of an invalid descriptor.
+    pub rx_invalid_descs: u64,
+    /// TX descriptors the kernel found invalid (outside the UMEM, or too
+    /// long) and did not send.
+    pub tx_invalid_descs: u64,
+    /// Received frames dropped because the RX ring was full: userspace did
+    /// not take frames off it fast enough.
+    pub rx_ring_full: u64,
+    /// Times the kernel wanted a chunk from the fill ring and found it
+    /// empty (the frame was dropped; see [`XskStats::fill_short`]).
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel looked for a frame to send and found the TX ring
+    /// empty.
+    pub tx_ring_empty_descs: u64,
 }
 
 /// One AF_XDP socket with its own UMEM and its four rings.
@@ -497,7 +535,7 @@ impl Xsk {
                 // kernel poll the queue's NAPI in our context (with
                 // SO_PREFER_BUSY_POLL, instead of in softirq on whatever
                 // core the packets arrived on), as DPDK's AF_XDP PMD does.
-                self.stats.kicks += 1;
+                self.stats.rx_kicks += 1;
                 // SAFETY: a zero-length, non-blocking receive on our own
                 // socket.
                 unsafe {
@@ -660,17 +698,19 @@ impl Xsk {
     /// Moves free chunks onto the fill ring, as many as fit.
     fn refill(&mut self) {
         let want = self.free.len() as u32;
-        if want == 0 {
-            return;
+        if want > 0 {
+            let mut fill = self.fill.produce(want);
+            // The top `capacity() <= want` chunks, last pushed first.
+            let rest = self.free.len() - fill.capacity() as usize;
+            for &chunk in self.free[rest..].iter().rev() {
+                fill.insert(chunk);
+            }
+            self.free.truncate(rest);
+            self.fill_out += fill.commit();
         }
-        let mut fill = self.fill.produce(want);
-        // The top `capacity() <= want` chunks, last pushed first.
-        let rest = self.free.len() - fill.capacity() as usize;
-        for &chunk in self.free[rest..].iter().rev() {
-            fill.insert(chunk);
+        if self.free.is_empty() && self.fill.has_room() {
+            self.stats.fill_short += 1;
         }
-        self.free.truncate(rest);
-        self.fill_out += fill.commit();
     }
 
     /// Takes transmitted chunks back from the completion ring.
@@ -707,7 +747,7 @@ impl Xsk {
                 break;
             }
             rounds += 1;
-            self.stats.kicks += 1;
+            self.stats.tx_kicks += 1;
             // SAFETY: a zero-length send on our own socket.
             let rc = unsafe {
                 libc::sendto(
@@ -729,7 +769,7 @@ impl Xsk {
             }
         }
         if self.fill.needs_wakeup() {
-            self.stats.kicks += 1;
+            self.stats.rx_kicks += 1;
             // SAFETY: a zero-length, non-blocking receive on our own socket;
             // it only makes the kernel run the queue's RX processing.
             unsafe {
@@ -771,8 +811,45 @@ impl Xsk {
         }
     }
 
+    /// This socket's counters, kept in userspace (no system call).
     pub fn stats(&self) -> XskStats {
         self.stats
+    }
+
+    /// The kernel's counters of this socket: one `getsockopt` system call,
+    /// for the control side now and then, not per packet.
+    pub fn kernel_stats(&self) -> io::Result<XdpKernelStats> {
+        let mut s = libc::xdp_statistics {
+            rx_dropped: 0,
+            rx_invalid_descs: 0,
+            tx_invalid_descs: 0,
+            rx_ring_full: 0,
+            rx_fill_ring_empty_descs: 0,
+            tx_ring_empty_descs: 0,
+        };
+        let mut optlen = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `s` is writable for `optlen` bytes; an older kernel writes
+        // fewer (its shorter struct) and leaves the rest zero.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&raw mut s).cast(),
+                &mut optlen,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(XdpKernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
     }
 
     /// (chunks in the UMEM, chunks accounted for: the sum of free, on the
