@@ -197,11 +197,13 @@ pub struct XskStats {
     /// Injected packets longer than a chunk's room after the headroom
     /// (dropped).
     pub inject_oversize: u64,
-    /// Refills that left the fill ring with free slots because no free
-    /// chunk was left (all received, being handled or in TX flight): the
-    /// kernel may then find the fill ring empty and drop frames, which it
-    /// counts in [`XdpKernelStats::rx_fill_ring_empty_descs`].
-    pub fill_short: u64,
+    /// Refills that found the fill ring empty and no free chunk to put on
+    /// it (every chunk received, being handled or in TX flight): until
+    /// chunks come back the kernel has nothing to receive into and drops
+    /// frames. The kernel counts those drops in
+    /// [`XdpKernelStats::rx_fill_ring_empty_descs`], which also covers a
+    /// ring that runs dry between two refills while free chunks wait.
+    pub fill_empty: u64,
     /// RX and completion descriptors whose address or length did not lie
     /// inside one UMEM chunk; never handed on. The kernel does not produce
     /// them: a non-zero count means a kernel or driver bug.
@@ -237,7 +239,7 @@ pub struct XdpKernelStats {
     /// not take frames off it fast enough.
     pub rx_ring_full: u64,
     /// Times the kernel wanted a chunk from the fill ring and found it
-    /// empty (the frame was dropped; see [`XskStats::fill_short`]).
+    /// empty (the frame was dropped; see [`XskStats::fill_empty`]).
     pub rx_fill_ring_empty_descs: u64,
     /// Times the kernel looked for a frame to send and found the TX ring
     /// empty.
@@ -708,8 +710,8 @@ impl Xsk {
             self.free.truncate(rest);
             self.fill_out += fill.commit();
         }
-        if self.free.is_empty() && self.fill.has_room() {
-            self.stats.fill_short += 1;
+        if self.free.is_empty() && self.fill.pending() == 0 {
+            self.stats.fill_empty += 1;
         }
     }
 

@@ -167,12 +167,6 @@ impl<T: Copy> Ring<T> {
             .saturating_sub(self.local.wrapping_sub(self.cached))
     }
 
-    /// Whether at least one slot is free (reloading the kernel's index only
-    /// when the cache says the ring is full).
-    pub(super) fn has_room(&mut self) -> bool {
-        self.room(1) > 0
-    }
-
     /// Reserves up to `want` free slots for writing.
     #[inline]
     pub(super) fn produce(&mut self, want: u32) -> Producer<'_, T> {
@@ -186,8 +180,8 @@ impl<T: Copy> Ring<T> {
 
     /// Entries produced but not yet consumed by the kernel.
     pub(super) fn pending(&self) -> u32 {
-        // Relaxed: only a count, used to decide whether to wake the kernel;
-        // no entry is accessed on its strength.
+        // Relaxed: only a count, used to decide whether to wake the kernel or
+        // to count an empty fill ring; no entry is accessed on its strength.
         self.local
             .wrapping_sub(self.consumer().load(Ordering::Relaxed))
     }
@@ -415,7 +409,6 @@ mod tests {
         assert_eq!(p.commit(), 4);
         // Full until the kernel consumes.
         assert_eq!(r.produce(1).capacity(), 0);
-        assert!(!r.has_room());
         r.consumer().store(3, Ordering::Release);
         let mut p = r.produce(8);
         assert_eq!(p.capacity(), 3);
