@@ -370,7 +370,7 @@ fn bench_parse(c: &mut Criterion) {
 fn bench_memory(c: &mut Criterion) {
     let n: usize = 16 << 20;
     let mut next: Vec<u64> = Vec::with_capacity(n);
-    xdpvs::xsk::mem::advise_hugepages(&mut next);
+    xdpvs::mem::advise_hugepages(&mut next);
     next.resize(n, 0);
     // One random cycle through every slot.
     let order = shuffled(n as u32);

@@ -45,7 +45,7 @@ use crate::pipeline::{DropReason, Pipeline};
 use crate::service::{Port, ServiceError, ServiceTable};
 use crate::worker::{Clock, Shared, Worker, WorkerCounters, WorkerOptions};
 use crate::xsk::steer::{SteerRules, Steering};
-use crate::xsk::{BusyPoll, Xsk, XskConfig, XskError};
+use crate::xsk::{Xsk, XskConfig, XskError};
 
 /// Why the daemon could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -191,26 +191,6 @@ fn plan(dp: &Dataplane, ifaces: &[Interface]) -> Vec<WorkerPlan> {
             core: (!dp.cores.is_empty()).then(|| dp.cores[queue as usize % dp.cores.len()]),
         })
         .collect()
-}
-
-fn xsk_config(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
-    let t = &dp.tuning;
-    XskConfig {
-        ifname: ifname.to_owned(),
-        queue,
-        frames: t.umem_frames,
-        frame_size: t.frame_size,
-        rx_size: t.rx_ring_size,
-        tx_size: t.tx_ring_size,
-        fill_size: t.fill_ring_size,
-        comp_size: t.comp_ring_size,
-        zero_copy: dp.zero_copy,
-        busy_poll: (t.busy_poll_usecs > 0).then_some(BusyPoll {
-            usecs: t.busy_poll_usecs,
-            budget: t.busy_poll_budget,
-            prefer: t.prefer_busy_poll,
-        }),
-    }
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -374,7 +354,12 @@ impl Director {
             let xcfgs: Vec<(u8, XskConfig)> = p
                 .socks
                 .iter()
-                .map(|(port, ifname)| (*port, xsk_config(&self.cfg.dataplane, ifname, p.queue)))
+                .map(|(port, ifname)| {
+                    (
+                        *port,
+                        XskConfig::from_dataplane(&self.cfg.dataplane, ifname, p.queue),
+                    )
+                })
                 .collect();
             let shared = Arc::clone(&self.plane.shared);
             let tx = tx.clone();

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod ctrl;
 pub mod daemon;
+pub mod mem;
 pub mod netlink;
 pub mod pipeline;
 pub mod sched;

@@ -1,7 +1,8 @@
 //! AF_XDP end to end, between two namespaces on a two-queue veth pair:
 //! the steering program sends exactly the VIP's traffic to the sockets (one
 //! per queue) while everything else reaches the kernel; rules change live;
-//! frames transmitted from the sockets arrive. Needs root.
+//! frames transmitted from the sockets arrive and the sockets' counters
+//! say so. Needs root.
 
 mod netns;
 
@@ -15,7 +16,7 @@ use netns::{ADDR_A, ADDR_B, VethPair};
 use xdpvs::config::{XdpMode, ZeroCopy};
 use xdpvs::pipeline::{DropReason, Frame, Verdict};
 use xdpvs::xsk::steer::{SteerRules, SteerStats, Steering};
-use xdpvs::xsk::{Xsk, XskConfig};
+use xdpvs::xsk::{XdpKernelStats, Xsk, XskConfig, XskStats};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const VIP_PORT: u16 = 9000;
@@ -23,6 +24,8 @@ const VIP_PORT: u16 = 9000;
 enum Cmd {
     Rules(SteerRules, mpsc::Sender<()>),
     Stats(mpsc::Sender<SteerStats>),
+    /// Each socket's (zero-copy, own counters, kernel counters).
+    Counters(mpsc::Sender<Vec<(bool, XskStats, XdpKernelStats)>>),
     Stop,
 }
 
@@ -88,6 +91,17 @@ fn dut(
                 done.send(()).unwrap();
             }
             Ok(Cmd::Stats(reply)) => reply.send(steer.stats().expect("stats")).unwrap(),
+            Ok(Cmd::Counters(reply)) => reply
+                .send(
+                    socks
+                        .iter()
+                        .map(|x| {
+                            let k = x.kernel_stats().expect("XDP_STATISTICS");
+                            (x.zero_copy(), x.stats(), k)
+                        })
+                        .collect(),
+                )
+                .unwrap(),
             Ok(Cmd::Stop) | Err(mpsc::TryRecvError::Disconnected) => break,
             Err(mpsc::TryRecvError::Empty) => {}
         }
@@ -262,6 +276,27 @@ fn steering_and_echo_between_namespaces() {
         50,
         "echoes after re-adding"
     );
+
+    // The sockets' counters: every frame received counted once, every echo
+    // (the even half: 400 + 50) placed on the TX ring once, nothing refused.
+    let counters = {
+        let (tx, r) = mpsc::channel();
+        cmd_tx.send(Cmd::Counters(tx)).unwrap();
+        r.recv_timeout(Duration::from_secs(2)).unwrap()
+    };
+    eprintln!("{counters:#?}");
+    let sum = |f: fn(&XskStats) -> u64| counters.iter().map(|(_, s, _)| f(s)).sum::<u64>();
+    assert_eq!(sum(|s| s.rx), total(&rx), "rx counts the frames received");
+    assert_eq!(sum(|s| s.tx), 450, "tx counts the echoes put on the ring");
+    assert_eq!(sum(|s| s.tx_ring_full), 0);
+    assert_eq!(sum(|s| s.invalid_descriptors + s.lost_chunks), 0);
+    for (zero_copy, s, k) in &counters {
+        assert_eq!((k.rx_invalid_descs, k.tx_invalid_descs), (0, 0), "{k:?}");
+        // Copy mode transmits only from sendto.
+        if !zero_copy && s.tx > 0 {
+            assert!(s.tx_kicks > 0, "{s:?}");
+        }
+    }
 
     cmd_tx.send(Cmd::Stop).unwrap();
     d.join().expect("director side");

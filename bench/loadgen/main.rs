@@ -224,7 +224,7 @@ fn generate(a: &GenArgs) -> Result<serde_json::Value, String> {
         "rate": a.rate,
         "zero_copy": xsk.zero_copy(),
         "tx_ring_full": st.tx_ring_full,
-        "kicks": st.kicks,
+        "kicks": st.rx_kicks + st.tx_kicks,
     }))
 }
 

@@ -47,7 +47,7 @@ impl Index {
         let n = (max_items.max(4) * 2).next_power_of_two();
         assert!(n <= 1 << 32, "index too large");
         let mut slots: Vec<Slot> = Vec::with_capacity(n);
-        crate::xsk::mem::advise_hugepages(&mut slots);
+        crate::mem::advise_hugepages(&mut slots);
         slots.resize(n, VACANT);
         Index {
             slots: slots.into_boxed_slice(),

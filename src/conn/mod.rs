@@ -220,7 +220,7 @@ impl<A: Addr> ConnTable<A> {
     pub fn new(capacity: u32, now: u32) -> ConnTable<A> {
         assert!(capacity > 0 && capacity < 1 << 30, "capacity out of range");
         let mut entries = Vec::with_capacity(capacity as usize);
-        crate::xsk::mem::advise_hugepages(&mut entries);
+        crate::mem::advise_hugepages(&mut entries);
         // Every entry starts on the free list, in index order.
         entries.extend((1..=capacity).map(|next| {
             let mut e = Conn::<A>::default();

@@ -1,6 +1,6 @@
-//! AF_XDP sockets, their UMEM, the XDP steering program's loader, and the
-//! low-level memory helpers the data path needs — the only module allowed
-//! `unsafe`.
+//! AF_XDP sockets, their UMEM and the XDP steering program's loader — the
+//! only module allowed `unsafe` (besides the huge-page advice in
+//! [`crate::mem`]).
 //!
 //! One [`Xsk`] is one socket bound to one (interface, queue) with its own
 //! UMEM of `frames` equal chunks. The socket is built directly on the
@@ -24,25 +24,36 @@
 //! the caller and panics rather than leaking or double-freeing a chunk.
 //! [`Xsk::frame_accounting`] exposes the four counts for tests.
 //!
+//! Addresses the kernel hands back (RX descriptors, completions) are checked
+//! against the UMEM's geometry before any slice is formed from them (see
+//! `umem.rs`): a descriptor outside the UMEM or running past its chunk's end
+//! is counted ([`XskStats::invalid_descriptors`]) and never reaches the
+//! caller; its chunk is recycled when the address names one, and written
+//! off ([`XskStats::lost_chunks`], a fifth count in the accounting) when it
+//! does not, since guessing could put a chunk in two places. What the check
+//! cannot see — the kernel handing out one chunk twice — stays the kernel's
+//! side of the contract.
+//!
 //! Nothing on the per-packet path allocates or makes a system call: rings
-//! are worked in batches, and [`Xsk::service`] wakes the kernel only when a
-//! ring's `needs_wakeup` flag asks for it.
+//! are worked in batches, one transaction and one index store each (see
+//! `ring.rs`), and [`Xsk::service`] wakes the kernel only when a ring's
+//! `needs_wakeup` flag asks for it.
 
 #![allow(unsafe_code)]
 
-pub mod mem;
 mod ring;
 pub mod steer;
+mod umem;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
 
-use crate::config::ZeroCopy;
+use crate::config::{Dataplane, ZeroCopy};
 use crate::pipeline::{Frame, Verdict};
 use ring::Ring;
+use umem::{BadDesc, Chunks, Handled, Umem};
 
 /// Most frames one `rx_batch`/`inject_batch` call hands to its closure.
 pub const MAX_BATCH: usize = 1024;
@@ -88,6 +99,30 @@ impl XskConfig {
             comp_size: 2048,
             zero_copy: ZeroCopy::Auto,
             busy_poll: None,
+        }
+    }
+
+    /// The socket for `ifname`/`queue` as the `[dataplane]` section sizes
+    /// it: the one place its keys become socket settings. The values were
+    /// validated with the configuration (`config::validate`);
+    /// `busy_poll_usecs = 0` means no busy polling.
+    pub fn from_dataplane(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
+        let t = &dp.tuning;
+        XskConfig {
+            ifname: ifname.to_owned(),
+            queue,
+            frames: t.umem_frames,
+            frame_size: t.frame_size,
+            rx_size: t.rx_ring_size,
+            tx_size: t.tx_ring_size,
+            fill_size: t.fill_ring_size,
+            comp_size: t.comp_ring_size,
+            zero_copy: dp.zero_copy,
+            busy_poll: (t.busy_poll_usecs > 0).then_some(BusyPoll {
+                usecs: t.busy_poll_usecs,
+                budget: t.busy_poll_budget,
+                prefer: t.prefer_busy_poll,
+            }),
         }
     }
 }
@@ -144,71 +179,71 @@ pub enum XskError {
     },
 }
 
-/// Counters of one socket.
-#[derive(Debug, Clone, Copy, Default)]
+/// Counters of one socket, cumulative since it was opened, kept by
+/// userspace on the data path (plain integers: the socket has one owner).
+/// The kernel's own counters are [`Xsk::kernel_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XskStats {
-    /// Frames received from the RX ring.
+    /// Frames taken from the RX ring and handed to the batch closure
+    /// (descriptors that passed the bounds check).
     pub rx: u64,
-    /// Frames put on the TX ring.
+    /// Frames placed on the TX ring.
     pub tx: u64,
-    /// Transmits refused because the TX ring was full (frame recycled).
+    /// Frames with a transmit verdict that found no free TX slot; their
+    /// chunks were recycled, the frames dropped.
     pub tx_ring_full: u64,
-    /// Injected packets refused for want of a free chunk.
+    /// Injected packets refused for want of a free UMEM chunk (dropped).
     pub no_free_frame: u64,
     /// Injected packets longer than a chunk's room after the headroom
     /// (dropped).
     pub inject_oversize: u64,
-    /// Wake-up system calls (`sendto`/`recvfrom`).
-    pub kicks: u64,
+    /// Refills that found the fill ring empty and no free chunk to put on
+    /// it (every chunk received, being handled or in TX flight): until
+    /// chunks come back the kernel has nothing to receive into and drops
+    /// frames. The kernel counts those drops in
+    /// [`XdpKernelStats::rx_fill_ring_empty_descs`], which also covers a
+    /// ring that runs dry between two refills while free chunks wait.
+    pub fill_empty: u64,
+    /// RX and completion descriptors whose address or length did not lie
+    /// inside one UMEM chunk; never handed on. The kernel does not produce
+    /// them: a non-zero count means a kernel or driver bug.
+    pub invalid_descriptors: u64,
+    /// Chunks written off because an invalid descriptor's address lay
+    /// outside the UMEM, so the chunk the kernel meant is unknown (the
+    /// socket has that many fewer chunks to work with; see
+    /// [`Xsk::frame_accounting`]).
+    pub lost_chunks: u64,
+    /// Receive wake-ups: non-blocking `recvfrom` calls, when the fill ring
+    /// asked for one or a busy-polling socket found the RX ring empty.
+    pub rx_kicks: u64,
+    /// Transmit wake-ups: `sendto` calls while TX descriptors waited and
+    /// the TX ring asked for one.
+    pub tx_kicks: u64,
 }
 
-/// The UMEM area: anonymous memory, registered with the socket.
-struct Umem {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Umem {
-    fn new(len: usize) -> io::Result<Umem> {
-        // SAFETY: a fresh private anonymous mapping; no existing memory
-        // is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Umem {
-            base: NonNull::new(p.cast()).expect("mmap returned null"),
-            len,
-        })
-    }
-}
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; the socket (closed before, see field
-        // order in `Xsk`) keeps its own page references while it lives.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
-}
-
-/// A chunk handed to the caller: its offset in the UMEM, where the packet
-/// starts in it, and how long the packet is.
-#[derive(Clone, Copy, Default)]
-struct Handled {
-    chunk: u64,
-    head: u32,
-    len: u32,
+/// The kernel's counters of one socket (`struct xdp_statistics`, read with
+/// `getsockopt(SOL_XDP, XDP_STATISTICS)`), cumulative since the socket was
+/// bound. Kernels before 5.9 report only the first three (with
+/// `rx_ring_full` folded into `rx_dropped`); the others read 0 there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpKernelStats {
+    /// Received frames dropped for other reasons than those below (such as
+    /// a frame too long for a chunk).
+    pub rx_dropped: u64,
+    /// Received frames dropped because of an invalid descriptor.
+    pub rx_invalid_descs: u64,
+    /// TX descriptors the kernel found invalid (outside the UMEM, or too
+    /// long) and did not send.
+    pub tx_invalid_descs: u64,
+    /// Received frames dropped because the RX ring was full: userspace did
+    /// not take frames off it fast enough.
+    pub rx_ring_full: u64,
+    /// Times the kernel wanted a chunk from the fill ring and found it
+    /// empty (the frame was dropped; see [`XskStats::fill_empty`]).
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel looked for a frame to send and found the TX ring
+    /// empty.
+    pub tx_ring_empty_descs: u64,
 }
 
 /// One AF_XDP socket with its own UMEM and its four rings.
@@ -220,6 +255,9 @@ pub struct Xsk {
     comp: Ring<u64>,
     fd: OwnedFd,
     umem: Umem,
+    /// The UMEM's geometry, which every descriptor from the kernel is
+    /// checked against.
+    chunks: Chunks,
     frame_size: u32,
     frames: u32,
     port: u8,
@@ -232,6 +270,8 @@ pub struct Xsk {
     fill_out: u32,
     tx_out: u32,
     in_handling: u32,
+    /// Chunks written off (see [`XskStats::lost_chunks`]).
+    lost: u32,
     handled: Vec<Handled>,
     verdicts: Vec<Verdict>,
     stats: XskStats,
@@ -418,6 +458,7 @@ impl Xsk {
             comp,
             fd,
             umem,
+            chunks: Chunks::new(cfg.frames, cfg.frame_size),
             frame_size: cfg.frame_size,
             frames: cfg.frames,
             port,
@@ -432,6 +473,7 @@ impl Xsk {
             fill_out: 0,
             tx_out: 0,
             in_handling: 0,
+            lost: 0,
             handled: vec![Handled::default(); MAX_BATCH],
             verdicts: vec![Verdict::Pass; MAX_BATCH],
             stats: XskStats::default(),
@@ -481,19 +523,21 @@ impl Xsk {
     /// once with them and a verdict slot each (preset to `Pass`); then
     /// transmits the frames whose verdict is `Tx` to this socket's port and
     /// recycles the rest. `f` may permute frames and verdicts together.
-    /// Returns the number of frames received.
+    /// A descriptor that does not lie inside one UMEM chunk is counted in
+    /// [`XskStats::invalid_descriptors`] and not handed to `f`. Returns the
+    /// number of descriptors taken off the RX ring (valid or not).
     pub fn rx_batch<F>(&mut self, max: usize, f: F) -> usize
     where
         F: FnOnce(&mut [Frame<'_>], &mut [Verdict]),
     {
-        let n = self.rx.peek(max.min(MAX_BATCH) as u32);
-        if n == 0 {
+        let mut rx = self.rx.consume(max.min(MAX_BATCH) as u32);
+        if rx.len() == 0 {
             if self.busy_poll {
                 // Busy polling: an empty ring is the moment to let the
                 // kernel poll the queue's NAPI in our context (with
                 // SO_PREFER_BUSY_POLL, instead of in softirq on whatever
                 // core the packets arrived on), as DPDK's AF_XDP PMD does.
-                self.stats.kicks += 1;
+                self.stats.rx_kicks += 1;
                 // SAFETY: a zero-length, non-blocking receive on our own
                 // socket.
                 unsafe {
@@ -509,22 +553,37 @@ impl Xsk {
             }
             return 0;
         }
-        let mask = !(self.frame_size as u64 - 1);
-        for i in 0..n {
-            let d = self.rx.read(i);
-            let chunk = d.addr & mask;
-            self.handled[i as usize] = Handled {
-                chunk,
-                head: (d.addr - chunk) as u32,
-                len: d.len,
-            };
+        let mut n = 0;
+        for d in rx.by_ref() {
+            match self.chunks.rx_frame(d.addr, d.len) {
+                Ok(h) => {
+                    self.handled[n] = h;
+                    n += 1;
+                }
+                // The kernel took the chunk from the fill ring and gave it
+                // back with a length that runs past its end: recycle it.
+                Err(BadDesc::PastChunk { chunk }) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.free.push(chunk);
+                }
+                // Some chunk left the fill ring, but not one we can name:
+                // write it off rather than guess (a guess could put a chunk
+                // in two places).
+                Err(BadDesc::OutsideUmem) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.stats.lost_chunks += 1;
+                    self.lost += 1;
+                }
+            }
         }
-        self.rx.release(n);
-        self.fill_out -= n;
-        self.in_handling = n;
+        let taken = rx.release();
+        self.fill_out -= taken;
         self.stats.rx += n as u64;
-        self.handle(n as usize, f);
-        n as usize
+        if n > 0 {
+            self.in_handling = n as u32;
+            self.handle(n, f);
+        }
+        taken as usize
     }
 
     /// Like [`rx_batch`](Self::rx_batch), but the frames are free chunks into
@@ -549,9 +608,11 @@ impl Xsk {
             }
             let chunk = self.free.pop().expect("counted above");
             // SAFETY: `chunk` came off the free stack, so neither the kernel
-            // nor any live slice uses it; RX_HEADROOM + len <= frame_size
-            // keeps the copy inside it; `pkt` is caller memory, not UMEM we
-            // own mutably, so the ranges do not overlap.
+            // nor any live slice uses it, and it is a chunk of this UMEM
+            // (every chunk offset we hold was made by `open` or passed the
+            // `Chunks` checks); RX_HEADROOM + len <= frame_size keeps the
+            // copy inside it; `pkt` is caller memory, not UMEM we own
+            // mutably, so the ranges do not overlap.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     pkt.as_ptr(),
@@ -586,7 +647,8 @@ impl Xsk {
             // handling state, distinct from every other handled chunk (the
             // kernel hands each out once, the free stack holds each once),
             // and no other reference to it exists until `frames` is dropped
-            // below. chunk + frame_size <= UMEM length.
+            // below. chunk + frame_size <= UMEM length: the chunk passed
+            // `Chunks::rx_frame` or came off the free stack.
             let buf = unsafe { std::slice::from_raw_parts_mut(base.add(h.chunk as usize), fs) };
             frames.push(Frame::new(buf, h.head as usize, h.len as usize, self.port));
         }
@@ -608,24 +670,18 @@ impl Xsk {
         }
         drop(frames);
 
-        let tx_room = self.tx.free(n as u32);
-        let mut ntx = 0u32;
+        let mut tx = self.tx.produce(n as u32);
         for (h, v) in self.handled[..n].iter().zip(&verdicts[..n]) {
             match *v {
                 Verdict::Tx { port, len }
                     if port == self.port && len > 0 && h.head as usize + len <= fs =>
                 {
-                    if ntx < tx_room {
-                        self.tx.write(
-                            ntx,
-                            libc::xdp_desc {
-                                addr: h.chunk + h.head as u64,
-                                len: len as u32,
-                                options: 0,
-                            },
-                        );
-                        ntx += 1;
-                    } else {
+                    let desc = libc::xdp_desc {
+                        addr: h.chunk + h.head as u64,
+                        len: len as u32,
+                        options: 0,
+                    };
+                    if !tx.insert(desc) {
                         self.stats.tx_ring_full += 1;
                         self.free.push(h.chunk);
                     }
@@ -633,12 +689,10 @@ impl Xsk {
                 _ => self.free.push(h.chunk),
             }
         }
+        let ntx = tx.commit();
         self.verdicts = verdicts;
-        if ntx > 0 {
-            self.tx.submit(ntx);
-            self.tx_out += ntx;
-            self.stats.tx += ntx as u64;
-        }
+        self.tx_out += ntx;
+        self.stats.tx += ntx as u64;
         self.in_handling = 0;
         self.refill();
     }
@@ -646,32 +700,37 @@ impl Xsk {
     /// Moves free chunks onto the fill ring, as many as fit.
     fn refill(&mut self) {
         let want = self.free.len() as u32;
-        if want == 0 {
-            return;
+        if want > 0 {
+            let mut fill = self.fill.produce(want);
+            // The top `capacity() <= want` chunks, last pushed first.
+            let rest = self.free.len() - fill.capacity() as usize;
+            for &chunk in self.free[rest..].iter().rev() {
+                fill.insert(chunk);
+            }
+            self.free.truncate(rest);
+            self.fill_out += fill.commit();
         }
-        let n = self.fill.free(want).min(want);
-        for i in 0..n {
-            let chunk = self.free.pop().expect("counted above");
-            self.fill.write(i, chunk);
-        }
-        if n > 0 {
-            self.fill.submit(n);
-            self.fill_out += n;
+        if self.free.is_empty() && self.fill.pending() == 0 {
+            self.stats.fill_empty += 1;
         }
     }
 
     /// Takes transmitted chunks back from the completion ring.
     fn reclaim(&mut self) {
-        let n = self.comp.peek(self.frames);
-        if n == 0 {
-            return;
+        let mut comp = self.comp.consume(self.frames);
+        for addr in comp.by_ref() {
+            match self.chunks.chunk_of(addr) {
+                Ok(chunk) => self.free.push(chunk),
+                // A completion outside the UMEM names none of the chunks in
+                // TX flight: write one off (see `rx_batch`).
+                Err(_) => {
+                    self.stats.invalid_descriptors += 1;
+                    self.stats.lost_chunks += 1;
+                    self.lost += 1;
+                }
+            }
         }
-        let mask = !(self.frame_size as u64 - 1);
-        for i in 0..n {
-            self.free.push(self.comp.read(i) & mask);
-        }
-        self.comp.release(n);
-        self.tx_out -= n;
+        self.tx_out -= comp.release();
     }
 
     /// Reclaims completions, refills the fill ring, and makes the system
@@ -690,7 +749,7 @@ impl Xsk {
                 break;
             }
             rounds += 1;
-            self.stats.kicks += 1;
+            self.stats.tx_kicks += 1;
             // SAFETY: a zero-length send on our own socket.
             let rc = unsafe {
                 libc::sendto(
@@ -712,7 +771,7 @@ impl Xsk {
             }
         }
         if self.fill.needs_wakeup() {
-            self.stats.kicks += 1;
+            self.stats.rx_kicks += 1;
             // SAFETY: a zero-length, non-blocking receive on our own socket;
             // it only makes the kernel run the queue's RX processing.
             unsafe {
@@ -754,16 +813,55 @@ impl Xsk {
         }
     }
 
+    /// This socket's counters, kept in userspace (no system call).
     pub fn stats(&self) -> XskStats {
         self.stats
     }
 
-    /// (chunks in the UMEM, chunks accounted for: free + fill ring/kernel RX
-    /// + being handled + TX/completion in flight). Equal unless a chunk leaked.
+    /// The kernel's counters of this socket: one `getsockopt` system call,
+    /// for the control side now and then, not per packet.
+    pub fn kernel_stats(&self) -> io::Result<XdpKernelStats> {
+        let mut s = libc::xdp_statistics {
+            rx_dropped: 0,
+            rx_invalid_descs: 0,
+            tx_invalid_descs: 0,
+            rx_ring_full: 0,
+            rx_fill_ring_empty_descs: 0,
+            tx_ring_empty_descs: 0,
+        };
+        let mut optlen = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `s` is writable for `optlen` bytes; an older kernel writes
+        // fewer (its shorter struct) and leaves the rest zero.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&raw mut s).cast(),
+                &mut optlen,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(XdpKernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+
+    /// (chunks in the UMEM, chunks accounted for: the sum of free, on the
+    /// fill ring or held by the kernel for RX, being handled, in TX flight
+    /// until completion, and written off after an invalid descriptor).
+    /// Equal unless a chunk leaked.
     pub fn frame_accounting(&self) -> (u32, u32) {
         (
             self.frames,
-            self.free.len() as u32 + self.fill_out + self.in_handling + self.tx_out,
+            self.free.len() as u32 + self.fill_out + self.in_handling + self.tx_out + self.lost,
         )
     }
 }

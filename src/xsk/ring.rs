@@ -11,8 +11,26 @@
 //! the entries are written (producer) or read (consumer), so the kernel
 //! never sees an index ahead of the data.
 //!
-//! Work is done in batches: `reserve`/`write`/`submit` for producers,
-//! `peek`/`read`/`release` for consumers — one index store per batch.
+//! Work is done in transactions, one index store per batch (as xdpilone's
+//! `WriteFill`/`ReadRx`):
+//!
+//! - [`Ring::produce`] reserves up to `n` free slots and returns a
+//!   [`Producer`]; [`Producer::insert`] writes the next reserved slot (and
+//!   says `false` once they are used up); [`Producer::commit`] publishes
+//!   what was inserted. Dropping a `Producer` without committing publishes
+//!   nothing: the slots stay free and the next transaction overwrites them
+//!   (rollback).
+//! - [`Ring::consume`] takes up to `max` published entries and returns a
+//!   [`Consumer`], an iterator over them; [`Consumer::release`] hands the
+//!   slots of the entries read so far back to the kernel. Dropping a
+//!   `Consumer` without releasing releases nothing: the kernel keeps the
+//!   slots and the next `consume` yields the same entries again.
+//!
+//! A transaction borrows its ring mutably, so there is at most one at a
+//! time per ring, and it never touches a slot outside what it reserved or
+//! took; no safe function has a precondition its caller must check. The
+//! kernel's indices are clamped to the ring's size, so even a nonsensical
+//! index never makes a transaction hand out more slots than the ring has.
 
 use std::io;
 use std::ptr::NonNull;
@@ -27,8 +45,8 @@ pub(super) struct Ring<T> {
     entries: NonNull<T>,
     mask: u32,
     size: u32,
-    /// Our own index (mirrors what we last published, plus anything
-    /// reserved/peeked but not yet published).
+    /// Our own index, as last published: transactions work ahead of it and
+    /// move it only when they commit/release.
     local: u32,
     /// The kernel's index as last read.
     cached: u32,
@@ -42,8 +60,9 @@ pub(super) struct Ring<T> {
 unsafe impl<T> Send for Ring<T> {}
 
 impl<T: Copy> Ring<T> {
-    /// Maps the ring of `size` entries at page offset `pgoff` of socket `fd`,
-    /// laid out as `off` says.
+    /// Maps the ring of `size` entries (a power of two; the kernel refuses
+    /// other sizes when the ring is created) at page offset `pgoff` of
+    /// socket `fd`, laid out as `off` says.
     pub(super) fn map(
         fd: i32,
         pgoff: u64,
@@ -66,12 +85,34 @@ impl<T: Copy> Ring<T> {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: the kernel just mapped this ring, of `map_len` bytes laid
+        // out as `off` says with `size` entries, and nothing else owns it.
+        Ok(unsafe { Ring::from_mapping(p, map_len, off, size) })
+    }
+
+    /// Takes over the mapping `p` of `map_len` bytes as a ring.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a live `mmap` mapping of `map_len` bytes that nothing else in
+    /// the process uses and that the returned ring unmaps on drop;
+    /// `size` is a power of two; the three indices lie at `off.producer`,
+    /// `off.consumer` and `off.flags`, 4-byte aligned, and `size` entries
+    /// of `T` at `off.desc`, aligned for `T`, all inside the mapping.
+    unsafe fn from_mapping(
+        p: *mut libc::c_void,
+        map_len: usize,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+    ) -> Ring<T> {
+        debug_assert!(size.is_power_of_two());
         let base = p.cast::<u8>();
         let at = |o: u64| {
-            // SAFETY: the kernel's offsets lie inside the mapping it just gave.
+            // SAFETY: the offsets lie inside the mapping (this function's
+            // contract).
             NonNull::new(unsafe { base.add(o as usize) }).expect("mmap returned null")
         };
-        Ok(Ring {
+        Ring {
             producer: at(off.producer).cast(),
             consumer: at(off.consumer).cast(),
             flags: at(off.flags).cast(),
@@ -82,7 +123,7 @@ impl<T: Copy> Ring<T> {
             cached: 0,
             map: NonNull::new(p).expect("mmap returned null"),
             map_len,
-        })
+        }
     }
 
     fn producer(&self) -> &AtomicU32 {
@@ -106,75 +147,70 @@ impl<T: Copy> Ring<T> {
 
     // ---- producer side (fill, TX) -----------------------------------------
 
-    /// Free entries, reloading the kernel's consumer index when fewer than
+    /// Free slots, reloading the kernel's consumer index when fewer than
     /// `want` look free.
-    pub(super) fn free(&mut self, want: u32) -> u32 {
-        let free = self.size - self.local.wrapping_sub(self.cached);
+    #[inline]
+    fn room(&mut self, want: u32) -> u32 {
+        // Saturating: a consumer index ahead of ours (which the kernel
+        // never publishes) reads as a full ring, not as a huge free space.
+        let free = self
+            .size
+            .saturating_sub(self.local.wrapping_sub(self.cached));
         if free >= want {
             return free;
         }
         // Acquire: pairs with the kernel's release of its consumer index, so
-        // the entries it has consumed are no longer read by it.
+        // the entries it has consumed are no longer read by it and their
+        // slots may be overwritten.
         self.cached = self.consumer().load(Ordering::Acquire);
-        self.size - self.local.wrapping_sub(self.cached)
+        self.size
+            .saturating_sub(self.local.wrapping_sub(self.cached))
     }
 
-    /// Writes entry `i` of the batch that starts at the producer index.
-    /// The caller has checked `i < free(..)`.
-    pub(super) fn write(&mut self, i: u32, v: T) {
-        let idx = self.local.wrapping_add(i) & self.mask;
-        // SAFETY: idx <= mask < size, inside the entry array; the slot is
-        // free (checked by the caller through `free`), so the kernel is not
-        // reading it.
-        unsafe { self.entries.as_ptr().add(idx as usize).write(v) }
-    }
-
-    /// Publishes `n` written entries.
-    pub(super) fn submit(&mut self, n: u32) {
-        self.local = self.local.wrapping_add(n);
-        // Release: the entries written above become visible to the kernel
-        // before the index that covers them.
-        self.producer().store(self.local, Ordering::Release);
+    /// Reserves up to `want` free slots for writing.
+    #[inline]
+    pub(super) fn produce(&mut self, want: u32) -> Producer<'_, T> {
+        let reserved = self.room(want).min(want);
+        Producer {
+            ring: self,
+            reserved,
+            written: 0,
+        }
     }
 
     /// Entries produced but not yet consumed by the kernel.
     pub(super) fn pending(&self) -> u32 {
+        // Relaxed: only a count, used to decide whether to wake the kernel or
+        // to count an empty fill ring; no entry is accessed on its strength.
         self.local
             .wrapping_sub(self.consumer().load(Ordering::Relaxed))
     }
 
     // ---- consumer side (RX, completion) ------------------------------------
 
-    /// Entries available, at most `max`.
-    pub(super) fn peek(&mut self, max: u32) -> u32 {
-        let mut avail = self.cached.wrapping_sub(self.local);
+    /// Takes up to `max` of the entries the kernel has published.
+    #[inline]
+    pub(super) fn consume(&mut self, max: u32) -> Consumer<'_, T> {
+        // At most `size`: a producer index that runs further ahead of ours
+        // (which the kernel never publishes) must not make us read slots
+        // twice over.
+        let mut avail = self.cached.wrapping_sub(self.local).min(self.size);
         if avail == 0 {
             // Acquire: pairs with the kernel's release of its producer index;
-            // the entries it covers are fully written.
+            // the entries it covers are fully written before we read them.
             self.cached = self.producer().load(Ordering::Acquire);
-            avail = self.cached.wrapping_sub(self.local);
+            avail = self.cached.wrapping_sub(self.local).min(self.size);
         }
-        avail.min(max)
-    }
-
-    /// Entry `i` of the batch starting at the consumer index (`i < peek`).
-    pub(super) fn read(&self, i: u32) -> T {
-        let idx = self.local.wrapping_add(i) & self.mask;
-        // SAFETY: idx < size; the kernel published the entry (peek) and will
-        // not overwrite it until we release it.
-        unsafe { self.entries.as_ptr().add(idx as usize).read() }
-    }
-
-    /// Returns `n` read entries to the kernel.
-    pub(super) fn release(&mut self, n: u32) {
-        self.local = self.local.wrapping_add(n);
-        // Release: our reads of the entries happen before the kernel may
-        // reuse their slots.
-        self.consumer().store(self.local, Ordering::Release);
+        Consumer {
+            ring: self,
+            avail: avail.min(max),
+            read: 0,
+        }
     }
 
     /// Whether the kernel has published entries we have not read.
     pub(super) fn has_entries(&self) -> bool {
+        // Relaxed: a hint whether to call `consume`, which does the Acquire.
         self.producer().load(Ordering::Relaxed) != self.local
     }
 }
@@ -185,5 +221,268 @@ impl<T> Drop for Ring<T> {
         unsafe {
             libc::munmap(self.map.as_ptr(), self.map_len);
         }
+    }
+}
+
+/// A batch of reserved slots on a producer ring (fill, TX); see the module
+/// doc. Nothing reaches the kernel until [`commit`](Self::commit).
+#[must_use = "nothing is published until commit()"]
+pub(super) struct Producer<'r, T: Copy> {
+    ring: &'r mut Ring<T>,
+    /// Slots reserved, starting at the ring's published producer index.
+    reserved: u32,
+    /// Slots written so far, a prefix of the reserved ones.
+    written: u32,
+}
+
+impl<T: Copy> Producer<'_, T> {
+    /// Slots reserved: the first `capacity()` inserts succeed.
+    #[inline]
+    pub(super) fn capacity(&self) -> u32 {
+        self.reserved
+    }
+
+    /// Writes `v` into the next reserved slot; `false` (and nothing
+    /// written) when all reserved slots are used.
+    #[inline]
+    pub(super) fn insert(&mut self, v: T) -> bool {
+        if self.written == self.reserved {
+            return false;
+        }
+        let idx = self.ring.local.wrapping_add(self.written) & self.ring.mask;
+        // SAFETY: idx <= mask < size, inside the entry array. The slot is
+        // one of the `reserved` slots past the published producer index that
+        // `room` found free: the kernel's consumer index (Acquire-loaded)
+        // has passed it, so the kernel no longer reads it, and it will not
+        // read it again before our Release store in `commit` covers it.
+        unsafe { self.ring.entries.as_ptr().add(idx as usize).write(v) }
+        self.written += 1;
+        true
+    }
+
+    /// Publishes the inserted entries to the kernel with one index store
+    /// (none when nothing was inserted); returns how many.
+    #[inline]
+    pub(super) fn commit(self) -> u32 {
+        let n = self.written;
+        if n > 0 {
+            self.ring.local = self.ring.local.wrapping_add(n);
+            // Release: the entries written by `insert` become visible to the
+            // kernel before the index that covers them.
+            self.ring
+                .producer()
+                .store(self.ring.local, Ordering::Release);
+        }
+        n
+    }
+}
+
+/// A batch of published entries on a consumer ring (RX, completion),
+/// read as an iterator; see the module doc. The kernel gets the slots back
+/// only on [`release`](Self::release).
+#[must_use = "the kernel gets the slots back only on release()"]
+pub(super) struct Consumer<'r, T: Copy> {
+    ring: &'r mut Ring<T>,
+    /// Entries taken, starting at the ring's published consumer index.
+    avail: u32,
+    /// Entries read so far, a prefix of the taken ones.
+    read: u32,
+}
+
+impl<T: Copy> Consumer<'_, T> {
+    /// Returns the slots of the entries read so far to the kernel with one
+    /// index store (none when nothing was read); returns how many.
+    #[inline]
+    pub(super) fn release(self) -> u32 {
+        let n = self.read;
+        if n > 0 {
+            self.ring.local = self.ring.local.wrapping_add(n);
+            // Release: our reads of the entries happen before the kernel may
+            // reuse their slots.
+            self.ring
+                .consumer()
+                .store(self.ring.local, Ordering::Release);
+        }
+        n
+    }
+}
+
+impl<T: Copy> Iterator for Consumer<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.read == self.avail {
+            return None;
+        }
+        let idx = self.ring.local.wrapping_add(self.read) & self.ring.mask;
+        self.read += 1;
+        // SAFETY: idx <= mask < size, inside the entry array. The entry lies
+        // between our published consumer index and the kernel's producer
+        // index as Acquire-loaded in `consume`, so the kernel wrote it
+        // completely and will not overwrite it before `release` stores an
+        // index past it.
+        Some(unsafe { self.ring.entries.as_ptr().add(idx as usize).read() })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.avail - self.read) as usize;
+        (n, Some(n))
+    }
+}
+
+impl<T: Copy> ExactSizeIterator for Consumer<'_, T> {}
+
+#[cfg(test)]
+mod tests {
+    //! The transactions against a ring in anonymous memory, the test
+    //! playing the kernel's side of the indices.
+
+    use super::*;
+
+    const OFF: libc::xdp_ring_offset = libc::xdp_ring_offset {
+        producer: 0,
+        consumer: 64,
+        flags: 128,
+        desc: 192,
+    };
+
+    fn ring(size: u32) -> Ring<u64> {
+        let map_len = OFF.desc as usize + size as usize * 8;
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: our own fresh mapping of `map_len` bytes, laid out as OFF
+        // says (page-aligned base, aligned offsets), handed over to the ring.
+        unsafe { Ring::from_mapping(p, map_len, &OFF, size) }
+    }
+
+    /// The "kernel" reads slot `i` of the entry array.
+    fn slot(r: &Ring<u64>, i: u32) -> u64 {
+        // SAFETY: i < size in every caller; single-threaded test.
+        unsafe { r.entries.as_ptr().add(i as usize).read() }
+    }
+
+    /// The "kernel" produces `v` on a consumer ring.
+    fn kernel_produce(r: &Ring<u64>, v: &[u64]) {
+        let p = r.producer().load(Ordering::Relaxed);
+        for (k, &x) in v.iter().enumerate() {
+            let idx = p.wrapping_add(k as u32) & r.mask;
+            // SAFETY: idx < size; single-threaded test.
+            unsafe { r.entries.as_ptr().add(idx as usize).write(x) }
+        }
+        r.producer()
+            .store(p.wrapping_add(v.len() as u32), Ordering::Release);
+    }
+
+    #[test]
+    fn produce_commit_publishes_what_was_inserted() {
+        let mut r = ring(4);
+        let mut p = r.produce(3);
+        assert_eq!(p.capacity(), 3);
+        assert!(p.insert(10) && p.insert(11));
+        assert_eq!(p.commit(), 2);
+        assert_eq!(r.producer().load(Ordering::Relaxed), 2);
+        assert_eq!((slot(&r, 0), slot(&r, 1)), (10, 11));
+        assert_eq!(r.pending(), 2);
+    }
+
+    #[test]
+    fn produce_stops_at_reserved_and_ring_full() {
+        let mut r = ring(4);
+        let mut p = r.produce(8);
+        assert_eq!(p.capacity(), 4);
+        for v in 0..4 {
+            assert!(p.insert(v));
+        }
+        assert!(!p.insert(99), "insert past the reservation");
+        assert_eq!(p.commit(), 4);
+        // Full until the kernel consumes.
+        assert_eq!(r.produce(1).capacity(), 0);
+        r.consumer().store(3, Ordering::Release);
+        let mut p = r.produce(8);
+        assert_eq!(p.capacity(), 3);
+        assert!(p.insert(4) && p.insert(5) && p.insert(6) && !p.insert(7));
+        assert_eq!(p.commit(), 3);
+        // Wrapped around: slots 0..3 now hold 4, 5, 6; slot 3 still 3.
+        assert_eq!(
+            [slot(&r, 0), slot(&r, 1), slot(&r, 2), slot(&r, 3)],
+            [4, 5, 6, 3]
+        );
+        assert_eq!(r.producer().load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn dropped_producer_publishes_nothing() {
+        let mut r = ring(4);
+        {
+            let mut p = r.produce(2);
+            assert!(p.insert(1) && p.insert(2));
+        }
+        assert_eq!(r.producer().load(Ordering::Relaxed), 0);
+        assert_eq!(r.pending(), 0);
+        // The slots are still free and reused.
+        let mut p = r.produce(4);
+        assert_eq!(p.capacity(), 4);
+        assert!(p.insert(7));
+        assert_eq!(p.commit(), 1);
+        assert_eq!(slot(&r, 0), 7);
+        // Nothing inserted: no index store.
+        assert_eq!(r.produce(2).commit(), 0);
+        assert_eq!(r.producer().load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn consume_release_returns_what_was_read() {
+        let mut r = ring(4);
+        assert_eq!(r.consume(8).len(), 0);
+        kernel_produce(&r, &[1, 2, 3]);
+        assert!(r.has_entries());
+        let mut c = r.consume(2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.next(), Some(1));
+        assert_eq!(c.release(), 1);
+        assert_eq!(r.consumer().load(Ordering::Relaxed), 1);
+        let c = r.consume(8);
+        assert_eq!(c.collect::<Vec<_>>(), [2, 3]);
+        // Dropped without release: the same entries come again.
+        let mut c = r.consume(8);
+        assert_eq!(c.by_ref().collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(c.release(), 2);
+        assert_eq!(r.consumer().load(Ordering::Relaxed), 3);
+        assert!(!r.has_entries());
+        // Wrap around.
+        kernel_produce(&r, &[4, 5, 6, 7]);
+        let mut c = r.consume(8);
+        assert_eq!(c.by_ref().collect::<Vec<_>>(), [4, 5, 6, 7]);
+        assert_eq!(c.release(), 4);
+    }
+
+    #[test]
+    fn nonsense_kernel_indices_stay_within_the_ring() {
+        let mut r = ring(4);
+        // A producer index far ahead: at most one ring's worth.
+        r.producer().store(1000, Ordering::Release);
+        assert_eq!(r.consume(u32::MAX).len(), 4);
+        // A consumer index ahead of ours: no room at all.
+        let mut r = ring(4);
+        r.consumer().store(5, Ordering::Release);
+        assert_eq!(r.produce(4).capacity(), 4, "cache still says empty");
+        let mut p = r.produce(4);
+        for v in 0..4 {
+            assert!(p.insert(v));
+        }
+        assert_eq!(p.commit(), 4);
+        assert_eq!(r.produce(1).capacity(), 0);
     }
 }

@@ -176,6 +176,14 @@ fn frames_are_conserved_under_mixed_verdicts() {
     assert!(received > 1000, "too few frames received: {received}");
     assert!(injected > 100_000, "too few frames injected: {injected}");
     assert!(s.tx > 0);
+    assert!(
+        x.zero_copy() || s.tx_kicks > 0,
+        "copy mode transmits only from sendto: {s:?}"
+    );
+    assert_eq!((s.invalid_descriptors, s.lost_chunks), (0, 0), "{s:?}");
+    let k = x.kernel_stats().expect("XDP_STATISTICS");
+    eprintln!("kernel: {k:?}");
+    assert_eq!((k.rx_invalid_descs, k.tx_invalid_descs), (0, 0), "{k:?}");
 
     // Drain: transmitted chunks come back through the completion ring.
     let t1 = Instant::now();

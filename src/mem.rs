@@ -7,6 +7,14 @@
 //! gives huge pages to ranges that ask for them (`MADV_HUGEPAGE`) when THP
 //! is in `madvise` mode (Debian's default), and only on first touch, so
 //! callers advise a fresh, untouched allocation before filling it.
+//!
+//! Besides [`crate::xsk`], the only module allowed `unsafe`: one
+//! `madvise(2)` call, which only ever gives the kernel advice.
+
+// SAFETY: the one `unsafe` block below passes the kernel a range inside a
+// live allocation and an advice that cannot change memory contents; it is
+// kept here, not in `xsk/`, because the connection tables use it.
+#![allow(unsafe_code)]
 
 const HUGE_PAGE: usize = 2 << 20;
 
