@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use xdpvs::config::{Config, Forward};
-use xdpvs::pipeline::{DropReason, Frame, Pipeline, Verdict};
+use xdpvs::frame::{Frame, Verdict};
+use xdpvs::pipeline::Pipeline;
 use xdpvs::service::{Port, ServiceTable, Snapshot};
 use xdpvs::wire::checksum;
 use xdpvs::wire::ethernet::EthernetFrame;
@@ -264,22 +265,11 @@ fn main() {
     }
 
     println!("\n== 4. Counters");
-    let c = p.counters().clone();
-    println!(
-        "rx {}  tx DR {}  tx TUN {}  tx NAT {}  NAT replies {}  passed {}  connections {}",
-        c.rx,
-        c.tx[0],
-        c.tx[1],
-        c.tx[2],
-        c.tx_replies,
-        c.passed,
-        p.conns().len()
-    );
-    for r in DropReason::ALL {
-        if c.dropped(r) > 0 {
-            println!("dropped {}: {}", r.name(), c.dropped(r));
-        }
+    let c = p.stats();
+    for e in c.entries().filter(|e| e.value > 0) {
+        println!("{:<16} {:>6}  {}", e.name, e.value, e.help);
     }
+    println!("connections {}", p.conns().len());
 
     println!("\n== 5. Two minutes later: closed connections expire (FIN_WAIT 120 s)");
     let reaped = p.expire(2 + 121, usize::MAX);
@@ -296,7 +286,7 @@ fn main() {
         })
         .collect();
     let mut bufs = vec![vec![0u8; HEADROOM + 128]; 32];
-    let mut verdicts = [Verdict::Pass; 32];
+    let mut verdicts = [Verdict::NotOurs; 32];
     let rounds = 20_000;
     let t0 = Instant::now();
     for r in 0..rounds {

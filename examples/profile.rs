@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use xdpvs::config::{Forward, Protocol, RealConfig, ServiceConfig};
 use xdpvs::conn::Timeouts;
-use xdpvs::pipeline::{Frame, Pipeline};
+use xdpvs::frame::Frame;
+use xdpvs::pipeline::Pipeline;
 use xdpvs::service::{Port, ServiceTable};
 use xdpvs::wire::checksum;
 

@@ -41,9 +41,10 @@ use crate::ctrl::control::{ConnSource, Control};
 use crate::ctrl::proto::ConnView;
 use crate::ctrl::server::ControlServer;
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
-use crate::pipeline::{DropReason, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable};
-use crate::worker::{Clock, Shared, Worker, WorkerCounters, WorkerOptions};
+use crate::stats::{Counter, Kind, WorkerStats};
+use crate::worker::{Clock, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::{SteerRules, Steering};
 use crate::xsk::{Xsk, XskConfig, XskError};
 
@@ -513,7 +514,7 @@ impl Director {
         for w in (0..self.plane.shared.workers()).filter(|_| report) {
             log(format_args!(
                 "worker {w}: {}",
-                summary(&self.plane.shared.counters(w))
+                summary(&self.plane.shared.stats(w))
             ));
         }
     }
@@ -626,24 +627,15 @@ impl ConnSource for WorkerConns<'_> {
     }
 }
 
-/// One line of a worker's counters, for the log.
-pub fn summary(c: &WorkerCounters) -> String {
-    let mut s = format!(
-        "rx {} tx {} conns {} created {} handoff sent {} received {} dropped {} passed {}",
-        c.rx,
-        c.tx,
-        c.conns,
-        c.conns_created,
-        c.handoff_sent,
-        c.handoff_received,
-        c.handoff_dropped,
-        c.passed
-    );
-    for r in DropReason::ALL {
-        let n = c.drops[r as usize];
-        if n > 0 {
-            s.push_str(&format!(" {}={n}", r.name()));
+/// One line of a worker's statistics, for the log: `rx` and `tx` first,
+/// then every other counter that is not zero as `name=value` (every
+/// counter of [`WorkerStats::entries`] can appear).
+pub fn summary(s: &WorkerStats) -> String {
+    let mut line = format!("rx {} tx {}", s.get(Counter::Rx), s.get(Counter::Tx));
+    for e in s.entries() {
+        if e.value > 0 && !matches!(e.kind, Kind::Counter(Counter::Rx | Counter::Tx)) {
+            line.push_str(&format!(" {}={}", e.name, e.value));
         }
     }
-    s
+    line
 }

@@ -297,5 +297,5 @@ fn live_changes_through_xdpvsadm_lose_no_request() {
         xdpvsadm_ok(&bed, args);
     }
     let log = daemon.stop();
-    assert_eq!(counter(&log, "dropped"), 0, "{log}");
+    assert_eq!(counter(&log, "handoff_dropped"), 0, "{log}");
 }

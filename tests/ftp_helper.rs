@@ -9,8 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use common::*;
 use etherparse::{Ipv4Header, SlicedPacket, TcpHeader, TransportSlice};
 use xdpvs::config::{Forward, Protocol};
-use xdpvs::pipeline::{Pipeline, Verdict};
+use xdpvs::frame::Verdict;
+use xdpvs::pipeline::Pipeline;
 use xdpvs::service::ServiceTable;
+use xdpvs::stats::Counter;
 
 const RIP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 31);
 const CPORT: u16 = 40000;
@@ -136,7 +138,7 @@ fn passive_reply_rewritten_sequence_shifted_data_connection_expected() {
         b"227 Entering Passive Mode (198,18,1,3,195,80).\r\n"
     );
     assert_eq!(s.seq, 5001, "the resized segment keeps its start");
-    assert_eq!(p.counters().app_rewrites, 1);
+    assert_eq!(p.stats().get(Counter::FtpRewrites), 1);
     // One byte shorter: the server's later bytes come one earlier ...
     let next = 5001 + reply.len() as u32;
     let s = tx(
@@ -175,8 +177,8 @@ fn passive_reply_rewritten_sequence_shifted_data_connection_expected() {
         &tcp(CLIENT, 41001, VIP_NAT, 50000, SYN, 1, 0, b""),
         1,
     );
-    assert_eq!(v, Verdict::Pass, "an expectation is used once");
-    assert_eq!(p.counters().app_conns, 1);
+    assert_eq!(v, Verdict::NotOurs, "an expectation is used once");
+    assert_eq!(p.stats().get(Counter::FtpConns), 1);
 }
 
 #[test]
@@ -212,8 +214,8 @@ fn split_pasv_reply_passes_untouched_and_expects_nothing() {
         &tcp(CLIENT, 41000, VIP_NAT, 50000, SYN, 1, 0, b""),
         1,
     );
-    assert_eq!(v, Verdict::Pass);
-    assert_eq!(p.counters().app_rewrites, 0);
+    assert_eq!(v, Verdict::NotOurs);
+    assert_eq!(p.stats().get(Counter::FtpRewrites), 0);
 }
 
 #[test]
@@ -240,8 +242,8 @@ fn hostile_lines_pass_untouched() {
     let (v, out) = run(&mut p, &f, 1);
     assert!(matches!(v, Verdict::Tx { .. }));
     assert_eq!(out.len(), n, "not resized");
-    assert_eq!(p.counters().app_rewrites, 0);
-    assert_eq!(p.counters().app_expected, 0);
+    assert_eq!(p.stats().get(Counter::FtpRewrites), 0);
+    assert_eq!(p.stats().get(Counter::FtpExpected), 0);
 }
 
 #[test]
@@ -274,7 +276,7 @@ fn longer_vip_grows_the_frame_within_the_mtu() {
         &tcp(RIP, 21, CLIENT, CPORT, ACK | PSH, next, 107, &full),
     );
     assert_eq!(s.payload, full);
-    assert_eq!(p.counters().app_refused, 1);
+    assert_eq!(p.stats().get(Counter::FtpRefused), 1);
 }
 
 #[test]
@@ -298,7 +300,7 @@ fn port_and_eprt_create_the_active_data_connection() {
             &tcp(CLIENT, 40000, VIP_NAT, 20, SYN | ACK, 1, 8, b""),
         );
         assert_eq!(s.dst, (RIP, 20));
-        assert_eq!(p.counters().app_conns, 1);
+        assert_eq!(p.stats().get(Counter::FtpConns), 1);
     }
     // A PORT naming a third party opens nothing (no FTP bounce).
     let mut p = control(VIP_NAT);

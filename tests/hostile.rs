@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use etherparse::{InternetSlice, SlicedPacket};
 use proptest::prelude::*;
-use xdpvs::pipeline::{DropReason, Pipeline, Verdict};
+use xdpvs::frame::{DropReason, Verdict};
+use xdpvs::pipeline::Pipeline;
+use xdpvs::stats::Counter;
 
 /// Valid frames of every kind the pipeline forwards.
 fn valid_frames() -> Vec<Vec<u8>> {
@@ -54,9 +56,20 @@ fn valid_frames() -> Vec<Vec<u8>> {
 }
 
 fn accounted(p: &Pipeline) {
-    let c = p.counters();
-    let tx: u64 = c.tx.iter().sum::<u64>() + c.tx_replies + c.icmp_sent + c.icmp_relayed;
-    assert_eq!(c.rx, tx + c.passed + c.total_drops(), "{c:?}");
+    let c = p.stats();
+    let tx: u64 = [
+        Counter::TxDr,
+        Counter::TxTun,
+        Counter::TxNat,
+        Counter::TxReplies,
+        Counter::IcmpSent,
+        Counter::IcmpRelayed,
+    ]
+    .map(|k| c.get(k))
+    .iter()
+    .sum();
+    let not_ours = c.get(Counter::NotOurs);
+    assert_eq!(c.get(Counter::Rx), tx + not_ours + c.total_drops(), "{c:?}");
 }
 
 #[test]
@@ -70,13 +83,13 @@ fn every_truncation_is_dropped_or_passed() {
         for len in 0..f.len() {
             let (v, _) = run(&mut p, &f[..len], 0);
             assert!(
-                matches!(v, Verdict::Drop(_) | Verdict::Pass),
+                matches!(v, Verdict::Drop(_) | Verdict::NotOurs),
                 "truncated to {len}: {v:?}"
             );
         }
     }
     accounted(&p);
-    assert!(p.counters().dropped(DropReason::Malformed) > 0);
+    assert!(p.stats().dropped(DropReason::Malformed) > 0);
 }
 
 /// Writes `f` into the IPv4 header of a frame and fixes the header checksum
@@ -172,7 +185,7 @@ fn bad_ip_headers() {
                 .bytes(),
                 |ip| ip[6] = 0x20,
             ),
-            Verdict::Pass,
+            Verdict::NotOurs,
         ),
         (
             "TCP data offset 4",

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use common::*;
 use etherparse::{Ipv4HeaderSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
-use xdpvs::pipeline::Verdict;
+use xdpvs::frame::Verdict;
+use xdpvs::stats::Counter;
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const RS31: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 31);
@@ -95,7 +96,7 @@ fn nat_port_unreachable_from_the_server_reaches_the_client() {
     let qh = Ipv4HeaderSlice::from_slice(&quote).unwrap();
     assert_eq!((qh.source_addr(), qh.destination_addr()), (CLIENT, VIP_NAT));
     assert_eq!(ports(&quote), (5000, 53));
-    assert_eq!(p.counters().icmp_relayed, 1);
+    assert_eq!(p.stats().get(Counter::IcmpRelayed), 1);
 }
 
 #[test]
@@ -167,7 +168,7 @@ fn dr_and_tun_forward_the_error_as_they_forward_packets() {
             assert_eq!(&out[34..], &err[14..], "the error, encapsulated whole");
         }
     }
-    assert_eq!(p.counters().icmp_relayed, 2);
+    assert_eq!(p.stats().get(Counter::IcmpRelayed), 2);
 }
 
 #[test]
@@ -183,7 +184,7 @@ fn other_icmp_is_the_kernels() {
         ..Pkt::default()
     };
     let err = icmp_error(ROUTER_MAC, ROUTER, VIP_DR, (3, 4, 1400), &stray.ip_bytes());
-    assert_eq!(run(&mut p, &err, 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &err, 0).0, Verdict::NotOurs);
     // An echo request to the VIP.
     let mut echo = Vec::new();
     PacketBuilder::ethernet2(ROUTER_MAC, DIRECTOR_MAC)
@@ -191,7 +192,7 @@ fn other_icmp_is_the_kernels() {
         .icmpv4_echo_request(1, 1)
         .write(&mut echo, b"ping")
         .unwrap();
-    assert_eq!(run(&mut p, &echo, 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &echo, 0).0, Verdict::NotOurs);
     // A quote too short to hold the ports.
     run(&mut p, &Pkt::default().bytes(), 0);
     let reply = Pkt {
@@ -208,7 +209,7 @@ fn other_icmp_is_the_kernels() {
         (3, 4, 1400),
         &reply.ip_bytes()[..24],
     );
-    assert_eq!(run(&mut p, &err, 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &err, 0).0, Verdict::NotOurs);
 }
 
 proptest! {

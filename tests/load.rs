@@ -86,7 +86,11 @@ fn load_in_every_mode() {
         for l in log.lines().filter(|l| l.contains(": rx ")) {
             println!("{label}: {l}");
         }
-        assert_eq!(counter(&log, "dropped"), 0, "hand-over lost frames:\n{log}");
+        assert_eq!(
+            counter(&log, "handoff_dropped"),
+            0,
+            "hand-over lost frames:\n{log}"
+        );
         assert_eq!(counter(&log, "rx"), counter(&log, "tx"), "{log}");
     }
 }

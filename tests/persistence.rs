@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use xdpvs::config::{Forward, Protocol, ServiceConfig};
-use xdpvs::pipeline::{Pipeline, Verdict};
+use xdpvs::frame::Verdict;
+use xdpvs::pipeline::Pipeline;
 use xdpvs::service::ServiceTable;
 
 const REALS: [&str; 3] = ["198.18.2.13", "198.18.2.12", "198.18.2.11"];
@@ -243,7 +244,7 @@ mod props {
                 let snap = Arc::clone(p.snapshot());
                 let svc = snap.service_v4(6, VIP_DR, 80).unwrap();
                 let persist: u32 = snap.dests_of(svc).iter().map(|d| d.counters.persistent()).sum();
-                let templates = p.conns().iter().filter(|c| c.has(xdpvs::conn::flags::TEMPLATE)).count();
+                let templates = p.conns().iter().filter(|c| c.kind() == xdpvs::conn::Kind::Template).count();
                 prop_assert_eq!(persist as usize, templates);
             }
         }

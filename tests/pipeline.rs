@@ -11,7 +11,15 @@ use std::sync::Arc;
 use common::*;
 use etherparse::{Icmpv4Type, InternetSlice, SlicedPacket, TransportSlice};
 use xdpvs::config::{Forward, Protocol};
-use xdpvs::pipeline::{DropReason, Verdict};
+use xdpvs::frame::{DropReason, Verdict};
+use xdpvs::pipeline::Pipeline;
+use xdpvs::stats::Counter;
+
+/// Frames forwarded to real servers by DR, TUN and NAT.
+fn tx_by_mode(p: &Pipeline) -> [u64; 3] {
+    let s = p.stats();
+    [Counter::TxDr, Counter::TxTun, Counter::TxNat].map(|c| s.get(c))
+}
 
 fn is_tx(v: Verdict) -> bool {
     matches!(v, Verdict::Tx { port: 0, .. })
@@ -66,7 +74,7 @@ fn dr_rewrites_only_macs() {
     };
     assert_eq!(out, expected.bytes());
     assert_checksums(&out);
-    assert_eq!(p.counters().tx, [1, 0, 0]);
+    assert_eq!(tx_by_mode(&p), [1, 0, 0]);
 }
 
 #[test]
@@ -132,7 +140,7 @@ fn tun_encapsulates_with_tos_ttl_and_df_carried() {
         assert_eq!(out, tun_expected(&pkt, rip, i as u16 + 1));
         assert_checksums(&out);
     }
-    assert_eq!(p.counters().tx, [0, 2, 0]);
+    assert_eq!(tx_by_mode(&p), [0, 2, 0]);
 }
 
 #[test]
@@ -149,7 +157,7 @@ fn tun_with_vlan_and_without_headroom() {
     let bytes = pkt.bytes();
     let mut buf = vec![0u8; 2048];
     buf[..bytes.len()].copy_from_slice(&bytes);
-    let mut f = xdpvs::pipeline::Frame::new(&mut buf, 0, bytes.len(), 0);
+    let mut f = xdpvs::frame::Frame::new(&mut buf, 0, bytes.len(), 0);
     let v = p.process(&mut f, 0);
     assert!(is_tx(v));
     assert_eq!(
@@ -159,7 +167,7 @@ fn tun_with_vlan_and_without_headroom() {
     // No room at all: dropped and counted.
     let mut tight = bytes.clone();
     let n = tight.len();
-    let mut f = xdpvs::pipeline::Frame::new(&mut tight, 0, n, 0);
+    let mut f = xdpvs::frame::Frame::new(&mut tight, 0, n, 0);
     let v = p.process(&mut f, 0);
     assert_eq!(v, Verdict::Drop(DropReason::NoHeadroom));
 }
@@ -195,7 +203,7 @@ fn tun_too_big_with_df_gets_icmp_frag_needed() {
     assert_eq!(icmp.payload(), &input[14..14 + 28]);
     assert_eq!(&out[0..6], &ROUTER_MAC, "back to the sender's MAC");
     assert_checksums(&out);
-    assert_eq!(p.counters().icmp_sent, 1);
+    assert_eq!(p.stats().get(Counter::IcmpSent), 1);
 
     let no_df = Pkt {
         df: false,
@@ -264,8 +272,8 @@ fn nat_both_directions() {
     };
     assert_eq!(out, want.bytes());
     assert_checksums(&out);
-    assert_eq!(p.counters().tx, [0, 0, 1]);
-    assert_eq!(p.counters().tx_replies, 1);
+    assert_eq!(tx_by_mode(&p), [0, 0, 1]);
+    assert_eq!(p.stats().get(Counter::TxReplies), 1);
 }
 
 #[test]
@@ -365,17 +373,17 @@ fn not_ours_passes_and_strays_drop() {
         dport: 22,
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &ssh.bytes(), 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &ssh.bytes(), 0).0, Verdict::NotOurs);
     // A port of the VIP no service has.
     let other = Pkt {
         dport: 443,
         ..Pkt::default()
     };
-    assert_eq!(run(&mut p, &other.bytes(), 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &other.bytes(), 0).0, Verdict::NotOurs);
     // ARP.
     let mut arp = Pkt::default().l2(0x0806);
     arp.extend_from_slice(&[0u8; 28]);
-    assert_eq!(run(&mut p, &arp, 0).0, Verdict::Pass);
+    assert_eq!(run(&mut p, &arp, 0).0, Verdict::NotOurs);
     // A TCP segment for a VIP without a connection and without SYN.
     let ack = Pkt {
         l4: L4::Tcp { flags: ACK, seq: 1 },
@@ -396,8 +404,8 @@ fn not_ours_passes_and_strays_drop() {
         run(&mut p, &synrst.bytes(), 0).0,
         Verdict::Drop(DropReason::NoConnection)
     );
-    assert_eq!(p.counters().passed, 3);
-    assert_eq!(p.counters().dropped(DropReason::NoConnection), 2);
+    assert_eq!(p.stats().get(Counter::NotOurs), 3);
+    assert_eq!(p.stats().dropped(DropReason::NoConnection), 2);
 }
 
 #[test]
@@ -500,7 +508,7 @@ fn full_table_drops_new_flows_only() {
         };
         assert!(is_tx(run(&mut p, &data.bytes(), 1).0));
     }
-    assert_eq!(p.counters().dropped(DropReason::TableFull), 1);
+    assert_eq!(p.stats().dropped(DropReason::TableFull), 1);
 }
 
 #[test]
@@ -562,7 +570,7 @@ fn unresolved_next_hop_is_counted() {
     // The newest real server is first in the list: rr picks .14 first.
     let (v, _) = run(&mut p, &Pkt::default().bytes(), 0);
     assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour));
-    assert_eq!(p.counters().dropped(DropReason::NoNeighbour), 1);
+    assert_eq!(p.stats().dropped(DropReason::NoNeighbour), 1);
 }
 
 #[test]
@@ -634,7 +642,7 @@ fn batches_match_single_processing() {
             want,
             "prefetch_min {prefetch_min}"
         );
-        assert_eq!(batched.counters(), single.counters());
+        assert_eq!(batched.stats(), single.stats());
     }
 }
 
@@ -655,9 +663,9 @@ fn run_batched(
         let mut fs: Vec<_> = bufs
             .iter_mut()
             .zip(chunk)
-            .map(|(b, f)| xdpvs::pipeline::Frame::new(b, HEADROOM, f.len(), 0))
+            .map(|(b, f)| xdpvs::frame::Frame::new(b, HEADROOM, f.len(), 0))
             .collect();
-        let mut verdicts = vec![Verdict::Pass; fs.len()];
+        let mut verdicts = vec![Verdict::NotOurs; fs.len()];
         batched.process_batch(&mut fs, &mut verdicts, 0);
         for (f, v) in fs.iter().zip(verdicts) {
             let out = match v {
@@ -712,12 +720,12 @@ fn generated_icmp_is_rate_limited() {
         ..Pkt::default()
     }
     .bytes();
-    let limit = xdpvs::pipeline::ICMP_PER_SECOND as usize;
+    let limit = xdpvs::xmit::icmp::ICMP_PER_SECOND as usize;
     let sent = (0..limit + 5)
         .filter(|_| is_tx(run(&mut p, &big, 7).0))
         .count();
     assert_eq!(sent, limit);
-    assert_eq!(p.counters().dropped(DropReason::TooBig), 5);
+    assert_eq!(p.stats().dropped(DropReason::TooBig), 5);
     assert!(is_tx(run(&mut p, &big, 8).0), "a new second");
 }
 

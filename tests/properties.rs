@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use common::*;
 use proptest::prelude::*;
-use xdpvs::pipeline::Verdict;
+use xdpvs::frame::Verdict;
 
 /// The real servers' MACs per VIP (see `common::director`).
 fn reals_of(vip: Ipv4Addr) -> Vec<[u8; 6]> {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use common::*;
 use xdpvs::config::{Forward, Idle, Protocol};
-use xdpvs::pipeline::{Frame, Verdict};
+use xdpvs::frame::{Frame, Verdict};
 use xdpvs::service::{Port, ServiceTable};
+use xdpvs::stats::Counter;
 use xdpvs::worker::{FrameIo, Shared, Worker, WorkerOptions, owner};
 
 /// A socket made of queues: frames to receive, frames transmitted.
@@ -41,7 +42,7 @@ impl MemIo {
             .zip(&packets)
             .map(|(b, p)| Frame::new(b, HEADROOM, p.len(), self.port))
             .collect();
-        let mut verdicts = vec![Verdict::Pass; n];
+        let mut verdicts = vec![Verdict::NotOurs; n];
         f(&mut frames, &mut verdicts);
         for (fr, v) in frames.iter().zip(verdicts) {
             if let Verdict::Tx { port, len } = v
@@ -161,13 +162,30 @@ fn nat_packets_meet_at_the_clients_owner_in_both_directions() {
     assert_eq!(u16::from_be_bytes([back[34], back[35]]), 80);
     assert_eq!(&back[30..34], &CLIENT.octets());
 
-    for w in &ws {
+    for w in &mut ws {
         w.publish();
     }
-    let (c0, c1) = (shared.counters(0), shared.counters(1));
-    assert_eq!((c0.handoff_sent, c0.rx, c0.tx), (2, 0, 0));
-    assert_eq!((c1.handoff_received, c1.rx, c1.tx), (2, 2, 2));
-    assert_eq!(c0.handoff_dropped + c1.handoff_dropped, 0);
+    let (c0, c1) = (shared.stats(0), shared.stats(1));
+    assert_eq!(
+        (
+            c0.get(Counter::HandoffSent),
+            c0.get(Counter::Rx),
+            c0.get(Counter::Tx)
+        ),
+        (2, 0, 0)
+    );
+    assert_eq!(
+        (
+            c1.get(Counter::HandoffReceived),
+            c1.get(Counter::Rx),
+            c1.get(Counter::Tx)
+        ),
+        (2, 2, 2)
+    );
+    assert_eq!(
+        c0.get(Counter::HandoffDropped) + c1.get(Counter::HandoffDropped),
+        0
+    );
 }
 
 #[test]
@@ -186,7 +204,7 @@ fn owner_handles_its_own_packets_without_a_hop() {
     ws[0].round(1);
     assert_eq!(ws[0].io(0).unwrap().sent.len(), 1);
     ws[0].publish();
-    assert_eq!(shared.counters(0).handoff_sent, 0);
+    assert_eq!(shared.stats(0).get(Counter::HandoffSent), 0);
 }
 
 #[test]
@@ -273,7 +291,7 @@ fn frames_for_another_port_are_sent_by_a_worker_there() {
     assert_eq!(&out[0..6], &mac_of(rip));
     assert_eq!(&out[6..12], &SERVER_SIDE_MAC);
     ws[0].publish();
-    assert_eq!(shared.counters(0).no_tx_port, 0);
+    assert_eq!(shared.stats(0).get(Counter::NoTxPort), 0);
 }
 
 #[test]
@@ -307,8 +325,11 @@ fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
     }
     ws[0].round(1);
     ws[0].publish();
-    let c = shared.counters(0);
-    assert_eq!((c.handoff_sent, c.handoff_dropped), (4, 6));
+    let c = shared.stats(0);
+    assert_eq!(
+        (c.get(Counter::HandoffSent), c.get(Counter::HandoffDropped)),
+        (4, 6)
+    );
     // The owner drains them; the buffers return, so the next ones fit.
     ws[1].round(1);
     for _ in 0..4 {
@@ -323,7 +344,7 @@ fn a_full_inbox_drops_and_counts_and_loses_no_buffer() {
     }
     ws[0].round(1);
     ws[0].publish();
-    assert_eq!(shared.counters(0).handoff_sent, 8);
+    assert_eq!(shared.stats(0).get(Counter::HandoffSent), 8);
 }
 
 #[test]
@@ -434,8 +455,8 @@ fn ftp_control_and_data_connections_meet_at_one_worker() {
     for w in &mut ws {
         w.publish();
     }
-    assert_eq!(shared.counters(owner).conns_created, 2);
-    assert_eq!(shared.counters(1 - owner).conns_created, 0);
+    assert_eq!(shared.stats(owner).get(Counter::ConnsCreated), 2);
+    assert_eq!(shared.stats(1 - owner).get(Counter::ConnsCreated), 0);
 }
 
 /// A two-armed NAT director whose workers each have a socket on both
@@ -491,10 +512,17 @@ fn a_worker_with_both_interfaces_forwards_between_them_itself() {
         (&ROUTER_MAC[..], &DIRECTOR_MAC[..])
     );
     assert_eq!(&back[26..30], &VIP_NAT.octets());
-    for w in &ws {
+    for w in &mut ws {
         w.publish();
     }
-    let (c0, c1) = (shared.counters(0), shared.counters(1));
-    assert_eq!((c0.tx, c0.handoff_sent, c0.handoff_received), (2, 0, 1));
-    assert_eq!((c1.tx, c1.handoff_sent), (0, 1));
+    let (c0, c1) = (shared.stats(0), shared.stats(1));
+    assert_eq!(
+        (
+            c0.get(Counter::Tx),
+            c0.get(Counter::HandoffSent),
+            c0.get(Counter::HandoffReceived)
+        ),
+        (2, 0, 1)
+    );
+    assert_eq!((c1.get(Counter::Tx), c1.get(Counter::HandoffSent)), (0, 1));
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use netns::{ADDR_A, ADDR_B, VethPair};
 use xdpvs::config::{XdpMode, ZeroCopy};
-use xdpvs::pipeline::{DropReason, Frame, Verdict};
+use xdpvs::frame::{DropReason, Frame, Verdict};
 use xdpvs::xsk::steer::{SteerRules, SteerStats, Steering};
 use xdpvs::xsk::{XdpKernelStats, Xsk, XskConfig, XskStats};
 

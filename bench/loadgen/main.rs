@@ -26,7 +26,7 @@ use serde_json::json;
 use packet::{Layout, Traffic};
 use stats::{Histogram, SeqTracker};
 use xdpvs::config::ZeroCopy;
-use xdpvs::pipeline::Verdict;
+use xdpvs::frame::Verdict;
 use xdpvs::xsk::{MAX_BATCH, Xsk, XskConfig};
 
 #[derive(Parser)]

@@ -37,7 +37,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::pipeline::Frame;
+use crate::frame::Frame;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::tcp::TcpPacket;
 use crate::xmit::Layout;

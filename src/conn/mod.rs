@@ -21,11 +21,16 @@
 pub mod addr;
 pub mod hash;
 pub mod index;
+pub mod seq;
 pub mod state;
 pub mod wheel;
 
 pub use addr::Addr;
+pub use seq::SeqAdjust;
 pub use state::{Direction, TcpState, Timeouts};
+
+use crate::config::Forward;
+use crate::service::DestRef;
 
 use hash::FlowHasher;
 use index::Index;
@@ -50,9 +55,10 @@ pub enum Side {
     Server,
 }
 
-/// Connection flags (one byte in the entry).
-pub mod flags {
-    /// Forwarding method, [`crate::config::Forward`] as u8.
+/// Connection flags (one byte in the entry), private to this module:
+/// outside it a connection is read through [`Conn`]'s accessors.
+mod flags {
+    /// Forwarding method, [`Forward`] as u8.
     pub const FWD_MASK: u8 = 0x03;
     /// Counted in the real server's InActConn rather than ActiveConn.
     pub const INACTIVE: u8 = 0x04;
@@ -60,7 +66,8 @@ pub mod flags {
     pub const NO_OUTPUT: u8 = 0x08;
     /// Also indexed by the server side's 5-tuple (NAT).
     pub const REVERSE: u8 = 0x10;
-    /// A persistence template, not a connection (`IP_VS_CONN_F_TEMPLATE`).
+    /// A persistence template or an expectation, not a connection
+    /// (`IP_VS_CONN_F_TEMPLATE`).
     pub const TEMPLATE: u8 = 0x20;
     /// Taken out of the index (a template whose real server went away),
     /// kept until the connections it controls are gone.
@@ -69,9 +76,80 @@ pub mod flags {
     pub const LIVE: u8 = 0x80;
 }
 
-/// One connection or persistence template: 52 bytes for IPv4, aligned to
-/// a cache line of its own, so that a lookup costs one miss, not two
-/// (measured: 80 vs 92 ns per packet at 1 M flows, for 12 more bytes).
+/// Added to the protocol number of a persistence template's key, so that
+/// no packet's 5-tuple can ever match a template.
+const TEMPLATE_PROTO: u8 = 0x80;
+
+/// Added to the protocol number of an expected data connection's key
+/// (IPVS: a connection with `IP_VS_CONN_F_NO_CPORT`): the FTP helper
+/// knows the client's address and the VIP port, not the client's port, so
+/// the entry is keyed with client port 0 and found by the client's first
+/// SYN, which then gets a connection of its own.
+const EXPECT_PROTO: u8 = 0x40;
+
+/// What an entry of the table is (DPVS `dp_vs_conn_is_template`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A client's connection to a real server.
+    Connection,
+    /// A persistence template: the real server of a client (or of its
+    /// masked block) for a service (`IP_VS_CONN_F_TEMPLATE`).
+    Template,
+    /// A data connection the FTP helper expects the client to open, with
+    /// its client port unknown (`IP_VS_CONN_F_NO_CPORT`).
+    Expectation,
+}
+
+impl<A: Addr> FlowKey<A> {
+    /// The key of the persistence template of client `caddr` (already
+    /// masked) for `vaddr:vport` (port 0: the VIP's every port).
+    #[inline]
+    pub fn template(proto: u8, caddr: A, vaddr: A, vport: u16) -> FlowKey<A> {
+        FlowKey {
+            proto: proto | TEMPLATE_PROTO,
+            saddr: caddr,
+            sport: 0,
+            daddr: vaddr,
+            dport: vport,
+        }
+    }
+
+    /// The key of an expected data connection from `caddr` (any port) to
+    /// `vaddr:vport`.
+    #[inline]
+    pub fn expectation(proto: u8, caddr: A, vaddr: A, vport: u16) -> FlowKey<A> {
+        FlowKey {
+            proto: proto | EXPECT_PROTO,
+            saddr: caddr,
+            sport: 0,
+            daddr: vaddr,
+            dport: vport,
+        }
+    }
+}
+
+/// A new connection, as the pipeline opens one (IPVS `ip_vs_conn_new`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewConn<A> {
+    /// The client's first packet's 5-tuple.
+    pub key: FlowKey<A>,
+    /// The real server's address and port.
+    pub daddr: A,
+    pub dport: u16,
+    pub fwd: Forward,
+    pub dest: DestRef,
+    /// The port the client's packets arrive on, and the MAC they come
+    /// from (NAT replies go back to it).
+    pub in_port: u8,
+    pub client_mac: [u8; 6],
+    pub expires: u32,
+}
+
+/// One connection, persistence template or expectation: 52 bytes for
+/// IPv4, aligned to a cache line of its own, so that a lookup costs one
+/// miss, not two (measured: 80 vs 92 ns per packet at 1 M flows, for 12
+/// more bytes). Addresses and ports are plain fields; what is packed into
+/// bytes (kind, forwarding method, state, counts) is read through methods.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 pub struct Conn<A> {
@@ -82,26 +160,30 @@ pub struct Conn<A> {
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
-    pub proto: u8,
+    /// The IP protocol, plus `TEMPLATE_PROTO` or `EXPECT_PROTO` for the
+    /// entries that are no connection (so no packet's key matches them).
+    key_proto: u8,
     /// [`TcpState`] as u8 for TCP; 0 for UDP.
-    pub state: u8,
-    pub flags: u8,
+    state: u8,
+    flags: u8,
     /// The port the client's packets arrive on; NAT replies leave by it.
-    pub in_port: u8,
-    /// The real server, as a [`crate::service::DestRef`] value.
-    pub dest: u32,
-    /// The MAC the client's packets came from (its next hop); NAT replies
-    /// are sent to it.
-    pub client_mac: [u8; 6],
-    /// The tick at which the connection expires unless refreshed.
-    pub expires: u32,
+    in_port: u8,
+    dest: DestRef,
+    /// A connection: the MAC the client's packets came from (its next
+    /// hop), where NAT replies are sent. A template: its persistence
+    /// timeout (little-endian, in the first four bytes); templates have no
+    /// client MAC, and this keeps the entry in one line.
+    client_mac: [u8; 6],
+    /// The tick at which the entry expires unless refreshed (set through
+    /// [`ConnTable::set_expires`], which keeps the wheel in step).
+    expires: u32,
     /// A connection: its persistence template's index + 1 (0 = none). A
     /// template: how many connections it controls (IPVS `n_control`).
-    pub control: u32,
+    control: u32,
     /// The shift of the server's sequence numbers after an application
     /// helper resized its payload (NAT FTP control connections; zero for
     /// every other connection). It fills the entry's spare bytes.
-    pub seq: crate::app::SeqAdjust,
+    pub seq: SeqAdjust,
     pub(crate) links: Links,
 }
 
@@ -114,26 +196,97 @@ impl<A: Addr> Default for Conn<A> {
             cport: 0,
             vport: 0,
             dport: 0,
-            proto: 0,
+            key_proto: 0,
             state: 0,
             flags: 0,
             in_port: 0,
-            dest: 0,
+            dest: DestRef(0),
             client_mac: [0; 6],
             expires: 0,
             control: 0,
-            seq: crate::app::SeqAdjust::default(),
+            seq: SeqAdjust::default(),
             links: Links::default(),
         }
     }
 }
 
 impl<A: Addr> Conn<A> {
+    /// A client's connection, counted inactive until it is established;
+    /// NAT connections are also found by their replies.
+    pub fn connection(n: &NewConn<A>) -> Conn<A> {
+        let side = match n.fwd {
+            Forward::Nat => flags::REVERSE,
+            Forward::Dr | Forward::Tun => flags::NO_OUTPUT,
+        };
+        Conn {
+            caddr: n.key.saddr,
+            vaddr: n.key.daddr,
+            daddr: n.daddr,
+            cport: n.key.sport,
+            vport: n.key.dport,
+            dport: n.dport,
+            key_proto: n.key.proto,
+            state: TcpState::None as u8,
+            flags: n.fwd as u8 | flags::INACTIVE | side,
+            in_port: n.in_port,
+            dest: n.dest,
+            client_mac: n.client_mac,
+            expires: n.expires,
+            ..Conn::default()
+        }
+    }
+
+    /// A persistence template under `key` ([`FlowKey::template`]) for real
+    /// server `dest` (`daddr:dport`), re-armed for `timeout` seconds.
+    pub fn template(
+        key: &FlowKey<A>,
+        (daddr, dport): (A, u16),
+        fwd: Forward,
+        dest: DestRef,
+        expires: u32,
+        timeout: u32,
+    ) -> Conn<A> {
+        let mut c = Conn {
+            caddr: key.saddr,
+            vaddr: key.daddr,
+            daddr,
+            cport: 0,
+            vport: key.dport,
+            dport,
+            key_proto: key.proto,
+            flags: fwd as u8 | flags::TEMPLATE,
+            dest,
+            expires,
+            ..Conn::default()
+        };
+        c.client_mac[..4].copy_from_slice(&timeout.to_le_bytes());
+        c
+    }
+
+    /// The expectation of a NAT data connection from the client of `ctl`
+    /// to VIP:`port`, for its real server's `port` (passive FTP).
+    pub fn expectation(ctl: &Conn<A>, port: u16, expires: u32) -> Conn<A> {
+        Conn {
+            caddr: ctl.caddr,
+            vaddr: ctl.vaddr,
+            daddr: ctl.daddr,
+            cport: 0,
+            vport: port,
+            dport: port,
+            key_proto: ctl.proto() | EXPECT_PROTO,
+            flags: Forward::Nat as u8 | flags::TEMPLATE,
+            in_port: ctl.in_port,
+            dest: ctl.dest,
+            expires,
+            ..Conn::default()
+        }
+    }
+
     /// The key of the client's packets.
     #[inline]
     pub fn client_key(&self) -> FlowKey<A> {
         FlowKey {
-            proto: self.proto,
+            proto: self.key_proto,
             saddr: self.caddr,
             sport: self.cport,
             daddr: self.vaddr,
@@ -145,7 +298,7 @@ impl<A: Addr> Conn<A> {
     #[inline]
     pub fn server_key(&self) -> FlowKey<A> {
         FlowKey {
-            proto: self.proto,
+            proto: self.key_proto,
             saddr: self.daddr,
             sport: self.dport,
             daddr: self.caddr,
@@ -154,33 +307,125 @@ impl<A: Addr> Conn<A> {
     }
 
     #[inline]
-    pub fn has(&self, flag: u8) -> bool {
+    fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 
-    /// A template's persistence timeout in seconds. Templates have no
-    /// client MAC, so its bytes hold this instead (keeping entries small).
+    #[inline]
+    pub fn kind(&self) -> Kind {
+        if self.key_proto & EXPECT_PROTO != 0 {
+            Kind::Expectation
+        } else if self.has(flags::TEMPLATE) {
+            Kind::Template
+        } else {
+            Kind::Connection
+        }
+    }
+
+    /// The IP protocol (TCP or UDP).
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        self.key_proto & !(TEMPLATE_PROTO | EXPECT_PROTO)
+    }
+
+    #[inline]
+    pub fn forward(&self) -> Forward {
+        match self.flags & flags::FWD_MASK {
+            0 => Forward::Dr,
+            1 => Forward::Tun,
+            _ => Forward::Nat,
+        }
+    }
+
+    /// The real server.
+    #[inline]
+    pub fn dest(&self) -> DestRef {
+        self.dest
+    }
+
+    /// Points an expectation at another real server (a refreshed
+    /// announcement).
+    pub fn retarget(&mut self, daddr: A, dest: DestRef) {
+        (self.daddr, self.dest) = (daddr, dest);
+    }
+
+    /// The port the client's packets arrive on (NAT replies leave by it).
+    #[inline]
+    pub fn in_port(&self) -> u8 {
+        self.in_port
+    }
+
+    /// The MAC the client's packets come from (a connection's).
+    #[inline]
+    pub fn client_mac(&self) -> [u8; 6] {
+        self.client_mac
+    }
+
+    #[inline]
+    pub fn expires(&self) -> u32 {
+        self.expires
+    }
+
+    /// A TCP connection's state ([`TcpState::None`] for UDP).
+    #[inline]
+    pub fn tcp_state(&self) -> TcpState {
+        TcpState::from_u8(self.state)
+    }
+
+    /// Moves a TCP connection to state `new`. Returns `Some(active)` when
+    /// it moves between its real server's ActiveConn (ESTABLISHED) and
+    /// InActConn counts, which the caller then updates.
+    #[inline]
+    pub fn set_tcp_state(&mut self, new: TcpState) -> Option<bool> {
+        self.state = new as u8;
+        let established = new == TcpState::Established;
+        if self.has(flags::INACTIVE) == established {
+            self.flags ^= flags::INACTIVE;
+            Some(established)
+        } else {
+            None
+        }
+    }
+
+    /// Counted in its real server's InActConn (not ESTABLISHED).
+    #[inline]
+    pub fn is_inactive(&self) -> bool {
+        self.has(flags::INACTIVE)
+    }
+
+    /// The director sees only the client's half (DR, TUN).
+    #[inline]
+    pub fn is_input_only(&self) -> bool {
+        self.has(flags::NO_OUTPUT)
+    }
+
+    /// A connection: whether a persistence template controls it.
+    #[inline]
+    pub fn is_controlled(&self) -> bool {
+        self.kind() == Kind::Connection && self.control != 0
+    }
+
+    /// A template: how many connections it controls.
+    #[inline]
+    pub fn controls(&self) -> u32 {
+        if self.kind() == Kind::Template {
+            self.control
+        } else {
+            0
+        }
+    }
+
+    /// A template's persistence timeout in seconds.
     pub fn template_timeout(&self) -> u32 {
         let b = &self.client_mac;
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    pub fn set_template_timeout(&mut self, seconds: u32) {
-        self.client_mac[..4].copy_from_slice(&seconds.to_le_bytes());
+    #[inline]
+    fn is_live(&self) -> bool {
+        self.has(flags::LIVE)
     }
 }
-
-/// Added to the protocol number of a persistence template's key, so that
-/// no packet's 5-tuple can ever match a template.
-pub const TEMPLATE_PROTO: u8 = 0x80;
-
-/// Added to the protocol number of an expected data connection's key
-/// (IPVS: a connection with `IP_VS_CONN_F_NO_CPORT`): the FTP helper
-/// knows the client's address and the VIP port, not the client's port, so
-/// the entry is keyed with client port 0 and found by the client's first
-/// SYN, which then gets a connection of its own. Such entries carry the
-/// `TEMPLATE` flag so that nothing counts them as connections.
-pub const EXPECT_PROTO: u8 = 0x40;
 
 /// Why a connection could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,22 +626,22 @@ impl<A: Addr> ConnTable<A> {
 
     /// Makes connection `i` one that template `t` controls.
     pub fn set_control(&mut self, i: u32, t: u32) {
-        debug_assert!(self.entries.0[t as usize].has(flags::TEMPLATE));
+        debug_assert!(self.entries.0[t as usize].kind() == Kind::Template);
         self.entries.0[i as usize].control = t + 1;
         self.entries.0[t as usize].control += 1;
     }
 
     fn release(&mut self, i: u32) {
         let c = self.entries.0[i as usize];
-        debug_assert!(c.has(flags::LIVE));
+        debug_assert!(c.is_live());
         if !c.has(flags::UNHASHED) {
             self.unindex(i, &c);
         }
-        if !c.has(flags::TEMPLATE) && c.control != 0 {
+        if c.is_controlled() {
             // A template outlives the connections it controls, so its
             // index is still its own.
             let t = &mut self.entries.0[c.control as usize - 1];
-            debug_assert!(t.has(flags::TEMPLATE) && t.control > 0);
+            debug_assert!(t.kind() == Kind::Template && t.control > 0);
             t.control -= 1;
         }
         let e = &mut self.entries.0[i as usize];
@@ -453,7 +698,7 @@ impl<A: Addr> ConnTable<A> {
     /// Live connections, for listing (`ipvsadm -L -c`). Not for the packet
     /// path: it walks the whole entry array.
     pub fn iter(&self) -> impl Iterator<Item = &Conn<A>> {
-        self.entries.0.iter().filter(|c| c.has(flags::LIVE))
+        self.entries.0.iter().filter(|c| c.is_live())
     }
 }
 

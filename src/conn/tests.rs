@@ -22,7 +22,7 @@ fn conn(n: u32, expires: u32, nat: bool) -> Conn<Ipv4Addr> {
         vport: k.dport,
         daddr: Ipv4Addr::new(198, 18, 2, 11),
         dport: 8080,
-        proto: 6,
+        key_proto: 6,
         flags: if nat {
             flags::REVERSE
         } else {

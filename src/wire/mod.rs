@@ -36,8 +36,11 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod layout;
 pub mod tcp;
 pub mod udp;
+
+pub use layout::Layout;
 
 use core::fmt;
 

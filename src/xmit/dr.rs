@@ -7,12 +7,23 @@
 //! `arp_ignore=1`, `arp_announce=2` — what the old "hidden" patch did) and
 //! must sit on the same layer-2 segment as the director. It answers the
 //! client directly; replies never pass the director.
+//!
+//! The packet leaves as it came, so it must fit the egress port's MTU;
+//! one that does not is answered with "fragmentation needed" (DF) or
+//! dropped, as IPVS's `ensure_mtu_is_adequate` does.
 
-use super::{Hop, send};
-use crate::pipeline::{Frame, Verdict};
+use super::{Hop, Layout, check_mtu, send};
+use crate::frame::{Frame, Verdict};
 
 /// Forwards the frame to the real server behind `hop`.
 #[inline]
 pub fn xmit(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
     send(frame, hop)
+}
+
+/// Whether the packet is too big for the egress MTU `mtu`: `Some` with
+/// the MTU to report (`None` inside: it may be fragmented).
+#[inline]
+pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(d, l, 0, mtu)
 }

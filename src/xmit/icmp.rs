@@ -18,14 +18,48 @@
 //! Only the quoted IP header's checksum is fixed (incrementally); the
 //! quoted transport checksum cannot be (the quote is truncated) and is left
 //! alone, as in IPVS. The ICMP checksum is recomputed over the message.
+//!
+//! The only error the director generates itself is "fragmentation
+//! needed" ([`frag_needed`]), for a packet too big for its way out, at
+//! most [`ICMP_PER_SECOND`] a second per worker ([`Budget`]).
 
 use std::net::Ipv4Addr;
 
 use super::{Hop, Layout, drop, send};
-use crate::pipeline::{DropReason, Frame, Verdict};
+use crate::frame::Tick;
+use crate::frame::{DropReason, Frame, Verdict};
 use crate::wire::checksum::{self, update16, update32};
-use crate::wire::icmp::{ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, Icmpv4Packet};
+use crate::wire::icmp::{CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, Icmpv4Packet};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+/// At most this many ICMP errors per second per worker, as Linux's
+/// `icmp_msgs_per_sec` limits the host (default 1000).
+pub const ICMP_PER_SECOND: u32 = 1000;
+
+/// How many ICMP errors a worker has generated in the current second.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    second: Tick,
+    sent: u32,
+}
+
+impl Budget {
+    pub fn new(now: Tick) -> Budget {
+        Budget {
+            second: now,
+            sent: 0,
+        }
+    }
+
+    /// Whether one more error may be sent at `now` (and counts it).
+    pub fn take(&mut self, now: Tick) -> bool {
+        if now != self.second {
+            (self.second, self.sent) = (now, 0);
+        }
+        self.sent += 1;
+        self.sent <= ICMP_PER_SECOND
+    }
+}
 
 /// ICMP source quench (deprecated, still relayed by IPVS).
 const ICMP_SOURCE_QUENCH: u8 = 4;
@@ -171,4 +205,61 @@ pub fn nat_to_client(
     ip.set_checksum(c);
     translate(d, q, false, vip, vport);
     send(frame, hop)
+}
+
+/// Turns the frame into ICMP "fragmentation needed" reporting next-hop
+/// MTU `mtu` back to the sender, from the address it was sent to (the VIP, as IPVS's
+/// `icmp_send` does for a local address), out of the port it came in by.
+pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16) -> Verdict {
+    debug_assert!(
+        l.ip_len > usize::from(mtu),
+        "only a packet too big is answered"
+    );
+    let rx_port = frame.port();
+    let d = frame.data_mut();
+    // RFC 792: the original IP header plus the first 8 bytes of its data.
+    let quoted = l.ihl + 8;
+    let (src, dst, src_mac, dst_mac) = {
+        let ip = Ipv4Packet::new_unchecked(&d[l.l2_len..]);
+        let mut s = [0; 6];
+        let mut m = [0; 6];
+        s.copy_from_slice(&d[6..12]);
+        m.copy_from_slice(&d[0..6]);
+        (ip.src_addr(), ip.dst_addr(), s, m)
+    };
+    let at = l.l2_len;
+    // The packet is larger than the MTU (576 at least), so the quote fits
+    // after moving it 28 bytes further in.
+    d.copy_within(at..at + quoted, at + 28);
+    let total = 28 + quoted;
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut d[at..at + total]);
+        ip.set_version_ihl(4, 20);
+        ip.set_tos(0xc0); // internetwork control, as Linux sends ICMP errors
+        ip.set_total_len(total as u16);
+        ip.set_ident(0);
+        ip.set_flags_frag(false, false, 0);
+        ip.set_ttl(64);
+        ip.set_protocol(PROTO_ICMP);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.fill_checksum();
+    }
+    {
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut d[at + 20..at + total]);
+        icmp.set_msg_type(ICMP_DEST_UNREACH);
+        icmp.set_code(CODE_FRAG_NEEDED);
+        icmp.set_rest_of_header(0);
+        icmp.set_next_hop_mtu(mtu);
+        icmp.fill_checksum();
+    }
+    frame.truncate(at + total);
+    send(
+        frame,
+        &Hop {
+            port: rx_port,
+            dst_mac: src_mac,
+            src_mac: dst_mac,
+        },
+    )
 }

@@ -1,32 +1,27 @@
 //! Rewrite: one file per forwarding mode. Each takes the frame as parsed
 //! and the connection's real server, rewrites the frame in place (moving it
 //! into the headroom where it grows) and says where it goes.
+//!
+//! [`Transmitter`] is the one dispatch by forwarding method, used for a
+//! client's packets and for the ICMP errors relayed about them, as IPVS's
+//! `ip_vs_{dr,tunnel,nat}_xmit` and `ip_vs_icmp_xmit` are. Each mode owns
+//! its rules: the egress MTU (every mode checks it, as IPVS's
+//! `ensure_mtu_is_adequate` does), what is answered with ICMP
+//! "fragmentation needed" ([`icmp::frag_needed`], rate-limited per
+//! worker) and, for TUN, the outer header's ident. The transmitter counts
+//! what it sends in the worker's [`WorkerStats`].
 
 pub mod dr;
 pub mod icmp;
 pub mod nat;
 pub mod tun;
 
-use crate::pipeline::{DropReason, Frame, Verdict};
+use std::net::Ipv4Addr;
 
-/// Where the parsed packet sits in the frame (offsets from the frame's
-/// first byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    /// Length of the Ethernet header (14, or 18 with a VLAN tag).
-    pub l2_len: usize,
-    /// Length of the IPv4 header, options included.
-    pub ihl: usize,
-    /// IPv4 total length.
-    pub ip_len: usize,
-}
-
-impl Layout {
-    #[inline]
-    pub fn l4(&self) -> usize {
-        self.l2_len + self.ihl
-    }
-}
+use crate::config::Forward;
+use crate::frame::{DropReason, Frame, Tick, Verdict};
+use crate::stats::{Counter, WorkerStats};
+pub use crate::wire::layout::Layout;
 
 /// The MACs of the next hop and of the director's own port.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +29,179 @@ pub struct Hop {
     pub port: u8,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
+}
+
+/// Where a connection's packets go: its real server and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub fwd: Forward,
+    /// IP protocol (TCP or UDP).
+    pub proto: u8,
+    pub daddr: Ipv4Addr,
+    pub dport: u16,
+}
+
+/// The way out toward a real server: the next hop, the MTU of the port it
+/// is reached by and, for TUN, the outer source address.
+#[derive(Debug, Clone, Copy)]
+pub struct Egress {
+    pub hop: Hop,
+    pub mtu: u16,
+    pub tunnel_source: Option<Ipv4Addr>,
+}
+
+/// A worker's transmitters: the state they keep between packets.
+#[derive(Debug, Clone)]
+pub struct Transmitter {
+    /// IP ident of the next outer IPIP header.
+    ident: u16,
+    /// ICMP errors this worker may still generate this second.
+    icmp: icmp::Budget,
+}
+
+impl Transmitter {
+    pub fn new(now: Tick) -> Transmitter {
+        Transmitter {
+            ident: 0,
+            icmp: icmp::Budget::new(now),
+        }
+    }
+
+    /// A client's packet to its real server by the connection's forwarding
+    /// method; one too big for the egress MTU is answered with
+    /// "fragmentation needed" when it has DF set, dropped otherwise.
+    #[inline]
+    pub fn to_server(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        t: &Target,
+        e: &Egress,
+        stats: &mut WorkerStats,
+        now: Tick,
+    ) -> Verdict {
+        let (v, sent) = match t.fwd {
+            Forward::Dr => {
+                if let Some(mtu) = dr::too_big(frame.data(), l, e.mtu) {
+                    return self.too_big(frame, l, mtu, stats, now);
+                }
+                (dr::xmit(frame, &e.hop), Counter::TxDr)
+            }
+            Forward::Tun => {
+                let Some(src) = e.tunnel_source else {
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                };
+                if let Some(mtu) = tun::too_big(frame.data(), l, e.mtu) {
+                    return self.too_big(frame, l, mtu, stats, now);
+                }
+                self.ident = self.ident.wrapping_add(1);
+                let v = tun::xmit(frame, l, src, t.daddr, e.mtu, self.ident, &e.hop);
+                (v, Counter::TxTun)
+            }
+            Forward::Nat => {
+                if let Some(mtu) = nat::too_big(frame.data(), l, e.mtu) {
+                    return self.too_big(frame, l, mtu, stats, now);
+                }
+                let v = nat::xmit_in(frame, l, t.proto, t.daddr, t.dport, &e.hop);
+                (v, Counter::TxNat)
+            }
+        };
+        if let Verdict::Tx { .. } = v {
+            stats.inc(sent);
+        }
+        v
+    }
+
+    /// A NAT reply to its client (`hop`, reached by a port of MTU `mtu`):
+    /// its source put back to VIP:`vport`. A reply too big for the port is
+    /// dropped (`too_big`): the director has no address of its own to send
+    /// the real server "fragmentation needed" from, and real servers on a
+    /// NAT director's LAN share its MTU.
+    #[inline]
+    pub fn to_client(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        proto: u8,
+        (vip, vport): (Ipv4Addr, u16),
+        hop: &Hop,
+        mtu: u16,
+        stats: &mut WorkerStats,
+    ) -> Verdict {
+        if l.ip_len > usize::from(mtu) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let v = nat::xmit_out(frame, l, proto, vip, vport, hop);
+        if let Verdict::Tx { .. } = v {
+            stats.inc(Counter::TxReplies);
+        }
+        v
+    }
+
+    /// An ICMP error from the client's side about connection `t`, to its
+    /// real server by the same method as the connection's packets
+    /// (`ip_vs_icmp_xmit`). Never answered with another ICMP error: one
+    /// too big is dropped.
+    pub fn icmp_to_server(
+        &mut self,
+        frame: &mut Frame<'_>,
+        q: &icmp::Quote,
+        t: &Target,
+        e: &Egress,
+    ) -> Verdict {
+        match t.fwd {
+            Forward::Tun => {
+                let Some(src) = e.tunnel_source else {
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                };
+                self.ident = self.ident.wrapping_add(1);
+                tun::xmit(frame, &q.layout, src, t.daddr, e.mtu, self.ident, &e.hop)
+            }
+            _ if q.layout.ip_len > usize::from(e.mtu) => Verdict::Drop(DropReason::TooBig),
+            Forward::Dr => dr::xmit(frame, &e.hop),
+            Forward::Nat => icmp::nat_to_server(frame, q, t.daddr, t.dport, &e.hop),
+        }
+    }
+
+    /// An ICMP error from a NAT real server's side about a request, to
+    /// its client, as if from VIP:`vport`.
+    pub fn icmp_to_client(
+        &mut self,
+        frame: &mut Frame<'_>,
+        q: &icmp::Quote,
+        (vip, vport): (Ipv4Addr, u16),
+        hop: &Hop,
+        mtu: u16,
+    ) -> Verdict {
+        if q.layout.ip_len > usize::from(mtu) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        icmp::nat_to_client(frame, q, vip, vport, hop)
+    }
+
+    /// Answers a packet too big for its way out: ICMP "fragmentation
+    /// needed" with `mtu` when it asks not to be fragmented (`Some`), a
+    /// drop when it may be (`None`: this forwarder does not fragment) or
+    /// when this second's ICMP budget is spent.
+    #[cold]
+    #[inline(never)]
+    fn too_big(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        mtu: Option<u16>,
+        stats: &mut WorkerStats,
+        now: Tick,
+    ) -> Verdict {
+        let Some(mtu) = mtu else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        if !self.icmp.take(now) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        stats.inc(Counter::IcmpSent);
+        icmp::frag_needed(frame, l, mtu)
+    }
 }
 
 /// Writes the Ethernet addresses and sends the frame out of `hop.port`.
@@ -46,6 +214,18 @@ pub(crate) fn send(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
         port: hop.port,
         len: frame.len(),
     }
+}
+
+/// Whether a packet of `ip_len` bytes (`extra` more once encapsulated)
+/// exceeds `mtu`: `Some(Some(room))` with the MTU to report when it has DF
+/// set, `Some(None)` when it may be fragmented, `None` when it fits.
+#[inline]
+pub(crate) fn check_mtu(d: &[u8], l: &Layout, extra: usize, mtu: u16) -> Option<Option<u16>> {
+    if l.ip_len + extra <= usize::from(mtu) {
+        return None;
+    }
+    let df = crate::wire::ipv4::Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag();
+    Some(df.then(|| mtu.saturating_sub(extra as u16)))
 }
 
 /// Shorthand for the drops a rewrite can cause.

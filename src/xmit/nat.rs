@@ -13,8 +13,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Hop, Layout, drop, send};
-use crate::pipeline::{DropReason, Frame, Verdict};
+use super::{Hop, Layout, check_mtu, drop, send};
+use crate::frame::{DropReason, Frame, Verdict};
 use crate::wire::checksum::{update16, update32};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_UDP};
 
@@ -66,6 +66,13 @@ fn rewrite(d: &mut [u8], l: &Layout, proto: u8, dst: bool, addr: Ipv4Addr, port:
         c = 0xffff; // 0 would mean "no checksum" (RFC 768)
     }
     wr16(d, check_at, c);
+}
+
+/// Whether a request is too big for the egress MTU `mtu` (NAT does not
+/// change the length): `Some` with the MTU to report.
+#[inline]
+pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(d, l, 0, mtu)
 }
 
 /// Client → real server: destination VIP:vport becomes RIP:rport.

@@ -13,14 +13,14 @@
 //! needed" carrying MTU − 20, so the client's path MTU discovery shrinks
 //! its segments. One without DF would need the outer packet fragmented;
 //! this forwarder does not fragment, so it is dropped and counted
-//! (`DropReason::TooBig`).
+//! (`DropReason::TooBig`). The outer header's ident counts per worker
+//! ([`super::Transmitter`]).
 
 use std::net::Ipv4Addr;
 
-use super::{Hop, Layout, drop, send};
-use crate::pipeline::{DropReason, Frame, Verdict};
-use crate::wire::icmp::{CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, Icmpv4Packet};
-use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_IPIP};
+use super::{Hop, Layout, check_mtu, drop, send};
+use crate::frame::{DropReason, Frame, Verdict};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_IPIP};
 
 const OUTER: usize = 20;
 
@@ -65,61 +65,10 @@ pub fn xmit(
     send(frame, hop)
 }
 
-/// Whether the packet is too big to tunnel and asks not to be fragmented.
+/// Whether the packet is too big to tunnel through a port of MTU `mtu`:
+/// `Some` with the MTU to report to the sender (MTU − 20) when it has DF
+/// set, `Some(None)` when it may be fragmented (not done here).
 #[inline]
-pub fn needs_frag(d: &[u8], l: &Layout, mtu: u16) -> bool {
-    l.ip_len + OUTER > usize::from(mtu) && Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag()
-}
-
-/// Turns the frame into ICMP "fragmentation needed" (MTU − 20) back to the
-/// sender, from the address it was sent to (the VIP, as IPVS's
-/// `icmp_send` does for a local address), out of the port it came in by.
-pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16) -> Verdict {
-    let rx_port = frame.port();
-    let d = frame.data_mut();
-    // RFC 792: the original IP header plus the first 8 bytes of its data.
-    let quoted = l.ihl + 8;
-    let (src, dst, src_mac, dst_mac) = {
-        let ip = Ipv4Packet::new_unchecked(&d[l.l2_len..]);
-        let mut s = [0; 6];
-        let mut m = [0; 6];
-        s.copy_from_slice(&d[6..12]);
-        m.copy_from_slice(&d[0..6]);
-        (ip.src_addr(), ip.dst_addr(), s, m)
-    };
-    let at = l.l2_len;
-    // The packet is larger than the MTU, so the quote fits after moving it
-    // 28 bytes further in.
-    d.copy_within(at..at + quoted, at + 28);
-    let total = 28 + quoted;
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut d[at..at + total]);
-        ip.set_version_ihl(4, 20);
-        ip.set_tos(0xc0); // internetwork control, as Linux sends ICMP errors
-        ip.set_total_len(total as u16);
-        ip.set_ident(0);
-        ip.set_flags_frag(false, false, 0);
-        ip.set_ttl(64);
-        ip.set_protocol(PROTO_ICMP);
-        ip.set_src_addr(dst);
-        ip.set_dst_addr(src);
-        ip.fill_checksum();
-    }
-    {
-        let mut icmp = Icmpv4Packet::new_unchecked(&mut d[at + 20..at + total]);
-        icmp.set_msg_type(ICMP_DEST_UNREACH);
-        icmp.set_code(CODE_FRAG_NEEDED);
-        icmp.set_rest_of_header(0);
-        icmp.set_next_hop_mtu(mtu - OUTER as u16);
-        icmp.fill_checksum();
-    }
-    frame.truncate(at + total);
-    send(
-        frame,
-        &Hop {
-            port: rx_port,
-            dst_mac: src_mac,
-            src_mac: dst_mac,
-        },
-    )
+pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(d, l, OUTER, mtu)
 }

@@ -51,7 +51,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use arrayvec::ArrayVec;
 
 use crate::config::{Dataplane, ZeroCopy};
-use crate::pipeline::{Frame, Verdict};
+use crate::frame::{Frame, Verdict};
 use ring::Ring;
 use umem::{BadDesc, Chunks, Handled, Umem};
 
@@ -475,7 +475,7 @@ impl Xsk {
             in_handling: 0,
             lost: 0,
             handled: vec![Handled::default(); MAX_BATCH],
-            verdicts: vec![Verdict::Pass; MAX_BATCH],
+            verdicts: vec![Verdict::NotOurs; MAX_BATCH],
             stats: XskStats::default(),
         };
         // The fill ring is stocked before bind so the first packets find
@@ -653,7 +653,7 @@ impl Xsk {
             frames.push(Frame::new(buf, h.head as usize, h.len as usize, self.port));
         }
         let mut verdicts = std::mem::take(&mut self.verdicts);
-        verdicts[..n].fill(Verdict::Pass);
+        verdicts[..n].fill(Verdict::NotOurs);
         f(&mut frames, &mut verdicts[..n]);
         for (i, fr) in frames.iter().enumerate() {
             let start = fr.data().as_ptr() as usize - fr.head();

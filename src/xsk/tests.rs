@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::steer::{SteerRules, Steering};
 use super::{Xsk, XskConfig};
 use crate::config::{XdpMode, ZeroCopy};
-use crate::pipeline::{DropReason, Frame, Verdict};
+use crate::frame::{DropReason, Frame, Verdict};
 use crate::wire::checksum;
 
 #[path = "../../tests/netns/mod.rs"]
@@ -62,7 +62,7 @@ fn mixed(frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
                 len: f.len(),
             },
             1 => Verdict::Drop(DropReason::Malformed),
-            2 => Verdict::Pass,
+            2 => Verdict::NotOurs,
             _ => {
                 assert!(f.push_front(20));
                 Verdict::Tx {

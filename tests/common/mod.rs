@@ -8,7 +8,8 @@ use std::sync::Arc;
 use etherparse::{IpDscp, IpEcn, IpNumber, Ipv4Header, Ipv4Options, TcpHeader, UdpHeader};
 use xdpvs::config::{Forward, Protocol, RealConfig, ServiceConfig};
 use xdpvs::conn::Timeouts;
-use xdpvs::pipeline::{Frame, Pipeline, Tick, Verdict};
+use xdpvs::frame::{Frame, Tick, Verdict};
+use xdpvs::pipeline::Pipeline;
 use xdpvs::service::{Port, ServiceTable};
 
 pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];

@@ -1,0 +1,179 @@
+//! The FTP helper on NAT control connections (see [`crate::app::ftp`]):
+//! the pipeline's side of it — sequence shifts, 227 rewrites and the data
+//! connections that replies and commands announce.
+
+use std::net::Ipv4Addr;
+
+use super::{EXPECT_TIMEOUT, State};
+use crate::app;
+use crate::config::Forward;
+use crate::conn::{Conn, FlowKey, NewConn, Side};
+use crate::frame::{Frame, Tick};
+use crate::service::{DestRef, Snapshot};
+use crate::stats::Counter;
+use crate::wire::Layout;
+use crate::wire::ipv4::PROTO_TCP;
+
+impl State {
+    /// The FTP helper on a packet of NAT control connection `i` (see
+    /// [`crate::app::ftp`]): shifts sequence numbers for earlier resized
+    /// replies, rewrites a 227 reply's address to the VIP, and creates the
+    /// data connections that replies and commands announce. Returns the
+    /// packet's (possibly new) layout; on anything doubtful the packet
+    /// passes as it is.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn ftp(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        i: u32,
+        side: Side,
+        now: Tick,
+    ) -> Layout {
+        let end = l.l2_len + l.ip_len;
+        let l4 = l.l4();
+        let doff = usize::from(frame.data()[l4 + 12] >> 4) * 4;
+        let payload_at = l4 + doff;
+        let intact = payload_at < end && app::ftp::checksum_ok(frame.data(), l);
+        let c = *self.conns.get(i);
+        let seq = u32::from_be_bytes(frame.data()[l4 + 4..l4 + 8].try_into().unwrap_or([0; 4]));
+        match side {
+            Side::Server => {
+                app::fix_seq(&mut frame.data_mut()[l4..end], &c.seq);
+                if !intact {
+                    return *l;
+                }
+                match app::ftp::reply(&frame.data()[payload_at..end]) {
+                    Some(app::ftp::Reply::Pasv {
+                        addr,
+                        port,
+                        at,
+                        len,
+                    }) => {
+                        if addr == c.vaddr {
+                            self.expect(&c, port, now);
+                            return *l;
+                        }
+                        if addr != c.daddr {
+                            self.stats.inc(Counter::FtpRefused);
+                            return *l;
+                        }
+                        let (text, n) = app::ftp::pasv_text(c.vaddr);
+                        let mtu = usize::from(snap.ports[usize::from(c.in_port())].mtu);
+                        let Some(nl) =
+                            app::ftp::replace(frame, l, payload_at, at, len, &text[..n], mtu)
+                        else {
+                            self.stats.inc(Counter::FtpRefused);
+                            return *l;
+                        };
+                        if n != len {
+                            self.conns
+                                .get_mut(i)
+                                .seq
+                                .resized(seq, n as i32 - len as i32);
+                        }
+                        self.stats.inc(Counter::FtpRewrites);
+                        self.expect(&c, port, now);
+                        nl
+                    }
+                    Some(app::ftp::Reply::Epsv { port }) => {
+                        self.expect(&c, port, now);
+                        *l
+                    }
+                    None => *l,
+                }
+            }
+            Side::Client => {
+                app::fix_ack(&mut frame.data_mut()[l4..end], doff, &c.seq);
+                if intact && let Some(a) = app::ftp::command(&frame.data()[payload_at..end]) {
+                    if a.addr == c.caddr {
+                        self.open_active(snap, &c, a.port, now);
+                    } else {
+                        self.stats.inc(Counter::FtpRefused);
+                    }
+                }
+                *l
+            }
+        }
+    }
+
+    /// Expects the client of control connection `c` to open a data
+    /// connection to VIP:`port`, for its real server's `port` (passive
+    /// mode). Refreshes an expectation that is already there.
+    fn expect(&mut self, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+        let e = Conn::expectation(c, port, now.saturating_add(EXPECT_TIMEOUT));
+        let key = e.client_key();
+        let h = self.conns.hash(&key);
+        if let Some((j, _)) = self.conns.lookup(&key, h) {
+            self.conns.get_mut(j).retarget(e.daddr, e.dest());
+            self.conns.set_expires(j, e.expires());
+        } else if self.conns.insert(e, h).is_err() {
+            self.stats.inc(Counter::FtpRefused);
+            return;
+        }
+        self.stats.inc(Counter::FtpExpected);
+    }
+
+    /// The expected data connection a client's SYN to `key`'s VIP port
+    /// opens, taken out of the table: its real server and port.
+    pub(super) fn take_expected(
+        &mut self,
+        key: &FlowKey<Ipv4Addr>,
+        now: Tick,
+    ) -> Option<(DestRef, Ipv4Addr, u16)> {
+        let ek = FlowKey::expectation(key.proto, key.saddr, key.daddr, key.dport);
+        let (j, _) = self.conns.lookup(&ek, self.conns.hash(&ek))?;
+        let e = *self.conns.get(j);
+        self.conns.remove(j);
+        (e.expires() > now).then_some((e.dest(), e.daddr, e.dport))
+    }
+
+    /// Creates the data connection the real server of control connection
+    /// `c` will open from its port 20 (control port − 1) to the client's
+    /// `port` (active mode), so that its packets are translated to come
+    /// from VIP:20.
+    fn open_active(&mut self, snap: &Snapshot, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+        let (Some(vport), Some(dport)) = (c.vport.checked_sub(1), c.dport.checked_sub(1)) else {
+            return;
+        };
+        let Some(dest) = snap.dest(c.dest()) else {
+            return;
+        };
+        let conn = Conn::connection(&NewConn {
+            key: FlowKey {
+                proto: PROTO_TCP,
+                saddr: c.caddr,
+                sport: port,
+                daddr: c.vaddr,
+                dport: vport,
+            },
+            daddr: c.daddr,
+            dport,
+            fwd: Forward::Nat,
+            dest: c.dest(),
+            in_port: c.in_port(),
+            client_mac: c.client_mac(),
+            expires: now.saturating_add(EXPECT_TIMEOUT),
+        });
+        let key = conn.client_key();
+        let h = self.conns.hash(&key);
+        if let Some((j, _)) = self.conns.lookup(&key, h) {
+            let old = *self.conns.get(j);
+            if old.daddr == conn.daddr && old.dport == dport && old.expires() > now {
+                return; // the same PORT again
+            }
+            self.end(snap, j);
+        }
+        match self.conns.insert(conn, h) {
+            Ok(_) => {
+                self.stats.inc(Counter::ConnsCreated);
+                self.stats.inc(Counter::FtpConns);
+                dest.bind();
+                self.count_conn(dest);
+            }
+            Err(_) => self.stats.inc(Counter::FtpRefused),
+        }
+    }
+}

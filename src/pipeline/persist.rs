@@ -1,0 +1,87 @@
+//! Persistence (`ipvsadm -p`, `ip_vs_sched_persist`): every connection of
+//! a client, or of its block under the service's netmask, goes to the real
+//! server its template names.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::State;
+use super::new_conn::schedule;
+use crate::conn::{Conn, FlowKey};
+use crate::frame::{DropReason, Tick};
+use crate::service::{Dest, Service, Snapshot};
+
+/// FTP's control port: its template covers every port of the VIP, so the
+/// data connections meet the control connection's server.
+const FTP_PORT: u16 = 21;
+
+impl State {
+    /// The real server of a persistent service for a new connection, from
+    /// the client's persistence template or, without a usable one, from the
+    /// scheduler with a new template (`ip_vs_sched_persist`).
+    ///
+    /// The template is keyed by the client address under the service's
+    /// netmask and the VIP; its port is the service port, or 0 for port-0
+    /// services and for FTP (port 21), whose data connections use other
+    /// ports of the same real server. Each new connection re-arms the
+    /// template for the persistence timeout; when it comes due while it
+    /// still controls connections it is re-armed again, so it expires a
+    /// timeout after its last connection is gone. A template whose real
+    /// server has been deleted is replaced; one whose server is quiescent
+    /// (weight 0) or overloaded is still honoured, as in IPVS (whose
+    /// `expire_quiescent_template` is off by default).
+    pub(super) fn persistent_dest<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        svc: &'s Service,
+        k: &FlowKey<Ipv4Addr>,
+        now: Tick,
+    ) -> Result<(&'s Dest, u32), DropReason> {
+        let mask = svc.persistence_netmask.to_bits();
+        let vport = if k.dport == svc.port && svc.port != FTP_PORT {
+            k.dport
+        } else {
+            0
+        };
+        let client = Ipv4Addr::from_bits(k.saddr.to_bits() & mask);
+        let tkey = FlowKey::template(k.proto, client, k.daddr, vport);
+        let timeout = svc.persistence_timeout;
+        let thash = self.conns.hash(&tkey);
+        if let Some((t, _)) = self.conns.lookup(&tkey, thash) {
+            let tc = *self.conns.get(t);
+            // Past its time but still controlling connections, IPVS would
+            // have re-armed it: it is alive.
+            let alive = tc.expires() > now || tc.controls() > 0;
+            match snap.dest(tc.dest()) {
+                Some(d) if alive => {
+                    self.conns.set_expires(t, now.saturating_add(timeout));
+                    return Ok((d, t));
+                }
+                d => {
+                    if tc.controls() > 0 {
+                        // Its connections still refer to it: keep it until
+                        // they are gone, out of the lookup's way.
+                        self.conns.unhash(t);
+                    } else {
+                        if let Some(d) = d {
+                            d.counters.set_persistent(false);
+                        }
+                        self.conns.remove(t);
+                    }
+                }
+            }
+        }
+        let dest = schedule(snap, svc, k, now).ok_or(DropReason::NoDest)?;
+        let IpAddr::V4(rip) = dest.addr else {
+            return Err(DropReason::NoDest);
+        };
+        let dport = if vport == 0 { 0 } else { dest.port };
+        let expires = now.saturating_add(timeout);
+        let tc = Conn::template(&tkey, (rip, dport), dest.fwd, dest.r, expires, timeout);
+        let t = self
+            .conns
+            .insert(tc, thash)
+            .map_err(|_| DropReason::TableFull)?;
+        dest.counters.set_persistent(true);
+        Ok((dest, t))
+    }
+}

@@ -1,0 +1,314 @@
+//! One statistics block per worker: every counter of the packet path,
+//! named and described once, in [`counters!`]'s table below.
+//!
+//! A worker owns one [`WorkerStats`] and is its only writer: the pipeline
+//! counts what it decides, the worker loop what it moves between workers
+//! and rings, and at publication the worker copies its sockets' ring
+//! counters and the kernel's `XDP_STATISTICS` in. The whole block is then
+//! stored into the worker's [`PublishedStats`] (relaxed atomics, one
+//! store per counter), which the control thread reads and sums over the
+//! workers for the log, `xdpvsadm` and metrics. Nothing counted stays
+//! invisible: every counter here reaches [`WorkerStats::entries`], the
+//! one list every view is made from.
+//!
+//! Invariants: `rx` = `rx_ring` − `handoff_sent` + `handoff_received`
+//! (with one worker, `rx` = `rx_ring`); and `rx` = `tx_dr + tx_tun + tx_nat + tx_replies + icmp_sent +
+//! icmp_relayed + not_ours + drops` over what the pipeline processed —
+//! each frame gets exactly one verdict, and each verdict one count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::frame::DropReason;
+
+/// Declares [`Counter`]: one line per counter, its name and its meaning.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])+ $counter:ident = $name:literal,)+) => {
+        /// One of a worker's counters (drops are counted by
+        /// [`DropReason`] beside them).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Counter {
+            $($(#[doc = $doc])+ $counter,)+
+        }
+
+        impl Counter {
+            pub const COUNT: usize = [$(Counter::$counter),+].len();
+            pub const ALL: [Counter; Self::COUNT] = [$(Counter::$counter),+];
+
+            /// The counter's name (`rx`, `handoff_sent`, …).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$counter => $name,)+
+                }
+            }
+
+            /// What it counts, in one line.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(Counter::$counter => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames taken from this worker's RX rings.
+    RxRing = "rx_ring",
+    /// Frames the pipeline processed (received here or handed over).
+    Rx = "rx",
+    /// Frames placed on a TX ring, of every kind.
+    Tx = "tx",
+    /// Frames forwarded to real servers by direct routing.
+    TxDr = "tx_dr",
+    /// Frames forwarded to real servers through an IPIP tunnel.
+    TxTun = "tx_tun",
+    /// Frames forwarded to real servers by NAT.
+    TxNat = "tx_nat",
+    /// NAT replies sent back to clients.
+    TxReplies = "tx_replies",
+    /// Frames steered to the director that were the kernel's (recycled:
+    /// AF_XDP cannot give a frame back).
+    NotOurs = "not_ours",
+    /// ICMP errors the director generated (fragmentation needed).
+    IcmpSent = "icmp_sent",
+    /// ICMP errors about connections relayed to a real server or client.
+    IcmpRelayed = "icmp_relayed",
+    /// Connections created.
+    ConnsCreated = "conns_created",
+    /// Connections and templates freed (expired, ended or reused).
+    ConnsExpired = "conns_expired",
+    /// Expiry passes run between batches.
+    ExpireRuns = "expire_runs",
+    /// FTP helper: 227 replies rewritten to the VIP.
+    FtpRewrites = "ftp_rewrites",
+    /// FTP helper: passive data connections expected.
+    FtpExpected = "ftp_expected",
+    /// FTP helper: data connections created (passive and active).
+    FtpConns = "ftp_conns",
+    /// FTP helper: announcements left alone (a foreign address, no room to
+    /// rewrite, table full).
+    FtpRefused = "ftp_refused",
+    /// Frames copied to another worker's inbox.
+    HandoffSent = "handoff_sent",
+    /// Frames taken from this worker's inbox.
+    HandoffReceived = "handoff_received",
+    /// Frames lost on the way to another worker or ring: its inbox full,
+    /// or no room in the socket that was to take them.
+    HandoffDropped = "handoff_dropped",
+    /// Frames for a port no worker has a socket on.
+    NoTxPort = "no_tx_port",
+    /// Frames with a transmit verdict that found the TX ring full.
+    TxRingFull = "tx_ring_full",
+    /// Frames to build (hand-over, cross-port) that found no free UMEM
+    /// frame.
+    NoFreeFrame = "no_free_frame",
+    /// Frames to build that were too long for a UMEM frame.
+    InjectOversize = "inject_oversize",
+    /// Refills that found no free UMEM frame and the fill ring empty.
+    FillEmpty = "fill_empty",
+    /// RX or completion descriptors outside the UMEM, refused.
+    InvalidDescriptors = "invalid_descriptors",
+    /// UMEM frames written off after an invalid descriptor.
+    LostChunks = "lost_chunks",
+    /// Receive wake-ups and busy polls (recvfrom calls).
+    RxKicks = "rx_kicks",
+    /// Transmit wake-ups (sendto calls).
+    TxKicks = "tx_kicks",
+    /// Kernel XDP_STATISTICS: frames dropped for other reasons.
+    KernelRxDropped = "kernel_rx_dropped",
+    /// Kernel XDP_STATISTICS: invalid RX descriptors.
+    KernelRxInvalidDescs = "kernel_rx_invalid_descs",
+    /// Kernel XDP_STATISTICS: invalid TX descriptors.
+    KernelTxInvalidDescs = "kernel_tx_invalid_descs",
+    /// Kernel XDP_STATISTICS: frames dropped because the RX ring was full.
+    KernelRxRingFull = "kernel_rx_ring_full",
+    /// Kernel XDP_STATISTICS: frames dropped because the fill ring was
+    /// empty.
+    KernelRxFillRingEmpty = "kernel_rx_fill_ring_empty",
+    /// Kernel XDP_STATISTICS: times the TX ring was found empty.
+    KernelTxRingEmpty = "kernel_tx_ring_empty",
+    /// Connections and templates in the table now (a gauge).
+    Conns = "conns",
+    /// The table's capacity (a gauge).
+    ConnsCapacity = "conns_capacity",
+}
+
+/// A worker's counters, written by that worker only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStats {
+    counters: [u64; Counter::COUNT],
+    drops: [u64; DropReason::COUNT],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            counters: [0; Counter::COUNT],
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl WorkerStats {
+    #[inline]
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize]
+    }
+
+    #[inline]
+    pub fn add(&mut self, c: Counter, n: u64) {
+        self.counters[c as usize] += n;
+    }
+
+    #[inline]
+    pub fn inc(&mut self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    /// Sets a gauge, or a counter that another layer keeps (a socket's).
+    #[inline]
+    pub fn set(&mut self, c: Counter, v: u64) {
+        self.counters[c as usize] = v;
+    }
+
+    #[inline]
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    #[inline]
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds `other` in (summing workers).
+    pub fn merge(&mut self, other: &WorkerStats) {
+        for (a, b) in self.counters.iter_mut().zip(&other.counters) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+            *a += b;
+        }
+    }
+
+    /// Every counter with its name and meaning, drops as `drop_<reason>`
+    /// after the others: what every view of the statistics shows.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let counters = Counter::ALL.iter().map(|&c| Entry {
+            name: c.name(),
+            help: c.help(),
+            kind: Kind::Counter(c),
+            value: self.get(c),
+        });
+        let drops = DropReason::ALL.iter().map(|&r| Entry {
+            name: r.name(),
+            help: r.help(),
+            kind: Kind::Drop(r),
+            value: self.dropped(r),
+        });
+        counters.chain(drops)
+    }
+}
+
+/// One line of [`WorkerStats::entries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter(Counter),
+    Drop(DropReason),
+}
+
+impl Entry {
+    /// Whether the value is a level, not a count that only grows.
+    pub fn is_gauge(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Counter(Counter::Conns | Counter::ConnsCapacity)
+        )
+    }
+}
+
+/// A worker's [`WorkerStats`] as the control thread reads it.
+pub struct PublishedStats {
+    counters: [AtomicU64; Counter::COUNT],
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for PublishedStats {
+    fn default() -> Self {
+        PublishedStats {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+// Relaxed: each value is a monotonic counter (or a gauge) read on its own;
+// nothing else is published through them.
+impl PublishedStats {
+    /// Stores the whole block (the worker, its only writer).
+    pub fn store(&self, s: &WorkerStats) {
+        for (a, &v) in self.counters.iter().zip(&s.counters) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, &v) in self.drops.iter().zip(&s.drops) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn load(&self) -> WorkerStats {
+        WorkerStats {
+            counters: std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed)),
+            drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_is_named_once_and_described() {
+        let s = WorkerStats::default();
+        let mut names: Vec<_> = s.entries().map(|e| e.name).collect();
+        assert_eq!(names.len(), Counter::COUNT + DropReason::COUNT);
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Counter::COUNT + DropReason::COUNT);
+        for e in s.entries() {
+            assert!(!e.help.is_empty(), "{} has no description", e.name);
+        }
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn published_block_reads_back_whole_and_sums() {
+        let mut a = WorkerStats::default();
+        a.inc(Counter::Rx);
+        a.add(Counter::HandoffSent, 5);
+        a.count_drop(DropReason::TableFull);
+        let p = PublishedStats::default();
+        p.store(&a);
+        assert_eq!(p.load(), a);
+        let mut sum = a.clone();
+        sum.merge(&a);
+        assert_eq!(sum.get(Counter::HandoffSent), 10);
+        assert_eq!(sum.dropped(DropReason::TableFull), 2);
+        assert_eq!(sum.total_drops(), 2);
+    }
+}
