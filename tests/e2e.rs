@@ -132,16 +132,25 @@ fn scenario(mode: Mode, queues: u32) {
         queues as usize,
         "one worker per queue:\n{log}"
     );
+    // `rx N tx N` lead the line; any other counter is `name=N`, there
+    // only when it is not zero.
     let field = |line: &str, name: &str| -> u64 {
-        let rest = &line[line.find(&format!(" {name} ")).unwrap() + name.len() + 2..];
-        rest.split_whitespace().next().unwrap().parse().unwrap()
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| match w.strip_prefix(&format!("{name}=")) {
+                Some(v) => v.parse().ok(),
+                None => (*w == name).then(|| words[i + 1].parse().unwrap()),
+            })
+            .unwrap_or(0)
     };
     for w in &workers {
         assert!(field(w, "rx") > 0, "every worker received traffic: {w}");
         assert!(!w.contains("no_neighbour"), "{w}");
     }
     if queues > 1 && mode == Mode::Nat {
-        let handed: u64 = workers.iter().map(|w| field(w, "sent")).sum();
+        let handed: u64 = workers.iter().map(|w| field(w, "handoff_sent")).sum();
         assert!(handed > 0, "NAT replies were handed to their owner:\n{log}");
     }
     // The XDP program is gone with the daemon: the director's interface

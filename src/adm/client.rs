@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::ctrl::proto::{self, MAX_RESPONSE, Request, Response};
 
-use super::AdmError;
+use super::invocation::AdmError;
 
 /// How long `xdpvsadm` waits for the daemon's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);

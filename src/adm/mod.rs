@@ -28,11 +28,12 @@
 //! `resolve` (names, both ways), [`call`] (the control socket),
 //! [`render()`] and [`listing`] (ipvsadm's output formats), [`usage()`].
 
-use std::path::PathBuf;
 
 use crate::ctrl::proto::Request;
 
 mod client;
+mod entry;
+mod invocation;
 mod list;
 pub mod listing;
 mod options;
@@ -45,72 +46,10 @@ mod tokenize;
 mod usage;
 
 pub use client::call;
+pub use invocation::{Action, AdmError, Invocation, View};
 pub use render::render;
 pub use resolve::Resolver;
 pub use usage::usage;
-
-/// Why a command line was refused, or a request failed: one line for
-/// stderr, and the exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdmError {
-    pub message: String,
-    pub status: u8,
-}
-
-impl AdmError {
-    /// ipvsadm's `fail(2, ...)`.
-    fn fail(message: impl Into<String>) -> AdmError {
-        AdmError {
-            message: message.into(),
-            status: 2,
-        }
-    }
-
-    /// ipvsadm's `tryhelp_exit(argv[0], -1)`.
-    fn tryhelp() -> AdmError {
-        AdmError {
-            message: "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.".into(),
-            status: 255,
-        }
-    }
-}
-
-/// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
-    /// `--socket`, or [`DEFAULT_SOCKET`](crate::config::DEFAULT_SOCKET).
-    pub socket: PathBuf,
-    pub action: Action,
-}
-
-/// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send the request, print the reply as `view` says.
-    Send { request: Request, view: View },
-    /// `-R`: read rules from stdin ([`parse_rules`]) and send them as one
-    /// [`Request::Restore`].
-    Restore,
-    /// `-h`: print [`usage()`].
-    Help,
-    /// `-v`.
-    Version,
-}
-
-/// How a reply is printed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct View {
-    /// `-n`.
-    pub numeric: bool,
-    /// `-S`: rules rather than the table.
-    pub save: bool,
-    /// `--nosort`: the daemon's order.
-    pub nosort: bool,
-    /// `--stats`, `--rate`, ... and `--exact`.
-    pub listing: listing::Options,
-    /// `--persistent-conn` (also changes `-c`'s heading).
-    pub persistent_conn: bool,
-}
 
 /// Parses `xdpvsadm`'s arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Invocation, AdmError> {

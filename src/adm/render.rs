@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use crate::ctrl::proto::{Reply, ServiceView};
 
-use super::View;
+use super::invocation::View;
 use super::listing::{self, Names};
 
 /// ipvsadm's order (`ipvs_cmp_services`, `ipvs_cmp_dests`): IPv4 before

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use crate::config::Protocol;
 
 use super::listing::Names;
-use super::parse::number;
+use super::entry::number;
 
 /// `/etc/services`: (name or alias, protocol) → port, and back.
 pub(super) struct Services {

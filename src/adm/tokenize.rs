@@ -3,7 +3,7 @@
 //! `--opt value`, an optional argument taken unless the next word starts
 //! with `-`, and `--` ending the options.
 
-use super::AdmError;
+use super::invocation::AdmError;
 use super::options::{Arg, TABLE, Tag};
 
 /// One option with its argument, as popt hands them out.

@@ -31,11 +31,13 @@
 //!
 //! A socket lives in the network namespace of the thread that created it.
 
+mod error;
 mod socket;
+
+pub use error::NetlinkError;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -101,22 +103,6 @@ pub enum Resolution {
     /// No route, or the neighbour failed (NUD_FAILED, or unresolved past
     /// the pending limit).
     Unreachable,
-}
-
-/// Control-path errors; "no route" is a [`Resolution`], never one of these.
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
-    #[error("no interface named {0:?}")]
-    NoSuchInterface(String),
-    #[error("netlink socket: {0}")]
-    Io(#[from] io::Error),
-    #[error("kernel refused {request}: {source}")]
-    Kernel {
-        request: &'static str,
-        source: io::Error,
-    },
-    #[error("malformed netlink answer: {0}")]
-    Protocol(String),
 }
 
 /// What this side remembers of a next hop the kernel has not resolved.

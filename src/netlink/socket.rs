@@ -15,7 +15,7 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::NetlinkError;
+use super::error::NetlinkError;
 
 /// The kernel sends dump datagrams of at most 32 KiB (it sizes them after
 /// the reader's largest buffer, capped there); twice that never truncates.

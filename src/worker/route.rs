@@ -5,7 +5,7 @@
 
 use arrayvec::ArrayVec;
 
-use super::FrameIo;
+use super::io::FrameIo;
 use super::shared::Shared;
 use crate::frame::{Frame, MAX_BATCH, Verdict};
 

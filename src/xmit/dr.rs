@@ -12,7 +12,8 @@
 //! one that does not is answered with "fragmentation needed" (DF) or
 //! dropped, as IPVS's `ensure_mtu_is_adequate` does.
 
-use super::{Hop, Layout, check_mtu, send};
+use super::hop::{Hop, check_mtu, send};
+use crate::wire::Layout;
 use crate::frame::{Frame, Verdict};
 
 /// Forwards the frame to the real server behind `hop`.

@@ -25,7 +25,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Hop, Layout, drop, send};
+use super::hop::{Hop, drop, send};
+use crate::wire::Layout;
 use crate::frame::Tick;
 use crate::frame::{DropReason, Frame, Verdict};
 use crate::wire::checksum::{self, update16, update32};

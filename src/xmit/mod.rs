@@ -12,6 +12,7 @@
 //! what it sends in the worker's [`WorkerStats`].
 
 pub mod dr;
+mod hop;
 pub mod icmp;
 pub mod nat;
 pub mod tun;
@@ -22,14 +23,7 @@ use crate::config::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::stats::{Counter, WorkerStats};
 pub use crate::wire::layout::Layout;
-
-/// The MACs of the next hop and of the director's own port.
-#[derive(Debug, Clone, Copy)]
-pub struct Hop {
-    pub port: u8,
-    pub dst_mac: [u8; 6],
-    pub src_mac: [u8; 6],
-}
+pub use hop::Hop;
 
 /// Where a connection's packets go: its real server and how.
 #[derive(Debug, Clone, Copy)]
@@ -202,34 +196,4 @@ impl Transmitter {
         stats.inc(Counter::IcmpSent);
         icmp::frag_needed(frame, l, mtu)
     }
-}
-
-/// Writes the Ethernet addresses and sends the frame out of `hop.port`.
-#[inline]
-pub(crate) fn send(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
-    let d = frame.data_mut();
-    d[0..6].copy_from_slice(&hop.dst_mac);
-    d[6..12].copy_from_slice(&hop.src_mac);
-    Verdict::Tx {
-        port: hop.port,
-        len: frame.len(),
-    }
-}
-
-/// Whether a packet of `ip_len` bytes (`extra` more once encapsulated)
-/// exceeds `mtu`: `Some(Some(room))` with the MTU to report when it has DF
-/// set, `Some(None)` when it may be fragmented, `None` when it fits.
-#[inline]
-pub(crate) fn check_mtu(d: &[u8], l: &Layout, extra: usize, mtu: u16) -> Option<Option<u16>> {
-    if l.ip_len + extra <= usize::from(mtu) {
-        return None;
-    }
-    let df = crate::wire::ipv4::Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag();
-    Some(df.then(|| mtu.saturating_sub(extra as u16)))
-}
-
-/// Shorthand for the drops a rewrite can cause.
-#[inline]
-pub(crate) fn drop(r: DropReason) -> Verdict {
-    Verdict::Drop(r)
 }
