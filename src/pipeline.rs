@@ -15,10 +15,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::app;
-use crate::config::Forward;
 use crate::conn::{self, Conn, ConnTable, Direction, FlowKey, InsertError, Side, TcpState, flags};
+use crate::dest::{Dest, DestRef, Forward};
 use crate::sched::Flow;
-use crate::service::{Dest, DestRef, Service, Snapshot};
+use crate::service::{Service, Snapshot};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpPacket;

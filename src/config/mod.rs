@@ -32,6 +32,9 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Location, Problem};
 
+// Defined with the real server; re-exported for the file's users.
+pub use crate::dest::Forward;
+
 /// Scheduler names accepted in `services.scheduler`, as ipvsadm `-s` spells them.
 pub const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh",
@@ -235,43 +238,6 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
-        })
-    }
-}
-
-/// Forwarding mode of a real server (ipvsadm `-g` / `-i` / `-m`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Forward {
-    /// Direct routing: only the destination MAC changes.
-    #[default]
-    Dr,
-    /// IP-in-IP tunnel to the real server.
-    Tun,
-    /// NAT: destination rewritten, replies come back through the director.
-    Nat,
-}
-
-impl Forward {
-    /// The spelling in the configuration file: `dr`, `tun`, `nat`.
-    pub const fn config_name(self) -> &'static str {
-        match self {
-            Forward::Dr => "dr",
-            Forward::Tun => "tun",
-            Forward::Nat => "nat",
-        }
-    }
-}
-
-/// As ipvsadm prints it in `-L`: `Route`, `Tunnel`, `Masq`.
-impl fmt::Display for Forward {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Forward::Dr => "Route",
-            Forward::Tun => "Tunnel",
-            Forward::Nat => "Masq",
         })
     }
 }

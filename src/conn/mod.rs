@@ -52,7 +52,7 @@ pub enum Side {
 
 /// Connection flags (one byte in the entry).
 pub mod flags {
-    /// Forwarding method, [`crate::config::Forward`] as u8.
+    /// Forwarding method, [`crate::dest::Forward`] as u8.
     pub const FWD_MASK: u8 = 0x03;
     /// Counted in the real server's InActConn rather than ActiveConn.
     pub const INACTIVE: u8 = 0x04;
@@ -88,7 +88,7 @@ pub struct Conn<A> {
     pub flags: u8,
     /// The port the client's packets arrive on; NAT replies leave by it.
     pub in_port: u8,
-    /// The real server, as a [`crate::service::DestRef`] value.
+    /// The real server, as a [`crate::dest::DestRef`] value.
     pub dest: u32,
     /// The MAC the client's packets came from (its next hop); NAT replies
     /// are sent to it.

@@ -30,7 +30,8 @@ use crate::config::{Connections, Problem, RealConfig, SCHEDULERS, ServiceConfig}
 use crate::conn::TcpState;
 use crate::ctrl::listing::{DestView, Rates, ServiceView};
 use crate::ctrl::proto::{ConnView, DestSpec, Reply, Request, Response, ServiceKey, ServiceSpec};
-use crate::service::{DestCounters, ServiceError, ServiceInfo, ServiceTable, Stats, Totals};
+use crate::dest::{DestCounters, Stats, Totals};
+use crate::service::{ServiceError, ServiceInfo, ServiceTable};
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);

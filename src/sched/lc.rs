@@ -8,7 +8,7 @@
 //! IPVS's 32-bit one would wrap past 2^24 active connections.
 
 use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 pub struct Lc;
 

@@ -49,7 +49,7 @@
 //! available server in the table answers `None` at once, which is what the
 //! full walk would answer.
 //!
-//! [`Dest::last_weight`]: crate::service::Dest::last_weight
+//! [`Dest::last_weight`]: crate::dest::Dest::last_weight
 
 use std::net::IpAddr;
 

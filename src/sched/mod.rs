@@ -30,7 +30,7 @@ pub mod wrr;
 use std::net::IpAddr;
 
 use crate::config::SchedFlags;
-use crate::service::Dest;
+use crate::dest::Dest;
 
 /// What a scheduler may look at about the new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,8 +242,7 @@ impl Sched {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
-    use crate::config::Forward;
-    use crate::service::{DestCounters, DestRef};
+    use crate::dest::{DestCounters, DestRef, Forward};
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Dests, Flow, Params, Scheduler};
-use crate::service::DestRef;
+use crate::dest::DestRef;
 
 pub struct Rr {
     /// The list position where the next scan starts (one past the last

@@ -9,7 +9,7 @@
 //! quiescent server never wins: its weight makes the left side 0.
 
 use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 pub struct Sed;
 

@@ -8,7 +8,7 @@
 //! not taken as the starting candidate.
 
 use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use crate::dest::Dest;
 
 pub struct Wlc;
 

@@ -293,8 +293,8 @@ impl Scheduler for Wrr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::Dest;
     use crate::sched::testutil::{dests, flow};
-    use crate::service::Dest;
     use proptest::prelude::*;
 
     /// Both marks: the table, and IPVS's walk (forced by a zero limit).

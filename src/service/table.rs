@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, Stats, ip_proto};
-use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
+use super::{Port, Service, Snapshot, ip_proto};
+use crate::config::{Config, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
+use crate::dest::{Dest, DestCounters, DestRef, Forward, Stats};
 use crate::sched::{Dests, Params, Sched, SchedError};
 
 /// The keys of the XDP program's steering maps; see
