@@ -32,13 +32,16 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Location, Problem};
 
-// Defined with the real server; re-exported for the file's users.
+// Defined with the real server and the schedulers; re-exported for the
+// file's users.
 pub use crate::dest::Forward;
+pub use crate::sched::SchedFlags;
 
-/// Scheduler names accepted in `services.scheduler`, as ipvsadm `-s` spells them.
-pub const SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh",
-];
+use crate::sched::Params;
+
+/// Scheduler names accepted in `services.scheduler`, as ipvsadm `-s` spells
+/// them: those of [`crate::sched::REGISTRY`].
+pub const SCHEDULERS: &[&str] = &crate::sched::NAMES;
 
 /// `services.scheduler` when the key is absent (ipvsadm's default too).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
@@ -242,31 +245,6 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Scheduler flags (ipvsadm `-b`), as IPVS numbers them: flag 1 is
-/// `sh-fallback` / `mh-fallback`, flag 2 `sh-port` / `mh-port`, flag 3 has
-/// no meaning yet.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct SchedFlags(pub u8);
-
-impl SchedFlags {
-    pub const FLAG1: u8 = 1;
-    pub const FLAG2: u8 = 2;
-    pub const FLAG3: u8 = 4;
-
-    /// A fallback to another server when the hashed one is unavailable
-    /// (`sh-fallback`, `mh-fallback`).
-    pub fn fallback(self) -> bool {
-        self.0 & Self::FLAG1 != 0
-    }
-
-    /// Hash the client's port too (`sh-port`, `mh-port`).
-    pub fn port(self) -> bool {
-        self.0 & Self::FLAG2 != 0
-    }
-}
-
 /// One `[[services]]` table: a virtual service and its real servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -296,14 +274,12 @@ impl RealConfig {
 impl ServiceConfig {
     /// Largest `persistence_timeout`: ipvsadm's limit, 31 days.
     pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 86400;
-    /// The Maglev paper's table size. (IPVS fixes its size when the kernel
-    /// is built: 4093 with the default `CONFIG_IP_VS_MH_TAB_INDEX` of 12.)
-    pub const DEFAULT_MH_TABLE_SIZE: u32 = 65537;
-    /// Smallest `mh_table_size`.
-    pub const MIN_MH_TABLE_SIZE: u32 = 3;
-    /// Largest `mh_table_size`: the largest prime below 2^20 (4 MiB of
-    /// table per service).
-    pub const MAX_MH_TABLE_SIZE: u32 = 1_048_573;
+    /// `mh_table_size` when the key is absent: [`Params::DEFAULT_MH_TABLE_SIZE`].
+    pub const DEFAULT_MH_TABLE_SIZE: u32 = Params::DEFAULT_MH_TABLE_SIZE;
+    /// Smallest `mh_table_size`: [`Params::MIN_MH_TABLE_SIZE`].
+    pub const MIN_MH_TABLE_SIZE: u32 = Params::MIN_MH_TABLE_SIZE;
+    /// Largest `mh_table_size`: [`Params::MAX_MH_TABLE_SIZE`].
+    pub const MAX_MH_TABLE_SIZE: u32 = Params::MAX_MH_TABLE_SIZE;
 
     /// A service with every optional setting at its default.
     pub fn new(proto: Protocol, vip: SocketAddr, scheduler: &str) -> ServiceConfig {

@@ -21,7 +21,7 @@ use super::{
     Tuning, XdpMode, ZeroCopy,
 };
 
-use crate::sched::mh::is_prime;
+use crate::sched::Params;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -619,7 +619,7 @@ impl Source<'_> {
             .as_integer()
             .filter(|n| (i64::from(lo)..=i64::from(hi)).contains(n))
             .map(|n| n as u32)
-            .filter(|&n| is_prime(n))
+            .filter(|&n| Params::mh_table_size_ok(n))
             .ok_or_else(|| {
                 self.expected(value, &key, format!("a prime {lo}..={hi}, e.g. 65537"))
             })?;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::rules::{self, Field};
-use crate::config::{Connections, Problem, RealConfig, SCHEDULERS, ServiceConfig};
+use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
 use crate::ctrl::listing::{DestView, Rates, ServiceView};
 use crate::ctrl::proto::{ConnView, DestSpec, Reply, Request, Response, ServiceKey, ServiceSpec};
@@ -432,7 +432,7 @@ fn service_config(
         // libipvs's EOPNOTSUPP: the table serves IPv4 services only.
         return Err(Response::refused("Operation not supported with IPv6"));
     }
-    if !SCHEDULERS.contains(&spec.scheduler.as_str()) {
+    if crate::sched::registered(&spec.scheduler).is_none() {
         return Err(Response::refused(
             "Scheduler or persistence engine not found",
         ));

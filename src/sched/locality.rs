@@ -62,7 +62,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::Dests;
+use super::scheduler::Dests;
 use crate::dest::{Dest, DestRef};
 
 /// `DEFAULT_EXPIRATION`: the default of the `lblc_expiration` and

@@ -14,7 +14,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 use crate::dest::DestRef;
 
 pub struct Rr {

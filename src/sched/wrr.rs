@@ -42,7 +42,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 
 /// The longest period kept as a table: 4 MiB of list positions. Past it the
 /// walk is affordable: a period visits each of the `n` servers once per
