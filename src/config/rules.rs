@@ -7,8 +7,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::{Forward, Problem, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig};
-use crate::sched::{self, Params};
+use super::error::Problem;
+use super::types::{RealConfig, SCHEDULERS, ServiceConfig};
+use crate::dest::Forward;
+use crate::sched::{self, Params, SchedFlags};
 
 // Defined with the scheduler registry; `xdpvsadm -b` reads them here too.
 pub use crate::sched::SCHED_FLAG_NAMES;
