@@ -21,25 +21,17 @@
 pub mod addr;
 pub mod hash;
 pub mod index;
+mod key;
 pub mod state;
 pub mod wheel;
 
 pub use addr::Addr;
+pub use key::FlowKey;
 pub use state::{Direction, TcpState, Timeouts};
 
 use hash::FlowHasher;
 use index::Index;
 use wheel::{Linked, Links, NIL, Wheel};
-
-/// The 5-tuple of a packet, as seen on the wire (source → destination).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey<A> {
-    pub proto: u8,
-    pub saddr: A,
-    pub sport: u16,
-    pub daddr: A,
-    pub dport: u16,
-}
 
 /// Which side of a connection a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
