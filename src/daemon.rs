@@ -44,7 +44,7 @@ use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
 use crate::pipeline::{DropReason, Pipeline};
 use crate::service::{Port, ServiceError, ServiceTable};
 use crate::worker::{Clock, Shared, Worker, WorkerCounters, WorkerOptions};
-use crate::xsk::steer::{SteerRules, Steering};
+use crate::xsk::steer::Steering;
 use crate::xsk::{BusyPoll, Xsk, XskConfig, XskError};
 
 /// Why the daemon could not start (or had to stop).
@@ -614,11 +614,7 @@ impl Plane {
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
-        let keys = control.table().steering_keys();
-        let rules = SteerRules {
-            vips: keys.vips,
-            nat_reals: keys.nat_reals,
-        };
+        let rules = control.table().steer_rules();
         for s in &mut self.steering {
             s.set_rules(&rules)?;
         }
