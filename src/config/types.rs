@@ -38,7 +38,7 @@ pub struct Dataplane {
     pub cores: Vec<usize>,
     pub xdp_mode: XdpMode,
     pub zero_copy: ZeroCopy,
-    /// Frames per RX/TX batch, 1..=1024.
+    /// Frames per RX/TX batch, 1..=[`Dataplane::MAX_BATCH_SIZE`].
     pub batch_size: u32,
     /// MTU of the director's ports, 576..=9000: an IPIP packet that would
     /// exceed it is answered with ICMP "fragmentation needed".
@@ -110,7 +110,11 @@ pub enum Idle {
 
 impl Dataplane {
     pub const DEFAULT_BATCH_SIZE: u32 = 64;
-    pub const MAX_BATCH_SIZE: u32 = 1024;
+    /// The largest batch the packet pipeline takes at once: a larger
+    /// `batch_size` is refused, not cut down in silence.
+    // TODO(frame): take it from `crate::frame::MAX_BATCH` once that leaf
+    // module exists; until then config reaches up to the pipeline for it.
+    pub const MAX_BATCH_SIZE: u32 = crate::pipeline::MAX_BATCH as u32;
     pub const DEFAULT_MTU: u16 = 1500;
     /// The minimum IPv4 datagram every host must accept (RFC 791).
     pub const MIN_MTU: u16 = 576;

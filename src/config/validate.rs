@@ -305,6 +305,7 @@ impl Source<'_> {
                 ("auto", ZeroCopy::Auto),
             ],
         )?;
+        // At most what the pipeline takes in one batch: refused, not cut down.
         let batch_size = self.int(
             &raw.batch_size,
             "dataplane.batch_size",

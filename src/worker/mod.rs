@@ -522,10 +522,12 @@ impl<S: FrameIo> Worker<S> {
         assert!(!socks.is_empty(), "a worker needs a socket");
         socks.sort_by_key(|(p, _)| *p);
         pipeline.set_worker(id);
-        let opts = WorkerOptions {
-            batch: opts.batch.clamp(1, MAX_BATCH),
-            ..opts
-        };
+        // Configuration refuses a larger `batch_size` (`Dataplane::MAX_BATCH_SIZE`).
+        assert!(
+            (1..=MAX_BATCH).contains(&opts.batch),
+            "batch size {} outside 1..={MAX_BATCH}",
+            opts.batch
+        );
         Worker {
             id,
             socks,
