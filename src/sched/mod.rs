@@ -9,6 +9,11 @@
 //! (the rr cursor, the lblc and lblcr locality tables) is atomic, never a
 //! lock.
 //!
+//! The trait and what a scheduler sees ([`Flow`], [`Dests`]) live in
+//! `scheduler.rs`, a service's settings in `params.rs` and `flags.rs`; the
+//! scheduler files build on those, never on this file, which only
+//! registers them and dispatches.
+//!
 //! Arithmetic is integer-only and follows the Linux sources
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
