@@ -18,9 +18,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use xdpvs::config::Forward;
+use xdpvs::dest::{Dest, DestCounters, DestRef, Forward};
 use xdpvs::sched::{Dests, Flow, Params, REGISTRY, Sched};
-use xdpvs::service::{Dest, DestCounters, DestRef};
 
 const SIZES: [usize; 2] = [10, 1000];
 

@@ -45,7 +45,7 @@ use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable};
 use crate::stats::{Counter, Kind, WorkerStats};
 use crate::worker::{Clock, Shared, Worker, WorkerOptions};
-use crate::xsk::steer::{SteerRules, Steering};
+use crate::xsk::steer::Steering;
 use crate::xsk::{Xsk, XskConfig, XskError};
 
 /// Why the daemon could not start (or had to stop).
@@ -600,11 +600,7 @@ impl Plane {
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
-        let keys = control.table().steering_keys();
-        let rules = SteerRules {
-            vips: keys.vips,
-            nat_reals: keys.nat_reals,
-        };
+        let rules = control.table().steer_rules();
         for s in &mut self.steering {
             s.set_rules(&rules)?;
         }
@@ -623,7 +619,18 @@ struct WorkerConns<'a>(&'a Shared);
 
 impl ConnSource for WorkerConns<'_> {
     fn conns(&mut self) -> Vec<ConnView> {
-        self.0.connections(Duration::from_millis(500))
+        let entries = self.0.connections(Duration::from_millis(500));
+        entries
+            .into_iter()
+            .map(|e| ConnView {
+                proto: e.proto,
+                client: e.client,
+                virt: e.virt,
+                dest: e.dest,
+                state: e.state.to_owned(),
+                expires: e.expires,
+            })
+            .collect()
     }
 }
 

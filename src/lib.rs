@@ -5,7 +5,7 @@
 //! it to its [`pipeline::Pipeline`], which parses the headers in place
 //! ([`wire`]), finds the packet's connection in the worker's own table or,
 //! for a new flow to a virtual service, asks the service's scheduler for a
-//! real server ([`conn`], [`sched`], read from an immutable
+//! real server ([`conn`], [`sched`], [`dest`], read from an immutable
 //! [`service::Snapshot`]), rewrites the frame for the real server's
 //! forwarding method — MAC only (DR), IPIP encapsulation (TUN) or address
 //! and port translation (NAT) ([`xmit`]) — and returns the verdict: send it
@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod ctrl;
 pub mod daemon;
+pub mod dest;
 pub mod frame;
 pub mod mem;
 pub mod netlink;

@@ -49,7 +49,8 @@ fn files(root: &Path) -> Vec<File> {
                 }
                 continue;
             }
-            if p.extension().is_none_or(|x| x != "rs") || p.file_name().is_some_and(|n| n == "tests.rs")
+            if p.extension().is_none_or(|x| x != "rs")
+                || p.file_name().is_some_and(|n| n == "tests.rs")
             {
                 continue;
             }
@@ -154,11 +155,7 @@ impl<'a> Visit<'a> for Paths {
 
 /// The module a path names, as the longest known module prefix, from the
 /// file whose module is `from`.
-fn resolve(
-    path: &[String],
-    from: &[String],
-    known: &BTreeSet<Vec<String>>,
-) -> Option<Vec<String>> {
+fn resolve(path: &[String], from: &[String], known: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
     let mut abs: Vec<String> = match path.first().map(String::as_str) {
         Some("crate") => Vec::new(),
         Some("self") => from.to_vec(),
@@ -204,8 +201,7 @@ fn graph() -> Graph {
     let mut files = BTreeMap::new();
     for f in &fs {
         let text = std::fs::read_to_string(&f.path).expect("read source");
-        let ast = syn::parse_file(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
+        let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
         let mut paths = Paths::default();
         paths.visit_file(&ast);
         let deps: BTreeSet<Vec<String>> = paths
@@ -302,7 +298,10 @@ fn layer(m: &str) -> Option<usize> {
 fn no_cycle_between_top_level_modules() {
     let top = top_level(&graph());
     for (m, deps) in &top {
-        println!("{m:>9} -> {}", Vec::from_iter(deps.iter().cloned()).join(" "));
+        println!(
+            "{m:>9} -> {}",
+            Vec::from_iter(deps.iter().cloned()).join(" ")
+        );
     }
     let c = cycles(&top);
     assert!(c.is_empty(), "cycles between top-level modules: {c:?}");
@@ -356,10 +355,14 @@ fn the_checker_sees_a_cycle() {
     let c = cycles(&e);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].len(), 3);
-    let known: BTreeSet<Vec<String>> = [vec![], vec!["x".into()], vec!["x".into(), "y".into()]].into();
+    let known: BTreeSet<Vec<String>> =
+        [vec![], vec!["x".into()], vec!["x".into(), "y".into()]].into();
     let p = |s: &str| s.split("::").map(String::from).collect::<Vec<_>>();
     assert_eq!(resolve(&p("super::Z"), &p("x::y"), &known), Some(p("x")));
-    assert_eq!(resolve(&p("crate::x::y::Z"), &p("x"), &known), Some(p("x::y")));
+    assert_eq!(
+        resolve(&p("crate::x::y::Z"), &p("x"), &known),
+        Some(p("x::y"))
+    );
     assert_eq!(resolve(&p("std::io"), &p("x"), &known), None);
     assert_eq!(resolve(&p("y::f"), &p("x"), &known), Some(p("x::y")));
 }

@@ -779,7 +779,7 @@ fn traffic_is_counted_per_server_and_service_across_workers() {
     }
     let svc = snap.service_v4(6, VIP_NAT, 80).unwrap();
     let dest = snap.dests_of(svc).at(0);
-    let want = xdpvs::service::Totals {
+    let want = xdpvs::dest::Totals {
         conns: 2,
         inpkts: 2,
         outpkts: 2,

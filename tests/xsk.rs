@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use netns::{ADDR_A, ADDR_B, VethPair};
 use xdpvs::config::{XdpMode, ZeroCopy};
 use xdpvs::frame::{DropReason, Frame, Verdict};
-use xdpvs::xsk::steer::{SteerRules, SteerStats, Steering};
+use xdpvs::service::SteerRules;
+use xdpvs::xsk::steer::{SteerStats, Steering};
 use xdpvs::xsk::{XdpKernelStats, Xsk, XskConfig, XskStats};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);

@@ -3,10 +3,10 @@
 
 use crate::ctrl::proto::Request;
 
+use super::entry::Entry;
 use super::invocation::AdmError;
 use super::listing::Format;
 use super::options::Opt;
-use super::entry::Entry;
 
 /// The request of a checked `-L` command line; settles its view's format.
 pub(super) fn request(e: &mut Entry) -> Result<Request, AdmError> {

@@ -28,7 +28,6 @@
 //! `resolve` (names, both ways), [`call`] (the control socket),
 //! [`render()`] and [`listing`] (ipvsadm's output formats), [`usage()`].
 
-
 use crate::ctrl::proto::Request;
 
 mod client;

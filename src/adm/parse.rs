@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use crate::config::{DEFAULT_SOCKET, Forward, Protocol};
 use crate::ctrl::proto::Request;
 
+use super::entry::{Entry, MAX_TIMEOUT, timeout};
+use super::invocation::{Action, AdmError, Invocation, View};
 use super::listing::Format;
 use super::options::{Cmd, Opt, Tag};
 use super::tokenize::{Item, tokenize};
-use super::entry::{Entry, MAX_TIMEOUT, timeout};
-use super::invocation::{Action, AdmError, Invocation, View};
 use super::{list, real_server, service};
 
 /// Parses a command line, without the program name. `reading_stdin` is set

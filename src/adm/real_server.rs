@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::config::{Forward, Protocol};
 use crate::ctrl::proto::{DestSpec, Request};
 
-use super::invocation::AdmError;
 use super::entry::{Entry, number};
+use super::invocation::AdmError;
 use super::resolve::host_port;
 
 /// `-r host[:port]`: without a port, the service's, as far as the service

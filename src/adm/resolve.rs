@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use crate::config::Protocol;
 
-use super::listing::Names;
 use super::entry::number;
+use super::listing::Names;
 
 /// `/etc/services`: (name or alias, protocol) → port, and back.
 pub(super) struct Services {

@@ -8,8 +8,8 @@ use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{DEFAULT_SCHEDULER, Protocol, SchedFlags};
 use crate::ctrl::proto::ServiceSpec;
 
-use super::invocation::AdmError;
 use super::entry::{Entry, MAX_TIMEOUT, timeout};
+use super::invocation::AdmError;
 use super::resolve::host_port;
 
 /// `IPVS_SVC_PERSISTENT_TIMEOUT`: `-p` without a value.

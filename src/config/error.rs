@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use super::Forward;
+use crate::dest::Forward;
 
 /// Why a configuration file was rejected. The `Display` form is one line,
 /// ready for an operator: `FILE:LINE: KEY: what is wrong`.

@@ -7,20 +7,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::{Forward, Problem, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig};
-use crate::sched::mh::is_prime;
+use super::error::Problem;
+use super::types::{RealConfig, SCHEDULERS, ServiceConfig};
+use crate::dest::Forward;
+use crate::sched::{self, Params, SchedFlags};
 
-/// Scheduler flag names as ipvsadm `-b` spells them (`parse_sched_flags`):
-/// name, bit, and the only scheduler it is valid with (`None`: any).
-pub const SCHED_FLAG_NAMES: &[(&str, u8, Option<&str>)] = &[
-    ("sh-fallback", SchedFlags::FLAG1, Some("sh")),
-    ("sh-port", SchedFlags::FLAG2, Some("sh")),
-    ("mh-fallback", SchedFlags::FLAG1, Some("mh")),
-    ("mh-port", SchedFlags::FLAG2, Some("mh")),
-    ("flag-1", SchedFlags::FLAG1, None),
-    ("flag-2", SchedFlags::FLAG2, None),
-    ("flag-3", SchedFlags::FLAG3, None),
-];
+// Defined with the scheduler registry; `xdpvsadm -b` reads them here too.
+pub use crate::sched::SCHED_FLAG_NAMES;
 
 /// Largest `-x` / `-y` threshold: ipvsadm reads them as an `int`.
 pub const MAX_THRESHOLD: u32 = i32::MAX.unsigned_abs();
@@ -61,7 +54,7 @@ pub fn is_contiguous(mask: Ipv4Addr) -> bool {
 
 /// A virtual service's own settings (not its real servers).
 pub fn check_service(s: &ServiceConfig) -> Rule {
-    let Some(&scheduler) = SCHEDULERS.iter().find(|&&n| n == s.scheduler) else {
+    let Some(scheduler) = sched::registered(&s.scheduler) else {
         let names: Vec<String> = SCHEDULERS.iter().map(|n| format!("{n:?}")).collect();
         return expected(
             Field::Scheduler,
@@ -105,7 +98,7 @@ pub fn check_service(s: &ServiceConfig) -> Rule {
         ServiceConfig::MIN_MH_TABLE_SIZE,
         ServiceConfig::MAX_MH_TABLE_SIZE,
     );
-    if !(lo..=hi).contains(&s.mh_table_size) || !is_prime(s.mh_table_size) {
+    if !Params::mh_table_size_ok(s.mh_table_size) {
         return expected(
             Field::MhTableSize,
             format!("a prime {lo}..={hi}, e.g. 65537"),

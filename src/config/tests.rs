@@ -137,7 +137,7 @@ interfaces = ["eth1", "eth2"]
 cores = [2, 3]
 xdp_mode = "native"
 zero_copy = "off"
-batch_size = 256
+batch_size = 32
 mtu = 9000
 tunnel_source = "198.18.2.2"
 
@@ -171,7 +171,7 @@ lower_threshold = 50
     assert_eq!(d.interfaces, ["eth1", "eth2"]);
     assert_eq!(d.cores, [2, 3]);
     assert_eq!((d.xdp_mode, d.zero_copy), (XdpMode::Native, ZeroCopy::Off));
-    assert_eq!((d.batch_size, d.mtu), (256, 9000));
+    assert_eq!((d.batch_size, d.mtu), (32, 9000));
     let c = &config.connections;
     let timeouts = (
         c.max_entries,
@@ -360,15 +360,11 @@ fn dataplane_values_are_checked() {
         ),
         (
             "batch_size = 0",
-            "dataplane.batch_size: expected an integer 1..=1024, got 0",
-        ),
-        (
-            "batch_size = 1025",
-            "dataplane.batch_size: expected an integer 1..=1024, got 1025",
+            "dataplane.batch_size: expected an integer 1..=64, got 0",
         ),
         (
             "batch_size = 6.4",
-            "dataplane.batch_size: expected an integer 1..=1024, got 6.4",
+            "dataplane.batch_size: expected an integer 1..=64, got 6.4",
         ),
         (
             "mtu = 575",
@@ -391,6 +387,22 @@ fn dataplane_values_are_checked() {
         assert_eq!(
             error(&format!("{HEAD}{line}\n")),
             format!("t.toml:3: {message}")
+        );
+    }
+}
+
+/// A batch larger than the pipeline takes is refused at its line, with the
+/// limit, rather than cut down when the workers start.
+#[test]
+fn batch_size_is_at_most_the_pipeline_batch() {
+    let max = crate::frame::MAX_BATCH;
+    assert_eq!(Dataplane::MAX_BATCH_SIZE as usize, max);
+    let ok = parse(&format!("{HEAD}batch_size = {max}\n")).unwrap();
+    assert_eq!(ok.dataplane.batch_size as usize, max);
+    for n in [max + 1, 1024, 1025] {
+        assert_eq!(
+            error(&format!("{HEAD}\nbatch_size = {n}\n")),
+            format!("t.toml:4: dataplane.batch_size: expected an integer 1..=64, got {n}")
         );
     }
 }

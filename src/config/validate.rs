@@ -8,20 +8,20 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
 
+use super::error::{ConfigError, Location, Problem};
 use super::raw::{Leaf, RawConfig, RawConnections, RawControl, RawDataplane, RawReal, RawService};
-use super::rules::{self, Field, SCHED_FLAG_NAMES, is_contiguous};
-use super::{
-    Config, ConfigError, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
-    Forward, Idle, Location, Problem, Protocol, RealConfig, SCHEDULERS, SchedFlags, ServiceConfig,
-    Tuning, XdpMode, ZeroCopy,
+use super::rules::{self, Field, is_contiguous};
+use super::types::{
+    Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane, Idle, Protocol,
+    RealConfig, SCHEDULERS, ServiceConfig, Tuning, XdpMode, ZeroCopy,
 };
-
-use crate::sched::mh::is_prime;
+use crate::dest::Forward;
+use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -30,7 +30,39 @@ const MAX_SOCKET_PATH: usize = 107;
 /// Longest interface name (`IFNAMSIZ` - 1).
 const MAX_IFNAME: usize = 15;
 
-pub(super) fn parse(text: &str, name: &str) -> Result<Config> {
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        Config::from_str_named(&text, &name)
+    }
+
+    /// Parses and validates `text`; `name` stands for the file in messages.
+    ///
+    /// ```
+    /// use xdpvs::config::Config;
+    ///
+    /// let text = "[dataplane]\ninterfaces = [\"eth1\"]\n";
+    /// let config = Config::from_str_named(text, "inline").unwrap();
+    /// assert_eq!(config.dataplane.batch_size, 64);
+    ///
+    /// let text = "[dataplane]\ninterfaces = [\"eth1\"]\nmtu = 100\n";
+    /// let error = Config::from_str_named(text, "x.toml").unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "x.toml:3: dataplane.mtu: expected an integer 576..=9000, got 100"
+    /// );
+    /// ```
+    pub fn from_str_named(text: &str, name: &str) -> Result<Config> {
+        parse(text, name)
+    }
+}
+
+fn parse(text: &str, name: &str) -> Result<Config> {
     let src = Source { name, text };
     // The syntax is checked on its own first so that syntax errors keep
     // toml's message; the parsed tree then maps serde's error spans to keys.
@@ -273,6 +305,7 @@ impl Source<'_> {
                 ("auto", ZeroCopy::Auto),
             ],
         )?;
+        // At most what the pipeline takes in one batch: refused, not cut down.
         let batch_size = self.int(
             &raw.batch_size,
             "dataplane.batch_size",
@@ -619,7 +652,7 @@ impl Source<'_> {
             .as_integer()
             .filter(|n| (i64::from(lo)..=i64::from(hi)).contains(n))
             .map(|n| n as u32)
-            .filter(|&n| is_prime(n))
+            .filter(|&n| Params::mh_table_size_ok(n))
             .ok_or_else(|| {
                 self.expected(value, &key, format!("a prime {lo}..={hi}, e.g. 65537"))
             })?;

@@ -31,6 +31,14 @@ impl Addr for Ipv6Addr {
         let bits = self.to_bits();
         // Keyed before folding, so that an attacker cannot pick addresses
         // whose halves cancel.
-        super::hash::folded_multiply((bits >> 64) as u64 ^ key, bits as u64)
+        folded_multiply((bits >> 64) as u64 ^ key, bits as u64)
     }
+}
+
+/// 64×64 → 128-bit multiply, folded: the mixing step of foldhash and
+/// wyhash (and of the flow hash, [`super::hash`]).
+#[inline]
+pub fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
 }

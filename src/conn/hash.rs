@@ -3,16 +3,8 @@
 
 use std::hash::{BuildHasher, RandomState};
 
-use super::FlowKey;
-use super::addr::Addr;
-
-/// 64×64 → 128-bit multiply, folded: the mixing step of foldhash and
-/// wyhash.
-#[inline]
-pub fn folded_multiply(a: u64, b: u64) -> u64 {
-    let full = u128::from(a) * u128::from(b);
-    (full as u64) ^ ((full >> 64) as u64)
-}
+use super::addr::{Addr, folded_multiply};
+use super::key::FlowKey;
 
 #[derive(Debug, Clone, Copy)]
 pub struct FlowHasher {

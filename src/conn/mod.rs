@@ -21,30 +21,21 @@
 pub mod addr;
 pub mod hash;
 pub mod index;
+mod key;
 pub mod seq;
 pub mod state;
 pub mod wheel;
 
 pub use addr::Addr;
+pub use key::FlowKey;
 pub use seq::SeqAdjust;
 pub use state::{Direction, TcpState, Timeouts};
 
-use crate::config::Forward;
-use crate::service::DestRef;
+use crate::dest::{DestRef, Forward};
 
 use hash::FlowHasher;
 use index::Index;
 use wheel::{Linked, Links, NIL, Wheel};
-
-/// The 5-tuple of a packet, as seen on the wire (source → destination).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey<A> {
-    pub proto: u8,
-    pub saddr: A,
-    pub sport: u16,
-    pub daddr: A,
-    pub dport: u16,
-}
 
 /// Which side of a connection a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::rules::{self, Field};
-use crate::config::{Connections, Problem, RealConfig, SCHEDULERS, ServiceConfig};
+use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
 use crate::ctrl::proto::{
     ConnView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey, ServiceSpec,
     ServiceView,
 };
-use crate::service::{DestCounters, ServiceError, ServiceInfo, ServiceTable, Stats, Totals};
+use crate::dest::{DestCounters, Stats, Totals};
+use crate::service::{ServiceError, ServiceInfo, ServiceTable};
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
@@ -433,7 +434,7 @@ fn service_config(
         // libipvs's EOPNOTSUPP: the table serves IPv4 services only.
         return Err(Response::refused("Operation not supported with IPv6"));
     }
-    if !SCHEDULERS.contains(&spec.scheduler.as_str()) {
+    if crate::sched::registered(&spec.scheduler).is_none() {
         return Err(Response::refused(
             "Scheduler or persistence engine not found",
         ));

@@ -21,7 +21,8 @@
 //! position keep their server.
 
 use super::hash::{addr_fold, hash_32};
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 
 /// `IP_VS_DH_TAB_BITS` (`CONFIG_IP_VS_DH_TAB_BITS`, default 8).
 const TAB_BITS: u32 = 8;

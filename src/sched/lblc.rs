@@ -20,8 +20,9 @@
 use std::sync::Arc;
 
 use super::locality::{self, Locality, Positions, Record, is_overloaded};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 use super::wlc::Wlc;
-use super::{Dests, Flow, Params, Scheduler};
 
 pub struct Lblc {
     table: Arc<Locality<1>>,

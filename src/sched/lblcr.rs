@@ -30,8 +30,9 @@ use std::sync::Arc;
 use super::locality::{
     self, Locality, Member, Positions, Record, is_overloaded, overhead, time_after,
 };
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 use super::wlc::Wlc;
-use super::{Dests, Flow, Params, Scheduler};
 
 /// The most servers one destination address is replicated to.
 pub const SET_MAX: usize = 8;

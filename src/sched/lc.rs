@@ -7,8 +7,9 @@
 //! overloaded servers are skipped. The sum is taken in 64 bits, where
 //! IPVS's 32-bit one would wrap past 2^24 active connections.
 
-use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
+use crate::dest::Dest;
 
 pub struct Lc;
 

@@ -62,8 +62,8 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::Dests;
-use crate::service::{Dest, DestRef};
+use super::scheduler::Dests;
+use crate::dest::{Dest, DestRef};
 
 /// `DEFAULT_EXPIRATION`: the default of the `lblc_expiration` and
 /// `lblcr_expiration` sysctls.

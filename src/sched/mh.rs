@@ -49,15 +49,15 @@
 //! available server in the table answers `None` at once, which is what the
 //! full walk would answer.
 //!
-//! [`Dest::last_weight`]: crate::service::Dest::last_weight
+//! [`Dest::last_weight`]: crate::dest::Dest::last_weight
 
 use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
 use super::hash::addr_fold;
-use super::{Dests, Flow, Params, Scheduler};
-use crate::config::ServiceConfig;
+use super::params::{Params, is_prime};
+use super::scheduler::{Dests, Flow, Scheduler};
 
 /// `generate_hash_secret`: the fixed keys of the two hashes (`k0 = k1`).
 const HASH1_KEY: u64 = 2_654_435_761;
@@ -78,29 +78,11 @@ pub struct Mh {
     hash1: SipHasher13,
 }
 
-/// Whether `n` is prime (trial division: table sizes are at most ~2^20).
-pub const fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut d = 2;
-    while d * d <= n {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 1;
-    }
-    true
-}
-
 /// The table size for `requested`: itself when it is a prime in the
 /// configuration's range (validation guarantees that), else the next prime
 /// up, clamped to the range, so the probe sequences always cover the table.
 fn table_size(requested: u32) -> u32 {
-    let mut m = requested.clamp(
-        ServiceConfig::MIN_MH_TABLE_SIZE,
-        ServiceConfig::MAX_MH_TABLE_SIZE,
-    );
+    let mut m = requested.clamp(Params::MIN_MH_TABLE_SIZE, Params::MAX_MH_TABLE_SIZE);
     while !is_prime(m) {
         m += 1;
     }
@@ -250,7 +232,7 @@ impl Scheduler for Mh {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SchedFlags;
+    use crate::sched::SchedFlags;
     use crate::sched::testutil::{dests, flow};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
@@ -292,10 +274,10 @@ mod tests {
             assert!(is_prime(p), "{p}");
             assert_eq!(table_size(p), p);
         }
-        assert!(is_prime(ServiceConfig::MAX_MH_TABLE_SIZE));
+        assert!(is_prime(Params::MAX_MH_TABLE_SIZE));
         assert_eq!(table_size(0), 3);
         assert_eq!(table_size(65536), 65537);
-        assert_eq!(table_size(u32::MAX), ServiceConfig::MAX_MH_TABLE_SIZE);
+        assert_eq!(table_size(u32::MAX), Params::MAX_MH_TABLE_SIZE);
     }
 
     /// `ip_vs_mh_gcd_weight` / `ip_vs_mh_shift_weight` / `turns`.

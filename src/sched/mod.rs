@@ -9,11 +9,17 @@
 //! (the rr cursor, the lblc and lblcr locality tables) is atomic, never a
 //! lock.
 //!
+//! The trait and what a scheduler sees ([`Flow`], [`Dests`]) live in
+//! `scheduler.rs`, a service's settings in `params.rs` and `flags.rs`; the
+//! scheduler files build on those, never on this file, which only
+//! registers them and dispatches.
+//!
 //! Arithmetic is integer-only and follows the Linux sources
 //! (`net/netfilter/ipvs/ip_vs_<name>.c`), including the order in which
 //! real servers are considered: IPVS's list order, newest first.
 
 pub mod dh;
+mod flags;
 mod hash;
 pub mod lblc;
 pub mod lblcr;
@@ -21,111 +27,17 @@ pub mod lc;
 pub mod locality;
 pub mod mh;
 pub mod nq;
+mod params;
 pub mod rr;
+mod scheduler;
 pub mod sed;
 pub mod sh;
 pub mod wlc;
 pub mod wrr;
 
-use std::net::IpAddr;
-
-use crate::config::SchedFlags;
-use crate::service::Dest;
-
-/// What a scheduler may look at about the new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flow {
-    pub client: IpAddr,
-    pub cport: u16,
-    pub vip: IpAddr,
-    pub vport: u16,
-    /// The pipeline's clock, in seconds (for schedulers that age state).
-    pub now: u32,
-}
-
-/// A service's scheduler settings, beyond its real servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Params {
-    /// ipvsadm `-b`.
-    pub flags: SchedFlags,
-    /// Maglev lookup table size (a prime).
-    pub mh_table_size: u32,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            flags: SchedFlags::default(),
-            mh_table_size: crate::config::ServiceConfig::DEFAULT_MH_TABLE_SIZE,
-        }
-    }
-}
-
-/// A service's real servers, in IPVS list order.
-#[derive(Clone, Copy)]
-pub struct Dests<'a> {
-    order: &'a [u32],
-    all: &'a [Option<Dest>],
-}
-
-impl<'a> Dests<'a> {
-    /// `order` holds slots of `all`; each must be `Some`.
-    pub fn new(order: &'a [u32], all: &'a [Option<Dest>]) -> Dests<'a> {
-        debug_assert!(order.iter().all(|&s| all[s as usize].is_some()));
-        Dests { order, all }
-    }
-
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    /// The real server at list position `pos`.
-    #[inline]
-    pub fn at(&self, pos: usize) -> &'a Dest {
-        match &self.all[self.order[pos] as usize] {
-            Some(d) => d,
-            None => unreachable!("service lists a free destination slot"),
-        }
-    }
-
-    #[inline]
-    pub fn iter(&self) -> impl Iterator<Item = &'a Dest> + 'a {
-        let all = self.all;
-        self.order
-            .iter()
-            .filter_map(move |&s| all[s as usize].as_ref())
-    }
-}
-
-/// One scheduling algorithm.
-pub trait Scheduler: Send + Sync + Sized {
-    /// The name `ipvsadm -s` uses.
-    const NAME: &'static str;
-
-    /// Built on the control side when the service or its real servers
-    /// change; may precompute whatever makes [`Scheduler::schedule`] cheap.
-    fn build(dests: &Dests<'_>, params: &Params) -> Self;
-
-    /// Built again for the same service, replacing `prev`: when its real
-    /// servers or settings change but not its scheduler. State that IPVS
-    /// keeps across such changes (rr's list pointer, lblc's and lblcr's locality table) is
-    /// carried over; by default nothing is.
-    fn rebuild(dests: &Dests<'_>, params: &Params, prev: &Self) -> Self {
-        let _ = prev;
-        Self::build(dests, params)
-    }
-
-    /// The list position of the real server for a new connection, or `None`
-    /// when none is available. Never returns a quiescent (weight 0) or
-    /// overloaded server.
-    fn schedule(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize>;
-}
+pub use flags::SchedFlags;
+pub use params::Params;
+pub use scheduler::{Dests, Flow, Scheduler};
 
 /// The schedulers, for dispatch without a virtual call.
 pub enum Sched {
@@ -148,19 +60,50 @@ fn build<S: Scheduler>(dests: &Dests<'_>, params: &Params, wrap: fn(S) -> Sched)
 
 type Builder = fn(&Dests<'_>, &Params) -> Sched;
 
-/// Every scheduler, by name: the one place a new one is registered.
+/// Every scheduler, by name: the one place a new one is registered. In
+/// the order ipvsadm's manual lists them (Maglev last), which is the order
+/// messages name them in.
 pub const REGISTRY: &[(&str, Builder)] = &[
     (rr::Rr::NAME, |d, p| build(d, p, Sched::Rr)),
-    (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
     (wrr::Wrr::NAME, |d, p| build(d, p, Sched::Wrr)),
     (lc::Lc::NAME, |d, p| build(d, p, Sched::Lc)),
-    (sed::Sed::NAME, |d, p| build(d, p, Sched::Sed)),
-    (nq::Nq::NAME, |d, p| build(d, p, Sched::Nq)),
-    (dh::Dh::NAME, |d, p| build(d, p, Sched::Dh)),
-    (sh::Sh::NAME, |d, p| build(d, p, Sched::Sh)),
-    (mh::Mh::NAME, |d, p| build(d, p, Sched::Mh)),
+    (wlc::Wlc::NAME, |d, p| build(d, p, Sched::Wlc)),
     (lblc::Lblc::NAME, |d, p| build(d, p, Sched::Lblc)),
     (lblcr::Lblcr::NAME, |d, p| build(d, p, Sched::Lblcr)),
+    (dh::Dh::NAME, |d, p| build(d, p, Sched::Dh)),
+    (sh::Sh::NAME, |d, p| build(d, p, Sched::Sh)),
+    (sed::Sed::NAME, |d, p| build(d, p, Sched::Sed)),
+    (nq::Nq::NAME, |d, p| build(d, p, Sched::Nq)),
+    (mh::Mh::NAME, |d, p| build(d, p, Sched::Mh)),
+];
+
+/// The names in [`REGISTRY`], in its order: the scheduler names that
+/// `ipvsadm -s` and `services.scheduler` accept.
+pub const NAMES: [&str; REGISTRY.len()] = {
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = REGISTRY[i].0;
+        i += 1;
+    }
+    names
+};
+
+/// The registered scheduler called `name`, as its `'static` name.
+pub fn registered(name: &str) -> Option<&'static str> {
+    NAMES.iter().copied().find(|&n| n == name)
+}
+
+/// Scheduler flag names as ipvsadm `-b` spells them (`parse_sched_flags`):
+/// name, bit, and the only scheduler it is valid with (`None`: any).
+pub const SCHED_FLAG_NAMES: &[(&str, u8, Option<&str>)] = &[
+    ("sh-fallback", SchedFlags::FLAG1, Some(sh::Sh::NAME)),
+    ("sh-port", SchedFlags::FLAG2, Some(sh::Sh::NAME)),
+    ("mh-fallback", SchedFlags::FLAG1, Some(mh::Mh::NAME)),
+    ("mh-port", SchedFlags::FLAG2, Some(mh::Mh::NAME)),
+    ("flag-1", SchedFlags::FLAG1, None),
+    ("flag-2", SchedFlags::FLAG2, None),
+    ("flag-3", SchedFlags::FLAG3, None),
 ];
 
 /// Why a scheduler could not be built.
@@ -242,8 +185,8 @@ impl Sched {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
-    use crate::config::Forward;
-    use crate::service::{DestCounters, DestRef};
+    use crate::dest::{Dest, DestCounters, DestRef, Forward};
+    use std::net::IpAddr;
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 

@@ -7,7 +7,8 @@
 //! 64-bit integers (`loh * w(d) > doh * w(least)`), the first in list order
 //! winning ties. Inactive connections count for neither test.
 
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 
 pub struct Nq;
 

@@ -14,8 +14,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Dests, Flow, Params, Scheduler};
-use crate::service::DestRef;
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
+use crate::dest::DestRef;
 
 pub struct Rr {
     /// The list position where the next scan starts (one past the last

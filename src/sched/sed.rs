@@ -8,8 +8,9 @@
 //! cross-multiplied in 64-bit integers (`loh * w(d) > doh * w(least)`). A
 //! quiescent server never wins: its weight makes the left side 0.
 
-use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
+use crate::dest::Dest;
 
 pub struct Sed;
 

@@ -28,7 +28,8 @@
 use std::net::IpAddr;
 
 use super::hash::{addr_fold, hash_32};
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 
 /// `IP_VS_SH_TAB_BITS` (`CONFIG_IP_VS_SH_TAB_BITS`, default 8).
 const TAB_BITS: u32 = 8;
@@ -103,7 +104,7 @@ impl Scheduler for Sh {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SchedFlags;
+    use crate::sched::SchedFlags;
     use crate::sched::testutil::{dests, flow};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;

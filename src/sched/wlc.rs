@@ -7,8 +7,9 @@
 //! a quiescent one can never win (its weight makes the product 0) and is
 //! not taken as the starting candidate.
 
-use super::{Dests, Flow, Params, Scheduler};
-use crate::service::Dest;
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
+use crate::dest::Dest;
 
 pub struct Wlc;
 

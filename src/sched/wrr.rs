@@ -42,7 +42,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::{Dests, Flow, Params, Scheduler};
+use super::params::Params;
+use super::scheduler::{Dests, Flow, Scheduler};
 
 /// The longest period kept as a table: 4 MiB of list positions. Past it the
 /// walk is affordable: a period visits each of the `n` servers once per
@@ -293,8 +294,8 @@ impl Scheduler for Wrr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::Dest;
     use crate::sched::testutil::{dests, flow};
-    use crate::service::Dest;
     use proptest::prelude::*;
 
     /// Both marks: the table, and IPVS's walk (forced by a zero limit).

@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use super::{Dest, DestCounters, DestRef, Port, Service, Snapshot, Stats, ip_proto};
-use crate::config::{Config, Forward, Protocol, RealConfig, ServiceConfig};
+use super::snapshot::{Port, Service, Snapshot, ip_proto};
+use crate::config::{Config, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
+use crate::dest::{Dest, DestCounters, DestRef, Forward, Stats};
 use crate::sched::{Dests, Params, Sched, SchedError};
 
-/// The keys of the XDP program's steering maps; see
-/// [`ServiceTable::steering_keys`].
+/// What the XDP steering program redirects to the workers, the keys of its
+/// maps: `(IP protocol, address, port)` of the virtual services (port 0:
+/// all ports) and of the NAT real servers; see [`ServiceTable::steer_rules`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SteeringKeys {
+pub struct SteerRules {
     pub vips: Vec<(u8, Ipv4Addr, u16)>,
     pub nat_reals: Vec<(u8, Ipv4Addr, u16)>,
 }
@@ -431,8 +433,8 @@ impl ServiceTable {
     /// What the XDP program must send to the workers: every IPv4 virtual
     /// service as (IP protocol, VIP, port), and every NAT real server as
     /// (IP protocol, address, port), whose replies come back through us.
-    pub fn steering_keys(&self) -> SteeringKeys {
-        let mut keys = SteeringKeys::default();
+    pub fn steer_rules(&self) -> SteerRules {
+        let mut keys = SteerRules::default();
         for svc in &self.services {
             let IpAddr::V4(vip) = svc.cfg.vip.ip() else {
                 continue;
@@ -771,8 +773,8 @@ addr = "198.18.2.13:80"
         assert_eq!(counters(&t, "198.18.2.11:80").unwrap(), kept);
         assert_eq!(counters(&t, "198.18.2.12:80").unwrap().1, 7);
         assert_eq!(
-            t.steering_keys(),
-            SteeringKeys {
+            t.steer_rules(),
+            SteerRules {
                 vips: vec![
                     (6, "198.18.1.1".parse().unwrap(), 80),
                     (6, "198.18.1.3".parse().unwrap(), 80)
@@ -785,9 +787,9 @@ addr = "198.18.2.13:80"
         let bad = BEFORE
             .replace("198.18.1.2:80", "[2001:db8::1]:80")
             .replace("198.18.2.13:80", "[2001:db8::13]:80");
-        let before = t.steering_keys();
+        let before = t.steer_rules();
         assert!(t.apply_config(&config(&bad)).is_err());
-        assert_eq!(t.steering_keys(), before);
+        assert_eq!(t.steer_rules(), before);
     }
 
     /// Workers look for a frame's owner only where it matters: a NAT real

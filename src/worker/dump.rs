@@ -6,9 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Protocol;
 use crate::conn::{Conn, ConnTable};
-use crate::ctrl::proto::ConnView;
 use crate::frame::Tick;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+
+/// One connection (or persistence template) as `xdpvsadm -c` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnEntry {
+    pub proto: Protocol,
+    pub client: SocketAddr,
+    pub virt: SocketAddr,
+    pub dest: SocketAddr,
+    /// As `/proc/net/ip_vs_conn` names it: the TCP state, or `UDP`.
+    pub state: &'static str,
+    /// Seconds until it expires.
+    pub expires: u32,
+}
 
 /// A request for a worker's connection entries and the answer. The
 /// control thread sets `requested`; the worker sees it between rounds (one
@@ -17,7 +29,7 @@ use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 #[derive(Default)]
 pub(super) struct ConnDump {
     pub requested: AtomicBool,
-    result: Mutex<Option<Vec<ConnView>>>,
+    result: Mutex<Option<Vec<ConnEntry>>>,
 }
 
 impl ConnDump {
@@ -29,25 +41,25 @@ impl ConnDump {
     }
 
     /// The answer, once there is one.
-    pub fn take(&self) -> Option<Vec<ConnView>> {
+    pub fn take(&self) -> Option<Vec<ConnEntry>> {
         self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 /// A connection (or persistence template) as `xdpvsadm -c` lists it.
-fn conn_view(c: &Conn<Ipv4Addr>, now: Tick) -> Option<ConnView> {
+fn conn_view(c: &Conn<Ipv4Addr>, now: Tick) -> Option<ConnEntry> {
     let proto = match c.proto() {
         PROTO_TCP => Protocol::Tcp,
         PROTO_UDP => Protocol::Udp,
         _ => return None,
     };
     let state = if proto == Protocol::Tcp {
-        c.tcp_state().name().to_owned()
+        c.tcp_state().name()
     } else {
-        "UDP".to_owned()
+        "UDP"
     };
     let sa = |a: Ipv4Addr, p: u16| SocketAddr::new(IpAddr::V4(a), p);
-    Some(ConnView {
+    Some(ConnEntry {
         proto,
         client: sa(c.caddr, c.cport),
         virt: sa(c.vaddr, c.vport),

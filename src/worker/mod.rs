@@ -20,6 +20,7 @@ pub mod io;
 mod route;
 pub mod shared;
 
+pub use dump::ConnEntry;
 pub use handover::{HANDOFF_BYTES, HANDOFF_SLOTS, Handoff, Mailbox, owner};
 pub use io::FrameIo;
 pub use shared::Shared;

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::dump::ConnDump;
+use super::dump::{ConnDump, ConnEntry};
 use super::handover::{HANDOFF_SLOTS, Mailbox};
-use crate::ctrl::proto::ConnView;
 use crate::service::Snapshot;
 use crate::stats::{PublishedStats, WorkerStats};
 
@@ -96,7 +95,7 @@ impl Shared {
     /// Every worker's connection entries, asked for and collected within
     /// `limit` (workers answer between rounds, so within a millisecond or
     /// two unless one is stuck; a worker that does not answer is left out).
-    pub fn connections(&self, limit: Duration) -> Vec<ConnView> {
+    pub fn connections(&self, limit: Duration) -> Vec<ConnEntry> {
         for d in self.dumps.iter() {
             d.requested.store(true, Ordering::Release);
         }

@@ -13,8 +13,8 @@
 //! dropped, as IPVS's `ensure_mtu_is_adequate` does.
 
 use super::hop::{Hop, check_mtu, send};
-use crate::wire::Layout;
 use crate::frame::{Frame, Verdict};
+use crate::wire::Layout;
 
 /// Forwards the frame to the real server behind `hop`.
 #[inline]

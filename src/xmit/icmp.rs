@@ -26,9 +26,9 @@
 use std::net::Ipv4Addr;
 
 use super::hop::{Hop, drop, send};
-use crate::wire::Layout;
 use crate::frame::Tick;
 use crate::frame::{DropReason, Frame, Verdict};
+use crate::wire::Layout;
 use crate::wire::checksum::{self, update16, update32};
 use crate::wire::icmp::{CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, Icmpv4Packet};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};

@@ -14,8 +14,8 @@
 use std::net::Ipv4Addr;
 
 use super::hop::{Hop, check_mtu, drop, send};
-use crate::wire::Layout;
 use crate::frame::{DropReason, Frame, Verdict};
+use crate::wire::Layout;
 use crate::wire::checksum::{update16, update32};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_UDP};
 

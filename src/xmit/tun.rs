@@ -19,8 +19,8 @@
 use std::net::Ipv4Addr;
 
 use super::hop::{Hop, check_mtu, drop, send};
-use crate::wire::Layout;
 use crate::frame::{DropReason, Frame, Verdict};
+use crate::wire::Layout;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_IPIP};
 
 const OUTER: usize = 20;

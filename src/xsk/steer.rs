@@ -26,6 +26,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::XskError;
 use crate::config::XdpMode;
+use crate::service::SteerRules;
 
 /// The compiled program, embedded (built by `build.rs`).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpvs_steer.bpf.o"));
@@ -38,14 +39,6 @@ pub const PROGRAM_NAME: &str = "xdpvs_steer";
 const CNT_REDIRECTED: u32 = 0;
 const CNT_PASSED: u32 = 1;
 const CNT_REDIRECT_FAILED: u32 = 2;
-
-/// What to redirect: `(IP protocol, address, port)` of the virtual
-/// services (port 0: all ports) and of the NAT real servers.
-#[derive(Debug, Clone, Default)]
-pub struct SteerRules {
-    pub vips: Vec<(u8, Ipv4Addr, u16)>,
-    pub nat_reals: Vec<(u8, Ipv4Addr, u16)>,
-}
 
 /// Where and how the program was attached.
 #[derive(Debug, Clone)]

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::steer::{SteerRules, Steering};
+use super::steer::Steering;
 use super::{Xsk, XskConfig};
 use crate::config::{XdpMode, ZeroCopy};
 use crate::frame::{DropReason, Frame, Verdict};
+use crate::service::SteerRules;
 use crate::wire::checksum;
 
 #[path = "../../tests/netns/mod.rs"]

@@ -571,7 +571,7 @@ fn refusals_change_nothing() {
     let bad = DestSpec {
         service: k,
         addr: "198.18.2.13:80".parse().unwrap(),
-        forward: crate::config::Forward::Dr,
+        forward: crate::dest::Forward::Dr,
         weight: 65536,
         upper_threshold: 0,
         lower_threshold: 0,

@@ -1,0 +1,285 @@
+//! The typed configuration: what a valid file becomes, with its defaults
+//! and limits. `validate` builds it from the file, `rules` judges its
+//! services and real servers; everything else only reads it.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::dest::Forward;
+use crate::sched::{Params, SchedFlags};
+
+/// Scheduler names accepted in `services.scheduler`, as ipvsadm `-s` spells
+/// them: those of [`crate::sched::REGISTRY`].
+pub const SCHEDULERS: &[&str] = &crate::sched::NAMES;
+
+/// `services.scheduler` when the key is absent (ipvsadm's default too).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// `control.socket` when the key is absent; also `xdpvsadm --socket`'s default.
+pub const DEFAULT_SOCKET: &str = "/run/xdpvs/xdpvs.sock";
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub dataplane: Dataplane,
+    pub connections: Connections,
+    pub control: Control,
+    /// Virtual services, in file order. May be empty: services can be added
+    /// later with `xdpvsadm`.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[dataplane]`: where packets come from and how the workers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataplane {
+    /// Interfaces to attach to; one AF_XDP socket per RX queue. Never empty.
+    pub interfaces: Vec<String>,
+    /// Cores for the pinned busy-poll workers; empty = no pinning. No duplicates.
+    pub cores: Vec<usize>,
+    pub xdp_mode: XdpMode,
+    pub zero_copy: ZeroCopy,
+    /// Frames per RX/TX batch, 1..=[`Dataplane::MAX_BATCH_SIZE`].
+    pub batch_size: u32,
+    /// MTU of the director's ports, 576..=9000: an IPIP packet that would
+    /// exceed it is answered with ICMP "fragmentation needed".
+    pub mtu: u16,
+    /// Outer source address of IPIP packets; always `Some` when a real server
+    /// uses [`Forward::Tun`].
+    pub tunnel_source: Option<Ipv4Addr>,
+    /// Socket, ring and polling sizes; see [`Tuning`].
+    pub tuning: Tuning,
+}
+
+/// How each worker's AF_XDP socket and loop are sized and how it waits.
+/// Every field is a `[dataplane]` key of the same name, documented with how
+/// to choose it in `config/xdpvs.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// UMEM frames per socket (power of two): fill ring + RX/TX in flight.
+    pub umem_frames: u32,
+    /// Bytes per UMEM frame: 2048 (MTU up to ~1700) or 4096.
+    pub frame_size: u32,
+    pub rx_ring_size: u32,
+    pub tx_ring_size: u32,
+    pub fill_ring_size: u32,
+    pub comp_ring_size: u32,
+    /// `SO_BUSY_POLL` microseconds; 0 leaves busy polling to the kernel's
+    /// interrupts (off).
+    pub busy_poll_usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: packets the driver handles per busy poll.
+    pub busy_poll_budget: u32,
+    /// `SO_PREFER_BUSY_POLL`: keep interrupts masked while we poll.
+    pub prefer_busy_poll: bool,
+    pub idle: Idle,
+}
+
+impl Tuning {
+    pub const MIN_RING: u32 = 64;
+    pub const MAX_RING: u32 = 1 << 16;
+    pub const MAX_UMEM_FRAMES: u32 = 1 << 18;
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            umem_frames: 4096,
+            frame_size: 2048,
+            rx_ring_size: 2048,
+            tx_ring_size: 2048,
+            fill_ring_size: 2048,
+            comp_ring_size: 2048,
+            busy_poll_usecs: 0,
+            busy_poll_budget: 64,
+            prefer_busy_poll: false,
+            idle: Idle::Busy,
+        }
+    }
+}
+
+/// `dataplane.idle`: what a worker does when a poll finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Idle {
+    /// Spin: lowest latency, the core is always 100 % busy (DPDK style).
+    #[default]
+    Busy,
+    /// Spin, but give the core to other runnable threads each empty round.
+    Yield,
+    /// Block in poll(2) after a short spin: for shared or small machines.
+    Wait,
+}
+
+impl Dataplane {
+    pub const DEFAULT_BATCH_SIZE: u32 = 64;
+    /// The largest batch the packet pipeline takes at once: a larger
+    /// `batch_size` is refused, not cut down in silence.
+    pub const MAX_BATCH_SIZE: u32 = crate::frame::MAX_BATCH as u32;
+    pub const DEFAULT_MTU: u16 = 1500;
+    /// The minimum IPv4 datagram every host must accept (RFC 791).
+    pub const MIN_MTU: u16 = 576;
+    pub const MAX_MTU: u16 = 9000;
+}
+
+/// `dataplane.xdp_mode`: how the XDP program that redirects to AF_XDP is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum XdpMode {
+    /// Driver mode (`XDP_FLAGS_DRV_MODE`); fails if the driver lacks XDP.
+    Native,
+    /// SKB mode (`XDP_FLAGS_SKB_MODE`); works everywhere, slower.
+    Generic,
+    /// Native if the driver supports it, otherwise generic.
+    #[default]
+    Auto,
+}
+
+/// `dataplane.zero_copy`: whether AF_XDP sockets bind with `XDP_ZEROCOPY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ZeroCopy {
+    /// Require zero-copy; fail if the driver cannot.
+    On,
+    /// Copy mode (`XDP_COPY`).
+    Off,
+    /// Zero-copy if the driver supports it, otherwise copy mode.
+    #[default]
+    Auto,
+}
+
+/// `[connections]`: the connection table and its timeouts (ipvsadm `--set`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    /// Capacity of the connection table, all workers together, 1..=2^26.
+    pub max_entries: u32,
+    /// Seconds an ESTABLISHED TCP connection may stay idle (`--set tcp`).
+    pub tcp_timeout: u32,
+    /// Seconds a TCP connection stays after FIN (`--set tcpfin`).
+    pub tcpfin_timeout: u32,
+    /// Seconds a UDP flow may stay idle (`--set udp`).
+    pub udp_timeout: u32,
+    /// Virtual ports whose NAT connections get the FTP helper, as IPVS's
+    /// `ip_vs_ftp` module parameter `ports` (default `[21]`; empty: off).
+    pub ftp_ports: Vec<u16>,
+}
+
+impl Connections {
+    pub const DEFAULT_MAX_ENTRIES: u32 = 1 << 20;
+    pub const MAX_MAX_ENTRIES: u32 = 1 << 26;
+    pub const DEFAULT_TCP_TIMEOUT: u32 = 900;
+    pub const DEFAULT_TCPFIN_TIMEOUT: u32 = 120;
+    pub const DEFAULT_UDP_TIMEOUT: u32 = 300;
+    pub const DEFAULT_FTP_PORT: u16 = 21;
+    /// Largest timeout in seconds: 2^31 / 1000, so that the value in
+    /// milliseconds fits an `i32` (Linux IPVS: `INT_MAX / HZ` with HZ = 1000).
+    pub const MAX_TIMEOUT: u32 = (1 << 31) / 1000;
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            tcp_timeout: Self::DEFAULT_TCP_TIMEOUT,
+            tcpfin_timeout: Self::DEFAULT_TCPFIN_TIMEOUT,
+            udp_timeout: Self::DEFAULT_UDP_TIMEOUT,
+            ftp_ports: vec![Self::DEFAULT_FTP_PORT],
+        }
+    }
+}
+
+/// `[control]`: the control socket that `xdpvsadm` talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub socket: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
+}
+
+/// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// As ipvsadm prints it in `-L`: `TCP`, `UDP`.
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// One `[[services]]` table: a virtual service and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub proto: Protocol,
+    /// Virtual address; port 0 = all ports (persistent services only).
+    pub vip: SocketAddr,
+    /// One of [`SCHEDULERS`].
+    pub scheduler: String,
+    /// Seconds; 0 = not persistent (ipvsadm `-p`).
+    pub persistence_timeout: u32,
+    /// Client addresses equal under this mask share a persistent real server
+    /// (ipvsadm `-M`); contiguous. IPv4 services only.
+    pub persistence_netmask: Ipv4Addr,
+    /// ipvsadm `-b`.
+    pub scheduler_flags: SchedFlags,
+    /// Size of the Maglev lookup table (`mh`); a prime.
+    pub mh_table_size: u32,
+    pub reals: Vec<RealConfig>,
+}
+
+impl RealConfig {
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    /// ipvsadm `-w` accepts 0..=65535.
+    pub const MAX_WEIGHT: u32 = 65535;
+}
+
+impl ServiceConfig {
+    /// Largest `persistence_timeout`: ipvsadm's limit, 31 days.
+    pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 86400;
+    /// `mh_table_size` when the key is absent: [`Params::DEFAULT_MH_TABLE_SIZE`].
+    pub const DEFAULT_MH_TABLE_SIZE: u32 = Params::DEFAULT_MH_TABLE_SIZE;
+    /// Smallest `mh_table_size`: [`Params::MIN_MH_TABLE_SIZE`].
+    pub const MIN_MH_TABLE_SIZE: u32 = Params::MIN_MH_TABLE_SIZE;
+    /// Largest `mh_table_size`: [`Params::MAX_MH_TABLE_SIZE`].
+    pub const MAX_MH_TABLE_SIZE: u32 = Params::MAX_MH_TABLE_SIZE;
+
+    /// A service with every optional setting at its default.
+    pub fn new(proto: Protocol, vip: SocketAddr, scheduler: &str) -> ServiceConfig {
+        ServiceConfig {
+            proto,
+            vip,
+            scheduler: scheduler.to_owned(),
+            persistence_timeout: 0,
+            persistence_netmask: Ipv4Addr::BROADCAST,
+            scheduler_flags: SchedFlags::default(),
+            mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
+            reals: Vec::new(),
+        }
+    }
+}
+
+/// One `[[services.reals]]` table: a real server of the enclosing service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealConfig {
+    /// Same address family as the VIP; same port as the VIP for DR and TUN
+    /// unless the service port is 0; port 0 only in port-0 services (then the
+    /// client's destination port is kept).
+    pub addr: SocketAddr,
+    pub forward: Forward,
+    /// 0..=65535; 0 = quiescent (no new connections).
+    pub weight: u32,
+    /// Stop sending new connections above this many (ipvsadm `-x`); 0 = no limit.
+    pub upper_threshold: u32,
+    /// Resume below this many (ipvsadm `-y`); at most `upper_threshold`.
+    pub lower_threshold: u32,
+}
