@@ -632,6 +632,10 @@ impl ConnSource for WorkerConns<'_> {
             })
             .collect()
     }
+
+    fn counters(&mut self) -> Vec<WorkerStats> {
+        (0..self.0.workers()).map(|w| self.0.stats(w)).collect()
+    }
 }
 
 /// One line of a worker's statistics, for the log: `rx` and `tx` first,

@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{Forward, Protocol, SchedFlags};
-use crate::ctrl::proto::{ConnView, ServiceView, Totals};
+use crate::ctrl::proto::{ConnView, CounterView, ServiceView, Totals};
 
 /// The IPVS version ipvsadm reads from the kernel and prints in the first
 /// line; we implement the protocol of that version.
@@ -394,6 +394,29 @@ fn fwd_switch(f: Forward) -> &'static str {
         Forward::Tun => "-i",
         Forward::Nat => "-m",
     }
+}
+
+/// `--counters` (not ipvsadm's): one row per counter, its value in each
+/// worker and over all of them (gauges summed too: the table's total
+/// occupancy and capacity). Every counter is listed, zeros included, so
+/// scripts find each row.
+pub fn counters(views: &[CounterView]) -> String {
+    let workers = views.first().map_or(0, |v| v.workers.len());
+    let width = views.iter().map(|v| v.name.len()).max().unwrap_or(7).max(7);
+    let mut out = String::new();
+    let _ = write!(out, "{:<width$}", "Counter");
+    for w in 0..workers {
+        let _ = write!(out, " {:>12}", format!("worker {w}"));
+    }
+    let _ = writeln!(out, " {:>12}", "total");
+    for v in views {
+        let _ = write!(out, "{:<width$}", v.name);
+        for n in &v.workers {
+            let _ = write!(out, " {n:>12}");
+        }
+        let _ = writeln!(out, " {:>12}", v.workers.iter().sum::<u64>());
+    }
+    out
 }
 
 #[cfg(test)]

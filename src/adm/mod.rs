@@ -19,7 +19,8 @@
 //! `--mcast-*`, `--syncid`, `--sync-maxlen`), one-packet scheduling
 //! (`-o`), persistence engines (`--pe`) and SCTP do not exist in xdpvs.
 //! `-R` applies its rules all or none, where ipvsadm applies them one by
-//! one. One option is added: `--socket PATH`.
+//! one. Added: `--socket PATH` (the control socket) and the command
+//! `--counters` (every worker's statistics, one row per counter).
 //!
 //! The parts, in the order a command line meets them: `options` (ipvsadm's
 //! option table and its matrix of legal combinations), `tokenize` (popt's

@@ -1,4 +1,5 @@
-//! ipvsadm's option table (popt's, 1.31, plus `--socket`) and its
+//! ipvsadm's option table (popt's, 1.31, plus `--socket` and
+//! `--counters`) and its
 //! `commands_v_options` matrix of legal command/option combinations, for
 //! the options xdpvs has.
 
@@ -19,6 +20,8 @@ pub(super) enum Cmd {
     Restore,
     Save,
     Zero,
+    /// `--counters`: not ipvsadm's; every worker's statistics.
+    Counters,
 }
 
 /// An option that may follow a command, in [`OPTS`] order (its bit in a
@@ -78,7 +81,7 @@ const NO_OPS: &str = "one-packet scheduling (-o) is not supported by xdpvs";
 const NO_PE: &str = "persistence engines (--pe) are not supported by xdpvs";
 const NO_SYNC: &str = "the connection sync daemon is not supported by xdpvs";
 
-/// ipvsadm's popt table (1.31), plus `--socket`: long name, short name,
+/// ipvsadm's popt table (1.31), plus `--socket` and `--counters`: long name, short name,
 /// argument, meaning. The first entry of a name wins.
 #[rustfmt::skip]
 pub(super) const TABLE: &[(&str, Option<char>, Arg, Tag)] = &[
@@ -121,6 +124,7 @@ pub(super) const TABLE: &[(&str, Option<char>, Arg, Tag)] = &[
     ("exact",           Some('X'), Arg::None,     Tag::Opt(Opt::Exact)),
     ("sched-flags",     Some('b'), Arg::Required, Tag::Opt(Opt::SchedFlags)),
     ("socket",          None,      Arg::Required, Tag::Socket),
+    ("counters",        None,      Arg::None,     Tag::Cmd(Cmd::Counters)),
     ("fwmark-service",  Some('f'), Arg::Required, Tag::Unsupported(NO_FWMARK)),
     ("ipv6",            Some('6'), Arg::None,     Tag::Unsupported(NO_FWMARK6)),
     ("sctp-service",    None,      Arg::Required, Tag::Unsupported(NO_SCTP)),
@@ -170,7 +174,7 @@ pub(super) const OPTS: [&str; OPT_COUNT] = [
 /// `--timeout`, `--stats`, `--rate`, `--thresholds`, `--persistent-conn`,
 /// `--nosort`, `--exact`, `-b`, `--socket`.
 #[rustfmt::skip]
-static LEGAL: [(Cmd, &str, [u8; OPT_COUNT]); 12] = [
+static LEGAL: [(Cmd, &str, [u8; OPT_COUNT]); 13] = [
     //                                     -n  -c  svc -s  -p  -M  -r  fwd -w  -x  -y  tmo sta rat thr pco nos -X  -b  soc
     (Cmd::Add,      "add-service",    row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
     (Cmd::Edit,     "edit-service",   row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
@@ -184,6 +188,7 @@ static LEGAL: [(Cmd, &str, [u8; OPT_COUNT]); 12] = [
     (Cmd::Restore,  "restore",        row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
     (Cmd::Save,     "save",           row(".   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
     (Cmd::Zero,     "zero",           row("x   x   .   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Counters, "counters",       row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
 ];
 
 /// A row of [`LEGAL`] without its spacing; one of the wrong length does

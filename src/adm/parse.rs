@@ -199,6 +199,7 @@ pub(super) fn parse_args(args: &[String], reading_stdin: bool) -> Result<Invocat
             });
         }
         Cmd::List => list::request(&mut e)?,
+        Cmd::Counters => Request::Counters,
     };
     Ok(Invocation {
         socket,

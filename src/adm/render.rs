@@ -42,5 +42,6 @@ pub fn render(reply: &Reply, view: &View, names: &dyn Names) -> String {
         }
         Reply::Timeouts { tcp, tcpfin, udp } => listing::timeouts(*tcp, *tcpfin, *udp),
         Reply::Conns(c) => listing::conns(c, view.persistent_conn, names),
+        Reply::Counters(c) => listing::counters(c),
     }
 }

@@ -1,5 +1,5 @@
 //! `-h`: ipvsadm's usage text, less what xdpvs does not have, plus
-//! `--socket`.
+//! `--counters` and `--socket`.
 
 use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, SCHEDULERS};
 
@@ -22,6 +22,7 @@ Usage:\n  \
 {p} -L|l [options]\n  \
 {p} -Z [-t|u service-address]\n  \
 {p} --set tcp tcpfin udp\n  \
+{p} --counters\n  \
 {p} -h\n\n\
 Commands:\n\
 Either long or short options are allowed.\n  \
@@ -37,6 +38,7 @@ Either long or short options are allowed.\n  \
 --list            -L|-l     list the table\n  \
 --zero            -Z        zero counters in a service or all services\n  \
 --set tcp tcpfin udp        set connection timeout values\n  \
+--counters                  list every worker's counters (xdpvs only)\n  \
 --help            -h        display this help message\n\n\
 Options:\n  \
 --tcp-service  -t service-address   service-address is host[:port]\n  \

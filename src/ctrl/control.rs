@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use crate::config::rules::{self, Field};
 use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
+use crate::stats::WorkerStats;
 use crate::ctrl::proto::{
-    ConnView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey, ServiceSpec,
-    ServiceView,
+    ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey,
+    ServiceSpec, ServiceView,
 };
 use crate::dest::{DestCounters, Stats, Totals};
 use crate::service::{ServiceError, ServiceInfo, ServiceTable};
@@ -41,6 +42,10 @@ pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
 /// Where `-L -c` gets the connection entries: the daemon asks its workers.
 pub trait ConnSource {
     fn conns(&mut self) -> Vec<ConnView>;
+    /// Each worker's statistics (`--counters`), in worker order.
+    fn counters(&mut self) -> Vec<WorkerStats> {
+        Vec::new()
+    }
 }
 
 /// A source with no connections (no workers, or tests).
@@ -278,6 +283,7 @@ impl Control {
                 })
             }
             Request::ListConns => Ok(Reply::Conns(conns.conns())),
+            Request::Counters => Ok(Reply::Counters(counter_views(&conns.counters()))),
             Request::Restore(batch) => {
                 let mut trial = self.table.clone();
                 batch
@@ -559,11 +565,31 @@ fn request_name(r: &Request) -> &'static str {
         Request::EditDest(_) => "--edit-server",
         Request::DelDest { .. } => "--delete-server",
         Request::List { .. } | Request::GetTimeouts | Request::ListConns => "--list",
+        Request::Counters => "--counters",
         Request::Save => "--save",
         Request::Zero { .. } => "--zero",
         Request::SetTimeouts { .. } => "--set",
         Request::Restore(_) => "--restore",
     }
+}
+
+/// The workers' statistics as `--counters` lists them: one view per
+/// counter, its value in each worker.
+fn counter_views(workers: &[WorkerStats]) -> Vec<CounterView> {
+    let values: Vec<Vec<u64>> = workers
+        .iter()
+        .map(|w| w.entries().map(|e| e.value).collect())
+        .collect();
+    WorkerStats::default()
+        .entries()
+        .enumerate()
+        .map(|(i, e)| CounterView {
+            name: e.name.to_owned(),
+            help: e.help.to_owned(),
+            gauge: e.is_gauge(),
+            workers: values.iter().map(|v| v[i]).collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

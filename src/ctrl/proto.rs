@@ -135,6 +135,8 @@ pub enum Request {
     GetTimeouts,
     /// `-L -c` ([`Reply::Conns`]).
     ListConns,
+    /// `--counters` ([`Reply::Counters`]): every worker's statistics.
+    Counters,
     /// `-R`: the requests in order, applied all or none. Only table edits
     /// (`-A -E -D -C -a -e -d --set`) may appear in it.
     Restore(Vec<Request>),
@@ -171,6 +173,8 @@ pub enum Reply {
     Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
     /// Connection entries (`-c`).
     Conns(Vec<ConnView>),
+    /// Every counter of the workers' statistics, in their order.
+    Counters(Vec<CounterView>),
 }
 
 /// One virtual service as `-L` shows it.
@@ -216,6 +220,17 @@ pub struct Rates {
     pub outpps: u64,
     pub inbps: u64,
     pub outbps: u64,
+}
+
+/// One counter of the workers' statistics (`crate::stats`): its value
+/// in each worker, in worker order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterView {
+    pub name: String,
+    pub help: String,
+    /// A level (table occupancy), not a count that only grows.
+    pub gauge: bool,
+    pub workers: Vec<u64>,
 }
 
 /// One connection entry as `ipvsadm -L -c` shows it.

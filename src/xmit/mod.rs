@@ -8,7 +8,7 @@
 //! its rules: the egress MTU (every mode checks it, as IPVS's
 //! `ensure_mtu_is_adequate` does), what is answered with ICMP
 //! "fragmentation needed" ([`icmp::frag_needed`], rate-limited per
-//! worker) and, for TUN, the outer header's ident. The transmitter counts
+//! worker) and, for TUN, the outer header's ident ([`tun::Tunnel`]). The transmitter counts
 //! what it sends in the worker's [`WorkerStats`].
 
 pub mod dr;
@@ -47,8 +47,7 @@ pub struct Egress {
 /// A worker's transmitters: the state they keep between packets.
 #[derive(Debug, Clone)]
 pub struct Transmitter {
-    /// IP ident of the next outer IPIP header.
-    ident: u16,
+    tunnel: tun::Tunnel,
     /// ICMP errors this worker may still generate this second.
     icmp: icmp::Budget,
 }
@@ -56,7 +55,7 @@ pub struct Transmitter {
 impl Transmitter {
     pub fn new(now: Tick) -> Transmitter {
         Transmitter {
-            ident: 0,
+            tunnel: tun::Tunnel::default(),
             icmp: icmp::Budget::new(now),
         }
     }
@@ -88,8 +87,7 @@ impl Transmitter {
                 if let Some(mtu) = tun::too_big(frame.data(), l, e.mtu) {
                     return self.too_big(frame, l, mtu, stats, now);
                 }
-                self.ident = self.ident.wrapping_add(1);
-                let v = tun::xmit(frame, l, src, t.daddr, e.mtu, self.ident, &e.hop);
+                let v = self.tunnel.xmit(frame, l, (src, t.daddr), e.mtu, &e.hop);
                 (v, Counter::TxTun)
             }
             Forward::Nat => {
@@ -148,8 +146,8 @@ impl Transmitter {
                 let Some(src) = e.tunnel_source else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
-                self.ident = self.ident.wrapping_add(1);
-                tun::xmit(frame, &q.layout, src, t.daddr, e.mtu, self.ident, &e.hop)
+                self.tunnel
+                    .xmit(frame, &q.layout, (src, t.daddr), e.mtu, &e.hop)
             }
             _ if q.layout.ip_len > usize::from(e.mtu) => Verdict::Drop(DropReason::TooBig),
             Forward::Dr => dr::xmit(frame, &e.hop),

@@ -14,7 +14,7 @@
 //! its segments. One without DF would need the outer packet fragmented;
 //! this forwarder does not fragment, so it is dropped and counted
 //! (`DropReason::TooBig`). The outer header's ident counts per worker
-//! ([`super::Transmitter`]).
+//! ([`Tunnel`]).
 
 use std::net::Ipv4Addr;
 
@@ -24,6 +24,28 @@ use crate::wire::Layout;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_IPIP};
 
 const OUTER: usize = 20;
+
+/// A worker's tunnel state: the ident of its next outer header.
+#[derive(Debug, Clone, Default)]
+pub struct Tunnel {
+    ident: u16,
+}
+
+impl Tunnel {
+    /// Encapsulates the packet toward `rip` with the next ident.
+    #[inline]
+    pub fn xmit(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout,
+        (src, rip): (Ipv4Addr, Ipv4Addr),
+        mtu: u16,
+        hop: &Hop,
+    ) -> Verdict {
+        self.ident = self.ident.wrapping_add(1);
+        xmit(frame, l, src, rip, mtu, self.ident, hop)
+    }
+}
 
 /// Encapsulates the packet toward `rip` and sends it to `hop`.
 #[inline]

@@ -672,3 +672,48 @@ fn edits_keep_counters_and_deleted_servers_lose_them() {
     );
     assert!(c.changed());
 }
+
+/// Two workers' statistics, as the daemon hands them to `--counters`.
+struct TwoWorkers;
+
+impl ConnSource for TwoWorkers {
+    fn conns(&mut self) -> Vec<ConnView> {
+        Vec::new()
+    }
+
+    fn counters(&mut self) -> Vec<WorkerStats> {
+        use crate::frame::DropReason;
+        use crate::stats::Counter;
+        let mut a = WorkerStats::default();
+        a.add(Counter::Rx, 10);
+        a.count_drop(DropReason::Malformed);
+        let mut b = WorkerStats::default();
+        b.add(Counter::Rx, 5);
+        b.add(Counter::HandoffSent, 3);
+        vec![a, b]
+    }
+}
+
+#[test]
+fn counters_lists_every_counter_of_every_worker() {
+    let mut c = control();
+    let out = run_with(&mut c, "--counters", &mut TwoWorkers).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let words = |name: &str| -> Vec<String> {
+        let l = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{out}"));
+        l.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Counter", "worker", "0", "worker", "1", "total"]
+    );
+    assert_eq!(words("rx"), ["10", "5", "15"]);
+    assert_eq!(words("handoff_sent"), ["0", "3", "3"]);
+    assert_eq!(words("malformed"), ["1", "0", "1"]);
+    let rows = crate::stats::Counter::COUNT + crate::frame::DropReason::COUNT;
+    assert_eq!(lines.len(), 1 + rows, "one row per counter, zeros too");
+    assert!(run(&mut c, "--counters -n").is_err(), "takes no options");
+}
