@@ -1,0 +1,280 @@
+//! Opening a socket: the UMEM, the AF_XDP socket, the UMEM's registration,
+//! the four rings' sizes and mappings, busy polling, and the bind to one
+//! (interface, queue) — the system calls that happen once per socket.
+//!
+//! The fill ring is stocked before the bind, so the first packets find
+//! chunks. With `ZeroCopy::Auto` a bind the driver refuses in zero-copy
+//! mode is retried from scratch in copy mode, and the refusal kept as
+//! [`Xsk::copy_reason`]; every other failure names the step that failed.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::config::XskConfig;
+use super::error::XskError;
+use super::ring::Ring;
+use super::stats::XskStats;
+use super::umem::{Chunks, Handled, Umem};
+use super::{MAX_BATCH, Xsk};
+use crate::config::ZeroCopy;
+use crate::frame::Verdict;
+
+// Not in libc for x86-64 yet (asm-generic/socket.h).
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+fn is_pow2(n: u32) -> bool {
+    n.is_power_of_two()
+}
+
+impl Xsk {
+    /// Opens a socket on `cfg.queue` of `cfg.ifname`. `port` is the
+    /// pipeline port index stamped into every frame this socket yields.
+    pub fn open(cfg: &XskConfig, port: u8) -> Result<Xsk, XskError> {
+        let cfg_err = |reason: String| XskError::Config {
+            ifname: cfg.ifname.clone(),
+            queue: cfg.queue,
+            reason,
+        };
+        if !is_pow2(cfg.frames) {
+            return Err(cfg_err(format!(
+                "frames = {} is not a power of two",
+                cfg.frames
+            )));
+        }
+        if cfg.frame_size != 2048 && cfg.frame_size != 4096 {
+            return Err(cfg_err(format!(
+                "frame_size = {} (must be 2048 or 4096)",
+                cfg.frame_size
+            )));
+        }
+        for (name, size) in [
+            ("rx_size", cfg.rx_size),
+            ("tx_size", cfg.tx_size),
+            ("fill_size", cfg.fill_size),
+            ("comp_size", cfg.comp_size),
+        ] {
+            if !is_pow2(size) {
+                return Err(cfg_err(format!("{name} = {size} is not a power of two")));
+            }
+        }
+        let cname =
+            std::ffi::CString::new(cfg.ifname.as_str()).map_err(|_| XskError::NoSuchInterface {
+                ifname: cfg.ifname.clone(),
+            })?;
+        // SAFETY: a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(XskError::NoSuchInterface {
+                ifname: cfg.ifname.clone(),
+            });
+        }
+        let os = |op: &'static str| {
+            move |source: io::Error| XskError::Os {
+                ifname: cfg.ifname.clone(),
+                queue: cfg.queue,
+                op,
+                source,
+            }
+        };
+        match cfg.zero_copy {
+            ZeroCopy::On => {
+                Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY).map_err(|(op, source)| {
+                    match source.raw_os_error() {
+                        Some(libc::EOPNOTSUPP) if op == "bind" => XskError::ZeroCopyUnsupported {
+                            ifname: cfg.ifname.clone(),
+                            queue: cfg.queue,
+                            source,
+                        },
+                        _ => os(op)(source),
+                    }
+                })
+            }
+            ZeroCopy::Off => {
+                Self::open_mode(cfg, ifindex, port, libc::XDP_COPY).map_err(|(op, e)| os(op)(e))
+            }
+            ZeroCopy::Auto => match Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY) {
+                Ok(x) => Ok(x),
+                Err(("bind", zc_err)) => {
+                    let mut x = Self::open_mode(cfg, ifindex, port, libc::XDP_COPY)
+                        .map_err(|(op, e)| os(op)(e))?;
+                    x.copy_reason = Some(zc_err);
+                    Ok(x)
+                }
+                Err((op, e)) => Err(os(op)(e)),
+            },
+        }
+    }
+
+    /// Everything from the UMEM to the bind, with bind flag `mode`
+    /// (`XDP_ZEROCOPY` or `XDP_COPY`). Errors name the failing step.
+    fn open_mode(
+        cfg: &XskConfig,
+        ifindex: u32,
+        port: u8,
+        mode: u16,
+    ) -> Result<Xsk, (&'static str, io::Error)> {
+        let umem_len = cfg.frames as usize * cfg.frame_size as usize;
+        let umem = Umem::new(umem_len).map_err(|e| ("mmap UMEM", e))?;
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(("socket(AF_XDP)", io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let reg = libc::xdp_umem_reg {
+            addr: umem.base.as_ptr() as u64,
+            len: umem_len as u64,
+            chunk_size: cfg.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+            .map_err(|e| ("XDP_UMEM_REG", e))?;
+        for (opt, size, what) in [
+            (
+                libc::XDP_UMEM_FILL_RING,
+                cfg.fill_size,
+                "XDP_UMEM_FILL_RING",
+            ),
+            (
+                libc::XDP_UMEM_COMPLETION_RING,
+                cfg.comp_size,
+                "XDP_UMEM_COMPLETION_RING",
+            ),
+            (libc::XDP_RX_RING, cfg.rx_size, "XDP_RX_RING"),
+            (libc::XDP_TX_RING, cfg.tx_size, "XDP_TX_RING"),
+        ] {
+            setsockopt(raw, libc::SOL_XDP, opt, &size).map_err(|e| (what, e))?;
+        }
+        // SAFETY: all-zero is a valid value of this plain C struct.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut optlen = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `optlen` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&raw mut off).cast(),
+                &mut optlen,
+            )
+        };
+        if rc != 0 {
+            return Err(("XDP_MMAP_OFFSETS", io::Error::last_os_error()));
+        }
+        let map = "mmap ring";
+        let rx = Ring::map(raw, libc::XDP_PGOFF_RX_RING as u64, &off.rx, cfg.rx_size)
+            .map_err(|e| (map, e))?;
+        let tx = Ring::map(raw, libc::XDP_PGOFF_TX_RING as u64, &off.tx, cfg.tx_size)
+            .map_err(|e| (map, e))?;
+        let fill = Ring::map(raw, libc::XDP_UMEM_PGOFF_FILL_RING, &off.fr, cfg.fill_size)
+            .map_err(|e| (map, e))?;
+        let comp = Ring::map(
+            raw,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            &off.cr,
+            cfg.comp_size,
+        )
+        .map_err(|e| (map, e))?;
+
+        if let Some(bp) = cfg.busy_poll {
+            let usecs = bp.usecs as libc::c_int;
+            let budget = bp.budget as libc::c_int;
+            let prefer = bp.prefer as libc::c_int;
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs)
+                .map_err(|e| ("SO_BUSY_POLL", e))?;
+            setsockopt(raw, libc::SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget)
+                .map_err(|e| ("SO_BUSY_POLL_BUDGET", e))?;
+            setsockopt(raw, libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, &prefer)
+                .map_err(|e| ("SO_PREFER_BUSY_POLL", e))?;
+        }
+
+        let mut x = Xsk {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+            umem,
+            chunks: Chunks::new(cfg.frames, cfg.frame_size),
+            frame_size: cfg.frame_size,
+            frames: cfg.frames,
+            port,
+            zero_copy: mode == libc::XDP_ZEROCOPY,
+            copy_reason: None,
+            busy_poll: cfg.busy_poll.is_some(),
+            // Highest offsets at the bottom: the first chunks go out first.
+            free: (0..cfg.frames as u64)
+                .rev()
+                .map(|i| i * cfg.frame_size as u64)
+                .collect(),
+            fill_out: 0,
+            tx_out: 0,
+            in_handling: 0,
+            lost: 0,
+            handled: vec![Handled::default(); MAX_BATCH],
+            verdicts: vec![Verdict::NotOurs; MAX_BATCH],
+            stats: XskStats::default(),
+        };
+        // The fill ring is stocked before bind so the first packets find
+        // chunks.
+        x.refill();
+
+        let sa = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: mode | libc::XDP_USE_NEED_WAKEUP,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: cfg.queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `sa` is a valid sockaddr_xdp of the given length.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&raw const sa).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(("bind", io::Error::last_os_error()));
+        }
+        Ok(x)
+    }
+
+    /// The socket, for the steering program's XSKMAP.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether the bind got zero-copy.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Why zero-copy was not used when the configuration allowed it
+    /// (`ZeroCopy::Auto` fell back to copy mode); `None` otherwise.
+    pub fn copy_reason(&self) -> Option<&io::Error> {
+        self.copy_reason.as_ref()
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` is readable for size_of::<T>() bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
