@@ -54,9 +54,8 @@ impl State {
         }
         let v = match side {
             Side::Server => {
-                let (hop, mtu) = super::client_hop(snap, &c);
-                self.tx
-                    .icmp_to_client(frame, &q, (c.vaddr, c.vport), &hop, mtu)
+                let e = super::client_way(snap, &c);
+                self.tx.icmp_to_client(frame, &q, (c.vaddr, c.vport), &e)
             }
             Side::Client => {
                 let Some(e) = super::egress(snap, dest) else {

@@ -337,10 +337,10 @@ impl State {
                 self.tx.to_server(frame, &l, &t, &e, &mut self.stats, now)
             }
             Side::Server => {
-                let (hop, mtu) = client_hop(snap, &c);
+                let e = client_way(snap, &c);
                 let vip = (c.vaddr, c.vport);
                 self.tx
-                    .to_client(frame, &l, c.proto(), vip, &hop, mtu, &mut self.stats)
+                    .to_client(frame, &l, c.proto(), vip, &e, &mut self.stats)
             }
         }
     }
@@ -408,17 +408,20 @@ fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
     })
 }
 
-/// The way back to a NAT connection's client (the MAC its packets came
-/// from) and that port's MTU.
+/// The way back to a NAT connection's client: to the MAC its packets
+/// came from, out of the port they came in by.
 #[inline]
-fn client_hop(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> (Hop, u16) {
+fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
     let port = &snap.ports[usize::from(c.in_port())];
-    let hop = Hop {
-        port: c.in_port(),
-        dst_mac: c.client_mac(),
-        src_mac: port.mac,
-    };
-    (hop, port.mtu)
+    Egress {
+        hop: Hop {
+            port: c.in_port(),
+            dst_mac: c.client_mac(),
+            src_mac: port.mac,
+        },
+        mtu: port.mtu,
+        tunnel_source: None,
+    }
 }
 
 /// The 5-tuple of a frame as the pipeline parses it: IPv4 TCP or UDP, not

@@ -35,8 +35,9 @@ pub struct Target {
     pub dport: u16,
 }
 
-/// The way out toward a real server: the next hop, the MTU of the port it
-/// is reached by and, for TUN, the outer source address.
+/// The way out toward a real server (or back to a NAT client): the next
+/// hop, the MTU of the port it is reached by and, for TUN, the outer
+/// source address.
 #[derive(Debug, Clone, Copy)]
 pub struct Egress {
     pub hop: Hop,
@@ -104,8 +105,8 @@ impl Transmitter {
         v
     }
 
-    /// A NAT reply to its client (`hop`, reached by a port of MTU `mtu`):
-    /// its source put back to VIP:`vport`. A reply too big for the port is
+    /// A NAT reply to its client (the way back `e`): its source put back
+    /// to VIP:`vport`. A reply too big for the port is
     /// dropped (`too_big`): the director has no address of its own to send
     /// the real server "fragmentation needed" from, and real servers on a
     /// NAT director's LAN share its MTU.
@@ -116,14 +117,13 @@ impl Transmitter {
         l: &Layout,
         proto: u8,
         (vip, vport): (Ipv4Addr, u16),
-        hop: &Hop,
-        mtu: u16,
+        e: &Egress,
         stats: &mut WorkerStats,
     ) -> Verdict {
-        if l.ip_len > usize::from(mtu) {
+        if l.ip_len > usize::from(e.mtu) {
             return Verdict::Drop(DropReason::TooBig);
         }
-        let v = nat::xmit_out(frame, l, proto, vip, vport, hop);
+        let v = nat::xmit_out(frame, l, proto, vip, vport, &e.hop);
         if let Verdict::Tx { .. } = v {
             stats.inc(Counter::TxReplies);
         }
@@ -162,13 +162,12 @@ impl Transmitter {
         frame: &mut Frame<'_>,
         q: &icmp::Quote,
         (vip, vport): (Ipv4Addr, u16),
-        hop: &Hop,
-        mtu: u16,
+        e: &Egress,
     ) -> Verdict {
-        if q.layout.ip_len > usize::from(mtu) {
+        if q.layout.ip_len > usize::from(e.mtu) {
             return Verdict::Drop(DropReason::TooBig);
         }
-        icmp::nat_to_client(frame, q, vip, vport, hop)
+        icmp::nat_to_client(frame, q, vip, vport, &e.hop)
     }
 
     /// Answers a packet too big for its way out: ICMP "fragmentation
