@@ -9,10 +9,16 @@
 //! 2. `validate`: every leaf is converted, range-checked and cross-checked
 //!    (duplicates, ports, address families) into the typed [`Config`]
 //!    (`types`), judged by the [`rules`] it shares with the control socket.
+//!    `validate` holds the entry points and the walk over the tables,
+//!    `read` the typed value readers with their positions, `dataplane`
+//!    and `services` the checks of their sections.
 //!
 //! The files build on each other in one direction: `types` and `error` at
-//! the bottom, `rules` on them, `raw` on its own, `validate` on all of them;
-//! this file only declares them and re-exports what others use.
+//! the bottom, `rules` on them, `raw` on its own, `read` on `raw` and
+//! `error`, `dataplane` and `services` on `read` and the files below it,
+//! `validate` on `read` and the files below it (it calls the section
+//! checks as methods of the validator, without naming their files); this
+//! file only declares them and re-exports what others use.
 //!
 //! Every error names the file, the line, the key path
 //! (`services[1].reals[0].weight`, indices from 0) and what was expected, so
@@ -23,9 +29,12 @@
 //! cannot know (does `eth1` exist, is core 3 online) is checked when the data
 //! plane starts.
 
+mod dataplane;
 mod error;
 mod raw;
+mod read;
 pub mod rules;
+mod services;
 mod types;
 mod validate;
 

@@ -2,10 +2,11 @@
 //!
 //! Leaves are `Spanned<Value>` rather than `u32`, `String`, ... so that a
 //! wrong type gets the same message as a wrong value ("expected an integer
-//! 0..=65535, got \"heavy\"") from `validate`, at the value's position.
-//! Every key is optional here; `validate` supplies defaults and reports
-//! missing required keys. Tables keep their own span (their `[header]`), so a
-//! missing key can point at the table it is missing from.
+//! 0..=65535, got \"heavy\"") from the validator's readers (`read`), at the
+//! value's position. Every key is optional here; the validator supplies
+//! defaults and reports missing required keys. Tables keep their own span
+//! (their `[header]`), so a missing key can point at the table it is
+//! missing from.
 
 use serde::Deserialize;
 use toml::{Spanned, Value};
