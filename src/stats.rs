@@ -1,5 +1,5 @@
 //! One statistics block per worker: every counter of the packet path,
-//! named and described once, in [`counters!`]'s table below.
+//! named and described once, in `counters!`'s table below.
 //!
 //! A worker owns one [`WorkerStats`] and is its only writer: the pipeline
 //! counts what it decides, the worker loop what it moves between workers

@@ -38,9 +38,9 @@
 use std::net::Ipv4Addr;
 
 use crate::frame::Frame;
+use crate::wire::Layout;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::tcp::TcpPacket;
-use crate::wire::Layout;
 
 /// Longest command or reply line the helper looks at (RFC 959 puts no
 /// limit; real PASV/PORT lines are under 80 bytes).

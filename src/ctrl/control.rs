@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use crate::config::rules::{self, Field};
 use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
-use crate::stats::WorkerStats;
 use crate::ctrl::proto::{
     ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey,
     ServiceSpec, ServiceView,
 };
 use crate::dest::{DestCounters, Stats, Totals};
 use crate::service::{ServiceError, ServiceInfo, ServiceTable};
+use crate::stats::WorkerStats;
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);

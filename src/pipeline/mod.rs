@@ -11,8 +11,8 @@
 //! Order of the stages follows IPVS (`ip_vs_in`): a packet first looks for
 //! its connection (either side of it); only a miss consults the services,
 //! so established connections keep flowing after their service changes.
-//! [`State::classify`] decides what a packet is before anything changes;
-//! [`State::finish`] acts on that in one `match`. Each kind of work is one
+//! `State::classify` decides what a packet is before anything changes;
+//! `State::finish` acts on that in one `match`. Each kind of work is one
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about

@@ -6,7 +6,7 @@
 //! allocation and no system call per packet: pick up a new snapshot; take
 //! what other workers handed over; per socket, receive a batch, hand the
 //! frames another worker owns to it ([`handover`]), run the rest through
-//! the pipeline and route each out ([`route`]); then service the rings.
+//! the pipeline and route each out (`route.rs`); then service the rings.
 //! Between rounds it expires connections (bounded work), publishes its
 //! statistics now and then, and idles as `dataplane.idle` says.
 //!

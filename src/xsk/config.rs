@@ -41,7 +41,7 @@ impl XskConfig {
 
     /// The socket for `ifname`/`queue` as the `[dataplane]` section sizes
     /// it: the one place its keys become socket settings. The values were
-    /// validated with the configuration (`config::validate`);
+    /// validated with the configuration (`config::dataplane`);
     /// `busy_poll_usecs = 0` means no busy polling.
     pub fn from_dataplane(dp: &Dataplane, ifname: &str, queue: u32) -> XskConfig {
         let t = &dp.tuning;
