@@ -135,65 +135,75 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// Declares [`DropReason`] with its counter names and descriptions: one
-/// line per reason, the only place a reason is named.
-macro_rules! drop_reasons {
-    ($($(#[doc = $doc:literal])+ $reason:ident = $name:literal,)+) => {
-        /// Why a frame was dropped. Each has a counter.
+/// Declares an enum of counters with their names and descriptions, one
+/// line each: the only place a counter is named. Used for
+/// [`DropReason`] here and for `stats::Counter`.
+macro_rules! named_counters {
+    (
+        $(#[$attr:meta])*
+        pub enum $enum:ident {
+            $($(#[doc = $doc:literal])+ $variant:ident = $name:literal,)+
+        }
+    ) => {
+        $(#[$attr])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
-        pub enum DropReason {
-            $($(#[doc = $doc])+ $reason,)+
+        pub enum $enum {
+            $($(#[doc = $doc])+ $variant,)+
         }
 
-        impl DropReason {
-            pub const COUNT: usize = [$(DropReason::$reason),+].len();
-            pub const ALL: [DropReason; Self::COUNT] = [$(DropReason::$reason),+];
+        impl $enum {
+            pub const COUNT: usize = [$($enum::$variant),+].len();
+            pub const ALL: [$enum; Self::COUNT] = [$($enum::$variant),+];
 
-            /// The counter's name (`malformed`, `table_full`, …).
+            /// The counter's name, as logs, `xdpvsadm` and metrics show it.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(DropReason::$reason => $name,)+
+                    $($enum::$variant => $name,)+
                 }
             }
 
             /// What the counter counts, in one line.
             pub fn help(self) -> &'static str {
                 match self {
-                    $(DropReason::$reason => concat!($($doc),+).trim_ascii(),)+
+                    $($enum::$variant => concat!($($doc),+).trim_ascii(),)+
                 }
             }
         }
     };
 }
+pub(crate) use named_counters;
 
-drop_reasons! {
-    /// Truncated or inconsistent headers.
-    Malformed = "malformed",
-    /// IPv4 header checksum wrong (the kernel's `ip_rcv` drops these too).
-    BadIpChecksum = "bad_ip_checksum",
-    /// A fragment of a packet for a VIP: ports are not in every fragment,
-    /// and this forwarder does not reassemble.
-    Fragment = "fragment",
-    /// A TCP segment that is not a SYN, for a VIP, with no connection.
-    NoConnection = "no_connection",
-    /// The scheduler found no available real server.
-    NoDest = "no_dest",
-    /// The connection table is full: new flows are refused.
-    TableFull = "table_full",
-    /// The real server's next-hop MAC is not resolved yet.
-    NoNeighbour = "no_neighbour",
-    /// The connection's real server was deleted.
-    DestGone = "dest_gone",
-    /// Too big for the egress MTU and fragmentation allowed (not done
-    /// here), or too many "fragmentation needed" errors this second.
-    TooBig = "too_big",
-    /// A NAT reply whose TTL ran out.
-    TtlExceeded = "ttl_exceeded",
-    /// No room in the buffer to prepend the tunnel header.
-    NoHeadroom = "no_headroom",
-    /// A NAT connection's reply 5-tuple is already another connection's.
-    NatCollision = "nat_collision",
+named_counters! {
+    /// Why a frame was dropped. Each has a counter.
+    pub enum DropReason {
+        /// Truncated or inconsistent headers.
+        Malformed = "malformed",
+        /// IPv4 header checksum wrong (the kernel's `ip_rcv` drops these too).
+        BadIpChecksum = "bad_ip_checksum",
+        /// A fragment of a packet for a VIP: ports are not in every fragment,
+        /// and this forwarder does not reassemble.
+        Fragment = "fragment",
+        /// A TCP segment that is not a SYN, for a VIP, with no connection.
+        NoConnection = "no_connection",
+        /// The scheduler found no available real server.
+        NoDest = "no_dest",
+        /// The connection table is full: new flows are refused.
+        TableFull = "table_full",
+        /// The real server's next-hop MAC is not resolved yet.
+        NoNeighbour = "no_neighbour",
+        /// The connection's real server was deleted.
+        DestGone = "dest_gone",
+        /// Too big for the egress MTU and fragmentation allowed (not done
+        /// here), or too many "fragmentation needed" errors this second.
+        TooBig = "too_big",
+        /// A NAT reply whose TTL ran out.
+        TtlExceeded = "ttl_exceeded",
+        /// No room in the buffer to prepend the tunnel header.
+        NoHeadroom = "no_headroom",
+        /// A NAT connection's reply 5-tuple is already another connection's.
+        NatCollision = "nat_collision",
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! One statistics block per worker: every counter of the packet path,
-//! named and described once, in `counters!`'s table below.
+//! named and described once, in the table below.
 //!
 //! A worker owns one [`WorkerStats`] and is its only writer: the pipeline
 //! counts what it decides, the worker loop what it moves between workers
@@ -18,120 +18,92 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::frame::DropReason;
+use crate::frame::{DropReason, named_counters};
 
-/// Declares [`Counter`]: one line per counter, its name and its meaning.
-macro_rules! counters {
-    ($($(#[doc = $doc:literal])+ $counter:ident = $name:literal,)+) => {
-        /// One of a worker's counters (drops are counted by
-        /// [`DropReason`] beside them).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum Counter {
-            $($(#[doc = $doc])+ $counter,)+
-        }
-
-        impl Counter {
-            pub const COUNT: usize = [$(Counter::$counter),+].len();
-            pub const ALL: [Counter; Self::COUNT] = [$(Counter::$counter),+];
-
-            /// The counter's name (`rx`, `handoff_sent`, …).
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Counter::$counter => $name,)+
-                }
-            }
-
-            /// What it counts, in one line.
-            pub fn help(self) -> &'static str {
-                match self {
-                    $(Counter::$counter => concat!($($doc),+).trim_ascii(),)+
-                }
-            }
-        }
-    };
-}
-
-counters! {
-    /// Frames taken from this worker's RX rings.
-    RxRing = "rx_ring",
-    /// Frames the pipeline processed (received here or handed over).
-    Rx = "rx",
-    /// Frames placed on a TX ring, of every kind.
-    Tx = "tx",
-    /// Frames forwarded to real servers by direct routing.
-    TxDr = "tx_dr",
-    /// Frames forwarded to real servers through an IPIP tunnel.
-    TxTun = "tx_tun",
-    /// Frames forwarded to real servers by NAT.
-    TxNat = "tx_nat",
-    /// NAT replies sent back to clients.
-    TxReplies = "tx_replies",
-    /// Frames steered to the director that were the kernel's (recycled:
-    /// AF_XDP cannot give a frame back).
-    NotOurs = "not_ours",
-    /// ICMP errors the director generated (fragmentation needed).
-    IcmpSent = "icmp_sent",
-    /// ICMP errors about connections relayed to a real server or client.
-    IcmpRelayed = "icmp_relayed",
-    /// Connections created.
-    ConnsCreated = "conns_created",
-    /// Connections and templates freed (expired, ended or reused).
-    ConnsExpired = "conns_expired",
-    /// Expiry passes run between batches.
-    ExpireRuns = "expire_runs",
-    /// FTP helper: 227 replies rewritten to the VIP.
-    FtpRewrites = "ftp_rewrites",
-    /// FTP helper: passive data connections expected.
-    FtpExpected = "ftp_expected",
-    /// FTP helper: data connections created (passive and active).
-    FtpConns = "ftp_conns",
-    /// FTP helper: announcements left alone (a foreign address, no room to
-    /// rewrite, table full).
-    FtpRefused = "ftp_refused",
-    /// Frames copied to another worker's inbox.
-    HandoffSent = "handoff_sent",
-    /// Frames taken from this worker's inbox.
-    HandoffReceived = "handoff_received",
-    /// Frames lost on the way to another worker or ring: its inbox full,
-    /// or no room in the socket that was to take them.
-    HandoffDropped = "handoff_dropped",
-    /// Frames for a port no worker has a socket on.
-    NoTxPort = "no_tx_port",
-    /// Frames with a transmit verdict that found the TX ring full.
-    TxRingFull = "tx_ring_full",
-    /// Frames to build (hand-over, cross-port) that found no free UMEM
-    /// frame.
-    NoFreeFrame = "no_free_frame",
-    /// Frames to build that were too long for a UMEM frame.
-    InjectOversize = "inject_oversize",
-    /// Refills that found no free UMEM frame and the fill ring empty.
-    FillEmpty = "fill_empty",
-    /// RX or completion descriptors outside the UMEM, refused.
-    InvalidDescriptors = "invalid_descriptors",
-    /// UMEM frames written off after an invalid descriptor.
-    LostChunks = "lost_chunks",
-    /// Receive wake-ups and busy polls (recvfrom calls).
-    RxKicks = "rx_kicks",
-    /// Transmit wake-ups (sendto calls).
-    TxKicks = "tx_kicks",
-    /// Kernel XDP_STATISTICS: frames dropped for other reasons.
-    KernelRxDropped = "kernel_rx_dropped",
-    /// Kernel XDP_STATISTICS: invalid RX descriptors.
-    KernelRxInvalidDescs = "kernel_rx_invalid_descs",
-    /// Kernel XDP_STATISTICS: invalid TX descriptors.
-    KernelTxInvalidDescs = "kernel_tx_invalid_descs",
-    /// Kernel XDP_STATISTICS: frames dropped because the RX ring was full.
-    KernelRxRingFull = "kernel_rx_ring_full",
-    /// Kernel XDP_STATISTICS: frames dropped because the fill ring was
-    /// empty.
-    KernelRxFillRingEmpty = "kernel_rx_fill_ring_empty",
-    /// Kernel XDP_STATISTICS: times the TX ring was found empty.
-    KernelTxRingEmpty = "kernel_tx_ring_empty",
-    /// Connections and templates in the table now (a gauge).
-    Conns = "conns",
-    /// The table's capacity (a gauge).
-    ConnsCapacity = "conns_capacity",
+named_counters! {
+    /// One of a worker's counters (drops are counted by [`DropReason`]
+    /// beside them).
+    pub enum Counter {
+        /// Frames taken from this worker's RX rings.
+        RxRing = "rx_ring",
+        /// Frames the pipeline processed (received here or handed over).
+        Rx = "rx",
+        /// Frames placed on a TX ring, of every kind.
+        Tx = "tx",
+        /// Frames forwarded to real servers by direct routing.
+        TxDr = "tx_dr",
+        /// Frames forwarded to real servers through an IPIP tunnel.
+        TxTun = "tx_tun",
+        /// Frames forwarded to real servers by NAT.
+        TxNat = "tx_nat",
+        /// NAT replies sent back to clients.
+        TxReplies = "tx_replies",
+        /// Frames steered to the director that were the kernel's (recycled:
+        /// AF_XDP cannot give a frame back).
+        NotOurs = "not_ours",
+        /// ICMP errors the director generated (fragmentation needed).
+        IcmpSent = "icmp_sent",
+        /// ICMP errors about connections relayed to a real server or client.
+        IcmpRelayed = "icmp_relayed",
+        /// Connections created.
+        ConnsCreated = "conns_created",
+        /// Connections and templates freed (expired, ended or reused).
+        ConnsExpired = "conns_expired",
+        /// Expiry passes run between batches.
+        ExpireRuns = "expire_runs",
+        /// FTP helper: 227 replies rewritten to the VIP.
+        FtpRewrites = "ftp_rewrites",
+        /// FTP helper: passive data connections expected.
+        FtpExpected = "ftp_expected",
+        /// FTP helper: data connections created (passive and active).
+        FtpConns = "ftp_conns",
+        /// FTP helper: announcements left alone (a foreign address, no room to
+        /// rewrite, table full).
+        FtpRefused = "ftp_refused",
+        /// Frames copied to another worker's inbox.
+        HandoffSent = "handoff_sent",
+        /// Frames taken from this worker's inbox.
+        HandoffReceived = "handoff_received",
+        /// Frames lost on the way to another worker or ring: its inbox full,
+        /// or no room in the socket that was to take them.
+        HandoffDropped = "handoff_dropped",
+        /// Frames for a port no worker has a socket on.
+        NoTxPort = "no_tx_port",
+        /// Frames with a transmit verdict that found the TX ring full.
+        TxRingFull = "tx_ring_full",
+        /// Frames to build (hand-over, cross-port) that found no free UMEM
+        /// frame.
+        NoFreeFrame = "no_free_frame",
+        /// Frames to build that were too long for a UMEM frame.
+        InjectOversize = "inject_oversize",
+        /// Refills that found no free UMEM frame and the fill ring empty.
+        FillEmpty = "fill_empty",
+        /// RX or completion descriptors outside the UMEM, refused.
+        InvalidDescriptors = "invalid_descriptors",
+        /// UMEM frames written off after an invalid descriptor.
+        LostChunks = "lost_chunks",
+        /// Receive wake-ups and busy polls (recvfrom calls).
+        RxKicks = "rx_kicks",
+        /// Transmit wake-ups (sendto calls).
+        TxKicks = "tx_kicks",
+        /// Kernel XDP_STATISTICS: frames dropped for other reasons.
+        KernelRxDropped = "kernel_rx_dropped",
+        /// Kernel XDP_STATISTICS: invalid RX descriptors.
+        KernelRxInvalidDescs = "kernel_rx_invalid_descs",
+        /// Kernel XDP_STATISTICS: invalid TX descriptors.
+        KernelTxInvalidDescs = "kernel_tx_invalid_descs",
+        /// Kernel XDP_STATISTICS: frames dropped because the RX ring was full.
+        KernelRxRingFull = "kernel_rx_ring_full",
+        /// Kernel XDP_STATISTICS: frames dropped because the fill ring was
+        /// empty.
+        KernelRxFillRingEmpty = "kernel_rx_fill_ring_empty",
+        /// Kernel XDP_STATISTICS: times the TX ring was found empty.
+        KernelTxRingEmpty = "kernel_tx_ring_empty",
+        /// Connections and templates in the table now (a gauge).
+        Conns = "conns",
+        /// The table's capacity (a gauge).
+        ConnsCapacity = "conns_capacity",
+    }
 }
 
 /// A worker's counters, written by that worker only.

@@ -195,6 +195,22 @@ fn bad_frames_a_second_daemon_and_a_dead_real_cost_only_themselves() {
     xdpvsadm_ok(&bed, &["-e", "-t", &vip_port, "-r", &rs2, "-g", "-w", "0"]);
     assert_eq!(spread(&bed, 30), counts(&[("rs1", 15), ("rs3", 15)]));
 
+    // Every counter reaches the operator while the director runs (workers
+    // publish theirs whenever they fall idle).
+    let table = xdpvsadm_ok(&bed, &["--counters"]);
+    let total = |name: &str| -> u64 {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} row:\n{table}"))
+    };
+    assert_eq!(total("malformed"), 20, "{table}");
+    assert!(
+        total("tx_dr") > 0 && total("rx") >= total("tx_dr"),
+        "{table}"
+    );
+
     let log = daemon.stop();
     assert_eq!(counter(&log, "malformed"), 20, "{log}");
     assert!(!xdp_attached(&bed), "the program is gone with the daemon");

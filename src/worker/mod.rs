@@ -68,8 +68,9 @@ pub struct Worker<S: FrameIo> {
     /// no ring counters of their own.
     rx_taken: u64,
     tx_given: u64,
-    /// The kernel's socket counters as last read (once a second).
-    kernel: XdpKernelStats,
+    /// The kernel's socket counters as last read (once a second), in
+    /// [`KERNEL_COUNTERS`] order.
+    kernel: [u64; KERNEL_COUNTERS.len()],
 }
 
 impl<S: FrameIo> Worker<S> {
@@ -97,7 +98,7 @@ impl<S: FrameIo> Worker<S> {
             opts,
             rx_taken: 0,
             tx_given: 0,
-            kernel: XdpKernelStats::default(),
+            kernel: [0; KERNEL_COUNTERS.len()],
         }
     }
 
@@ -345,74 +346,78 @@ impl<S: FrameIo> Worker<S> {
 
     /// Reads the kernel's counters of every socket (a system call each).
     fn read_kernel_stats(&mut self) {
-        let mut sum = XdpKernelStats::default();
+        self.kernel = [0; KERNEL_COUNTERS.len()];
         for (_, io) in &self.socks {
-            if let Some(k) = io.kernel_stats() {
-                sum.rx_dropped += k.rx_dropped;
-                sum.rx_invalid_descs += k.rx_invalid_descs;
-                sum.tx_invalid_descs += k.tx_invalid_descs;
-                sum.rx_ring_full += k.rx_ring_full;
-                sum.rx_fill_ring_empty_descs += k.rx_fill_ring_empty_descs;
-                sum.tx_ring_empty_descs += k.tx_ring_empty_descs;
+            let Some(k) = io.kernel_stats() else { continue };
+            for (v, (_, get)) in self.kernel.iter_mut().zip(KERNEL_COUNTERS) {
+                *v += get(&k);
             }
         }
-        self.kernel = sum;
     }
 
     /// Stores this worker's whole statistics block where the control
     /// thread reads it, with its sockets' ring counters and the kernel's
     /// copied in.
     pub fn publish(&mut self) {
-        let rings = self.ring_stats();
-        let (k, conns) = (self.kernel, u64::from(self.pipeline.conns().len()));
+        let conns = u64::from(self.pipeline.conns().len());
+        let mut rings = [0u64; RING_COUNTERS.len()];
+        let mut counted = true;
+        for (_, io) in &self.socks {
+            let Some(r) = io.socket_stats() else {
+                counted = false;
+                break;
+            };
+            for (v, (_, get)) in rings.iter_mut().zip(RING_COUNTERS) {
+                *v += get(&r);
+            }
+        }
         let s = self.pipeline.stats_mut();
         s.set(Counter::Conns, conns);
-        match rings {
-            Some(r) => {
-                s.set(Counter::RxRing, r.rx);
-                s.set(Counter::Tx, r.tx);
-                s.set(Counter::TxRingFull, r.tx_ring_full);
-                s.set(Counter::NoFreeFrame, r.no_free_frame);
-                s.set(Counter::InjectOversize, r.inject_oversize);
-                s.set(Counter::FillEmpty, r.fill_empty);
-                s.set(Counter::InvalidDescriptors, r.invalid_descriptors);
-                s.set(Counter::LostChunks, r.lost_chunks);
-                s.set(Counter::RxKicks, r.rx_kicks);
-                s.set(Counter::TxKicks, r.tx_kicks);
+        if counted {
+            for (&v, (c, _)) in rings.iter().zip(RING_COUNTERS) {
+                s.set(c, v);
             }
-            None => {
-                s.set(Counter::RxRing, self.rx_taken);
-                s.set(Counter::Tx, self.tx_given);
-            }
+        } else {
+            // Sockets without counters of their own (the tests'): what
+            // this worker saw.
+            s.set(Counter::RxRing, self.rx_taken);
+            s.set(Counter::Tx, self.tx_given);
         }
-        s.set(Counter::KernelRxDropped, k.rx_dropped);
-        s.set(Counter::KernelRxInvalidDescs, k.rx_invalid_descs);
-        s.set(Counter::KernelTxInvalidDescs, k.tx_invalid_descs);
-        s.set(Counter::KernelRxRingFull, k.rx_ring_full);
-        s.set(Counter::KernelRxFillRingEmpty, k.rx_fill_ring_empty_descs);
-        s.set(Counter::KernelTxRingEmpty, k.tx_ring_empty_descs);
+        for (&v, (c, _)) in self.kernel.iter().zip(KERNEL_COUNTERS) {
+            s.set(c, v);
+        }
         self.shared.publish(self.id, self.pipeline.stats());
     }
-
-    /// The sockets' own counters summed, where every socket keeps them.
-    fn ring_stats(&self) -> Option<XskStats> {
-        let mut sum = XskStats::default();
-        for (_, io) in &self.socks {
-            let r = io.socket_stats()?;
-            sum.rx += r.rx;
-            sum.tx += r.tx;
-            sum.tx_ring_full += r.tx_ring_full;
-            sum.no_free_frame += r.no_free_frame;
-            sum.inject_oversize += r.inject_oversize;
-            sum.fill_empty += r.fill_empty;
-            sum.invalid_descriptors += r.invalid_descriptors;
-            sum.lost_chunks += r.lost_chunks;
-            sum.rx_kicks += r.rx_kicks;
-            sum.tx_kicks += r.tx_kicks;
-        }
-        Some(sum)
-    }
 }
+
+/// A block counter and how to read it from a socket's counters.
+type Source<T> = (Counter, fn(&T) -> u64);
+
+/// The sockets' own counters, summed over a worker's sockets into these.
+const RING_COUNTERS: [Source<XskStats>; 10] = [
+    (Counter::RxRing, |s| s.rx),
+    (Counter::Tx, |s| s.tx),
+    (Counter::TxRingFull, |s| s.tx_ring_full),
+    (Counter::NoFreeFrame, |s| s.no_free_frame),
+    (Counter::InjectOversize, |s| s.inject_oversize),
+    (Counter::FillEmpty, |s| s.fill_empty),
+    (Counter::InvalidDescriptors, |s| s.invalid_descriptors),
+    (Counter::LostChunks, |s| s.lost_chunks),
+    (Counter::RxKicks, |s| s.rx_kicks),
+    (Counter::TxKicks, |s| s.tx_kicks),
+];
+
+/// The kernel's `XDP_STATISTICS`, summed likewise.
+const KERNEL_COUNTERS: [Source<XdpKernelStats>; 6] = [
+    (Counter::KernelRxDropped, |k| k.rx_dropped),
+    (Counter::KernelRxInvalidDescs, |k| k.rx_invalid_descs),
+    (Counter::KernelTxInvalidDescs, |k| k.tx_invalid_descs),
+    (Counter::KernelRxRingFull, |k| k.rx_ring_full),
+    (Counter::KernelRxFillRingEmpty, |k| {
+        k.rx_fill_ring_empty_descs
+    }),
+    (Counter::KernelTxRingEmpty, |k| k.tx_ring_empty_descs),
+];
 
 /// The pipeline's clock: whole seconds since the daemon started.
 pub struct Clock {
