@@ -12,7 +12,7 @@
 //! its connection (either side of it); only a miss consults the services,
 //! so established connections keep flowing after their service changes.
 //! `State::classify` decides what a packet is before anything changes;
-//! `State::finish` acts on that in one `match`. Each kind of work is one
+//! `State::tcp_udp` acts on that in one `match`. Each kind of work is one
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
@@ -66,20 +66,15 @@ struct State {
     worker: usize,
 }
 
-/// What a frame is, decided before anything is changed.
+/// What a TCP or UDP packet is, decided before anything is changed.
 enum Packet {
     /// A packet of live connection `i`, from `side`.
-    Established(Parsed, u32, Side),
-    /// A new flow. `ends` is the connection on its 5-tuple to end first:
+    Established(u32, Side),
+    /// A new flow. The connection on its 5-tuple to end first, if any:
     /// expired but not reaped yet, or ended and reused by a new SYN.
-    New(Parsed, Option<u32>),
-    /// IPv4 but neither TCP nor UDP: an ICMP error about a connection,
-    /// or the kernel's.
-    Other,
-    /// Parsed, but its IPv4 header checksum is wrong.
+    New(Option<u32>),
+    /// Its IPv4 header checksum is wrong.
     BadChecksum,
-    /// Its headers did not parse.
-    Unparsed(WireError),
 }
 
 impl Pipeline {
@@ -87,12 +82,14 @@ impl Pipeline {
     pub fn new(capacity: u32, snap: Arc<Snapshot>, now: Tick) -> Pipeline {
         let mut stats = WorkerStats::default();
         stats.set(Counter::ConnsCapacity, u64::from(capacity));
+        let mut tx = Transmitter::new(now);
+        tx.set_tunnel_source(snap.tunnel_source);
         Pipeline {
             snap,
             st: State {
                 conns: ConnTable::new(capacity, now),
                 stats,
-                tx: Transmitter::new(now),
+                tx,
                 worker: 0,
             },
             prefetch_min: PREFETCH_MIN_CONNS,
@@ -113,6 +110,7 @@ impl Pipeline {
 
     /// Switches to a new snapshot (between batches).
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
+        self.st.tx.set_tunnel_source(snap.tunnel_source);
         self.snap = snap;
     }
 
@@ -212,33 +210,9 @@ impl Pipeline {
 }
 
 impl State {
-    /// What a parsed frame is (nothing is changed yet).
-    #[inline]
-    fn classify(
-        &self,
-        d: &[u8],
-        parsed: Result<Option<Parsed>, WireError>,
-        hash: u64,
-        now: Tick,
-    ) -> Packet {
-        let p = match parsed {
-            Ok(Some(p)) => p,
-            Ok(None) => return Packet::Other,
-            Err(e) => return Packet::Unparsed(e),
-        };
-        if !ip_header_ok(d, &p.layout) {
-            return Packet::BadChecksum;
-        }
-        match self.conns.lookup(&p.key, hash) {
-            Some((i, Side::Client)) if self.is_reused(i, &p) => Packet::New(p, Some(i)),
-            Some((i, side)) if self.conns.get(i).expires() > now => Packet::Established(p, i, side),
-            Some((i, _)) => Packet::New(p, Some(i)),
-            None => Packet::New(p, None),
-        }
-    }
-
-    /// Processes a parsed frame as [`State::classify`] says, and counts
-    /// the verdict.
+    /// Processes a frame as parsed, and counts its verdict: TCP and UDP
+    /// through the connection table, anything else as a possible ICMP
+    /// error about a connection, what did not parse as [`bad_frame`] says.
     #[inline]
     fn finish(
         &mut self,
@@ -249,21 +223,10 @@ impl State {
         now: Tick,
     ) -> Verdict {
         self.stats.inc(Counter::Rx);
-        let v = match self.classify(frame.data(), parsed, hash, now) {
-            Packet::Established(p, i, side) => self.established(snap, frame, &p, i, side, now),
-            Packet::New(p, ends) => {
-                if let Some(i) = ends {
-                    // Expired, or a new connection on the 5-tuple of one
-                    // that has ended: schedule it afresh rather than send
-                    // it to the old server, which may be quiescent or
-                    // deleted since.
-                    self.end(snap, i);
-                }
-                self.new_conn(snap, frame, &p, hash, now)
-            }
-            Packet::Other => self.icmp_error(snap, frame, now),
-            Packet::BadChecksum => Verdict::Drop(DropReason::BadIpChecksum),
-            Packet::Unparsed(e) => bad_frame(snap, frame.data(), e),
+        let v = match &parsed {
+            Ok(Some(p)) => self.tcp_udp(snap, frame, p, hash, now),
+            Ok(None) => self.icmp_error(snap, frame, now),
+            Err(e) => bad_frame(snap, frame.data(), *e),
         };
         match v {
             Verdict::NotOurs => self.stats.inc(Counter::NotOurs),
@@ -271,6 +234,46 @@ impl State {
             Verdict::Tx { .. } | Verdict::Handed => {}
         }
         v
+    }
+
+    /// What a TCP or UDP packet is (nothing is changed yet).
+    #[inline]
+    fn classify(&self, d: &[u8], p: &Parsed, hash: u64, now: Tick) -> Packet {
+        if !ip_header_ok(d, &p.layout) {
+            return Packet::BadChecksum;
+        }
+        match self.conns.lookup(&p.key, hash) {
+            Some((i, Side::Client)) if self.is_reused(i, p) => Packet::New(Some(i)),
+            Some((i, side)) if self.conns.get(i).expires() > now => Packet::Established(i, side),
+            Some((i, _)) => Packet::New(Some(i)),
+            None => Packet::New(None),
+        }
+    }
+
+    /// A TCP or UDP packet, as [`State::classify`] decides.
+    #[inline]
+    fn tcp_udp(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        hash: u64,
+        now: Tick,
+    ) -> Verdict {
+        match self.classify(frame.data(), p, hash, now) {
+            Packet::Established(i, side) => self.established(snap, frame, p, i, side, now),
+            Packet::New(ends) => {
+                if let Some(i) = ends {
+                    // Expired, or a new connection on the 5-tuple of one
+                    // that has ended: schedule it afresh rather than send
+                    // it to the old server, which may be quiescent or
+                    // deleted since.
+                    self.end(snap, i);
+                }
+                self.new_conn(snap, frame, p, hash, now)
+            }
+            Packet::BadChecksum => Verdict::Drop(DropReason::BadIpChecksum),
+        }
     }
 
     /// Whether a client's SYN (without ACK) starts a new connection on
@@ -396,15 +399,15 @@ fn target(c: &crate::conn::Conn<Ipv4Addr>) -> Target {
 /// The way out toward a real server, once its MAC is resolved.
 #[inline]
 fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
-    let port = &snap.ports[usize::from(dest.tx_port)];
+    let dst_mac = dest.mac?;
+    let port = snap.ports[usize::from(dest.tx_port)];
     Some(Egress {
         hop: Hop {
             port: dest.tx_port,
-            dst_mac: dest.mac?,
+            dst_mac,
             src_mac: port.mac,
         },
         mtu: port.mtu,
-        tunnel_source: snap.tunnel_source,
     })
 }
 
@@ -420,7 +423,6 @@ fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
             src_mac: port.mac,
         },
         mtu: port.mtu,
-        tunnel_source: None,
     }
 }
 

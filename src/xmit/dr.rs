@@ -25,6 +25,6 @@ pub fn xmit(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
 /// Whether the packet is too big for the egress MTU `mtu`: `Some` with
 /// the MTU to report (`None` inside: it may be fragmented).
 #[inline]
-pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
-    check_mtu(d, l, 0, mtu)
+pub fn too_big(frame: &Frame<'_>, l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(frame, l, 0, mtu)
 }

@@ -28,10 +28,16 @@ pub(crate) fn send(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
 /// exceeds `mtu`: `Some(Some(room))` with the MTU to report when it has DF
 /// set, `Some(None)` when it may be fragmented, `None` when it fits.
 #[inline]
-pub(crate) fn check_mtu(d: &[u8], l: &Layout, extra: usize, mtu: u16) -> Option<Option<u16>> {
+pub(crate) fn check_mtu(
+    frame: &Frame<'_>,
+    l: &Layout,
+    extra: usize,
+    mtu: u16,
+) -> Option<Option<u16>> {
     if l.ip_len + extra <= usize::from(mtu) {
         return None;
     }
+    let d = frame.data();
     let df = crate::wire::ipv4::Ipv4Packet::new_unchecked(&d[l.l2_len..]).dont_frag();
     Some(df.then(|| mtu.saturating_sub(extra as u16)))
 }

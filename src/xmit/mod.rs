@@ -36,13 +36,11 @@ pub struct Target {
 }
 
 /// The way out toward a real server (or back to a NAT client): the next
-/// hop, the MTU of the port it is reached by and, for TUN, the outer
-/// source address.
+/// hop and the MTU of the port it is reached by.
 #[derive(Debug, Clone, Copy)]
 pub struct Egress {
     pub hop: Hop,
     pub mtu: u16,
-    pub tunnel_source: Option<Ipv4Addr>,
 }
 
 /// A worker's transmitters: the state they keep between packets.
@@ -51,6 +49,8 @@ pub struct Transmitter {
     tunnel: tun::Tunnel,
     /// ICMP errors this worker may still generate this second.
     icmp: icmp::Budget,
+    /// The outer source address of TUN packets (`dataplane.tunnel_source`).
+    tunnel_source: Option<Ipv4Addr>,
 }
 
 impl Transmitter {
@@ -58,7 +58,13 @@ impl Transmitter {
         Transmitter {
             tunnel: tun::Tunnel::default(),
             icmp: icmp::Budget::new(now),
+            tunnel_source: None,
         }
+    }
+
+    /// Sets the outer source address of TUN packets (from each snapshot).
+    pub fn set_tunnel_source(&mut self, src: Option<Ipv4Addr>) {
+        self.tunnel_source = src;
     }
 
     /// A client's packet to its real server by the connection's forwarding
@@ -76,23 +82,23 @@ impl Transmitter {
     ) -> Verdict {
         let (v, sent) = match t.fwd {
             Forward::Dr => {
-                if let Some(mtu) = dr::too_big(frame.data(), l, e.mtu) {
+                if let Some(mtu) = dr::too_big(frame, l, e.mtu) {
                     return self.too_big(frame, l, mtu, stats, now);
                 }
                 (dr::xmit(frame, &e.hop), Counter::TxDr)
             }
             Forward::Tun => {
-                let Some(src) = e.tunnel_source else {
+                let Some(src) = self.tunnel_source else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
-                if let Some(mtu) = tun::too_big(frame.data(), l, e.mtu) {
+                if let Some(mtu) = tun::too_big(frame, l, e.mtu) {
                     return self.too_big(frame, l, mtu, stats, now);
                 }
                 let v = self.tunnel.xmit(frame, l, (src, t.daddr), e.mtu, &e.hop);
                 (v, Counter::TxTun)
             }
             Forward::Nat => {
-                if let Some(mtu) = nat::too_big(frame.data(), l, e.mtu) {
+                if let Some(mtu) = nat::too_big(frame, l, e.mtu) {
                     return self.too_big(frame, l, mtu, stats, now);
                 }
                 let v = nat::xmit_in(frame, l, t.proto, t.daddr, t.dport, &e.hop);
@@ -143,7 +149,7 @@ impl Transmitter {
     ) -> Verdict {
         match t.fwd {
             Forward::Tun => {
-                let Some(src) = e.tunnel_source else {
+                let Some(src) = self.tunnel_source else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
                 self.tunnel

@@ -72,8 +72,8 @@ fn rewrite(d: &mut [u8], l: &Layout, proto: u8, dst: bool, addr: Ipv4Addr, port:
 /// Whether a request is too big for the egress MTU `mtu` (NAT does not
 /// change the length): `Some` with the MTU to report.
 #[inline]
-pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
-    check_mtu(d, l, 0, mtu)
+pub fn too_big(frame: &Frame<'_>, l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(frame, l, 0, mtu)
 }
 
 /// Client → real server: destination VIP:vport becomes RIP:rport.

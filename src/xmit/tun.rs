@@ -92,6 +92,6 @@ pub fn xmit(
 /// `Some` with the MTU to report to the sender (MTU − 20) when it has DF
 /// set, `Some(None)` when it may be fragmented (not done here).
 #[inline]
-pub fn too_big(d: &[u8], l: &Layout, mtu: u16) -> Option<Option<u16>> {
-    check_mtu(d, l, OUTER, mtu)
+pub fn too_big(frame: &Frame<'_>, l: &Layout, mtu: u16) -> Option<Option<u16>> {
+    check_mtu(frame, l, OUTER, mtu)
 }
