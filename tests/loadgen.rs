@@ -188,7 +188,11 @@ fn stamped_packets_cross_xdpvs_dr_and_are_all_counted() {
         "--flows",
         "100",
         "--rate",
-        "20000",
+        // Slow enough that the director's 2048-frame RX ring covers a
+        // 400 ms stall of its core (a CPU-heavy neighbour on a 2-core
+        // box): the property is that nothing forwarded is lost, not that
+        // the box keeps up with a burst.
+        "5000",
         "--count",
         &PACKETS.to_string(),
         "--duration",
