@@ -6,10 +6,11 @@ use std::net::Ipv4Addr;
 
 use super::{EXPECT_TIMEOUT, State};
 use crate::app;
-use crate::config::Forward;
 use crate::conn::{Conn, FlowKey, NewConn, Side};
+use crate::dest::DestRef;
+use crate::dest::Forward;
 use crate::frame::{Frame, Tick};
-use crate::service::{DestRef, Snapshot};
+use crate::service::Snapshot;
 use crate::stats::Counter;
 use crate::wire::Layout;
 use crate::wire::ipv4::PROTO_TCP;

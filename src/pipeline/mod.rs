@@ -28,8 +28,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::conn::{ConnTable, Direction, Kind, Side};
+use crate::dest::{Dest, Forward};
 use crate::frame::{DropReason, Frame, MAX_BATCH, Tick, Verdict};
-use crate::service::{Dest, Snapshot};
+use crate::service::Snapshot;
 use crate::stats::{Counter, WorkerStats};
 use crate::wire::WireError;
 use crate::wire::ipv4::PROTO_TCP;
@@ -325,10 +326,7 @@ impl State {
         self.update_state(snap, i, dest, dir, p, now);
         self.count(dest, side, p.layout.ip_len);
         let mut l = p.layout;
-        if c.proto() == PROTO_TCP
-            && c.forward() == crate::config::Forward::Nat
-            && snap.is_ftp_port(c.vport)
-        {
+        if c.proto() == PROTO_TCP && c.forward() == Forward::Nat && snap.is_ftp_port(c.vport) {
             l = self.ftp(snap, frame, &l, i, side, now);
         }
         match side {

@@ -7,11 +7,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::State;
 use super::parse::{Parsed, TCP_RST, TCP_SYN};
-use crate::config::Forward;
 use crate::conn::{self, Conn, Direction, FlowKey, InsertError, NewConn, Side};
+use crate::dest::Dest;
+use crate::dest::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::sched::Flow;
-use crate::service::{Dest, Service, Snapshot};
+use crate::service::{Service, Snapshot};
 use crate::stats::Counter;
 use crate::wire::ipv4::PROTO_TCP;
 

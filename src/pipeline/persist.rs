@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::State;
 use super::new_conn::schedule;
 use crate::conn::{Conn, FlowKey};
+use crate::dest::Dest;
 use crate::frame::{DropReason, Tick};
-use crate::service::{Dest, Service, Snapshot};
+use crate::service::{Service, Snapshot};
 
 /// FTP's control port: its template covers every port of the VIP, so the
 /// data connections meet the control connection's server.

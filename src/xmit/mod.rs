@@ -19,7 +19,7 @@ pub mod tun;
 
 use std::net::Ipv4Addr;
 
-use crate::config::Forward;
+use crate::dest::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::stats::{Counter, WorkerStats};
 pub use crate::wire::layout::Layout;
