@@ -864,3 +864,63 @@ fn a_syn_on_an_ended_connection_is_scheduled_afresh() {
     assert!(is_tx(v));
     assert_ne!(Ipv4Addr::new(out[30], out[31], out[32], out[33]), rip);
 }
+
+/// Every mode checks the egress MTU (IPVS's `ensure_mtu_is_adequate`):
+/// DR and NAT leave a packet's length as it is, so one bigger than the
+/// real server's port with DF set is answered with "fragmentation needed"
+/// carrying that port's MTU, and one without DF is dropped.
+#[test]
+fn dr_and_nat_too_big_for_the_egress_port_get_icmp_frag_needed() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    for (n, vip) in [VIP_DR, VIP_NAT].into_iter().enumerate() {
+        let fits = Pkt {
+            dst: vip,
+            sport: 100 + n as u16,
+            payload: vec![0x55; usize::from(MTU) - 40],
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &fits.bytes(), 0);
+        assert!(is_tx(v), "{vip}: a packet of exactly the MTU goes: {v:?}");
+        assert_ne!(&out[30..34], &CLIENT.octets(), "{vip}: not sent back");
+
+        let big = Pkt {
+            dst: vip,
+            sport: 200 + n as u16,
+            payload: vec![0x55; usize::from(MTU) - 40 + 1],
+            ..Pkt::default()
+        };
+        let input = big.bytes();
+        let (v, out) = run(&mut p, &input, 0);
+        assert!(is_tx(v), "{vip}: {v:?}");
+        let s = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().source_addr(), vip);
+        assert_eq!(ip.header().destination_addr(), CLIENT);
+        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+            panic!("{vip}: not ICMP")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: MTU
+                }
+            )
+        );
+        assert_eq!(icmp.payload(), &input[14..14 + 28]);
+        assert_checksums(&out);
+
+        let no_df = Pkt {
+            df: false,
+            sport: 300 + n as u16,
+            ..big
+        };
+        let (v, _) = run(&mut p, &no_df.bytes(), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::TooBig), "{vip}");
+    }
+    assert_eq!(p.stats().get(Counter::IcmpSent), 2);
+    assert_eq!(p.stats().dropped(DropReason::TooBig), 2);
+}
