@@ -295,7 +295,7 @@ impl Dest {
         self.counters.bind();
         if self.upper_threshold != 0 {
             let (a, i) = self.counters.conns();
-            if a + i >= self.upper_threshold {
+            if u64::from(a) + u64::from(i) >= u64::from(self.upper_threshold) {
                 self.counters.set_overloaded(true);
             }
         }
@@ -311,7 +311,7 @@ impl Dest {
             return;
         }
         let (a, i) = self.counters.conns();
-        let total = u64::from(a + i);
+        let total = u64::from(a) + u64::from(i);
         let clear = if self.lower_threshold != 0 {
             total < u64::from(self.lower_threshold)
         } else if self.upper_threshold != 0 {

@@ -203,6 +203,9 @@ named_counters! {
         NoHeadroom = "no_headroom",
         /// A NAT connection's reply 5-tuple is already another connection's.
         NatCollision = "nat_collision",
+        /// An ICMP error about one of our connections with a wrong ICMP
+        /// checksum (IPVS drops these too).
+        BadIcmpChecksum = "bad_icmp_checksum",
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use common::*;
 use etherparse::{Ipv4HeaderSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
-use xdpvs::frame::Verdict;
+use xdpvs::frame::{DropReason, Verdict};
 use xdpvs::stats::Counter;
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -236,4 +236,37 @@ proptest! {
             check(&out);
         }
     }
+}
+
+/// Parameter problem is relayed like the other errors; an error about a
+/// connection whose ICMP checksum is wrong is dropped and counted, as
+/// `ip_vs_in_icmp` does.
+#[test]
+fn parameter_problem_is_relayed_and_a_bad_icmp_checksum_dropped() {
+    let t = director();
+    let mut p = pipeline(&t, 64);
+    let q = Pkt {
+        dst: VIP_NAT,
+        dport: 53,
+        sport: 5001,
+        l4: L4::Udp { checksum: true },
+        payload: b"query".to_vec(),
+        ..Pkt::default()
+    };
+    let (_, fwd) = run(&mut p, &q.bytes(), 0);
+    let err = icmp_error(mac_of(RS31), RS31, CLIENT, (12, 0, 0), &fwd[14..]);
+    let (v, out) = run(&mut p, &err, 1);
+    assert!(matches!(v, Verdict::Tx { .. }), "{v:?}");
+    let quote = check(&out);
+    let ip = Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
+    assert_eq!((ip.source_addr(), ip.destination_addr()), (VIP_NAT, CLIENT));
+    assert_eq!(ports(&quote), (5001, 53));
+    assert_eq!(p.stats().get(Counter::IcmpRelayed), 1);
+
+    let mut bad = icmp_error(mac_of(RS31), RS31, CLIENT, (3, 3, 0), &fwd[14..]);
+    bad[14 + 20 + 2] ^= 0x01; // the ICMP checksum
+    let (v, _) = run(&mut p, &bad, 1);
+    assert_eq!(v, Verdict::Drop(DropReason::BadIcmpChecksum));
+    assert_eq!(p.stats().dropped(DropReason::BadIcmpChecksum), 1);
+    assert_eq!(p.stats().get(Counter::IcmpRelayed), 1, "not relayed");
 }

@@ -70,7 +70,8 @@ impl SeqAdjust {
     pub fn resized(&mut self, seq: u32, diff: i32) {
         if !self.active() || after(seq, self.init_seq) {
             self.prev_delta = self.delta;
-            self.delta += diff;
+            // Sequence numbers are modulo 2^32: so are shifts of them.
+            self.delta = self.delta.wrapping_add(diff);
             self.init_seq = seq;
         }
     }

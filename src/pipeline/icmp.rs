@@ -8,6 +8,7 @@ use crate::conn::{FlowKey, Side};
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::service::Snapshot;
 use crate::stats::Counter;
+use crate::wire::checksum;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame};
 use crate::xmit::icmp::quote;
 
@@ -51,6 +52,12 @@ impl State {
         };
         if !ip_header_ok(d, &q.layout) {
             return Verdict::Drop(DropReason::BadIpChecksum);
+        }
+        // As `ip_vs_in_icmp`: once it is known to concern a connection, an
+        // error whose ICMP checksum is wrong is dropped, not relayed.
+        let icmp = &d[q.layout.l4()..q.layout.l2_len + q.layout.ip_len];
+        if checksum::checksum(icmp) != 0 {
+            return Verdict::Drop(DropReason::BadIcmpChecksum);
         }
         let v = match side {
             Side::Server => {

@@ -141,7 +141,7 @@ impl<S: FrameIo> Worker<S> {
                 }
                 continue;
             }
-            empty += 1;
+            empty = empty.saturating_add(1);
             if empty == 1 {
                 self.publish();
             }

@@ -2,8 +2,8 @@
 //! `ip_vs_nat_icmp`).
 //!
 //! An ICMP error (destination unreachable — fragmentation needed among
-//! them —, source quench, time exceeded) quotes the header of the packet
-//! that caused it. When that packet belongs to one of our connections the
+//! them —, source quench, time exceeded, parameter problem) quotes the
+//! header of the packet that caused it. When that packet belongs to one of our connections the
 //! error must reach the host that sent the packet, translated as the
 //! connection is:
 //!
@@ -30,7 +30,9 @@ use crate::frame::Tick;
 use crate::frame::{DropReason, Frame, Verdict};
 use crate::wire::Layout;
 use crate::wire::checksum::{self, update16, update32};
-use crate::wire::icmp::{CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, Icmpv4Packet};
+use crate::wire::icmp::{
+    CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, Icmpv4Packet,
+};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 /// At most this many ICMP errors per second per worker, as Linux's
@@ -97,7 +99,7 @@ pub fn quote(d: &[u8], l2_len: usize) -> Option<Quote> {
     let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
     if !matches!(
         icmp.msg_type(),
-        ICMP_DEST_UNREACH | ICMP_SOURCE_QUENCH | ICMP_TIME_EXCEEDED
+        ICMP_DEST_UNREACH | ICMP_SOURCE_QUENCH | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM
     ) {
         return None;
     }
