@@ -508,6 +508,18 @@ impl Director {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // The steering program's own counts, read before it is detached.
+        for s in self.plane.steering.iter().filter(|_| report) {
+            if let Ok(st) = s.stats() {
+                log(format_args!(
+                    "{}: XDP program redirected {} passed {} redirect_failed {}",
+                    s.ifname(),
+                    st.redirected,
+                    st.passed,
+                    st.redirect_failed
+                ));
+            }
+        }
         self.plane.steering.clear();
         // Removes the socket file.
         self.server = None;

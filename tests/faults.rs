@@ -213,6 +213,11 @@ fn bad_frames_a_second_daemon_and_a_dead_real_cost_only_themselves() {
 
     let log = daemon.stop();
     assert_eq!(counter(&log, "malformed"), 20, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(": XDP program redirected ") && !l.contains(" redirected 0 ")),
+        "the steering program's counts are logged at stop:\n{log}"
+    );
     assert!(!xdp_attached(&bed), "the program is gone with the daemon");
 }
 

@@ -77,6 +77,11 @@ fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> [u8; 8] {
 }
 
 impl Steering {
+    /// The interface it is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
     /// Loads the program and attaches it to `ifname` in `mode` (`Auto`:
     /// native, else generic).
     pub fn attach(ifname: &str, mode: XdpMode) -> Result<(Steering, AttachInfo), XskError> {
