@@ -119,7 +119,8 @@ impl Pipeline {
         &self.snap
     }
 
-    /// The worker's statistics block, with the table's occupancy now.
+    /// The worker's statistics block (the worker sets its gauges when it
+    /// publishes it).
     pub fn stats(&self) -> &WorkerStats {
         &self.st.stats
     }
@@ -205,7 +206,6 @@ impl Pipeline {
         let st = &mut self.st;
         st.stats.inc(Counter::ExpireRuns);
         st.stats.add(Counter::ConnsExpired, n as u64);
-        st.stats.set(Counter::Conns, u64::from(st.conns.len()));
         n
     }
 }

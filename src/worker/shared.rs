@@ -65,15 +65,6 @@ impl Shared {
         self.stats[w].load()
     }
 
-    /// Every worker's statistics, summed.
-    pub fn total_stats(&self) -> WorkerStats {
-        let mut sum = WorkerStats::default();
-        for s in self.stats.iter() {
-            sum.merge(&s.load());
-        }
-        sum
-    }
-
     pub(super) fn publish(&self, w: usize, s: &WorkerStats) {
         self.stats[w].store(s);
     }
