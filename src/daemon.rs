@@ -27,6 +27,21 @@
 //! as `no_neighbour`, not sent to a stale MAC. NAT replies go back to the
 //! MAC the client's packets came from (the router in front of us), which
 //! the connection remembers: the path back is the path in, with no lookup.
+//!
+//! A dead worker is a dead daemon. Its queues would fall back to the
+//! kernel and the frames other workers hand over to it would pile up, in a
+//! director that still looks alive; so the control thread checks its
+//! workers every round (20 ms at most) and, when one has ended, stops the
+//! others, detaches the XDP programs (their BPF links close; they would
+//! also close with the process), removes the control socket and returns
+//! [`DaemonError::WorkerPanicked`]: `xdpvs` exits non-zero with the line
+//! `xdpvs: worker N panicked: CAUSE`, for a supervisor (systemd's
+//! `Restart=`) to restart it. The same holds during start-up.
+//!
+//! Fault injection (for the tests of the above, harmless otherwise): with
+//! `XDPVS_FAULT_WORKER_PANIC=W[:N]` in its environment, worker W panics
+//! once it has received N frames (default 1). A value that does not parse
+//! is refused at start.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -85,6 +100,35 @@ pub enum DaemonError {
     WorkerLost(usize),
     #[error("worker {0}: cannot start its thread: {1}")]
     Spawn(usize, std::io::Error),
+    #[error("worker {worker} panicked: {cause}")]
+    WorkerPanicked { worker: usize, cause: String },
+    #[error("worker {0} stopped unexpectedly")]
+    WorkerStopped(usize),
+    #[error("{FAULT_PANIC_ENV}: expected WORKER or WORKER:FRAMES (fault injection), got {0:?}")]
+    BadFault(String),
+}
+
+/// The fault-injection variable of the module docs.
+pub const FAULT_PANIC_ENV: &str = "XDPVS_FAULT_WORKER_PANIC";
+
+/// `W[:N]` of [`FAULT_PANIC_ENV`]: worker W panics after N frames.
+fn parse_fault(value: &str) -> Option<(usize, u64)> {
+    let (w, n) = match value.split_once(':') {
+        Some((w, n)) => (w, n.parse().ok().filter(|&n| n > 0)?),
+        None => (value, 1),
+    };
+    Some((w.parse().ok()?, n))
+}
+
+/// The panic a finished thread's `join` gave, as text.
+fn panic_cause(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
 }
 
 /// Where each worker runs: queue `queue` of every interface that has it.
@@ -213,7 +257,10 @@ struct Director {
     control: Control,
     server: Option<ControlServer>,
     plane: Plane,
-    threads: Vec<JoinHandle<()>>,
+    /// (worker id, its thread).
+    threads: Vec<(usize, JoinHandle<()>)>,
+    /// Fault injection: (worker, frames), from [`FAULT_PANIC_ENV`].
+    fault: Option<(usize, u64)>,
 }
 
 /// What the control thread keeps in step with the service table: the
@@ -241,6 +288,10 @@ type Ready = Result<(usize, u8, i32, Option<String>), XskError>;
 pub fn run(path: &Path) -> Result<(), DaemonError> {
     let file = path.display().to_string();
     let cfg = Config::from_file(path)?;
+    let fault = match std::env::var(FAULT_PANIC_ENV) {
+        Ok(v) => Some(parse_fault(&v).ok_or(DaemonError::BadFault(v))?),
+        Err(_) => None,
+    };
     let mut nl = Netlink::new()?;
     let ifaces = check_machine(&file, &cfg, &mut nl)?;
     let plans = plan(&cfg.dataplane, &ifaces);
@@ -300,6 +351,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             pending: 0,
         },
         threads: Vec::new(),
+        fault,
     };
     let started = d.start(&plans);
     if let Err(e) = started {
@@ -312,9 +364,9 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         d.cfg.services.len(),
         d.path.display()
     ));
-    d.control_loop(&stop, &hup);
+    let outcome = d.control_loop(&stop, &hup);
     d.shutdown(true);
-    Ok(())
+    outcome
 }
 
 impl Director {
@@ -366,6 +418,7 @@ impl Director {
             let tx = tx.clone();
             let clock = Arc::clone(&clock);
             let core = p.core;
+            let fault = self.fault.and_then(|(w, n)| (w == id).then_some(n));
             let spawned = std::thread::Builder::new()
                 .name(format!("xdpvs-w{id}"))
                 .spawn(move || {
@@ -391,16 +444,33 @@ impl Director {
                     let snap = shared.snapshot.load_full();
                     let pipeline = Pipeline::new(per_worker, snap, clock.now());
                     let mut w = Worker::new(id, socks, pipeline, shared, opts);
+                    if let Some(n) = fault {
+                        w.panic_after(n);
+                    }
                     w.run(&clock);
                 })
                 .map_err(|e| DaemonError::Spawn(id, e))?;
-            self.threads.push(spawned);
+            self.threads.push((id, spawned));
         }
         drop(tx);
         for _ in plans.iter().flat_map(|p| &p.socks) {
-            let (id, port, fd, copy) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| DaemonError::WorkerLost(self.threads.len()))??;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let (id, port, fd, copy) = loop {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(ready) => break ready?,
+                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                        if let Some(dead) = self.dead_worker() {
+                            // A worker that could not open its socket said
+                            // why before it ended.
+                            return Err(match rx.try_recv() {
+                                Ok(Err(e)) => e.into(),
+                                _ => dead,
+                            });
+                        }
+                    }
+                    Err(_) => return Err(DaemonError::WorkerLost(self.threads.len())),
+                }
+            };
             let p = &plans[id];
             self.plane.steering[usize::from(port)].register_socket(p.queue, fd)?;
             log(format_args!(
@@ -426,9 +496,14 @@ impl Director {
         Ok(())
     }
 
-    fn control_loop(&mut self, stop: &AtomicBool, hup: &AtomicBool) {
+    /// Runs until a signal stops the daemon (`Ok`) or a worker has ended
+    /// (the error says which and why).
+    fn control_loop(&mut self, stop: &AtomicBool, hup: &AtomicBool) -> Result<(), DaemonError> {
         let mut last_resolve = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(dead) = self.dead_worker() {
+                return Err(dead);
+            }
             if hup.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
@@ -443,6 +518,22 @@ impl Director {
             }
         }
         log("stopping");
+        Ok(())
+    }
+
+    /// A worker whose thread has ended, joined, as the error it means:
+    /// workers run until [`Shared::stop`], so before that an ended thread
+    /// panicked (or returned early, which is a bug all the same).
+    fn dead_worker(&mut self) -> Option<DaemonError> {
+        let i = self.threads.iter().position(|(_, t)| t.is_finished())?;
+        let (worker, t) = self.threads.remove(i);
+        Some(match t.join() {
+            Err(payload) => DaemonError::WorkerPanicked {
+                worker,
+                cause: panic_cause(&*payload),
+            },
+            Ok(()) => DaemonError::WorkerStopped(worker),
+        })
     }
 
     /// Waits up to `wait` for `xdpvsadm` requests and answers them.
@@ -505,7 +596,7 @@ impl Director {
     /// counters if `report`.
     fn shutdown(&mut self, report: bool) {
         self.plane.shared.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        for (_, t) in self.threads.drain(..) {
             let _ = t.join();
         }
         // The steering program's own counts, read before it is detached.
@@ -661,4 +752,30 @@ pub fn summary(s: &WorkerStats) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_injection_values() {
+        assert_eq!(parse_fault("0"), Some((0, 1)));
+        assert_eq!(parse_fault("2:500"), Some((2, 500)));
+        for bad in ["", "x", "1:", "1:0", ":3", "1:2:3", "-1"] {
+            assert_eq!(parse_fault(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_panic_cause_is_its_message() {
+        let caught = std::thread::spawn(|| panic!("worker {} broke", 3))
+            .join()
+            .unwrap_err();
+        assert_eq!(panic_cause(&*caught), "worker 3 broke");
+        let caught = std::thread::spawn(|| std::panic::panic_any(7u8))
+            .join()
+            .unwrap_err();
+        assert_eq!(panic_cause(&*caught), "a panic without a message");
+    }
 }

@@ -12,6 +12,11 @@
 //! - a client's steady stream of requests loses none while real servers
 //!   are added, re-weighted, drained and deleted, and the scheduler is
 //!   changed, through `xdpvsadm`.
+//! - a worker that panics (fault injection, `XDPVS_FAULT_WORKER_PANIC`)
+//!   takes the daemon down: it exits non-zero with a last line naming the
+//!   worker and the cause, its XDP program detached and its control socket
+//!   removed; a killed daemon leaves no XDP program behind either (the BPF
+//!   link closes with the process), and a new one starts at once.
 
 #[path = "testbed/mod.rs"]
 mod testbed;
@@ -319,4 +324,45 @@ fn live_changes_through_xdpvsadm_lose_no_request() {
     }
     let log = daemon.stop();
     assert_eq!(counter(&log, "handoff_dropped"), 0, "{log}");
+}
+
+/// Issue 12, item 8: a dead worker is a dead daemon.
+#[test]
+fn a_panicking_worker_takes_the_daemon_down() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed(Mode::Dr, 1);
+    let cfg = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(&cfg, config(&bed, &Mode::Dr, "rr", [1, 1, 1])).unwrap();
+    let daemon = Daemon::start_with_env(&bed, &cfg, "XDPVS_FAULT_WORKER_PANIC=0:1");
+    assert!(xdp_attached(&bed));
+    // The one worker receives every frame for the VIP: the SYN kills it.
+    let url = format!("http://{}/", bed.vip());
+    let _ = bed.exec(Host::Client, &["curl", "-sS", "--max-time", "2", &url]);
+    let (status, log) = daemon.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "exit status {status}; log:\n{log}");
+    assert_eq!(
+        log.lines().last(),
+        Some("xdpvs: worker 0 panicked: fault injection: panic after 1 received frames"),
+        "the last line names the worker and the cause; log:\n{log}"
+    );
+    assert!(!xdp_attached(&bed), "an XDP program was left attached");
+    assert!(
+        !director::socket(&bed).exists(),
+        "a control socket was left"
+    );
+
+    // Killed outright, the daemon cleans nothing up itself: the kernel
+    // detaches its program when the link's descriptor closes, and the
+    // next daemon takes over the stale socket file and the queue at once.
+    let daemon = Daemon::start(&bed, &cfg);
+    daemon.signal("KILL");
+    let (status, _) = daemon.wait_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(!xdp_attached(&bed), "a killed daemon left its XDP program");
+    let daemon = Daemon::start(&bed, &cfg);
+    assert_eq!(
+        spread(&bed, 30),
+        counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)])
+    );
+    daemon.stop();
 }

@@ -71,6 +71,9 @@ pub struct Worker<S: FrameIo> {
     /// The kernel's socket counters as last read (once a second), in
     /// [`KERNEL_COUNTERS`] order.
     kernel: [u64; KERNEL_COUNTERS.len()],
+    /// Fault injection ([`Worker::panic_after`]): panic once this many
+    /// frames were received.
+    panic_after: Option<u64>,
 }
 
 impl<S: FrameIo> Worker<S> {
@@ -99,7 +102,17 @@ impl<S: FrameIo> Worker<S> {
             rx_taken: 0,
             tx_given: 0,
             kernel: [0; KERNEL_COUNTERS.len()],
+            panic_after: None,
         }
+    }
+
+    /// Fault injection, for the tests of what a dead worker does to the
+    /// daemon (`XDPVS_FAULT_WORKER_PANIC`, see [`crate::daemon`]): the
+    /// worker panics in [`Worker::run`] once it has received `frames`
+    /// frames. Checked once per round that received any, so it costs the
+    /// loop nothing measurable and nothing at all when unset.
+    pub fn panic_after(&mut self, frames: u64) {
+        self.panic_after = Some(frames);
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -135,6 +148,11 @@ impl<S: FrameIo> Worker<S> {
                 last_now = now;
             }
             if work > 0 {
+                if let Some(n) = self.panic_after
+                    && self.rx_taken >= n
+                {
+                    panic!("fault injection: panic after {n} received frames");
+                }
                 empty = 0;
                 if rounds.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();

@@ -54,9 +54,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(bed: &Testbed, config: &Path) -> Daemon {
+        Daemon::start_with_env(bed, config, "")
+    }
+
+    /// As [`Daemon::start`], with `env` (`NAME=value ...`, shell words)
+    /// in the daemon's environment.
+    pub fn start_with_env(bed: &Testbed, config: &Path, env: &str) -> Daemon {
         let log = bed.tempdir().join("xdpvs.log");
         let cmd = format!(
-            "exec {} --config {} 2>{}",
+            "{env} exec {} --config {} 2>{}",
             xdpvs_bin(),
             config.display(),
             log.display()
@@ -98,6 +104,23 @@ impl Daemon {
             .unwrap()
             .success();
         assert!(ok, "kill -{sig} xdpvs");
+    }
+
+    /// Waits (bounded by `limit`) for the daemon to exit by itself;
+    /// returns its status and whole log.
+    pub fn wait_exit(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("xdpvs still ran after {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, wait (bounded) for a clean exit; returns the whole log.
