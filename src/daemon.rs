@@ -2,7 +2,8 @@
 //!
 //! Start-up checks everything before anything runs, so a bad
 //! configuration never leaves a half-started director: the file, every
-//! interface (it must exist), every core (it must exist), the services
+//! interface (it must exist, and frames of its MTU must fit a UMEM frame
+//! and a hand-over buffer), every core (it must exist), the services
 //! (each with at least one real server). Then, per interface, the XDP
 //! steering program is attached; per RX queue number a worker thread is
 //! started, pinned to its core, and opens its AF_XDP sockets there (queue
@@ -79,6 +80,15 @@ pub enum DaemonError {
     },
     #[error("{file}: dataplane.interfaces: no interface named {name:?} in this network namespace")]
     NoInterface { file: String, name: String },
+    #[error(
+        "{file}: dataplane.interfaces: {name} has MTU {mtu}, whose frames do not fit: expected {expected}; lower the interface's MTU or change dataplane.frame_size"
+    )]
+    InterfaceMtu {
+        file: String,
+        name: String,
+        mtu: u32,
+        expected: String,
+    },
     #[error("{file}: dataplane.cores: core {core} does not exist (this machine has cores {have})")]
     NoCore {
         file: String,
@@ -190,7 +200,19 @@ fn check_machine(
     let mut ifaces = Vec::new();
     for name in &cfg.dataplane.interfaces {
         match nl.interface(name) {
-            Ok(i) => ifaces.push(i),
+            // Frames as large as the interface's MTU may arrive whatever
+            // dataplane.mtu says: they must fit a frame.
+            Ok(i) => match cfg.dataplane.tuning.mtu_problem(i.mtu) {
+                Some(expected) => {
+                    return Err(DaemonError::InterfaceMtu {
+                        file: file.to_owned(),
+                        name: name.clone(),
+                        mtu: i.mtu,
+                        expected,
+                    });
+                }
+                None => ifaces.push(i),
+            },
             Err(NetlinkError::NoSuchInterface(_)) => {
                 return Err(DaemonError::NoInterface {
                     file: file.to_owned(),
@@ -757,6 +779,15 @@ pub fn summary(s: &WorkerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_knows_the_data_paths_sizes() {
+        assert_eq!(
+            crate::config::Tuning::HANDOFF_BYTES as usize,
+            crate::worker::HANDOFF_BYTES
+        );
+        assert_eq!(crate::xsk::RX_HEADROOM, crate::frame::RX_HEADROOM);
+    }
 
     #[test]
     fn fault_injection_values() {

@@ -13,6 +13,12 @@ pub type Tick = u32;
 /// (`dataplane.batch_size` may not exceed it).
 pub const MAX_BATCH: usize = 64;
 
+/// Where a received frame starts in its buffer (`XDP_PACKET_HEADROOM`, the
+/// room the kernel leaves in front of an AF_XDP frame): encapsulation
+/// prepends its headers there. A UMEM chunk of `frame_size` bytes holds a
+/// frame of at most `frame_size - RX_HEADROOM`.
+pub const RX_HEADROOM: usize = 256;
+
 /// A received frame inside its buffer (an AF_XDP UMEM chunk): the bytes
 /// `buf[head..head + len]`, with headroom before `head` for headers that
 /// encapsulation prepends.

@@ -2,7 +2,8 @@
 //! `xdpvsadm`, on the namespace test bed (root; CI runs as root):
 //!
 //! - a configuration naming an unknown interface, a core that does not
-//!   exist, or a service without real servers is refused with a message
+//!   exist, or a service without real servers, or an interface whose MTU
+//!   does not fit a UMEM frame, is refused with a message
 //!   naming the file and key, and nothing is left started (no XDP program,
 //!   no socket);
 //! - a second daemon on the same control socket is refused and the first
@@ -101,6 +102,36 @@ fn bad_configurations_start_nothing() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no real servers"));
+
+    // The interface's own MTU is checked at start-up: frames that large
+    // would not fit a UMEM frame (2048 - 256 headroom - 18 = 1774).
+    let dev = bed.director_iface();
+    let set_mtu = |mtu: &str| {
+        let out = bed.exec(
+            Host::Director,
+            &["ip", "link", "set", "dev", &dev, "mtu", mtu],
+        );
+        assert!(out.status.success(), "ip link set mtu {mtu}");
+    };
+    set_mtu("1800");
+    std::fs::write(&path, &good).unwrap();
+    let out = bed.exec(
+        Host::Director,
+        &[director::xdpvs_bin(), "--config", &path_s],
+    );
+    set_mtu(&bed.lan_mtu().to_string());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with frames too large: {err}"
+    );
+    let says = format!(
+        "xdpvs: {path_s}: dataplane.interfaces: {dev} has MTU 1800, whose frames do not fit: \
+         expected an MTU of at most 1774"
+    );
+    assert!(err.starts_with(&says), "expected {says:?} in: {err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(!xdp_attached(&bed), "an XDP program was left attached");
 }
 
 #[test]

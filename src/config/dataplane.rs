@@ -1,7 +1,10 @@
 //! `[dataplane]`, `[connections]` and `[control]`: the tables of plain
-//! keys. Each key is read with its range; the few cross-checks (a fill
-//! ring no larger than the UMEM, no repeated interface, core or FTP port)
-//! are reported at the value that breaks them.
+//! keys. Each key is read with its range; the few cross-checks are
+//! reported at the value that breaks them: no repeated interface, core or
+//! FTP port, and a data path that can work — enough UMEM frames for the
+//! fill ring and TX ([`Tuning::frames_needed`]), and frames of the MTU that
+//! fit a UMEM frame and a hand-over buffer ([`Tuning::max_mtu`]; the
+//! interfaces' own MTUs are checked at start-up, when they are known).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -90,6 +93,12 @@ impl Source<'_> {
             },
         )?;
         let tuning = self.tuning(raw)?;
+        if let Some(m) = mtu
+            && let Some(expected) = tuning.mtu_problem(u32::from(m))
+        {
+            let value = raw.mtu.as_ref().expect("an mtu was read");
+            return Err(self.expected(value, "dataplane.mtu", expected));
+        }
         Ok(Dataplane {
             interfaces,
             cores,
@@ -130,27 +139,35 @@ impl Source<'_> {
             "dataplane.fill_ring_size",
             d.fill_ring_size,
         )?;
-        if fill_ring_size > umem_frames {
-            let value = raw.fill_ring_size.as_ref().or(raw.umem_frames.as_ref());
-            let key = if raw.fill_ring_size.is_some() {
-                "dataplane.fill_ring_size"
-            } else {
-                "dataplane.umem_frames"
-            };
+        let tx_ring_size = ring(&raw.tx_ring_size, "dataplane.tx_ring_size", d.tx_ring_size)?;
+        let need = fill_ring_size + tx_ring_size;
+        if umem_frames < need {
+            // Reported at the key the operator wrote, umem_frames first
+            // (raising it is the usual fix).
+            let (key, value) = [
+                ("dataplane.umem_frames", &raw.umem_frames),
+                ("dataplane.fill_ring_size", &raw.fill_ring_size),
+                ("dataplane.tx_ring_size", &raw.tx_ring_size),
+            ]
+            .into_iter()
+            .find_map(|(k, v)| Some((k, v.as_ref()?)))
+            .expect("the defaults fit, so one of the three keys was given");
             let problem = Problem::Expected {
                 expected: format!(
-                    "fill_ring_size ({fill_ring_size}) no larger than umem_frames ({umem_frames}): \
-                     the fill ring holds free frames"
+                    "umem_frames ({umem_frames}) of at least fill_ring_size + tx_ring_size \
+                     ({fill_ring_size} + {tx_ring_size} = {need}): frames wait in the fill ring \
+                     for the kernel or are in flight on TX, and hand-over and cross-port \
+                     transmission need free frames beyond the fill ring"
                 ),
-                got: value.map_or_else(String::new, |v| describe(v.get_ref())),
+                got: describe(value.get_ref()),
             };
-            return Err(self.invalid(value.map(|v| v.span()), key, problem));
+            return Err(self.invalid(Some(value.span()), key, problem));
         }
         Ok(Tuning {
             umem_frames,
             frame_size,
             rx_ring_size: ring(&raw.rx_ring_size, "dataplane.rx_ring_size", d.rx_ring_size)?,
-            tx_ring_size: ring(&raw.tx_ring_size, "dataplane.tx_ring_size", d.tx_ring_size)?,
+            tx_ring_size,
             fill_ring_size,
             comp_ring_size: ring(
                 &raw.comp_ring_size,

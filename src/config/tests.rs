@@ -138,7 +138,7 @@ cores = [2, 3]
 xdp_mode = "native"
 zero_copy = "off"
 batch_size = 32
-mtu = 9000
+mtu = 1700
 tunnel_source = "198.18.2.2"
 
 [connections]
@@ -171,7 +171,7 @@ lower_threshold = 50
     assert_eq!(d.interfaces, ["eth1", "eth2"]);
     assert_eq!(d.cores, [2, 3]);
     assert_eq!((d.xdp_mode, d.zero_copy), (XdpMode::Native, ZeroCopy::Off));
-    assert_eq!((d.batch_size, d.mtu), (32, 9000));
+    assert_eq!((d.batch_size, d.mtu), (32, 1700));
     let c = &config.connections;
     let timeouts = (
         c.max_entries,
@@ -866,7 +866,7 @@ fn tuning_keys_are_checked() {
         ("rx_ring_size = 1000", "dataplane.rx_ring_size"),
         (
             "umem_frames = 1024",
-            "fill_ring_size (2048) no larger than umem_frames (1024)",
+            "umem_frames (1024) of at least fill_ring_size + tx_ring_size (2048 + 2048 = 4096)",
         ),
         ("frame_size = 3000", "2048 or 4096"),
         ("idle = \"sleepy\"", "\"busy\""),
@@ -876,4 +876,76 @@ fn tuning_keys_are_checked() {
         let e = t(bad).unwrap_err().to_string();
         assert!(e.contains(says), "{bad}: {e}");
     }
+}
+
+/// Issue 12, item 11: a data path that cannot work is refused, at the key
+/// the operator wrote (line 3 is the first key after HEAD).
+#[test]
+fn umem_frames_cover_the_fill_ring_and_tx() {
+    let t = |extra: &str| error(&HEAD.replace("[dataplane]", &format!("[dataplane]\n{extra}")));
+    let need = "of at least fill_ring_size + tx_ring_size";
+    // The fill ring as large as the UMEM leaves nothing for hand-over and
+    // cross-port transmission.
+    assert_eq!(
+        t("fill_ring_size = 4096"),
+        format!(
+            "t.toml:2: dataplane.fill_ring_size: expected umem_frames (4096) {need} \
+             (4096 + 2048 = 6144): frames wait in the fill ring for the kernel or are in \
+             flight on TX, and hand-over and cross-port transmission need free frames \
+             beyond the fill ring, got 4096"
+        )
+    );
+    // umem_frames is named first when it was given: raising it is the fix.
+    let e = t("fill_ring_size = 4096\numem_frames = 4096");
+    assert!(
+        e.starts_with("t.toml:3: dataplane.umem_frames: expected umem_frames (4096) "),
+        "{e}"
+    );
+    let e = t("tx_ring_size = 4096");
+    assert!(
+        e.starts_with("t.toml:2: dataplane.tx_ring_size: ") && e.contains("(2048 + 4096 = 6144)"),
+        "{e}"
+    );
+    let e = t("umem_frames = 2048\nfill_ring_size = 1024\ntx_ring_size = 2048");
+    assert!(
+        e.contains("dataplane.umem_frames") && e.contains("= 3072)"),
+        "{e}"
+    );
+    // Exactly enough is enough.
+    let ok = |extra: &str| parse(&HEAD.replace("[dataplane]", &format!("[dataplane]\n{extra}")));
+    let c = ok("umem_frames = 2048\nfill_ring_size = 1024\ntx_ring_size = 1024").unwrap();
+    assert_eq!(c.dataplane.tuning.frames_needed(), 2048);
+    ok("umem_frames = 8192\nfill_ring_size = 4096\ntx_ring_size = 4096").unwrap();
+}
+
+#[test]
+fn the_mtu_fits_a_frame_and_a_hand_over_buffer() {
+    let t = |extra: &str| parse(&HEAD.replace("[dataplane]", &format!("[dataplane]\n{extra}")));
+    // 2048-byte frames: 2048 - 256 headroom - 18 Ethernet and VLAN = 1774.
+    assert_eq!(t("mtu = 1774").unwrap().dataplane.tuning.max_mtu(), 1774);
+    assert_eq!(
+        t("mtu = 1775").unwrap_err().to_string(),
+        "t.toml:2: dataplane.mtu: expected an MTU of at most 1774 (a 2048-byte frame_size \
+         less 256 bytes of headroom and 18 of Ethernet header and VLAN tag), got 1775"
+    );
+    // 4096-byte frames hold more, but a frame handed to another worker
+    // must fit its 2048-byte buffer.
+    assert_eq!(
+        t("frame_size = 4096\nmtu = 2030")
+            .unwrap()
+            .dataplane
+            .tuning
+            .max_mtu(),
+        2030
+    );
+    assert_eq!(
+        t("frame_size = 4096\nmtu = 3000").unwrap_err().to_string(),
+        "t.toml:3: dataplane.mtu: expected an MTU of at most 2030 (the buffers that hand \
+         frames between workers hold 2048 bytes, 18 of them Ethernet header and VLAN tag), \
+         got 3000"
+    );
+    // The default MTU fits the default frame.
+    let d = t("").unwrap().dataplane;
+    assert!(d.tuning.mtu_problem(u32::from(d.mtu)).is_none());
+    assert!(d.tuning.mtu_problem(9000).is_some());
 }

@@ -40,8 +40,9 @@ pub struct Dataplane {
     pub zero_copy: ZeroCopy,
     /// Frames per RX/TX batch, 1..=[`Dataplane::MAX_BATCH_SIZE`].
     pub batch_size: u32,
-    /// MTU of the director's ports, 576..=9000: an IPIP packet that would
-    /// exceed it is answered with ICMP "fragmentation needed".
+    /// MTU of the director's ports, 576..=9000 and at most
+    /// [`Tuning::max_mtu`]: an IPIP packet that would exceed it is answered
+    /// with ICMP "fragmentation needed".
     pub mtu: u16,
     /// Outer source address of IPIP packets; always `Some` when a real server
     /// uses [`Forward::Tun`].
@@ -77,6 +78,51 @@ impl Tuning {
     pub const MIN_RING: u32 = 64;
     pub const MAX_RING: u32 = 1 << 16;
     pub const MAX_UMEM_FRAMES: u32 = 1 << 18;
+    /// Bytes of one buffer of the hand-over between workers (the size of
+    /// `worker::HANDOFF_BYTES`; the daemon's tests hold the two equal): a
+    /// frame that must change workers is copied into one.
+    pub const HANDOFF_BYTES: u32 = 2048;
+
+    /// UMEM frames a socket needs: a full fill ring for the kernel to
+    /// receive into, and beyond it a TX ring's worth, for frames in flight
+    /// on TX and for the free frames that hand-overs and cross-port
+    /// transmission copy into (the fill ring takes every free frame it has
+    /// room for, so only what lies beyond it is ever free).
+    pub fn frames_needed(&self) -> u32 {
+        self.fill_ring_size + self.tx_ring_size
+    }
+
+    /// The largest MTU whose frames (with an Ethernet header and a VLAN
+    /// tag) fit a UMEM frame after its headroom, and a hand-over buffer.
+    pub fn max_mtu(&self) -> u32 {
+        let room = (self.frame_size - crate::frame::RX_HEADROOM as u32).min(Self::HANDOFF_BYTES);
+        room - crate::wire::ethernet::VLAN_HEADER_LEN as u32
+    }
+
+    /// Why frames of `mtu` do not fit (see [`Tuning::max_mtu`]), or `None`.
+    pub fn mtu_problem(&self, mtu: u32) -> Option<String> {
+        let max = self.max_mtu();
+        if mtu <= max {
+            return None;
+        }
+        let frame_room = self.frame_size - crate::frame::RX_HEADROOM as u32;
+        Some(if frame_room <= Self::HANDOFF_BYTES {
+            format!(
+                "an MTU of at most {max} (a {}-byte frame_size less {} bytes of headroom \
+                 and {} of Ethernet header and VLAN tag)",
+                self.frame_size,
+                crate::frame::RX_HEADROOM,
+                crate::wire::ethernet::VLAN_HEADER_LEN
+            )
+        } else {
+            format!(
+                "an MTU of at most {max} (the buffers that hand frames between workers hold \
+                 {} bytes, {} of them Ethernet header and VLAN tag)",
+                Self::HANDOFF_BYTES,
+                crate::wire::ethernet::VLAN_HEADER_LEN
+            )
+        })
+    }
 }
 
 impl Default for Tuning {

@@ -76,7 +76,7 @@ pub const MAX_BATCH: usize = 1024;
 /// Where received packets start in their chunk (`XDP_PACKET_HEADROOM`): the
 /// room in front for headers that encapsulation prepends. Injected packets
 /// are placed at the same offset.
-pub const RX_HEADROOM: usize = 256;
+pub const RX_HEADROOM: usize = crate::frame::RX_HEADROOM;
 
 /// One AF_XDP socket with its own UMEM and its four rings.
 pub struct Xsk {
