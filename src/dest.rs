@@ -6,7 +6,18 @@
 //! connection remembers its server as a [`DestRef`] (slot and generation),
 //! so after the server is deleted — even if the slot is reused — the
 //! connection's packets find no server and are dropped, as IPVS ends the
-//! connections of a deleted real server.
+//! connections of a deleted real server. No `DestRef` is ever issued
+//! twice: a slot's generation only grows, and a slot whose generation is
+//! spent ([`DestRef::MAX_GENERATION`] occupants) is retired for good
+//! rather than wrapped, so a connection, persistence template, FTP
+//! expectation or locality entry that outlives its server can never match
+//! the server that later takes the slot.
+//!
+//! The connection counters never underflow: a decrement finds at least the
+//! count it takes away, or leaves 0 (saturating), so a connection whose
+//! bookkeeping disagrees with its server's (one that outlived a reset of the
+//! counters, say) cannot wrap `ActiveConn` to four billion and lock the
+//! server out of least-connection scheduling.
 //!
 //! What must outlive a snapshot is shared by `Arc`: a real server's
 //! connection counters ([`DestCounters`]), which all workers update with
@@ -56,16 +67,26 @@ impl fmt::Display for Forward {
 }
 
 /// A real server's slot and the generation of that slot's occupant.
+/// Generation 0 is never a server's, so `DestRef(0)` names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DestRef(pub u32);
 
 impl DestRef {
     const GEN_BITS: u32 = 12;
     pub const MAX_SLOTS: u32 = 1 << (32 - Self::GEN_BITS);
+    /// The last generation of a slot: its occupants are generations
+    /// 1..=MAX_GENERATION, after which the slot is retired (module docs).
+    pub const MAX_GENERATION: u32 = (1 << Self::GEN_BITS) - 1;
 
     pub fn new(slot: u32, generation: u32) -> DestRef {
         debug_assert!(slot < Self::MAX_SLOTS);
-        DestRef(slot << Self::GEN_BITS | (generation & ((1 << Self::GEN_BITS) - 1)))
+        debug_assert!(generation <= Self::MAX_GENERATION);
+        DestRef(slot << Self::GEN_BITS | (generation & Self::MAX_GENERATION))
+    }
+
+    #[inline]
+    pub fn generation(self) -> u32 {
+        self.0 & Self::MAX_GENERATION
     }
 
     #[inline]
@@ -217,7 +238,7 @@ impl DestCounters {
         } else {
             &self.active
         };
-        c.fetch_sub(1, Ordering::Relaxed);
+        decrement(c);
     }
 
     /// A connection moves between the active and inactive counts.
@@ -228,7 +249,7 @@ impl DestCounters {
         } else {
             (&self.active, &self.inactive)
         };
-        from.fetch_sub(1, Ordering::Relaxed);
+        decrement(from);
         to.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -243,7 +264,7 @@ impl DestCounters {
         if added {
             self.persistent.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.persistent.fetch_sub(1, Ordering::Relaxed);
+            decrement(&self.persistent);
         }
     }
 
@@ -255,6 +276,13 @@ impl DestCounters {
     pub fn set_overloaded(&self, on: bool) {
         self.overloaded.store(on, Ordering::Relaxed);
     }
+}
+
+/// One less, but never below 0 (module docs). A compare-and-swap loop,
+/// which runs on connection state changes only, never per packet.
+#[inline]
+fn decrement(c: &AtomicU32) {
+    let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 /// A real server as workers see it.
@@ -322,5 +350,69 @@ impl Dest {
         if clear {
             self.counters.set_overloaded(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ref_is_its_slot_and_generation() {
+        let r = DestRef::new(DestRef::MAX_SLOTS - 1, DestRef::MAX_GENERATION);
+        assert_eq!(
+            (r.slot(), r.generation()),
+            (DestRef::MAX_SLOTS as usize - 1, DestRef::MAX_GENERATION)
+        );
+        assert_ne!(DestRef::new(0, 1), DestRef(0));
+        assert_ne!(DestRef::new(1, 1), DestRef::new(1, 2));
+    }
+
+    /// Decrements stop at 0; a connection that was never counted here
+    /// cannot wrap a count.
+    #[test]
+    fn counters_never_underflow() {
+        let c = DestCounters::default();
+        c.unbind(true);
+        c.unbind(false);
+        c.set_persistent(false);
+        assert_eq!((c.conns(), c.persistent()), ((0, 0), 0));
+        // Established without having been counted inactive: counted active
+        // from then on, and its end takes that back.
+        c.set_active(true);
+        assert_eq!(c.conns(), (1, 0));
+        c.unbind(false);
+        c.unbind(false);
+        assert_eq!(c.conns(), (0, 0));
+        c.bind();
+        c.set_active(true);
+        c.set_active(false);
+        c.set_active(false);
+        assert_eq!(c.conns(), (0, 2), "the count moved from stays at 0");
+    }
+
+    /// The overload mark of `ip_vs_unbind_dest` comes off, and stays off,
+    /// when unbinds go past 0.
+    #[test]
+    fn unbinds_past_zero_leave_the_server_schedulable() {
+        let d = Dest {
+            r: DestRef::new(0, 1),
+            addr: IpAddr::from([198, 18, 2, 11]),
+            port: 80,
+            fwd: Forward::Dr,
+            weight: 1,
+            last_weight: 1,
+            upper_threshold: 1,
+            lower_threshold: 0,
+            mac: None,
+            tx_port: 0,
+            counters: Arc::new(DestCounters::default()),
+        };
+        d.bind();
+        assert!(d.counters.overloaded());
+        d.unbind(true);
+        d.unbind(true);
+        assert_eq!(d.counters.conns(), (0, 0));
+        assert!(!d.counters.overloaded() && d.available());
     }
 }

@@ -924,3 +924,55 @@ fn dr_and_nat_too_big_for_the_egress_port_get_icmp_frag_needed() {
     assert_eq!(p.stats().get(Counter::IcmpSent), 2);
     assert_eq!(p.stats().dropped(DropReason::TooBig), 2);
 }
+
+/// Issue 12, item 13: a real server's slot reused more often than its
+/// generation counts (4096 re-adds wrapped the 12-bit generation back to
+/// the old connection's) never gives an old connection the new server,
+/// and that connection's end never touches the new server's counters.
+#[test]
+fn a_reused_slot_never_takes_an_old_connection() {
+    let mut t = director();
+    let vip = "198.18.1.1:80".parse().unwrap();
+    let rs11 = "198.18.2.11:80";
+    let mut p = pipeline(&t, 1024);
+    let first = |flags| Pkt {
+        sport: 100,
+        l4: L4::Tcp { flags, seq: 5 },
+        ..Pkt::default()
+    };
+    // rr starts at the list head, .11; the client's ACK establishes it.
+    let (v, out) = run(&mut p, &first(SYN).bytes(), 0);
+    assert!(is_tx(v));
+    assert_eq!(out[0..6], mac_of(Ipv4Addr::new(198, 18, 2, 11)));
+    assert!(is_tx(run(&mut p, &first(ACK).bytes(), 0).0));
+    let dot11 = |snap: &xdpvs::service::Snapshot| {
+        snap.dests_of(&snap.services()[0])
+            .iter()
+            .find(|d| d.addr == Ipv4Addr::new(198, 18, 2, 11))
+            .expect(".11 is a real server")
+            .clone()
+    };
+    let old = dot11(p.snapshot());
+    assert_eq!(old.counters.conns(), (1, 0));
+    for _ in 0..4096 {
+        t.del_dest(Protocol::Tcp, vip, rs11.parse().unwrap())
+            .unwrap();
+        t.add_dest(Protocol::Tcp, vip, &real(rs11, Forward::Dr, 1))
+            .unwrap();
+    }
+    p.set_snapshot(Arc::new(t.snapshot()));
+    assert_eq!(
+        run(&mut p, &first(ACK).bytes(), 1).0,
+        Verdict::Drop(DropReason::DestGone),
+        "the old connection's server is gone, whoever holds its slot now"
+    );
+    let now_11 = dot11(p.snapshot());
+    assert_ne!(now_11.r, old.r);
+    assert_eq!(now_11.counters.conns(), (0, 0));
+    // The old connection ends without touching anyone's counts.
+    for now in [2, 1000, 2000] {
+        p.expire(now, 1024);
+    }
+    assert_eq!(p.conns().len(), 0);
+    assert_eq!(now_11.counters.conns(), (0, 0));
+}

@@ -306,7 +306,8 @@ impl ServiceTable {
             None => return Err(ServiceError::TooManyDests),
         };
         let s = &mut self.slots[slot as usize];
-        s.generation = s.generation.wrapping_add(1);
+        // Never wraps: `release` retires a slot at its last generation.
+        s.generation += 1;
         s.dest = Some(DestEntry {
             cfg: real.clone(),
             last_weight: real.weight,
@@ -357,9 +358,14 @@ impl ServiceTable {
         Ok(())
     }
 
+    /// Empties `slot`; it is reused unless its generations are spent, so
+    /// that no [`DestRef`] is ever issued twice (see [`crate::dest`]).
     fn release(&mut self, slot: u32) {
-        self.slots[slot as usize].dest = None;
-        self.free.push(slot);
+        let s = &mut self.slots[slot as usize];
+        s.dest = None;
+        if s.generation < DestRef::MAX_GENERATION {
+            self.free.push(slot);
+        }
     }
 
     /// `ipvsadm -C`: every service and real server.
@@ -717,6 +723,43 @@ mod tests {
         t.del_dest(Protocol::Tcp, vip, rip).unwrap();
         t.add_dest(Protocol::Tcp, vip, &real(0)).unwrap();
         assert_eq!(weights(&t), (0, 0));
+    }
+
+    /// No `DestRef` is issued twice however often a server is re-added
+    /// (`ipvsadm -d` / `-a`, a flapping health check): a slot is reused
+    /// until its generations are spent, then retired, so the slots grow by
+    /// one per 4095 re-adds.
+    #[test]
+    fn dest_refs_are_never_reissued() {
+        let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "rr"))
+            .unwrap();
+        let real = |addr: &str| RealConfig {
+            addr: addr.parse().unwrap(),
+            forward: Forward::Dr,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        // A second server keeps its slot throughout.
+        t.add_dest(Protocol::Tcp, vip, &real("198.18.2.12:80"))
+            .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let rounds = 3 * DestRef::MAX_GENERATION as usize + 10;
+        for _ in 0..rounds {
+            t.add_dest(Protocol::Tcp, vip, &real("198.18.2.11:80"))
+                .unwrap();
+            let s = t.snapshot();
+            let r = s.dests_of(&s.services()[0]).at(0).r;
+            assert!(r.generation() > 0 && r != DestRef(0));
+            assert!(seen.insert(r), "{r:?} issued twice");
+            t.del_dest(Protocol::Tcp, vip, "198.18.2.11:80".parse().unwrap())
+                .unwrap();
+        }
+        assert_eq!(t.slots.len(), 2 + 3, ".12's, three retired, one free");
+        let s = t.snapshot();
+        assert_eq!(s.dests_of(&s.services()[0]).len(), 1);
     }
 
     fn config(text: &str) -> Config {
