@@ -327,3 +327,130 @@ fn no_helper_without_its_port() {
     );
     assert_eq!(s.payload, reply);
 }
+
+/// Issue 12, item 9: one pending data connection per control connection,
+/// as `nf_conntrack_ftp` keeps one expectation per master. 10 000 PASV
+/// replies, each on another port, leave the control connection and the
+/// last expectation; only that one is still honoured.
+#[test]
+fn a_flood_of_pasv_replies_leaves_one_expectation() {
+    let mut p = control(VIP_NAT);
+    let mut seq = 5001u32;
+    for k in 0..10_000u16 {
+        let port = 20_000 + k;
+        let reply = format!(
+            "227 Entering Passive Mode (198,18,2,31,{},{}).\r\n",
+            port >> 8,
+            port & 0xff
+        );
+        tx(
+            &mut p,
+            &tcp(
+                RIP,
+                21,
+                CLIENT,
+                CPORT,
+                ACK | PSH,
+                seq,
+                107,
+                reply.as_bytes(),
+            ),
+        );
+        seq = seq.wrapping_add(reply.len() as u32);
+        assert!(p.conns().len() <= 2, "after reply {k}: {}", p.conns().len());
+    }
+    assert_eq!(
+        p.conns().len(),
+        2,
+        "the control connection and one expectation"
+    );
+    assert_eq!(p.stats().get(Counter::FtpExpected), 10_000);
+    let (v, _) = run(
+        &mut p,
+        &tcp(CLIENT, 41000, VIP_NAT, 20_000, SYN, 1, 0, b""),
+        1,
+    );
+    assert_eq!(v, Verdict::NotOurs, "an earlier expectation is gone");
+    let s = tx(&mut p, &tcp(CLIENT, 41001, VIP_NAT, 29_999, SYN, 1, 0, b""));
+    assert_eq!(s.dst, (RIP, 29_999), "the last one is honoured");
+}
+
+/// The same for PORT: each command ends the connection the one before it
+/// created while the real server has not opened it; a data connection the
+/// server has opened is left alone.
+#[test]
+fn a_flood_of_port_commands_leaves_one_pending_connection() {
+    let mut p = control(VIP_NAT);
+    let mut seq = 101u32;
+    let mut port_cmd = |p: &mut Pipeline, port: u16| {
+        let cmd = format!("PORT 198,18,0,10,{},{}\r\n", port >> 8, port & 0xff);
+        tx(
+            p,
+            &tcp(
+                CLIENT,
+                CPORT,
+                VIP_NAT,
+                21,
+                ACK | PSH,
+                seq,
+                5001,
+                cmd.as_bytes(),
+            ),
+        );
+        seq = seq.wrapping_add(cmd.len() as u32);
+    };
+    for k in 0..10_000u16 {
+        port_cmd(&mut p, 20_000 + k);
+        assert!(p.conns().len() <= 2, "after PORT {k}: {}", p.conns().len());
+    }
+    assert_eq!(p.conns().len(), 2);
+    assert_eq!(p.stats().get(Counter::FtpConns), 10_000);
+    // The server connects to the last port announced; an earlier one is
+    // no longer translated.
+    let (v, _) = run(&mut p, &tcp(RIP, 20, CLIENT, 20_000, SYN, 7, 0, b""), 1);
+    assert!(!matches!(v, Verdict::Tx { .. }), "{v:?}");
+    let s = tx(&mut p, &tcp(RIP, 20, CLIENT, 29_999, SYN, 7, 0, b""));
+    assert_eq!((s.src, s.dst), ((VIP_NAT, 20), (CLIENT, 29_999)));
+    // That transfer runs on while the next PORT comes: three entries.
+    port_cmd(&mut p, 30_000);
+    assert_eq!(p.conns().len(), 3);
+    let s = tx(
+        &mut p,
+        &tcp(CLIENT, 29_999, VIP_NAT, 20, SYN | ACK, 1, 8, b""),
+    );
+    assert_eq!(s.dst, (RIP, 20), "the open data connection still flows");
+}
+
+/// Two control connections of one client each keep their own pending
+/// data connection: one's announcement replaces nothing of the other's.
+#[test]
+fn each_control_connection_has_its_own_expectation() {
+    let mut p = control(VIP_NAT);
+    let other = CPORT + 1;
+    tx(&mut p, &tcp(CLIENT, other, VIP_NAT, 21, SYN, 300, 0, b""));
+    tx(
+        &mut p,
+        &tcp(RIP, 21, CLIENT, other, SYN | ACK, 7000, 301, b""),
+    );
+    let pasv = |port: u16| {
+        format!(
+            "227 Entering Passive Mode (198,18,2,31,{},{}).\r\n",
+            port >> 8,
+            port & 0xff
+        )
+    };
+    let (a, b) = (pasv(50_001), pasv(50_002));
+    tx(
+        &mut p,
+        &tcp(RIP, 21, CLIENT, CPORT, ACK | PSH, 5001, 107, a.as_bytes()),
+    );
+    tx(
+        &mut p,
+        &tcp(RIP, 21, CLIENT, other, ACK | PSH, 7001, 301, b.as_bytes()),
+    );
+    assert_eq!(p.conns().len(), 4);
+    for port in [50_001, 50_002] {
+        let s = tx(&mut p, &tcp(CLIENT, 41000, VIP_NAT, port, SYN, 1, 0, b""));
+        assert_eq!(s.dst, (RIP, port));
+    }
+}

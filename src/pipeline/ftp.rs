@@ -1,12 +1,25 @@
 //! The FTP helper on NAT control connections (see [`crate::app::ftp`]):
 //! the pipeline's side of it — sequence shifts, 227 rewrites and the data
 //! connections that replies and commands announce.
+//!
+//! Bounded state: a control connection has at most one pending data
+//! connection, as `nf_conntrack_ftp` keeps one expectation per master. A
+//! new announcement (PASV/EPSV reply, PORT/EPRT command) on another port
+//! replaces the previous one: its expectation is removed, and the
+//! connection a PORT created is ended if the real server has not opened
+//! it yet (no packet seen); a data connection under way is left alone.
+//! So 10 000 PASV replies or PORT commands on one control connection leave
+//! it and one data entry in the table. The same port announced again (a
+//! retransmission) refreshes the entry in place. Each control connection's
+//! last announcement is kept in `State::ftp_pending`, by its entry index,
+//! tagged with its client address and port so that a later occupant of
+//! the entry does not inherit it.
 
 use std::net::Ipv4Addr;
 
 use super::{EXPECT_TIMEOUT, State};
 use crate::app;
-use crate::conn::{Conn, FlowKey, NewConn, Side};
+use crate::conn::{Conn, FlowKey, Kind, NewConn, Side, TcpState};
 use crate::dest::DestRef;
 use crate::dest::Forward;
 use crate::frame::{Frame, Tick};
@@ -54,7 +67,7 @@ impl State {
                         len,
                     }) => {
                         if addr == c.vaddr {
-                            self.expect(&c, port, now);
+                            self.expect(snap, i, &c, port, now);
                             return *l;
                         }
                         if addr != c.daddr {
@@ -76,11 +89,11 @@ impl State {
                                 .resized(seq, n as i32 - len as i32);
                         }
                         self.stats.inc(Counter::FtpRewrites);
-                        self.expect(&c, port, now);
+                        self.expect(snap, i, &c, port, now);
                         nl
                     }
                     Some(app::ftp::Reply::Epsv { port }) => {
-                        self.expect(&c, port, now);
+                        self.expect(snap, i, &c, port, now);
                         *l
                     }
                     None => *l,
@@ -90,7 +103,7 @@ impl State {
                 app::fix_ack(&mut frame.data_mut()[l4..end], doff, &c.seq);
                 if intact && let Some(a) = app::ftp::command(&frame.data()[payload_at..end]) {
                     if a.addr == c.caddr {
-                        self.open_active(snap, &c, a.port, now);
+                        self.open_active(snap, i, &c, a.port, now);
                     } else {
                         self.stats.inc(Counter::FtpRefused);
                     }
@@ -100,10 +113,54 @@ impl State {
         }
     }
 
-    /// Expects the client of control connection `c` to open a data
+    /// Makes `port` the data connection control connection `i` (`c`)
+    /// announced last, forgetting the one before it if that is still
+    /// pending (module docs).
+    fn replace_pending(&mut self, snap: &Snapshot, i: u32, c: &Conn<Ipv4Addr>, port: u16) {
+        let owner = u64::from(u32::from(c.caddr)) << 32 | u64::from(c.cport) << 16;
+        let slot = &mut self.ftp_pending[i as usize];
+        let last = std::mem::replace(slot, owner | u64::from(port));
+        let prev = last as u16;
+        if last & !0xffff != owner || prev == 0 || prev == port {
+            return;
+        }
+        // Passive: the expectation of a connection from the client.
+        let ek = FlowKey::expectation(c.proto(), c.caddr, c.vaddr, prev);
+        if let Some((j, _)) = self.conns.lookup(&ek, self.conns.hash(&ek)) {
+            let e = self.conns.get(j);
+            if e.daddr == c.daddr && e.dest() == c.dest() {
+                self.conns.remove(j);
+            }
+        }
+        // Active: the connection the real server was to open from its
+        // port 20, if it has not.
+        if let Some(vport) = c.vport.checked_sub(1) {
+            let key = FlowKey {
+                proto: PROTO_TCP,
+                saddr: c.caddr,
+                sport: prev,
+                daddr: c.vaddr,
+                dport: vport,
+            };
+            if let Some((j, Side::Client)) = self.conns.lookup(&key, self.conns.hash(&key)) {
+                let d = self.conns.get(j);
+                if d.kind() == Kind::Connection
+                    && d.daddr == c.daddr
+                    && d.dest() == c.dest()
+                    && d.tcp_state() == TcpState::None
+                {
+                    self.end(snap, j);
+                }
+            }
+        }
+    }
+
+    /// Expects the client of control connection `i` (`c`) to open a data
     /// connection to VIP:`port`, for its real server's `port` (passive
-    /// mode). Refreshes an expectation that is already there.
-    fn expect(&mut self, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+    /// mode), in place of what it announced before. Refreshes an
+    /// expectation that is already there.
+    fn expect(&mut self, snap: &Snapshot, i: u32, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+        self.replace_pending(snap, i, c, port);
         let e = Conn::expectation(c, port, now.saturating_add(EXPECT_TIMEOUT));
         let key = e.client_key();
         let h = self.conns.hash(&key);
@@ -132,16 +189,17 @@ impl State {
     }
 
     /// Creates the data connection the real server of control connection
-    /// `c` will open from its port 20 (control port − 1) to the client's
-    /// `port` (active mode), so that its packets are translated to come
-    /// from VIP:20.
-    fn open_active(&mut self, snap: &Snapshot, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
+    /// `i` (`c`) will open from its port 20 (control port − 1) to the
+    /// client's `port` (active mode), so that its packets are translated
+    /// to come from VIP:20; in place of what `c` announced before.
+    fn open_active(&mut self, snap: &Snapshot, i: u32, c: &Conn<Ipv4Addr>, port: u16, now: Tick) {
         let (Some(vport), Some(dport)) = (c.vport.checked_sub(1), c.dport.checked_sub(1)) else {
             return;
         };
         let Some(dest) = snap.dest(c.dest()) else {
             return;
         };
+        self.replace_pending(snap, i, c, port);
         let conn = Conn::connection(&NewConn {
             key: FlowKey {
                 proto: PROTO_TCP,

@@ -61,6 +61,11 @@ pub struct Pipeline {
 /// reference count per packet.
 struct State {
     conns: ConnTable<Ipv4Addr>,
+    /// Per connection entry, for FTP control connections: the data
+    /// connection it announced last (see `ftp.rs`), as
+    /// `caddr << 32 | cport << 16 | port`. Zeroed memory that only FTP
+    /// control connections' entries ever touch.
+    ftp_pending: Box<[u64]>,
     stats: WorkerStats,
     tx: Transmitter,
     /// This worker's index: its line in every traffic counter.
@@ -85,10 +90,15 @@ impl Pipeline {
         stats.set(Counter::ConnsCapacity, u64::from(capacity));
         let mut tx = Transmitter::new(now);
         tx.set_tunnel_source(snap.tunnel_source);
+        let conns = ConnTable::new(capacity, now);
+        // Zeroed by the allocator (calloc): pages are backed only where an
+        // FTP control connection writes.
+        let ftp_pending = vec![0u64; conns.capacity() as usize].into_boxed_slice();
         Pipeline {
             snap,
             st: State {
-                conns: ConnTable::new(capacity, now),
+                conns,
+                ftp_pending,
                 stats,
                 tx,
                 worker: 0,
