@@ -23,6 +23,15 @@ pub enum XskError {
         source: io::Error,
     },
     #[error(
+        "AF_XDP socket on {ifname} queue {queue}: bind: {source}: another AF_XDP socket still holds the queue after {waited:?} (another program on it, or one that has not let go yet)"
+    )]
+    QueueBusy {
+        ifname: String,
+        queue: u32,
+        waited: std::time::Duration,
+        source: io::Error,
+    },
+    #[error(
         "AF_XDP socket on {ifname} queue {queue}: zero-copy required but the driver refuses it: {source}"
     )]
     ZeroCopyUnsupported {

@@ -6,9 +6,21 @@
 //! chunks. With `ZeroCopy::Auto` a bind the driver refuses in zero-copy
 //! mode is retried from scratch in copy mode, and the refusal kept as
 //! [`Xsk::copy_reason`]; every other failure names the step that failed.
+//!
+//! A queue that another AF_XDP socket held until a moment ago refuses the
+//! bind with `EBUSY` until the kernel has freed that socket's buffer pool,
+//! which it does in deferred work after the socket is closed (and, for a
+//! socket in an XDP program's XSKMAP, after the map lets go of it): a
+//! supervisor restarting xdpvs, or DPDK's AF_XDP driver that just exited,
+//! leaves exactly that. So a busy bind is retried from scratch, with a
+//! backoff from 5 ms to 200 ms, for [`BUSY_WAIT`] in all; the first one is
+//! logged (`xdpvs: IF queue Q busy, retrying`), and a queue still busy
+//! after that is [`XskError::QueueBusy`].
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use super::config::XskConfig;
 use super::error::XskError;
@@ -25,6 +37,44 @@ const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
 
 fn is_pow2(n: u32) -> bool {
     n.is_power_of_two()
+}
+
+/// How long [`Xsk::open`] waits in all for a busy queue (module docs).
+pub const BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// A step that failed, and why.
+type StepError = (&'static str, io::Error);
+
+fn is_busy_bind((op, e): &StepError) -> bool {
+    *op == "bind" && e.raw_os_error() == Some(libc::EBUSY)
+}
+
+/// Calls `attempt` until it succeeds or fails other than with a busy
+/// bind, sleeping (through `sleep`) 5 ms, then twice as long each time up
+/// to 200 ms, until the sleeps add up to `limit`; then the busy error is
+/// returned. `on_busy` is called at the first busy bind only.
+fn retry_busy<T>(
+    limit: Duration,
+    mut attempt: impl FnMut() -> Result<T, StepError>,
+    mut on_busy: impl FnMut(),
+    mut sleep: impl FnMut(Duration),
+) -> Result<T, StepError> {
+    let mut waited = Duration::ZERO;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match attempt() {
+            Err(e) if is_busy_bind(&e) && waited < limit => {
+                if waited.is_zero() {
+                    on_busy();
+                }
+                let p = pause.min(limit - waited);
+                sleep(p);
+                waited += p;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            done => return done,
+        }
+    }
 }
 
 impl Xsk {
@@ -77,43 +127,60 @@ impl Xsk {
                 source,
             }
         };
+        let logged = Cell::new(false);
+        let open_mode = |mode| {
+            retry_busy(
+                BUSY_WAIT,
+                || Self::open_mode(cfg, ifindex, port, mode),
+                || {
+                    if !logged.replace(true) {
+                        eprintln!("xdpvs: {} queue {} busy, retrying", cfg.ifname, cfg.queue);
+                    }
+                },
+                std::thread::sleep,
+            )
+        };
+        // A queue still busy is said so; any other failure names its step.
+        let fail = |e: StepError| {
+            if is_busy_bind(&e) {
+                XskError::QueueBusy {
+                    ifname: cfg.ifname.clone(),
+                    queue: cfg.queue,
+                    waited: BUSY_WAIT,
+                    source: e.1,
+                }
+            } else {
+                os(e.0)(e.1)
+            }
+        };
         match cfg.zero_copy {
             ZeroCopy::On => {
-                Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY).map_err(|(op, source)| {
-                    match source.raw_os_error() {
-                        Some(libc::EOPNOTSUPP) if op == "bind" => XskError::ZeroCopyUnsupported {
-                            ifname: cfg.ifname.clone(),
-                            queue: cfg.queue,
-                            source,
-                        },
-                        _ => os(op)(source),
-                    }
+                open_mode(libc::XDP_ZEROCOPY).map_err(|(op, source)| match source.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) if op == "bind" => XskError::ZeroCopyUnsupported {
+                        ifname: cfg.ifname.clone(),
+                        queue: cfg.queue,
+                        source,
+                    },
+                    _ => fail((op, source)),
                 })
             }
-            ZeroCopy::Off => {
-                Self::open_mode(cfg, ifindex, port, libc::XDP_COPY).map_err(|(op, e)| os(op)(e))
-            }
-            ZeroCopy::Auto => match Self::open_mode(cfg, ifindex, port, libc::XDP_ZEROCOPY) {
+            ZeroCopy::Off => open_mode(libc::XDP_COPY).map_err(fail),
+            ZeroCopy::Auto => match open_mode(libc::XDP_ZEROCOPY) {
                 Ok(x) => Ok(x),
+                Err(e) if is_busy_bind(&e) => Err(fail(e)),
                 Err(("bind", zc_err)) => {
-                    let mut x = Self::open_mode(cfg, ifindex, port, libc::XDP_COPY)
-                        .map_err(|(op, e)| os(op)(e))?;
+                    let mut x = open_mode(libc::XDP_COPY).map_err(fail)?;
                     x.copy_reason = Some(zc_err);
                     Ok(x)
                 }
-                Err((op, e)) => Err(os(op)(e)),
+                Err(e) => Err(fail(e)),
             },
         }
     }
 
     /// Everything from the UMEM to the bind, with bind flag `mode`
     /// (`XDP_ZEROCOPY` or `XDP_COPY`). Errors name the failing step.
-    fn open_mode(
-        cfg: &XskConfig,
-        ifindex: u32,
-        port: u8,
-        mode: u16,
-    ) -> Result<Xsk, (&'static str, io::Error)> {
+    fn open_mode(cfg: &XskConfig, ifindex: u32, port: u8, mode: u16) -> Result<Xsk, StepError> {
         let umem_len = cfg.frames as usize * cfg.frame_size as usize;
         let umem = Umem::new(umem_len).map_err(|e| ("mmap UMEM", e))?;
         // SAFETY: plain socket(2).
@@ -276,5 +343,92 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    fn busy() -> StepError {
+        ("bind", io::Error::from_raw_os_error(libc::EBUSY))
+    }
+
+    /// Runs the policy over a bind that is busy `n` times, with a clock
+    /// that only the sleeps move: (result, attempts, busy reports, time
+    /// slept, the sleeps).
+    fn run(
+        n: usize,
+    ) -> (
+        Result<u32, StepError>,
+        usize,
+        usize,
+        Duration,
+        Vec<Duration>,
+    ) {
+        let (mut attempts, mut reports, mut sleeps) = (0, 0, Vec::new());
+        let r = retry_busy(
+            BUSY_WAIT,
+            || {
+                attempts += 1;
+                if attempts <= n { Err(busy()) } else { Ok(7) }
+            },
+            || reports += 1,
+            |d| sleeps.push(d),
+        );
+        let slept = sleeps.iter().sum();
+        (r, attempts, reports, slept, sleeps)
+    }
+
+    #[test]
+    fn a_free_queue_binds_at_once() {
+        let (r, attempts, reports, slept, _) = run(0);
+        assert_eq!(
+            (r.unwrap(), attempts, reports, slept),
+            (7, 1, 0, Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_queue_freed_soon_binds_after_backing_off_and_one_report() {
+        let (r, attempts, reports, slept, sleeps) = run(5);
+        assert_eq!((r.unwrap(), attempts, reports), (7, 6, 1));
+        let ms: Vec<u64> = sleeps.iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(ms, [5, 10, 20, 40, 80]);
+        assert_eq!(slept, Duration::from_millis(155));
+    }
+
+    #[test]
+    fn a_queue_that_stays_busy_fails_after_the_limit() {
+        let (r, attempts, reports, slept, sleeps) = run(usize::MAX);
+        assert!(is_busy_bind(&r.unwrap_err()));
+        assert_eq!(reports, 1, "reported once");
+        assert_eq!(slept, BUSY_WAIT, "waits exactly the limit in all");
+        assert!(sleeps.iter().all(|d| *d <= Duration::from_millis(200)));
+        assert_eq!(attempts, sleeps.len() + 1);
+        assert!(attempts < 20, "{attempts} attempts");
+    }
+
+    #[test]
+    fn other_failures_are_not_retried() {
+        for e in [
+            ("bind", io::Error::from_raw_os_error(libc::EINVAL)),
+            ("XDP_UMEM_REG", io::Error::from_raw_os_error(libc::EBUSY)),
+        ] {
+            let mut attempts = 0;
+            let r: Result<(), _> = retry_busy(
+                BUSY_WAIT,
+                || {
+                    attempts += 1;
+                    Err((
+                        e.0,
+                        io::Error::from_raw_os_error(e.1.raw_os_error().unwrap()),
+                    ))
+                },
+                || panic!("not busy"),
+                |_| panic!("no sleep"),
+            );
+            assert_eq!((r.unwrap_err().0, attempts), (e.0, 1));
+        }
     }
 }
