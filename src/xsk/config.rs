@@ -4,6 +4,10 @@
 
 use crate::config::{Dataplane, ZeroCopy};
 
+/// How long [`Xsk::open`](super::Xsk::open) waits in all for a queue that
+/// another AF_XDP socket still holds (`EBUSY` at bind; see `socket.rs`).
+pub const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What to open: one socket on one queue of one interface.
 #[derive(Debug, Clone)]
 pub struct XskConfig {

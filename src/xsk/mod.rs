@@ -66,9 +66,8 @@ use crate::frame::{Frame, Verdict};
 use ring::Ring;
 use umem::{BadDesc, Chunks, Handled, Umem};
 
-pub use config::{BusyPoll, XskConfig};
+pub use config::{BUSY_WAIT, BusyPoll, XskConfig};
 pub use error::XskError;
-pub use socket::BUSY_WAIT;
 pub use stats::{XdpKernelStats, XskStats};
 
 /// Most frames one `rx_batch`/`inject_batch` call hands to its closure.

@@ -22,7 +22,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::config::XskConfig;
+use super::config::{BUSY_WAIT, XskConfig};
 use super::error::XskError;
 use super::ring::Ring;
 use super::stats::XskStats;
@@ -38,9 +38,6 @@ const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
 fn is_pow2(n: u32) -> bool {
     n.is_power_of_two()
 }
-
-/// How long [`Xsk::open`] waits in all for a busy queue (module docs).
-pub const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 /// A step that failed, and why.
 type StepError = (&'static str, io::Error);
