@@ -28,7 +28,7 @@
 //! MAC the client's packets came from (the router in front of us), which
 //! the connection remembers: the path back is the path in, with no lookup.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,6 +227,8 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// TUN real servers already reported as having no route source.
+    no_source: Vec<Ipv4Addr>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -298,6 +300,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl,
             unresolved: Vec::new(),
             pending: 0,
+            no_source: Vec::new(),
         },
         threads: Vec::new(),
     };
@@ -573,12 +576,20 @@ impl Plane {
         self.pending = 0;
         for (addr, r) in addrs.iter().zip(res) {
             let ip = IpAddr::V4(*addr);
+            let src = match r {
+                Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } => Some(src),
+                Resolution::Unreachable => None,
+            };
+            if let Some(src) = src {
+                changed |= self.note_source(control, *addr, src);
+            }
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
                 Resolution::Resolved {
                     ifindex,
                     mac,
                     next_hop,
+                    ..
                 } => match port(ifindex) {
                     Some(p) => {
                         changed |= control.set_next_hop(ip, p as u8, mac);
@@ -600,6 +611,41 @@ impl Plane {
                     ));
                 }
             }
+        }
+        changed
+    }
+
+    /// Records the source of the route to real server `addr` (the outer
+    /// source of its TUN packets without `dataplane.tunnel_source`); says
+    /// once when a TUN server's route gives none, and whenever a TUN
+    /// server's source changes. True if it changed.
+    fn note_source(
+        &mut self,
+        control: &mut Control,
+        addr: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> bool {
+        let ip = IpAddr::V4(addr);
+        let before = control.table().source(ip);
+        let changed = control.set_source(ip, src);
+        let t = control.table();
+        if t.tunnel_source().is_some() || !t.is_tun_addr(ip) {
+            return changed;
+        }
+        match src {
+            Some(s) if before != Some(s) => {
+                self.no_source.retain(|a| *a != addr);
+                log(format_args!(
+                    "real server {addr}: tunnel source {s} (the route's source address)"
+                ));
+            }
+            None if !self.no_source.contains(&addr) => {
+                self.no_source.push(addr);
+                log(format_args!(
+                    "real server {addr}: the route to it names no source address (its interface has no IPv4 address) and dataplane.tunnel_source is not set; its TUN packets are dropped and counted as no_source"
+                ));
+            }
+            _ => {}
         }
         changed
     }

@@ -192,6 +192,10 @@ named_counters! {
         TableFull = "table_full",
         /// The real server's next-hop MAC is not resolved yet.
         NoNeighbour = "no_neighbour",
+        /// A TUN packet with no outer source address: no
+        /// `dataplane.tunnel_source`, and the kernel's route to the real
+        /// server names no source (its out interface has no IPv4 address).
+        NoSource = "no_source",
         /// The connection's real server was deleted.
         DestGone = "dest_gone",
         /// Too big for the egress MTU and fragmentation allowed (not done

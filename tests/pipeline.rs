@@ -143,6 +143,92 @@ fn tun_encapsulates_with_tos_ttl_and_df_carried() {
     assert_eq!(tx_by_mode(&p), [0, 2, 0]);
 }
 
+/// A director whose TUN service VIP_TUN:80 (rr → .22, .21, .23 in list
+/// order) has no configured `tunnel_source` unless `tunnel_source` says so;
+/// the route to .21 has source `src21`, the one to .22 `src22`, .23 none.
+fn tun_director(tunnel_source: Option<Ipv4Addr>, src21: Ipv4Addr, src22: Ipv4Addr) -> Pipeline {
+    let mut t = xdpvs::service::ServiceTable::new(
+        vec![xdpvs::service::Port {
+            mac: DIRECTOR_MAC,
+            mtu: MTU,
+        }],
+        tunnel_source,
+        xdpvs::conn::Timeouts::default(),
+    );
+    let vip = "198.18.1.2:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.2:80", "rr"))
+        .unwrap();
+    for (rip, src) in [(23, None), (21, Some(src21)), (22, Some(src22))] {
+        let r = real(&format!("198.18.2.{rip}:80"), Forward::Tun, 1);
+        t.add_dest(Protocol::Tcp, vip, &r).unwrap();
+        let ip = Ipv4Addr::new(198, 18, 2, rip);
+        t.set_next_hop(ip.into(), 0, mac_of(ip));
+        assert_eq!(t.set_source(ip.into(), src), src.is_some());
+    }
+    pipeline(&t, 1024)
+}
+
+/// The outer source IPVS's `__ip_vs_get_out_rt` gives: the route's, per
+/// real server, without any configured key.
+#[test]
+fn tun_takes_each_real_servers_route_source() {
+    let (src21, src22) = (Ipv4Addr::new(198, 18, 2, 2), Ipv4Addr::new(198, 18, 3, 2));
+    let mut p = tun_director(None, src21, src22);
+    let rip = |n| Ipv4Addr::new(198, 18, 2, n);
+    // rr from the list head: .22 (newest), .21, then .23.
+    for (i, (n, src)) in [(22, src22), (21, src21)].into_iter().enumerate() {
+        let pkt = Pkt {
+            dst: VIP_TUN,
+            sport: 41000 + i as u16,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &pkt.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let mut want = tun_expected(&pkt, rip(n), i as u16 + 1);
+        // tun_expected builds the outer header from TUNNEL_SRC: put this
+        // route's source in, and fix the header checksum.
+        want[26..30].copy_from_slice(&src.octets());
+        want[24..26].copy_from_slice(&[0, 0]);
+        let c = xdpvs::wire::checksum::checksum(&want[14..34]);
+        want[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(out, want, "to .{n}");
+        assert_checksums(&out);
+    }
+    // .23's route names no source: dropped and counted, not sent.
+    let pkt = Pkt {
+        dst: VIP_TUN,
+        sport: 41002,
+        ..Pkt::default()
+    };
+    let (v, _) = run(&mut p, &pkt.bytes(), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoSource));
+    assert_eq!(p.stats().dropped(DropReason::NoSource), 1);
+    assert_eq!(tx_by_mode(&p), [0, 2, 0]);
+}
+
+/// `dataplane.tunnel_source` overrides every route's source, and covers a
+/// real server whose route has none.
+#[test]
+fn tunnel_source_overrides_the_route_source() {
+    let mut p = tun_director(
+        Some(TUNNEL_SRC),
+        Ipv4Addr::new(198, 18, 3, 1),
+        Ipv4Addr::new(198, 18, 3, 2),
+    );
+    for (i, n) in [22, 21, 23].into_iter().enumerate() {
+        let pkt = Pkt {
+            dst: VIP_TUN,
+            sport: 42000 + i as u16,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &pkt.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let rip = Ipv4Addr::new(198, 18, 2, n);
+        assert_eq!(out, tun_expected(&pkt, rip, i as u16 + 1));
+    }
+    assert_eq!(p.stats().dropped(DropReason::NoSource), 0);
+}
+
 #[test]
 fn tun_with_vlan_and_without_headroom() {
     let t = director();

@@ -406,6 +406,7 @@ fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
             src_mac: port.mac,
         },
         mtu: port.mtu,
+        src: dest.src,
     })
 }
 
@@ -421,6 +422,7 @@ fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
             src_mac: port.mac,
         },
         mtu: port.mtu,
+        src: None,
     }
 }
 

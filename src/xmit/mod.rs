@@ -36,11 +36,14 @@ pub struct Target {
 }
 
 /// The way out toward a real server (or back to a NAT client): the next
-/// hop and the MTU of the port it is reached by.
+/// hop, the MTU of the port it is reached by, and the director's source
+/// address on that way (the kernel's route source toward a real server;
+/// `None` toward a client, or while the route gives none).
 #[derive(Debug, Clone, Copy)]
 pub struct Egress {
     pub hop: Hop,
     pub mtu: u16,
+    pub src: Option<Ipv4Addr>,
 }
 
 /// A worker's transmitters: the state they keep between packets.
@@ -49,7 +52,8 @@ pub struct Transmitter {
     tunnel: tun::Tunnel,
     /// ICMP errors this worker may still generate this second.
     icmp: icmp::Budget,
-    /// The outer source address of TUN packets (`dataplane.tunnel_source`).
+    /// `dataplane.tunnel_source`: when set, the outer source address of
+    /// every TUN packet, overriding the route's source ([`Egress::src`]).
     tunnel_source: Option<Ipv4Addr>,
 }
 
@@ -62,9 +66,19 @@ impl Transmitter {
         }
     }
 
-    /// Sets the outer source address of TUN packets (from each snapshot).
+    /// Sets the configured outer source address of TUN packets (from each
+    /// snapshot); `None`: each real server's route source.
     pub fn set_tunnel_source(&mut self, src: Option<Ipv4Addr>) {
         self.tunnel_source = src;
+    }
+
+    /// The outer source of a TUN packet leaving by `e`: the configured
+    /// override, else the source of the kernel's route to the real server
+    /// (IPVS's `__ip_vs_get_out_rt`); without either the packet is
+    /// dropped (`no_source`).
+    #[inline]
+    fn tunnel_src(&self, e: &Egress) -> Option<Ipv4Addr> {
+        self.tunnel_source.or(e.src)
     }
 
     /// A client's packet to its real server by the connection's forwarding
@@ -88,8 +102,8 @@ impl Transmitter {
                 (dr::xmit(frame, &e.hop), Counter::TxDr)
             }
             Forward::Tun => {
-                let Some(src) = self.tunnel_source else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
+                let Some(src) = self.tunnel_src(e) else {
+                    return Verdict::Drop(DropReason::NoSource);
                 };
                 if let Some(mtu) = tun::too_big(frame, l, e.mtu) {
                     return self.too_big(frame, l, mtu, stats, now);
@@ -149,8 +163,8 @@ impl Transmitter {
     ) -> Verdict {
         match t.fwd {
             Forward::Tun => {
-                let Some(src) = self.tunnel_source else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
+                let Some(src) = self.tunnel_src(e) else {
+                    return Verdict::Drop(DropReason::NoSource);
                 };
                 self.tunnel
                     .xmit(frame, &q.layout, (src, t.daddr), e.mtu, &e.hop)
