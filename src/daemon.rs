@@ -229,6 +229,9 @@ struct Plane {
     pending: usize,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
+    /// The director's own IPv4 addresses as the XDP programs last got
+    /// them (`None`: not yet, or the last update failed).
+    local_addrs: Option<Vec<Ipv4Addr>>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -301,6 +304,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             unresolved: Vec::new(),
             pending: 0,
             no_source: Vec::new(),
+            local_addrs: None,
         },
         threads: Vec::new(),
     };
@@ -345,6 +349,7 @@ impl Director {
             ));
             self.plane.steering.push(s);
         }
+        self.plane.refresh_local_addrs();
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
@@ -440,6 +445,7 @@ impl Director {
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
+                self.plane.refresh_local_addrs();
                 if self.plane.refresh_next_hops(&mut self.control) {
                     self.plane.publish(&self.control);
                 }
@@ -655,6 +661,31 @@ impl Plane {
             self.unresolved.push(ip);
             log(msg);
         }
+    }
+
+    /// Reads the director's own IPv4 addresses and, when they changed,
+    /// gives them to the XDP programs: replies from NAT real servers to
+    /// these addresses belong to the director's own connections (health
+    /// checks) and stay with the kernel. Called at start and once a second.
+    fn refresh_local_addrs(&mut self) {
+        let addrs = match self.nl.local_addrs() {
+            Ok(a) => a,
+            Err(e) => {
+                log(format_args!("local addresses: {e}"));
+                return;
+            }
+        };
+        if self.local_addrs.as_ref() == Some(&addrs) {
+            return;
+        }
+        let mut ok = true;
+        for s in &mut self.steering {
+            if let Err(e) = s.set_local_addrs(&addrs) {
+                log(format_args!("XDP maps: {e}"));
+                ok = false;
+            }
+        }
+        self.local_addrs = ok.then_some(addrs);
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
