@@ -411,6 +411,178 @@ fn nat_udp_with_and_without_checksum() {
     }
 }
 
+/// `frame` (untagged Ethernet + IPv4) cut into fragments of `chunk` bytes
+/// of IP payload (a multiple of 8), as the sender's kernel fragments it.
+fn fragments(frame: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let (header, payload) = ip.split_at(20);
+    let n = payload.len().div_ceil(chunk);
+    (0..n)
+        .map(|k| {
+            let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
+            let mut h = header.to_vec();
+            h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+            let mf = if k + 1 < n { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&(mf | (k * chunk / 8) as u16).to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = xdpvs::wire::checksum::checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            [eth, &h, part].concat()
+        })
+        .collect()
+}
+
+/// A UDP reply bigger than the MTU comes from a NAT real server in
+/// fragments: the first is translated as a reply and teaches the worker
+/// the translation, the later ones get the VIP as source too — each one
+/// exactly the fragment of the translated datagram. Nothing leaves with
+/// the real server's address.
+#[test]
+fn nat_reply_fragments_are_translated() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let q = Pkt {
+        dst: VIP_NAT,
+        dport: 53,
+        sport: 5100,
+        l4: L4::Udp { checksum: true },
+        payload: b"query".to_vec(),
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &q.bytes(), 0).0));
+    let reply = |id: u16| Pkt {
+        src_mac: mac_of(rs),
+        src: rs,
+        sport: 5353,
+        dst: CLIENT,
+        dport: q.sport,
+        df: false,
+        id,
+        l4: L4::Udp { checksum: true },
+        payload: (0..3000u32).map(|i| (i * 7) as u8).collect(),
+        ..Pkt::default()
+    };
+    let translated = |r: &Pkt| Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: ROUTER_MAC,
+        src: VIP_NAT,
+        sport: 53,
+        ttl: r.ttl - 1,
+        ..r.clone()
+    };
+    let r = reply(0x4242);
+    let frags = fragments(&r.bytes(), 1480);
+    let want = fragments(&translated(&r).bytes(), 1480);
+    assert_eq!(frags.len(), 3);
+    for (k, (f, w)) in frags.iter().zip(&want).enumerate() {
+        let (v, out) = run(&mut p, f, 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(&out, w, "fragment {k}");
+    }
+    // The last fragment freed the translation: a copy of a middle one is
+    // not forwarded.
+    let (v, _) = run(&mut p, &frags[1], 1);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentUntracked));
+    assert_eq!(p.stats().get(Counter::TxReplies), 3);
+
+    // Out of order: a later fragment before the first is dropped and
+    // counted; the first and the rest still go, translated.
+    let r = reply(0x4343);
+    let frags = fragments(&r.bytes(), 1480);
+    let want = fragments(&translated(&r).bytes(), 1480);
+    let (v, _) = run(&mut p, &frags[2], 1);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentUntracked));
+    for k in [0, 1] {
+        let (v, out) = run(&mut p, &frags[k], 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(out, want[k], "fragment {k}");
+    }
+    assert_eq!(p.stats().dropped(DropReason::FragmentUntracked), 2);
+
+    // No connection (another client port): the first fragment and the
+    // rest are dropped, none forwarded.
+    let stray = Pkt {
+        dport: 6000,
+        ..reply(0x4444)
+    };
+    let verdicts: Vec<Verdict> = fragments(&stray.bytes(), 1480)
+        .iter()
+        .map(|f| run(&mut p, f, 1).0)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Drop(DropReason::Fragment),
+            Verdict::Drop(DropReason::FragmentUntracked),
+            Verdict::Drop(DropReason::FragmentUntracked)
+        ]
+    );
+    // A translation lasts FRAG_TIMEOUT seconds.
+    let r = reply(0x4545);
+    let frags = fragments(&r.bytes(), 1480);
+    assert!(is_tx(run(&mut p, &frags[0], 1).0));
+    let late = 1 + xdpvs::pipeline::FRAG_TIMEOUT;
+    assert_eq!(
+        run(&mut p, &frags[1], late).0,
+        Verdict::Drop(DropReason::FragmentUntracked)
+    );
+}
+
+/// Fragments from a NAT real server with a corrupt IP header are dropped
+/// as such, and those of a TCP reply are translated like UDP's.
+#[test]
+fn nat_reply_fragments_bad_checksum_and_tcp() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        sport: 5200,
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &syn.bytes(), 0).0));
+    let reply = Pkt {
+        src_mac: mac_of(rs),
+        src: rs,
+        sport: 8080,
+        dst: CLIENT,
+        dport: 5200,
+        df: false,
+        id: 9,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 1,
+        },
+        payload: vec![0x5a; 2000],
+        ..Pkt::default()
+    };
+    let want = fragments(
+        &Pkt {
+            src_mac: DIRECTOR_MAC,
+            dst_mac: ROUTER_MAC,
+            src: VIP_NAT,
+            sport: 80,
+            ttl: reply.ttl - 1,
+            ..reply.clone()
+        }
+        .bytes(),
+        1480,
+    );
+    let frags = fragments(&reply.bytes(), 1480);
+    let mut bad = frags[0].clone();
+    bad[24] ^= 0x40;
+    assert_eq!(
+        run(&mut p, &bad, 1).0,
+        Verdict::Drop(DropReason::BadIpChecksum)
+    );
+    for (k, f) in frags.iter().enumerate() {
+        let (v, out) = run(&mut p, f, 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(out, want[k], "fragment {k}");
+    }
+}
+
 #[test]
 fn nat_reply_with_ttl_1_is_dropped() {
     let t = director();

@@ -16,8 +16,9 @@
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
-//! connections).
+//! connections), `frag.rs` (fragments of NAT replies).
 
+mod frag;
 mod ftp;
 mod icmp;
 mod new_conn;
@@ -35,6 +36,7 @@ use crate::stats::{Counter, WorkerStats};
 use crate::wire::WireError;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::xmit::{Egress, Hop, Target, Transmitter};
+pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
@@ -65,6 +67,8 @@ struct State {
     tx: Transmitter,
     /// This worker's index: its line in every traffic counter.
     worker: usize,
+    /// Translations of NAT replies' fragments in flight (`frag.rs`).
+    frags: frag::FragTable,
 }
 
 /// What a TCP or UDP packet is, decided before anything is changed.
@@ -92,6 +96,7 @@ impl Pipeline {
                 stats,
                 tx,
                 worker: 0,
+                frags: frag::FragTable::new(),
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
@@ -227,6 +232,7 @@ impl State {
         let v = match &parsed {
             Ok(Some(p)) => self.tcp_udp(snap, frame, p, hash, now),
             Ok(None) => self.icmp_error(snap, frame, now),
+            Err(WireError::Unsupported) => self.fragment(snap, frame, WireError::Unsupported, now),
             Err(e) => bad_frame(snap, frame.data(), *e),
         };
         match v {
