@@ -7,7 +7,8 @@
 //! reply is (source RIP:rport → VIP:vport, the L4 checksum updated
 //! incrementally — it covers the whole datagram, and the change is in its
 //! pseudo-header and ports only) and remembered in a small per-worker
-//! [`FragTable`] under (source, destination, IP id, protocol). Every later
+//! [`FragTable`](crate::conn::frag::FragTable) under (source,
+//! destination, IP id, protocol). Every later
 //! fragment of that datagram is found there and gets the same source
 //! address (its IP header only; it has no L4 header), out of the same way.
 //! The entry goes with the last fragment, or [`FRAG_TIMEOUT`] seconds
@@ -25,12 +26,11 @@
 //! queue happens to be the owner's. Fragments to a VIP are still dropped
 //! (`fragment`: this forwarder does not reassemble).
 
-use std::net::Ipv4Addr;
-
-use super::State;
 use super::parse::{Parsed, bad_frame};
+use super::{FRAG_TIMEOUT, FragTranslation, State};
+use crate::conn::frag::FragKey;
 use crate::conn::{Direction, FlowKey, Side};
-use crate::dest::{DestRef, Forward};
+use crate::dest::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::service::Snapshot;
 use crate::stats::Counter;
@@ -38,75 +38,6 @@ use crate::wire::Layout;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::{WireError, checksum};
-use crate::xmit::Egress;
-
-/// Seconds a first fragment's translation waits for the rest of its
-/// datagram (they follow within milliseconds; an IP id is not reused
-/// between a pair of hosts that soon).
-pub const FRAG_TIMEOUT: Tick = 2;
-
-/// Datagrams in flight a worker remembers; a newer one takes an older
-/// one's slot (whose remaining fragments are then dropped).
-pub const FRAG_SLOTS: usize = 1024;
-
-/// Which datagram a fragment belongs to (RFC 791: source, destination,
-/// protocol and identification).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FragKey {
-    saddr: Ipv4Addr,
-    daddr: Ipv4Addr,
-    id: u16,
-    proto: u8,
-}
-
-/// The translation learnt from a datagram's first fragment.
-#[derive(Debug, Clone, Copy)]
-struct FragEntry {
-    key: FragKey,
-    vip: Ipv4Addr,
-    egress: Egress,
-    dest: DestRef,
-    expires: Tick,
-}
-
-/// A worker's datagrams in flight: direct-mapped, preallocated, so a
-/// fragment costs one hash and one slot, and nothing is allocated.
-pub(super) struct FragTable {
-    slots: Box<[Option<FragEntry>]>,
-}
-
-impl FragTable {
-    pub(super) fn new() -> FragTable {
-        FragTable {
-            slots: vec![None; FRAG_SLOTS].into_boxed_slice(),
-        }
-    }
-
-    fn slot(key: &FragKey) -> usize {
-        let x = u64::from(key.saddr.to_bits()) << 32 | u64::from(key.daddr.to_bits());
-        let h =
-            (x ^ u64::from(key.id) << 8 ^ u64::from(key.proto)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 32) as usize % FRAG_SLOTS
-    }
-
-    fn insert(&mut self, e: FragEntry) {
-        self.slots[Self::slot(&e.key)] = Some(e);
-    }
-
-    /// The live entry for `key`; `last` (the fragment without MF) frees it.
-    fn take(&mut self, key: &FragKey, now: Tick, last: bool) -> Option<FragEntry> {
-        let slot = &mut self.slots[Self::slot(key)];
-        match *slot {
-            Some(e) if e.key == *key && e.expires > now => {
-                if last {
-                    *slot = None;
-                }
-                Some(e)
-            }
-            _ => None,
-        }
-    }
-}
 
 /// Where a fragment's headers are and what it is.
 struct Fragment {
@@ -210,13 +141,13 @@ impl State {
             .tx
             .to_client(frame, &f.layout, c.proto(), vip, &e, &mut self.stats);
         if let Verdict::Tx { .. } = v {
-            self.frags.insert(FragEntry {
-                key: f.key,
+            let t = FragTranslation {
                 vip: c.vaddr,
                 egress: e,
                 dest: c.dest(),
-                expires: now.saturating_add(FRAG_TIMEOUT),
-            });
+            };
+            self.frags
+                .insert(f.key, t, now.saturating_add(FRAG_TIMEOUT));
         }
         v
     }

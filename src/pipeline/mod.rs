@@ -28,19 +28,28 @@ mod persist;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crate::conn::frag::FragTable;
 use crate::conn::{ConnTable, Direction, Kind, Side};
-use crate::dest::{Dest, Forward};
+use crate::dest::{Dest, DestRef, Forward};
 use crate::frame::{DropReason, Frame, MAX_BATCH, Tick, Verdict};
 use crate::service::Snapshot;
 use crate::stats::{Counter, WorkerStats};
 use crate::wire::WireError;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::xmit::{Egress, Hop, Target, Transmitter};
-pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
 pub const EXPECT_TIMEOUT: Tick = 60;
+
+/// Seconds the translation learnt from a NAT reply's first fragment
+/// waits for the datagram's other fragments (they follow within
+/// milliseconds; an IP id is not reused between two hosts that soon).
+pub const FRAG_TIMEOUT: Tick = 2;
+
+/// Datagrams in flight whose fragments a worker translates; a newer one
+/// takes an older one's slot (whose remaining fragments are then dropped).
+pub const FRAG_SLOTS: usize = 1024;
 
 /// Maximum connections reaped per [`Pipeline::expire`] call by default.
 pub const EXPIRE_BUDGET: usize = 256;
@@ -68,7 +77,19 @@ struct State {
     /// This worker's index: its line in every traffic counter.
     worker: usize,
     /// Translations of NAT replies' fragments in flight (`frag.rs`).
-    frags: frag::FragTable,
+    frags: FragTable<FragTranslation>,
+}
+
+/// The translation a NAT reply's first fragment teaches the worker, for
+/// the datagram's later fragments (`frag.rs`).
+#[derive(Debug, Clone, Copy)]
+struct FragTranslation {
+    /// The new source address (the connection's VIP).
+    vip: Ipv4Addr,
+    /// The way to the client.
+    egress: Egress,
+    /// The real server, whose traffic counters count the fragments.
+    dest: DestRef,
 }
 
 /// What a TCP or UDP packet is, decided before anything is changed.
@@ -96,7 +117,7 @@ impl Pipeline {
                 stats,
                 tx,
                 worker: 0,
-                frags: frag::FragTable::new(),
+                frags: FragTable::new(FRAG_SLOTS),
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
