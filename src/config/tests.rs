@@ -46,10 +46,7 @@ fn reference_config_parses() {
     assert_eq!(config.dataplane.zero_copy, ZeroCopy::Auto);
     assert_eq!(config.dataplane.batch_size, 64);
     assert_eq!(config.dataplane.mtu, 1500);
-    assert_eq!(
-        config.dataplane.tunnel_source,
-        Some(Ipv4Addr::new(198, 18, 2, 2))
-    );
+    assert_eq!(config.dataplane.tunnel_source, None);
     assert_eq!(config.connections, Connections::default());
     assert_eq!(config.control, Control::default());
     assert_eq!(config.services.len(), 1);

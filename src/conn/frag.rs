@@ -39,10 +39,11 @@ impl<V: Copy> FragTable<V> {
     }
 
     fn slot(&self, key: &FragKey) -> usize {
-        let x = u64::from(key.saddr.to_bits()) << 32 | u64::from(key.daddr.to_bits());
-        let h =
-            (x ^ u64::from(key.id) << 8 ^ u64::from(key.proto)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) * self.slots.len() as u64 >> 32) as usize
+        let x = (u64::from(key.saddr.to_bits()) << 32) | u64::from(key.daddr.to_bits());
+        let h = (x ^ (u64::from(key.id) << 8) ^ u64::from(key.proto))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The high half, scaled to the table (Lemire's reduction).
+        (((h >> 32) * self.slots.len() as u64) >> 32) as usize
     }
 
     /// Remembers `value` for `key` until `expires` (in its slot, replacing
