@@ -269,3 +269,81 @@ fn tun_from_xdpvsadm_commands_alone() {
     assert!(!log.contains("no_source"), "{log}");
     assert!(!log.contains("no_neighbour"), "{log}");
 }
+
+/// A NAT real server's UDP replies larger than the MTU leave it in
+/// fragments; the director translates every fragment (the first by its
+/// connection, the rest by the fragment table), so the client's kernel
+/// reassembles a datagram from VIP:53 — with any fragment left untranslated
+/// (the real server's address) there would be nothing to reassemble.
+/// socat on both ends; the bed's default offload-free flavour.
+#[test]
+fn nat_udp_replies_larger_than_the_mtu_arrive_translated() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::new(Options {
+        mode: Mode::Nat,
+        reals: 1,
+        director_queues: 1,
+    });
+    director::warm_neighbours(&bed, 1);
+    let answer: Vec<u8> = (0..3000u32)
+        .map(|i| b"0123456789abcdef"[(i * 7 % 16) as usize])
+        .collect();
+    let file = bed.tempdir().join("answer.txt");
+    std::fs::write(&file, &answer).unwrap();
+    let serve = format!("cat {}", file.display());
+    let _server = bed.spawn(
+        Host::Real(0),
+        &[
+            "socat",
+            "UDP4-LISTEN:5353,fork,reuseaddr",
+            &format!("SYSTEM:{serve}"),
+        ],
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let ss = bed.exec(Host::Real(0), &["ss", "-uln"]);
+        if String::from_utf8_lossy(&ss.stdout).contains(":5353") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "socat is not listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg_path = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[dataplane]\ninterfaces = [\"{}\"]\nidle = \"wait\"\n\n\
+             [control]\nsocket = \"{}\"\n\n\
+             [[services]]\nproto = \"udp\"\nvip = \"{}:53\"\nscheduler = \"rr\"\n\n\
+             [[services.reals]]\naddr = \"{}:5353\"\nforward = \"nat\"\n",
+            bed.director_iface(),
+            director::socket(&bed).display(),
+            bed.vip(),
+            bed.real_addr(0)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&bed, &cfg_path);
+    let query = format!("echo q | socat -t 1 -T 5 - UDP4:{}:53", bed.vip());
+    for k in 0..5 {
+        let out = bed.exec(Host::Client, &["sh", "-c", &query]);
+        assert!(
+            out.stdout == answer,
+            "query {k}: {} bytes back, {}; xdpvs log:\n{}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        );
+    }
+    let log = daemon.stop();
+    assert!(!log.contains("fragment"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("xdpvs: worker 0: rx"))
+        .unwrap();
+    // Five replies of three fragments each, all sent as replies.
+    assert!(line.contains("tx_replies=15"), "{line}");
+}
