@@ -27,6 +27,19 @@
 //! as `no_neighbour`, not sent to a stale MAC. NAT replies go back to the
 //! MAC the client's packets came from (the router in front of us), which
 //! the connection remembers: the path back is the path in, with no lookup.
+//!
+//! Route sources: the same route lookup names the source address the
+//! kernel would send from toward each real server (RTA_PREFSRC), which is
+//! the outer source of its TUN packets unless `dataplane.tunnel_source`
+//! overrides it; a TUN server whose route names none is logged once and
+//! its packets are counted as `no_source`, and a change of source is
+//! logged (`real server R: tunnel source S`). Both follow route and address
+//! changes within the once-a-second refresh.
+//!
+//! The director's own addresses (every interface's IPv4 addresses, read
+//! at start and once a second) are given to the XDP programs, so that the
+//! replies NAT real servers send to connections the director opened itself
+//! (health checks, an admin's curl) stay with the kernel.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
