@@ -198,7 +198,7 @@ fn dr_two_workers_on_two_queues() {
 /// `tunnel_source`. The outer source is the source of the kernel's route
 /// to each real server: the director's LAN address, except for rs3,
 /// whose host route names a second address; when that route goes, rs3's
-/// source follows within the next refresh.
+/// source follows within the next refresh. Offload-free bed.
 #[test]
 fn tun_from_xdpvsadm_commands_alone() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -260,7 +260,8 @@ fn tun_apache_and_ftp_with_persistence() {
 /// server's port 20 and to its passive ports). The VIP is also held on
 /// the director's `lo`, as the kernel's IPVS selftest holds it: a local
 /// address whose packets must still go to xdpvs. Client traffic through
-/// the VIP works throughout.
+/// the VIP works throughout. Offload-free bed (the director's own curl
+/// never crosses AF_XDP, so offloads do not matter to what is tested).
 #[test]
 fn nat_director_reaches_its_real_servers_itself() {
     let mut bed = Testbed::new(Options {
