@@ -291,7 +291,7 @@ fn nat_udp_replies_larger_than_the_mtu_arrive_translated() {
     let file = bed.tempdir().join("answer.txt");
     std::fs::write(&file, &answer).unwrap();
     let serve = format!("cat {}", file.display());
-    let _server = bed.spawn(
+    let mut server = bed.spawn(
         Host::Real(0),
         &[
             "socat",
@@ -339,6 +339,8 @@ fn nat_udp_replies_larger_than_the_mtu_arrive_translated() {
         );
     }
     let log = daemon.stop();
+    let _ = server.kill();
+    let _ = server.wait();
     assert!(!log.contains("fragment"), "{log}");
     let line = log
         .lines()

@@ -1182,3 +1182,102 @@ fn dr_and_nat_too_big_for_the_egress_port_get_icmp_frag_needed() {
     assert_eq!(p.stats().get(Counter::IcmpSent), 2);
     assert_eq!(p.stats().dropped(DropReason::TooBig), 2);
 }
+
+/// A NAT reply too big for the client's side, with DF set, is answered as
+/// a router forwarding it would: "fragmentation needed" with the client
+/// side's MTU, to the real server (out of the port it came by, to the MAC
+/// it came from), from the source of the director's route to that server.
+/// Without DF, or with no route source known, it is dropped.
+#[test]
+fn nat_reply_too_big_for_the_client_side_tells_the_real_server() {
+    let rip = Ipv4Addr::new(198, 18, 2, 31);
+    let src = Ipv4Addr::new(198, 18, 2, 2);
+    let server_mac = mac_of(rip);
+    let mut t = xdpvs::service::ServiceTable::new(
+        vec![
+            xdpvs::service::Port {
+                mac: DIRECTOR_MAC,
+                mtu: 1400,
+            },
+            xdpvs::service::Port {
+                mac: [0x02, 0, 0, 0, 0x02, 0x03],
+                mtu: 1500,
+            },
+        ],
+        None,
+        xdpvs::conn::Timeouts::default(),
+    );
+    let vip = "198.18.1.3:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.3:80", "rr"))
+        .unwrap();
+    t.add_dest(
+        Protocol::Tcp,
+        vip,
+        &real("198.18.2.31:8080", Forward::Nat, 1),
+    )
+    .unwrap();
+    t.set_next_hop(rip.into(), 1, server_mac);
+    let run_on = |p: &mut Pipeline, frame: &[u8], port: u8| {
+        let mut buf = vec![0u8; 2048 + HEADROOM];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut f = xdpvs::frame::Frame::new(&mut buf, HEADROOM, frame.len(), port);
+        let v = p.process(&mut f, 0);
+        (v, f.data().to_vec())
+    };
+    let reply = |sport: u16, df: bool| Pkt {
+        src_mac: server_mac,
+        dst_mac: [0x02, 0, 0, 0, 0x02, 0x03],
+        src: rip,
+        sport: 8080,
+        dst: CLIENT,
+        dport: sport,
+        df,
+        l4: L4::Tcp { flags: ACK, seq: 9 },
+        payload: vec![0x33; 1450 - 40],
+        ..Pkt::default()
+    };
+    for with_source in [false, true] {
+        assert!(t.set_source(rip.into(), with_source.then_some(src)) == with_source);
+        let mut p = pipeline(&t, 64);
+        let syn = |sport| Pkt {
+            dst: VIP_NAT,
+            sport,
+            ..Pkt::default()
+        };
+        for sport in [7000, 7001] {
+            let (v, _) = run_on(&mut p, &syn(sport).bytes(), 0);
+            assert_eq!(v, Verdict::Tx { port: 1, len: 54 });
+        }
+        let input = reply(7000, true).bytes();
+        let (v, out) = run_on(&mut p, &input, 1);
+        let (v_no_df, _) = run_on(&mut p, &reply(7001, false).bytes(), 1);
+        assert_eq!(v_no_df, Verdict::Drop(DropReason::TooBig));
+        if !with_source {
+            assert_eq!(v, Verdict::Drop(DropReason::TooBig));
+            assert_eq!(p.stats().get(Counter::IcmpSent), 0);
+            continue;
+        }
+        assert!(matches!(v, Verdict::Tx { port: 1, .. }), "{v:?}");
+        assert_eq!(&out[0..6], &server_mac, "back to the real server");
+        let s = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().source_addr(), src);
+        assert_eq!(ip.header().destination_addr(), rip);
+        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400
+                }
+            )
+        );
+        assert_eq!(icmp.payload(), &input[14..14 + 28], "the reply as sent");
+        assert_checksums(&out);
+        assert_eq!(p.stats().get(Counter::IcmpSent), 1);
+    }
+}

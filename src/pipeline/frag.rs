@@ -139,7 +139,7 @@ impl State {
         let vip = (c.vaddr, c.vport);
         let v = self
             .tx
-            .to_client(frame, &f.layout, c.proto(), vip, &e, &mut self.stats);
+            .to_client(frame, &f.layout, c.proto(), vip, &e, &mut self.stats, now);
         if let Verdict::Tx { .. } = v {
             let t = FragTranslation {
                 vip: c.vaddr,

@@ -365,10 +365,13 @@ impl State {
                 self.tx.to_server(frame, &l, &t, &e, &mut self.stats, now)
             }
             Side::Server => {
-                let e = client_way(snap, &c);
+                let e = Egress {
+                    src: dest.src,
+                    ..client_way(snap, &c)
+                };
                 let vip = (c.vaddr, c.vport);
                 self.tx
-                    .to_client(frame, &l, c.proto(), vip, &e, &mut self.stats)
+                    .to_client(frame, &l, c.proto(), vip, &e, &mut self.stats, now)
             }
         }
     }

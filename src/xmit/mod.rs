@@ -36,9 +36,11 @@ pub struct Target {
 }
 
 /// The way out toward a real server (or back to a NAT client): the next
-/// hop, the MTU of the port it is reached by, and the director's source
-/// address on that way (the kernel's route source toward a real server;
-/// `None` toward a client, or while the route gives none).
+/// hop, the MTU of the port it is reached by, and the source of the
+/// kernel's route toward the connection's real server (`None` while the
+/// route gives none): the outer source of TUN packets, and on a NAT
+/// reply's way back, the source of the "fragmentation needed" sent to the
+/// real server when the reply is too big for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Egress {
     pub hop: Hop,
@@ -97,7 +99,7 @@ impl Transmitter {
         let (v, sent) = match t.fwd {
             Forward::Dr => {
                 if let Some(mtu) = dr::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 (dr::xmit(frame, &e.hop), Counter::TxDr)
             }
@@ -106,14 +108,14 @@ impl Transmitter {
                     return Verdict::Drop(DropReason::NoSource);
                 };
                 if let Some(mtu) = tun::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 let v = self.tunnel.xmit(frame, l, (src, t.daddr), e.mtu, &e.hop);
                 (v, Counter::TxTun)
             }
             Forward::Nat => {
                 if let Some(mtu) = nat::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 let v = nat::xmit_in(frame, l, t.proto, t.daddr, t.dport, &e.hop);
                 (v, Counter::TxNat)
@@ -126,11 +128,13 @@ impl Transmitter {
     }
 
     /// A NAT reply to its client (the way back `e`): its source put back
-    /// to VIP:`vport`. A reply too big for the port is
-    /// dropped (`too_big`): the director has no address of its own to send
-    /// the real server "fragmentation needed" from, and real servers on a
-    /// NAT director's LAN share its MTU.
+    /// to VIP:`vport`. A reply too big for the port is answered, as a
+    /// router forwarding it would (Linux's `ip_forward`), with
+    /// "fragmentation needed" to the real server from the director's
+    /// address toward it ([`Egress::src`]) when it has DF set, else (or
+    /// without that address) dropped (`too_big`).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn to_client(
         &mut self,
         frame: &mut Frame<'_>,
@@ -139,9 +143,13 @@ impl Transmitter {
         (vip, vport): (Ipv4Addr, u16),
         e: &Egress,
         stats: &mut WorkerStats,
+        now: Tick,
     ) -> Verdict {
-        if l.ip_len > usize::from(e.mtu) {
-            return Verdict::Drop(DropReason::TooBig);
+        if let Some(mtu) = nat::too_big(frame, l, e.mtu) {
+            let Some(src) = e.src else {
+                return Verdict::Drop(DropReason::TooBig);
+            };
+            return self.too_big(frame, l, mtu, Some(src), stats, now);
         }
         let v = nat::xmit_out(frame, l, proto, vip, vport, &e.hop);
         if let Verdict::Tx { .. } = v {
@@ -191,8 +199,9 @@ impl Transmitter {
     }
 
     /// Answers a packet too big for its way out: ICMP "fragmentation
-    /// needed" with `mtu` when it asks not to be fragmented (`Some`), a
-    /// drop when it may be (`None`: this forwarder does not fragment) or
+    /// needed" with `mtu` when it asks not to be fragmented (`Some`), from
+    /// `from` (else from the packet's destination, the VIP); a drop when
+    /// it may be fragmented (`None`: this forwarder does not fragment) or
     /// when this second's ICMP budget is spent.
     #[cold]
     #[inline(never)]
@@ -201,6 +210,7 @@ impl Transmitter {
         frame: &mut Frame<'_>,
         l: &Layout,
         mtu: Option<u16>,
+        from: Option<Ipv4Addr>,
         stats: &mut WorkerStats,
         now: Tick,
     ) -> Verdict {
@@ -211,6 +221,6 @@ impl Transmitter {
             return Verdict::Drop(DropReason::TooBig);
         }
         stats.inc(Counter::IcmpSent);
-        icmp::frag_needed(frame, l, mtu)
+        icmp::frag_needed(frame, l, mtu, from)
     }
 }
