@@ -242,8 +242,8 @@ struct Plane {
     pending: usize,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
-    /// The director's own IPv4 addresses as the XDP programs last got
-    /// them (`None`: not yet, or the last update failed).
+    /// The director's own IPv4 addresses as last given to the XDP
+    /// programs (`None`: not yet).
     local_addrs: Option<Vec<Ipv4Addr>>,
 }
 
@@ -691,14 +691,14 @@ impl Plane {
         if self.local_addrs.as_ref() == Some(&addrs) {
             return;
         }
-        let mut ok = true;
+        // A failure (more addresses than the map holds) is said once per
+        // change of the set, not every second.
         for s in &mut self.steering {
             if let Err(e) = s.set_local_addrs(&addrs) {
                 log(format_args!("XDP maps: {e}"));
-                ok = false;
             }
         }
-        self.local_addrs = ok.then_some(addrs);
+        self.local_addrs = Some(addrs);
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
