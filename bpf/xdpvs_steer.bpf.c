@@ -10,11 +10,20 @@
 //   - TCP/UDP replies of NAT real servers: (saddr, sport, proto) in
 //     `nat_reals`, or (saddr, 0, proto) for every port of the server (FTP
 //     helper: data connections from port 20 and passive ports);
-//   - IPv4 fragments to a VIP address (`vip_addrs`): the forwarder decides
-//     (it drops and counts them; the kernel would not know the VIP either);
+//   - IPv4 fragments to a VIP address (`vip_addrs`) or from a NAT real
+//     server's address (`nat_real_addrs`): the forwarder decides (it drops
+//     and counts them; the kernel would not know the VIP either, and would
+//     forward a real server's fragments untranslated, leaking its address);
 //   - ICMP errors (dest unreachable, source quench, time exceeded, parameter
-//     problem) to a VIP address or from a NAT real server's address
-//     (`nat_real_addrs`): they concern the forwarder's connections.
+//     problem) to a VIP address or from a NAT real server's address: they
+//     concern the forwarder's connections.
+//
+// The director's own traffic stays the kernel's: a packet from a NAT real
+// server addressed to one of the director's own addresses (`local_addrs`,
+// every interface's, kept current by the daemon) answers a connection the
+// director opened itself (a health check, an admin's curl), so the rules
+// "from a NAT real server" above do not take it. Packets *to* a VIP are
+// still taken even when the VIP is a local address (held on `lo`).
 //
 // Keys hold addresses and ports in network byte order, exactly as on the
 // wire; userspace (src/xsk/steer.rs) writes them the same way.
@@ -70,6 +79,13 @@ struct {
 	__type(value, __u8);
 } nat_real_addrs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
+
 enum { CNT_REDIRECTED, CNT_PASSED, CNT_REDIRECT_FAILED, CNT_MAX };
 
 struct {
@@ -95,6 +111,13 @@ static __always_inline void count(__u32 which)
 
 	if (c)
 		*c += 1;
+}
+
+// From a NAT real server's address, to someone other than the director.
+static __always_inline int from_nat_real(struct iphdr *ip)
+{
+	return bpf_map_lookup_elem(&nat_real_addrs, &ip->saddr) &&
+	       !bpf_map_lookup_elem(&local_addrs, &ip->daddr);
 }
 
 static __always_inline int wanted(void *data, void *end)
@@ -129,7 +152,8 @@ static __always_inline int wanted(void *data, void *end)
 	// More-fragments flag or a fragment offset: only the first fragment
 	// has ports, so fragments go by address alone.
 	if (ip->frag_off & bpf_htons(0x3fff))
-		return bpf_map_lookup_elem(&vip_addrs, &ip->daddr) != 0;
+		return bpf_map_lookup_elem(&vip_addrs, &ip->daddr) ||
+		       from_nat_real(ip);
 
 	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
 		struct ports *p = l3 + ihl;
@@ -145,6 +169,8 @@ static __always_inline int wanted(void *data, void *end)
 		key.port = 0;
 		if (bpf_map_lookup_elem(&vips, &key))
 			return 1;
+		if (bpf_map_lookup_elem(&local_addrs, &ip->daddr))
+			return 0;
 		key.addr = ip->saddr;
 		key.port = p->src;
 		if (bpf_map_lookup_elem(&nat_reals, &key))
@@ -161,7 +187,7 @@ static __always_inline int wanted(void *data, void *end)
 		if (*type != 3 && *type != 4 && *type != 11 && *type != 12)
 			return 0;
 		return bpf_map_lookup_elem(&vip_addrs, &ip->daddr) ||
-		       bpf_map_lookup_elem(&nat_real_addrs, &ip->saddr);
+		       from_nat_real(ip);
 	}
 	return 0;
 }

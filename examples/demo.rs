@@ -159,12 +159,15 @@ fn main() {
         eprintln!("demo: {}: {e}", path.display());
         std::process::exit(1)
     });
-    // Synthetic next hops: 02:00:c6:12:02:NN for real server 198.18.2.NN.
+    // Synthetic next hops: 02:00:c6:12:02:NN for real server 198.18.2.NN,
+    // reached from the director's address 198.18.2.2 (the route source the
+    // daemon learns from the kernel: the outer source of TUN packets).
     for s in &cfg.services {
         for r in &s.reals {
             if let IpAddr::V4(a) = r.addr.ip() {
                 let o = a.octets();
                 table.set_next_hop(r.addr.ip(), 0, [2, 0, o[0], o[1], o[2], o[3]]);
+                table.set_source(r.addr.ip(), Some(std::net::Ipv4Addr::new(198, 18, 2, 2)));
             }
         }
     }

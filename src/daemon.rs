@@ -43,8 +43,21 @@
 //! `XDPVS_FAULT_WORKER_PANIC=W[:N]` in its environment, worker W panics
 //! once it has received N frames (default 1). A value that does not parse
 //! is refused at start.
+//!
+//! Route sources: the same route lookup names the source address the
+//! kernel would send from toward each real server (RTA_PREFSRC), which is
+//! the outer source of its TUN packets unless `dataplane.tunnel_source`
+//! overrides it; a TUN server whose route names none is logged once and
+//! its packets are counted as `no_source`, and a change of source is
+//! logged (`real server R: tunnel source S`). Both follow route and address
+//! changes within the once-a-second refresh.
+//!
+//! The director's own addresses (every interface's IPv4 addresses, read
+//! at start and once a second) are given to the XDP programs, so that the
+//! replies NAT real servers send to connections the director opened itself
+//! (health checks, an admin's curl) stay with the kernel.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -296,6 +309,11 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// TUN real servers already reported as having no route source.
+    no_source: Vec<Ipv4Addr>,
+    /// The director's own IPv4 addresses as last given to the XDP
+    /// programs (`None`: not yet).
+    local_addrs: Option<Vec<Ipv4Addr>>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -371,6 +389,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl,
             unresolved: Vec::new(),
             pending: 0,
+            no_source: Vec::new(),
+            local_addrs: None,
         },
         threads: Vec::new(),
         fault,
@@ -416,6 +436,7 @@ impl Director {
             ));
             self.plane.steering.push(s);
         }
+        self.plane.refresh_local_addrs();
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
@@ -534,6 +555,7 @@ impl Director {
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
+                self.plane.refresh_local_addrs();
                 if self.plane.refresh_next_hops(&mut self.control) {
                     self.plane.publish(&self.control);
                 }
@@ -686,12 +708,20 @@ impl Plane {
         self.pending = 0;
         for (addr, r) in addrs.iter().zip(res) {
             let ip = IpAddr::V4(*addr);
+            let src = match r {
+                Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } => Some(src),
+                Resolution::Unreachable => None,
+            };
+            if let Some(src) = src {
+                changed |= self.note_source(control, *addr, src);
+            }
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
                 Resolution::Resolved {
                     ifindex,
                     mac,
                     next_hop,
+                    ..
                 } => match port(ifindex) {
                     Some(p) => {
                         changed |= control.set_next_hop(ip, p as u8, mac);
@@ -717,11 +747,71 @@ impl Plane {
         changed
     }
 
+    /// Records the source of the route to real server `addr` (the outer
+    /// source of its TUN packets without `dataplane.tunnel_source`); says
+    /// once when a TUN server's route gives none, and whenever a TUN
+    /// server's source changes. True if it changed.
+    fn note_source(
+        &mut self,
+        control: &mut Control,
+        addr: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> bool {
+        let ip = IpAddr::V4(addr);
+        let before = control.table().source(ip);
+        let changed = control.set_source(ip, src);
+        let t = control.table();
+        if t.tunnel_source().is_some() || !t.is_tun_addr(ip) {
+            return changed;
+        }
+        match src {
+            Some(s) if before != Some(s) => {
+                self.no_source.retain(|a| *a != addr);
+                log(format_args!(
+                    "real server {addr}: tunnel source {s} (the route's source address)"
+                ));
+            }
+            None if !self.no_source.contains(&addr) => {
+                self.no_source.push(addr);
+                log(format_args!(
+                    "real server {addr}: the route to it names no source address (its interface has no IPv4 address) and dataplane.tunnel_source is not set; its TUN packets are dropped and counted as no_source"
+                ));
+            }
+            _ => {}
+        }
+        changed
+    }
+
     fn note_unresolved(&mut self, ip: IpAddr, msg: std::fmt::Arguments<'_>) {
         if !self.unresolved.contains(&ip) {
             self.unresolved.push(ip);
             log(msg);
         }
+    }
+
+    /// Reads the director's own IPv4 addresses and, when they changed,
+    /// gives them to the XDP programs: replies from NAT real servers to
+    /// these addresses belong to the director's own connections (health
+    /// checks) and stay with the kernel. Called at start and once a second.
+    fn refresh_local_addrs(&mut self) {
+        let addrs = match self.nl.local_addrs() {
+            Ok(a) => a,
+            Err(e) => {
+                log(format_args!("local addresses: {e}"));
+                return;
+            }
+        };
+        if self.local_addrs.as_ref() == Some(&addrs) {
+            return;
+        }
+        // A failure (more addresses than the map holds) is said once per
+        // change of the set, not every second.
+        for s in &mut self.steering {
+            if let Err(e) = s.set_local_addrs(&addrs) {
+                log(format_args!("XDP maps: {e}"));
+            }
+        }
+        self.local_addrs = Some(addrs);
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {

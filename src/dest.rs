@@ -25,7 +25,7 @@
 //! traffic counters ([`Stats`]), one cache line per worker.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -306,6 +306,10 @@ pub struct Dest {
     pub mac: Option<[u8; 6]>,
     /// The director port the server is reached through.
     pub tx_port: u8,
+    /// The source address of the kernel's route to the server
+    /// (RTA_PREFSRC): the outer source of its TUN packets, and of the
+    /// ICMP errors the director sends it. `None` until known.
+    pub src: Option<Ipv4Addr>,
     pub counters: Arc<DestCounters>,
 }
 
@@ -405,6 +409,7 @@ mod tests {
             upper_threshold: 1,
             lower_threshold: 0,
             mac: None,
+            src: None,
             tx_port: 0,
             counters: Arc::new(DestCounters::default()),
         };

@@ -187,9 +187,15 @@ named_counters! {
         Malformed = "malformed",
         /// IPv4 header checksum wrong (the kernel's `ip_rcv` drops these too).
         BadIpChecksum = "bad_ip_checksum",
-        /// A fragment of a packet for a VIP: ports are not in every fragment,
-        /// and this forwarder does not reassemble.
+        /// A fragment of a packet for a VIP (ports are not in every
+        /// fragment, and this forwarder does not reassemble), or a first
+        /// fragment from a NAT real server with no connection here.
         Fragment = "fragment",
+        /// A later fragment from a NAT real server whose first fragment
+        /// this worker did not translate (out of order, lost, or received
+        /// by another worker): dropped rather than leak the real server's
+        /// address.
+        FragmentUntracked = "fragment_untracked",
         /// A TCP segment that is not a SYN, for a VIP, with no connection.
         NoConnection = "no_connection",
         /// The scheduler found no available real server.
@@ -198,6 +204,10 @@ named_counters! {
         TableFull = "table_full",
         /// The real server's next-hop MAC is not resolved yet.
         NoNeighbour = "no_neighbour",
+        /// A TUN packet with no outer source address: no
+        /// `dataplane.tunnel_source`, and the kernel's route to the real
+        /// server names no source (its out interface has no IPv4 address).
+        NoSource = "no_source",
         /// The connection's real server was deleted.
         DestGone = "dest_gone",
         /// Too big for the egress MTU and fragmentation allowed (not done

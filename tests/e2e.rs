@@ -9,6 +9,8 @@
 //! reload giving one real server weight 0 leaves it without requests.
 //! NAT also runs with two workers on a two-queue interface, where the
 //! replies of most connections arrive at the worker that does not own them.
+//! TUN also runs configured by `xdpvsadm` commands alone, without
+//! `tunnel_source`: the outer source is each real server's route source.
 
 #[path = "testbed/mod.rs"]
 mod testbed;
@@ -189,4 +191,161 @@ fn nat_two_workers_on_two_queues() {
 #[test]
 fn dr_two_workers_on_two_queues() {
     scenario(Mode::Dr, 2);
+}
+
+/// TUN as ipvsadm users configure it: a file naming the interface (and
+/// the control socket), then `-A` and `-a -i` commands, no
+/// `tunnel_source`. The outer source is the source of the kernel's route
+/// to each real server: the director's LAN address, except for rs3,
+/// whose host route names a second address; when that route goes, rs3's
+/// source follows within the next refresh. Offload-free bed.
+#[test]
+fn tun_from_xdpvsadm_commands_alone() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::new(Options {
+        mode: Mode::Tun,
+        reals: 3,
+        director_queues: 1,
+    });
+    director::warm_neighbours(&bed, 3);
+    let dev = bed.director_iface();
+    let rs3 = bed.real_addr(2).to_string();
+    let second = "198.18.2.3";
+    for step in [
+        &["ip", "addr", "add", &format!("{second}/32"), "dev", &dev][..],
+        &["ip", "route", "add", &rs3, "dev", &dev, "src", second],
+    ] {
+        let out = bed.exec(Host::Director, step);
+        assert!(
+            out.status.success(),
+            "{step:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cfg_path = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[dataplane]\ninterfaces = [\"{dev}\"]\nidle = \"wait\"\n\n\
+             [control]\nsocket = \"{}\"\n",
+            director::socket(&bed).display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&bed, &cfg_path);
+    let vip = format!("{}:80", bed.vip());
+    director::xdpvsadm_ok(&bed, &["-A", "-t", &vip, "-s", "rr"]);
+    for i in 0..3 {
+        let rip = format!("{}:80", bed.real_addr(i));
+        director::xdpvsadm_ok(&bed, &["-a", "-t", &vip, "-r", &rip, "-i", "-w", "1"]);
+    }
+    let saved = director::xdpvsadm_ok(&bed, &["-S", "-n"]);
+    assert_eq!(saved.matches(" -i -w 1").count(), 3, "{saved}");
+    for (i, src) in [(0, "198.18.2.2"), (1, "198.18.2.2"), (2, second)] {
+        daemon.wait_for(
+            &format!("real server {}: tunnel source {src} ", bed.real_addr(i)),
+            Duration::from_secs(5),
+        );
+    }
+    assert_eq!(
+        spread(&bed, 30),
+        counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)]),
+        "rr over three tunnels"
+    );
+    // rs3's route now gives the LAN address: the next refresh (one a
+    // second) takes it.
+    let out = bed.exec(Host::Director, &["ip", "route", "del", &rs3]);
+    assert!(out.status.success());
+    daemon.wait_for(
+        &format!("real server {rs3}: tunnel source 198.18.2.2 "),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        spread(&bed, 30),
+        counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)]),
+        "rr over three tunnels after the route change"
+    );
+    let log = daemon.stop();
+    assert!(!log.contains("no_source"), "{log}");
+    assert!(!log.contains("no_neighbour"), "{log}");
+}
+
+/// A NAT real server's UDP replies larger than the MTU leave it in
+/// fragments; the director translates every fragment (the first by its
+/// connection, the rest by the fragment table), so the client's kernel
+/// reassembles a datagram from VIP:53 — with any fragment left untranslated
+/// (the real server's address) there would be nothing to reassemble.
+/// socat on both ends; the bed's default offload-free flavour.
+#[test]
+fn nat_udp_replies_larger_than_the_mtu_arrive_translated() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::new(Options {
+        mode: Mode::Nat,
+        reals: 1,
+        director_queues: 1,
+    });
+    director::warm_neighbours(&bed, 1);
+    let answer: Vec<u8> = (0..3000u32)
+        .map(|i| b"0123456789abcdef"[(i * 7 % 16) as usize])
+        .collect();
+    let file = bed.tempdir().join("answer.txt");
+    std::fs::write(&file, &answer).unwrap();
+    let serve = format!("cat {}", file.display());
+    let mut server = bed.spawn(
+        Host::Real(0),
+        &[
+            "socat",
+            "UDP4-LISTEN:5353,fork,reuseaddr",
+            &format!("SYSTEM:{serve}"),
+        ],
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let ss = bed.exec(Host::Real(0), &["ss", "-uln"]);
+        if String::from_utf8_lossy(&ss.stdout).contains(":5353") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "socat is not listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg_path = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[dataplane]\ninterfaces = [\"{}\"]\nidle = \"wait\"\n\n\
+             [control]\nsocket = \"{}\"\n\n\
+             [[services]]\nproto = \"udp\"\nvip = \"{}:53\"\nscheduler = \"rr\"\n\n\
+             [[services.reals]]\naddr = \"{}:5353\"\nforward = \"nat\"\n",
+            bed.director_iface(),
+            director::socket(&bed).display(),
+            bed.vip(),
+            bed.real_addr(0)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&bed, &cfg_path);
+    let query = format!("echo q | socat -t 1 -T 5 - UDP4:{}:53", bed.vip());
+    for k in 0..5 {
+        let out = bed.exec(Host::Client, &["sh", "-c", &query]);
+        assert!(
+            out.stdout == answer,
+            "query {k}: {} bytes back, {}; xdpvs log:\n{}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        );
+    }
+    let log = daemon.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!log.contains("fragment"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("xdpvs: worker 0: rx"))
+        .unwrap();
+    // Five replies of three fragments each, all sent as replies.
+    assert!(line.contains("tx_replies=15"), "{line}");
 }

@@ -252,6 +252,82 @@ fn tun_apache_and_ftp_with_persistence() {
     scenario(Mode::Tun);
 }
 
+/// The director's own connections to NAT real servers are the kernel's
+/// (a health check, an admin's curl): with xdpvs running NAT with the FTP
+/// helper active (its every-port rule for the real servers), curl from
+/// the director's namespace reaches each real server's HTTP port and its
+/// FTP server, passive and active (data connections from the real
+/// server's port 20 and to its passive ports). The VIP is also held on
+/// the director's `lo`, as the kernel's IPVS selftest holds it: a local
+/// address whose packets must still go to xdpvs. Client traffic through
+/// the VIP works throughout. Offload-free bed (the director's own curl
+/// never crosses AF_XDP, so offloads do not matter to what is tested).
+#[test]
+fn nat_director_reaches_its_real_servers_itself() {
+    let mut bed = Testbed::new(Options {
+        mode: Mode::Nat,
+        reals: 3,
+        director_queues: 2,
+    });
+    bed.start_vsftpd();
+    let vip = bed.vip();
+    let out = bed.exec(
+        Host::Director,
+        &["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(&path, config(&bed, Mode::Nat)).unwrap();
+    let d = Daemon::start(&bed, &path);
+    let fetch = |host: Host, args: &[&str]| -> Vec<u8> {
+        let mut all = vec!["curl", "-sS", "--connect-timeout", "3", "--max-time", "30"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "-"]);
+        let out = bed.exec(host, &all);
+        assert!(
+            out.status.success(),
+            "{host:?}: {all:?}: {}: {}\nxdpvs log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            d.log()
+        );
+        out.stdout
+    };
+    let bodies: Vec<String> = (0..3).map(testbed::real_body).collect();
+    for round in 0..2 {
+        for i in 0..3 {
+            let rip = bed.real_addr(i);
+            let want = bodies[i].as_bytes();
+            let http = fetch(Host::Director, &[&format!("http://{rip}/")]);
+            assert_eq!(http, want, "round {round}: director -> {rip}:80");
+            for (style, opts) in [STYLES[0], STYLES[2]] {
+                let mut a = opts.to_vec();
+                let url = format!("ftp://{rip}/whoami.txt");
+                a.push(&url);
+                let ftp = fetch(Host::Director, &a);
+                assert_eq!(ftp, want, "round {round}: director -> {rip} FTP {style}");
+            }
+            // Meanwhile, a client through the VIP.
+            let body = fetch(Host::Client, &[&format!("http://{vip}/")]);
+            assert!(bodies.iter().any(|b| b.as_bytes() == body), "{body:?}");
+        }
+    }
+    let big = testbed::big_bin();
+    for (style, opts) in [STYLES[0], STYLES[2]] {
+        let mut a = opts.to_vec();
+        let url = format!("ftp://{vip}/big.bin");
+        a.push(&url);
+        assert!(
+            fetch(Host::Client, &a) == big,
+            "client FTP {style} through the VIP"
+        );
+    }
+}
+
 /// `scripts/realserver.sh` in a real server's namespace: DR puts the VIP
 /// on lo with the ARP sysctls and takes both back; TUN needs IPIP (this
 /// kernel may lack it: then it says so and fails); NAT changes nothing.

@@ -32,6 +32,7 @@ const FAR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 const NO_ROUTE: Ipv4Addr = Ipv4Addr::new(198, 19, 9, 9);
 const BLACKHOLED: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
 const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const LOCAL_D1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 
 /// Longest wait for an ARP exchange between veths (it takes well under a
 /// millisecond; the margin is for a loaded machine).
@@ -220,6 +221,7 @@ fn on_link_neighbour_goes_from_pending_to_resolved() {
             nl.resolve(HOST).unwrap(),
             Resolution::Pending {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST
             }
         );
@@ -227,6 +229,7 @@ fn on_link_neighbour_goes_from_pending_to_resolved() {
             poll(&mut nl, HOST, resolved),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_MAC
             }
@@ -244,6 +247,7 @@ fn destination_behind_a_gateway_resolves_to_the_gateway() {
         let first = nl.resolve_all(&dsts).unwrap();
         let far_pending = Resolution::Pending {
             ifindex: d1,
+            src: Some(LOCAL_D1),
             next_hop: GATEWAY,
         };
         assert_eq!(
@@ -252,6 +256,7 @@ fn destination_behind_a_gateway_resolves_to_the_gateway() {
                 far_pending,
                 Resolution::Pending {
                     ifindex: d0,
+                    src: Some(LOCAL),
                     next_hop: HOST
                 },
                 Resolution::Unreachable,
@@ -266,6 +271,7 @@ fn destination_behind_a_gateway_resolves_to_the_gateway() {
         }
         let far = Resolution::Resolved {
             ifindex: d1,
+            src: Some(LOCAL_D1),
             next_hop: GATEWAY,
             mac: R0_MAC,
         };
@@ -275,6 +281,7 @@ fn destination_behind_a_gateway_resolves_to_the_gateway() {
                 far,
                 Resolution::Resolved {
                     ifindex: d0,
+                    src: Some(LOCAL),
                     next_hop: HOST,
                     mac: H0_MAC
                 },
@@ -317,6 +324,7 @@ fn silent_neighbour_ends_unreachable_and_recovers_when_it_answers() {
             nl.resolve(SILENT).unwrap(),
             Resolution::Pending {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: SILENT
             }
         );
@@ -356,6 +364,7 @@ fn silent_neighbour_ends_unreachable_and_recovers_when_it_answers() {
             poll(&mut nl, SILENT, resolved),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: SILENT,
                 mac: H0_MAC
             }
@@ -374,6 +383,7 @@ fn changed_mac_is_seen_by_the_next_resolve() {
             poll(&mut nl, HOST, resolved),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_MAC
             }
@@ -399,6 +409,7 @@ fn changed_mac_is_seen_by_the_next_resolve() {
             nl.resolve(HOST).unwrap(),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_NEW_MAC
             }
@@ -421,6 +432,7 @@ fn changed_mac_is_seen_by_the_next_resolve() {
             nl.resolve(HOST).unwrap(),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: manual
             }
@@ -470,6 +482,7 @@ fn stale_entry_is_confirmed_and_a_silent_mac_change_is_found() {
             nl.resolve(HOST).unwrap(),
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_MAC
             }
@@ -479,6 +492,7 @@ fn stale_entry_is_confirmed_and_a_silent_mac_change_is_found() {
         while r
             != (Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_NEW_MAC,
             })
@@ -491,9 +505,80 @@ fn stale_entry_is_confirmed_and_a_silent_mac_change_is_found() {
             r,
             Resolution::Resolved {
                 ifindex: d0,
+                src: Some(LOCAL),
                 next_hop: HOST,
                 mac: H0_NEW_MAC
             }
         );
+    });
+}
+
+/// The source of each route (RTA_PREFSRC), as `ip route get` shows it:
+/// the out interface's address, or the route's own `src`; a route change
+/// is seen by the next lookup.
+#[test]
+fn each_route_names_its_source_and_a_change_is_seen() {
+    let bed = Bed::new();
+    let (d0, d1) = (bed.ifindex("d0"), bed.ifindex("d1"));
+    let src_of = |r: Resolution| match r {
+        Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } => src,
+        Resolution::Unreachable => panic!("routed destinations resolve"),
+    };
+    let extra = Ipv4Addr::new(198, 18, 1, 9);
+    bed.d.enter(|| {
+        let mut nl = Netlink::new().unwrap();
+        let r = nl.resolve_all(&[HOST, FAR]).unwrap();
+        let srcs: Vec<_> = r.into_iter().map(src_of).collect();
+        assert_eq!(srcs, [Some(LOCAL), Some(LOCAL_D1)]);
+        // A second address, named as the route's source.
+        ip(&["-n", &bed.d.0, "addr", "add", "198.18.1.9/32", "dev", "d1"]);
+        ip(&[
+            "-n",
+            &bed.d.0,
+            "route",
+            "replace",
+            "198.18.2.0/24",
+            "via",
+            "198.18.1.254",
+            "src",
+            "198.18.1.9",
+        ]);
+        assert_eq!(src_of(nl.resolve(FAR).unwrap()), Some(extra));
+        // The far network moved behind the host on d0: another interface,
+        // another source.
+        ip(&[
+            "-n",
+            &bed.d.0,
+            "route",
+            "replace",
+            "198.18.2.0/24",
+            "via",
+            "198.18.0.2",
+        ]);
+        match nl.resolve(FAR).unwrap() {
+            Resolution::Resolved { ifindex, src, .. }
+            | Resolution::Pending { ifindex, src, .. } => {
+                assert_eq!((ifindex, src), (d0, Some(LOCAL)));
+            }
+            Resolution::Unreachable => panic!("FAR is routed via the host"),
+        }
+        assert_ne!(d0, d1);
+    });
+}
+
+/// The director's own IPv4 addresses, every interface's, and a change is
+/// seen by the next call.
+#[test]
+fn local_addresses_are_listed_and_follow_changes() {
+    let bed = Bed::new();
+    bed.d.enter(|| {
+        let mut nl = Netlink::new().unwrap();
+        let loopback = Ipv4Addr::LOCALHOST;
+        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL, LOCAL_D1]);
+        let vip = Ipv4Addr::new(198, 18, 9, 1);
+        ip(&["-n", &bed.d.0, "addr", "add", "198.18.9.1/32", "dev", "lo"]);
+        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL, LOCAL_D1, vip]);
+        ip(&["-n", &bed.d.0, "addr", "del", "198.18.0.1/24", "dev", "d0"]);
+        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL_D1, vip]);
     });
 }

@@ -143,6 +143,92 @@ fn tun_encapsulates_with_tos_ttl_and_df_carried() {
     assert_eq!(tx_by_mode(&p), [0, 2, 0]);
 }
 
+/// A director whose TUN service VIP_TUN:80 (rr → .22, .21, .23 in list
+/// order) has no configured `tunnel_source` unless `tunnel_source` says so;
+/// the route to .21 has source `src21`, the one to .22 `src22`, .23 none.
+fn tun_director(tunnel_source: Option<Ipv4Addr>, src21: Ipv4Addr, src22: Ipv4Addr) -> Pipeline {
+    let mut t = xdpvs::service::ServiceTable::new(
+        vec![xdpvs::service::Port {
+            mac: DIRECTOR_MAC,
+            mtu: MTU,
+        }],
+        tunnel_source,
+        xdpvs::conn::Timeouts::default(),
+    );
+    let vip = "198.18.1.2:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.2:80", "rr"))
+        .unwrap();
+    for (rip, src) in [(23, None), (21, Some(src21)), (22, Some(src22))] {
+        let r = real(&format!("198.18.2.{rip}:80"), Forward::Tun, 1);
+        t.add_dest(Protocol::Tcp, vip, &r).unwrap();
+        let ip = Ipv4Addr::new(198, 18, 2, rip);
+        t.set_next_hop(ip.into(), 0, mac_of(ip));
+        assert_eq!(t.set_source(ip.into(), src), src.is_some());
+    }
+    pipeline(&t, 1024)
+}
+
+/// The outer source IPVS's `__ip_vs_get_out_rt` gives: the route's, per
+/// real server, without any configured key.
+#[test]
+fn tun_takes_each_real_servers_route_source() {
+    let (src21, src22) = (Ipv4Addr::new(198, 18, 2, 2), Ipv4Addr::new(198, 18, 3, 2));
+    let mut p = tun_director(None, src21, src22);
+    let rip = |n| Ipv4Addr::new(198, 18, 2, n);
+    // rr from the list head: .22 (newest), .21, then .23.
+    for (i, (n, src)) in [(22, src22), (21, src21)].into_iter().enumerate() {
+        let pkt = Pkt {
+            dst: VIP_TUN,
+            sport: 41000 + i as u16,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &pkt.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let mut want = tun_expected(&pkt, rip(n), i as u16 + 1);
+        // tun_expected builds the outer header from TUNNEL_SRC: put this
+        // route's source in, and fix the header checksum.
+        want[26..30].copy_from_slice(&src.octets());
+        want[24..26].copy_from_slice(&[0, 0]);
+        let c = xdpvs::wire::checksum::checksum(&want[14..34]);
+        want[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(out, want, "to .{n}");
+        assert_checksums(&out);
+    }
+    // .23's route names no source: dropped and counted, not sent.
+    let pkt = Pkt {
+        dst: VIP_TUN,
+        sport: 41002,
+        ..Pkt::default()
+    };
+    let (v, _) = run(&mut p, &pkt.bytes(), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoSource));
+    assert_eq!(p.stats().dropped(DropReason::NoSource), 1);
+    assert_eq!(tx_by_mode(&p), [0, 2, 0]);
+}
+
+/// `dataplane.tunnel_source` overrides every route's source, and covers a
+/// real server whose route has none.
+#[test]
+fn tunnel_source_overrides_the_route_source() {
+    let mut p = tun_director(
+        Some(TUNNEL_SRC),
+        Ipv4Addr::new(198, 18, 3, 1),
+        Ipv4Addr::new(198, 18, 3, 2),
+    );
+    for (i, n) in [22, 21, 23].into_iter().enumerate() {
+        let pkt = Pkt {
+            dst: VIP_TUN,
+            sport: 42000 + i as u16,
+            ..Pkt::default()
+        };
+        let (v, out) = run(&mut p, &pkt.bytes(), 0);
+        assert!(is_tx(v), "{v:?}");
+        let rip = Ipv4Addr::new(198, 18, 2, n);
+        assert_eq!(out, tun_expected(&pkt, rip, i as u16 + 1));
+    }
+    assert_eq!(p.stats().dropped(DropReason::NoSource), 0);
+}
+
 #[test]
 fn tun_with_vlan_and_without_headroom() {
     let t = director();
@@ -322,6 +408,178 @@ fn nat_udp_with_and_without_checksum() {
             ..reply
         };
         assert_eq!(out, want.bytes());
+    }
+}
+
+/// `frame` (untagged Ethernet + IPv4) cut into fragments of `chunk` bytes
+/// of IP payload (a multiple of 8), as the sender's kernel fragments it.
+fn fragments(frame: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let (header, payload) = ip.split_at(20);
+    let n = payload.len().div_ceil(chunk);
+    (0..n)
+        .map(|k| {
+            let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
+            let mut h = header.to_vec();
+            h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+            let mf = if k + 1 < n { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&(mf | (k * chunk / 8) as u16).to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = xdpvs::wire::checksum::checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            [eth, &h, part].concat()
+        })
+        .collect()
+}
+
+/// A UDP reply bigger than the MTU comes from a NAT real server in
+/// fragments: the first is translated as a reply and teaches the worker
+/// the translation, the later ones get the VIP as source too — each one
+/// exactly the fragment of the translated datagram. Nothing leaves with
+/// the real server's address.
+#[test]
+fn nat_reply_fragments_are_translated() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let q = Pkt {
+        dst: VIP_NAT,
+        dport: 53,
+        sport: 5100,
+        l4: L4::Udp { checksum: true },
+        payload: b"query".to_vec(),
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &q.bytes(), 0).0));
+    let reply = |id: u16| Pkt {
+        src_mac: mac_of(rs),
+        src: rs,
+        sport: 5353,
+        dst: CLIENT,
+        dport: q.sport,
+        df: false,
+        id,
+        l4: L4::Udp { checksum: true },
+        payload: (0..3000u32).map(|i| (i * 7) as u8).collect(),
+        ..Pkt::default()
+    };
+    let translated = |r: &Pkt| Pkt {
+        src_mac: DIRECTOR_MAC,
+        dst_mac: ROUTER_MAC,
+        src: VIP_NAT,
+        sport: 53,
+        ttl: r.ttl - 1,
+        ..r.clone()
+    };
+    let r = reply(0x4242);
+    let frags = fragments(&r.bytes(), 1480);
+    let want = fragments(&translated(&r).bytes(), 1480);
+    assert_eq!(frags.len(), 3);
+    for (k, (f, w)) in frags.iter().zip(&want).enumerate() {
+        let (v, out) = run(&mut p, f, 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(&out, w, "fragment {k}");
+    }
+    // The last fragment freed the translation: a copy of a middle one is
+    // not forwarded.
+    let (v, _) = run(&mut p, &frags[1], 1);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentUntracked));
+    assert_eq!(p.stats().get(Counter::TxReplies), 3);
+
+    // Out of order: a later fragment before the first is dropped and
+    // counted; the first and the rest still go, translated.
+    let r = reply(0x4343);
+    let frags = fragments(&r.bytes(), 1480);
+    let want = fragments(&translated(&r).bytes(), 1480);
+    let (v, _) = run(&mut p, &frags[2], 1);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentUntracked));
+    for k in [0, 1] {
+        let (v, out) = run(&mut p, &frags[k], 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(out, want[k], "fragment {k}");
+    }
+    assert_eq!(p.stats().dropped(DropReason::FragmentUntracked), 2);
+
+    // No connection (another client port): the first fragment and the
+    // rest are dropped, none forwarded.
+    let stray = Pkt {
+        dport: 6000,
+        ..reply(0x4444)
+    };
+    let verdicts: Vec<Verdict> = fragments(&stray.bytes(), 1480)
+        .iter()
+        .map(|f| run(&mut p, f, 1).0)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Drop(DropReason::Fragment),
+            Verdict::Drop(DropReason::FragmentUntracked),
+            Verdict::Drop(DropReason::FragmentUntracked)
+        ]
+    );
+    // A translation lasts FRAG_TIMEOUT seconds.
+    let r = reply(0x4545);
+    let frags = fragments(&r.bytes(), 1480);
+    assert!(is_tx(run(&mut p, &frags[0], 1).0));
+    let late = 1 + xdpvs::pipeline::FRAG_TIMEOUT;
+    assert_eq!(
+        run(&mut p, &frags[1], late).0,
+        Verdict::Drop(DropReason::FragmentUntracked)
+    );
+}
+
+/// Fragments from a NAT real server with a corrupt IP header are dropped
+/// as such, and those of a TCP reply are translated like UDP's.
+#[test]
+fn nat_reply_fragments_bad_checksum_and_tcp() {
+    let t = director();
+    let mut p = pipeline(&t, 1024);
+    let rs = Ipv4Addr::new(198, 18, 2, 31);
+    let syn = Pkt {
+        dst: VIP_NAT,
+        sport: 5200,
+        ..Pkt::default()
+    };
+    assert!(is_tx(run(&mut p, &syn.bytes(), 0).0));
+    let reply = Pkt {
+        src_mac: mac_of(rs),
+        src: rs,
+        sport: 8080,
+        dst: CLIENT,
+        dport: 5200,
+        df: false,
+        id: 9,
+        l4: L4::Tcp {
+            flags: SYN | ACK,
+            seq: 1,
+        },
+        payload: vec![0x5a; 2000],
+        ..Pkt::default()
+    };
+    let want = fragments(
+        &Pkt {
+            src_mac: DIRECTOR_MAC,
+            dst_mac: ROUTER_MAC,
+            src: VIP_NAT,
+            sport: 80,
+            ttl: reply.ttl - 1,
+            ..reply.clone()
+        }
+        .bytes(),
+        1480,
+    );
+    let frags = fragments(&reply.bytes(), 1480);
+    let mut bad = frags[0].clone();
+    bad[24] ^= 0x40;
+    assert_eq!(
+        run(&mut p, &bad, 1).0,
+        Verdict::Drop(DropReason::BadIpChecksum)
+    );
+    for (k, f) in frags.iter().enumerate() {
+        let (v, out) = run(&mut p, f, 1);
+        assert!(is_tx(v), "fragment {k}: {v:?}");
+        assert_eq!(out, want[k], "fragment {k}");
     }
 }
 
@@ -975,4 +1233,103 @@ fn a_reused_slot_never_takes_an_old_connection() {
     }
     assert_eq!(p.conns().len(), 0);
     assert_eq!(now_11.counters.conns(), (0, 0));
+}
+
+/// A NAT reply too big for the client's side, with DF set, is answered as
+/// a router forwarding it would: "fragmentation needed" with the client
+/// side's MTU, to the real server (out of the port it came by, to the MAC
+/// it came from), from the source of the director's route to that server.
+/// Without DF, or with no route source known, it is dropped.
+#[test]
+fn nat_reply_too_big_for_the_client_side_tells_the_real_server() {
+    let rip = Ipv4Addr::new(198, 18, 2, 31);
+    let src = Ipv4Addr::new(198, 18, 2, 2);
+    let server_mac = mac_of(rip);
+    let mut t = xdpvs::service::ServiceTable::new(
+        vec![
+            xdpvs::service::Port {
+                mac: DIRECTOR_MAC,
+                mtu: 1400,
+            },
+            xdpvs::service::Port {
+                mac: [0x02, 0, 0, 0, 0x02, 0x03],
+                mtu: 1500,
+            },
+        ],
+        None,
+        xdpvs::conn::Timeouts::default(),
+    );
+    let vip = "198.18.1.3:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.3:80", "rr"))
+        .unwrap();
+    t.add_dest(
+        Protocol::Tcp,
+        vip,
+        &real("198.18.2.31:8080", Forward::Nat, 1),
+    )
+    .unwrap();
+    t.set_next_hop(rip.into(), 1, server_mac);
+    let run_on = |p: &mut Pipeline, frame: &[u8], port: u8| {
+        let mut buf = vec![0u8; 2048 + HEADROOM];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut f = xdpvs::frame::Frame::new(&mut buf, HEADROOM, frame.len(), port);
+        let v = p.process(&mut f, 0);
+        (v, f.data().to_vec())
+    };
+    let reply = |sport: u16, df: bool| Pkt {
+        src_mac: server_mac,
+        dst_mac: [0x02, 0, 0, 0, 0x02, 0x03],
+        src: rip,
+        sport: 8080,
+        dst: CLIENT,
+        dport: sport,
+        df,
+        l4: L4::Tcp { flags: ACK, seq: 9 },
+        payload: vec![0x33; 1450 - 40],
+        ..Pkt::default()
+    };
+    for with_source in [false, true] {
+        assert!(t.set_source(rip.into(), with_source.then_some(src)) == with_source);
+        let mut p = pipeline(&t, 64);
+        let syn = |sport| Pkt {
+            dst: VIP_NAT,
+            sport,
+            ..Pkt::default()
+        };
+        for sport in [7000, 7001] {
+            let (v, _) = run_on(&mut p, &syn(sport).bytes(), 0);
+            assert_eq!(v, Verdict::Tx { port: 1, len: 54 });
+        }
+        let input = reply(7000, true).bytes();
+        let (v, out) = run_on(&mut p, &input, 1);
+        let (v_no_df, _) = run_on(&mut p, &reply(7001, false).bytes(), 1);
+        assert_eq!(v_no_df, Verdict::Drop(DropReason::TooBig));
+        if !with_source {
+            assert_eq!(v, Verdict::Drop(DropReason::TooBig));
+            assert_eq!(p.stats().get(Counter::IcmpSent), 0);
+            continue;
+        }
+        assert!(matches!(v, Verdict::Tx { port: 1, .. }), "{v:?}");
+        assert_eq!(&out[0..6], &server_mac, "back to the real server");
+        let s = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().source_addr(), src);
+        assert_eq!(ip.header().destination_addr(), rip);
+        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400
+                }
+            )
+        );
+        assert_eq!(icmp.payload(), &input[14..14 + 28], "the reply as sent");
+        assert_checksums(&out);
+        assert_eq!(p.stats().get(Counter::IcmpSent), 1);
+    }
 }

@@ -114,11 +114,6 @@ pub enum Problem {
     /// The real server's address family differs from the VIP's.
     #[error("expected an address of the VIP's family ({vip}), got {real}")]
     AddressFamily { vip: IpAddr, real: IpAddr },
-    /// A TUN real server without `dataplane.tunnel_source`.
-    #[error(
-        "forward = \"tun\" needs dataplane.tunnel_source (the outer IPv4 source address of the IPIP packets)"
-    )]
-    TunnelSourceMissing,
     /// Something xdpvs only supports for IPv4 was used with IPv6.
     #[error("{what} is only supported for IPv4 services")]
     Ipv4Only { what: &'static str },

@@ -121,9 +121,10 @@ pub fn check_service(s: &ServiceConfig) -> Rule {
     Ok(())
 }
 
-/// A real server of the service at `vip`, on a director whose IPIP packets
-/// leave from `tunnel_source`.
-pub fn check_real(vip: SocketAddr, r: &RealConfig, tunnel_source: Option<Ipv4Addr>) -> Rule {
+/// A real server of the service at `vip`. A TUN server needs no
+/// configured tunnel source: the outer source defaults to the source
+/// address of the kernel's route to the server (see `xmit::tun`).
+pub fn check_real(vip: SocketAddr, r: &RealConfig) -> Rule {
     if r.weight > RealConfig::MAX_WEIGHT {
         return expected(
             Field::Weight,
@@ -158,16 +159,11 @@ pub fn check_real(vip: SocketAddr, r: &RealConfig, tunnel_source: Option<Ipv4Add
         };
         return Err((Field::Addr, problem));
     }
-    if r.forward == Forward::Tun {
-        if addr.is_ipv6() {
-            let problem = Problem::Ipv4Only {
-                what: "forward = \"tun\" (IPIP)",
-            };
-            return Err((Field::Forward, problem));
-        }
-        if tunnel_source.is_none() {
-            return Err((Field::Forward, Problem::TunnelSourceMissing));
-        }
+    if r.forward == Forward::Tun && addr.is_ipv6() {
+        let problem = Problem::Ipv4Only {
+            what: "forward = \"tun\" (IPIP)",
+        };
+        return Err((Field::Forward, problem));
     }
     if r.lower_threshold > r.upper_threshold {
         let problem = Problem::ThresholdOrder {

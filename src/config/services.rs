@@ -13,21 +13,17 @@ use super::error::Problem;
 use super::raw::{RawReal, RawService};
 use super::read::{Result, Source, one_of};
 use super::rules::{self, Field, is_contiguous};
-use super::types::{DEFAULT_SCHEDULER, Dataplane, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
+use super::types::{DEFAULT_SCHEDULER, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
 use crate::dest::Forward;
 use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
 
 impl Source<'_> {
-    pub(super) fn services(
-        &self,
-        raw: &[Spanned<RawService>],
-        dataplane: &Dataplane,
-    ) -> Result<Vec<ServiceConfig>> {
+    pub(super) fn services(&self, raw: &[Spanned<RawService>]) -> Result<Vec<ServiceConfig>> {
         let mut first_line = HashMap::new();
         let mut services = Vec::with_capacity(raw.len());
         for (i, table) in raw.iter().enumerate() {
             let key = format!("services[{i}]");
-            let service = self.service(table, &key, dataplane)?;
+            let service = self.service(table, &key)?;
             let vip = table.get_ref().vip.as_ref().map(Spanned::span);
             let line = vip.clone().map_or(0, |span| self.line(span));
             if let Some(&first_line) = first_line.get(&(service.proto, service.vip)) {
@@ -41,12 +37,7 @@ impl Source<'_> {
         Ok(services)
     }
 
-    fn service(
-        &self,
-        table: &Spanned<RawService>,
-        key: &str,
-        dataplane: &Dataplane,
-    ) -> Result<ServiceConfig> {
+    fn service(&self, table: &Spanned<RawService>, key: &str) -> Result<ServiceConfig> {
         let raw = table.get_ref();
         let k = |name: &str| format!("{key}.{name}");
         let protocols = [("tcp", Protocol::Tcp), ("udp", Protocol::Udp)];
@@ -108,7 +99,7 @@ impl Source<'_> {
         let mut lines = Vec::new();
         for (j, real) in raw.reals.as_deref().unwrap_or(&[]).iter().enumerate() {
             let key = format!("{key}.reals[{j}]");
-            let parsed = self.real(real, &key, vip, dataplane)?;
+            let parsed = self.real(real, &key, vip)?;
             let span = real.get_ref().addr.as_ref().map(Spanned::span);
             if let Some(first) = reals.iter().position(|r| r.addr == parsed.addr) {
                 let what = format!("real server {}", parsed.addr);
@@ -196,13 +187,7 @@ impl Source<'_> {
         Ok(size)
     }
 
-    fn real(
-        &self,
-        table: &Spanned<RawReal>,
-        key: &str,
-        vip: SocketAddr,
-        dataplane: &Dataplane,
-    ) -> Result<RealConfig> {
+    fn real(&self, table: &Spanned<RawReal>, key: &str, vip: SocketAddr) -> Result<RealConfig> {
         let raw = table.get_ref();
         let k = |name: &str| format!("{key}.{name}");
         let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
@@ -231,7 +216,7 @@ impl Source<'_> {
             upper_threshold: upper,
             lower_threshold: lower,
         };
-        rules::check_real(vip, &real, dataplane.tunnel_source).map_err(|(field, problem)| {
+        rules::check_real(vip, &real).map_err(|(field, problem)| {
             let (name, leaf) = match field {
                 Field::Forward => ("forward", &raw.forward),
                 Field::LowerThreshold => ("lower_threshold", &raw.lower_threshold),

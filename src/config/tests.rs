@@ -46,10 +46,7 @@ fn reference_config_parses() {
     assert_eq!(config.dataplane.zero_copy, ZeroCopy::Auto);
     assert_eq!(config.dataplane.batch_size, 64);
     assert_eq!(config.dataplane.mtu, 1500);
-    assert_eq!(
-        config.dataplane.tunnel_source,
-        Some(Ipv4Addr::new(198, 18, 2, 2))
-    );
+    assert_eq!(config.dataplane.tunnel_source, None);
     assert_eq!(config.connections, Connections::default());
     assert_eq!(config.control, Control::default());
     assert_eq!(config.services.len(), 1);
@@ -798,13 +795,16 @@ fn address_families_must_match() {
     );
 }
 
+/// The outer source defaults to the route's (ipvsadm `-i` alone works);
+/// IPIP stays IPv4 only.
 #[test]
-fn tun_needs_a_tunnel_source() {
-    assert_eq!(
-        real_error("addr = \"198.18.2.11:80\"\nforward = \"tun\"\n"),
-        "t.toml:8: services[0].reals[0].forward: forward = \"tun\" needs \
-         dataplane.tunnel_source (the outer IPv4 source address of the IPIP packets)"
-    );
+fn tun_needs_no_tunnel_source_but_ipv4() {
+    let cfg = parse(&format!(
+        "{HEAD}{SERVICE}addr = \"198.18.2.11:80\"\nforward = \"tun\"\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.dataplane.tunnel_source, None);
+    assert_eq!(cfg.services[0].reals[0].forward, Forward::Tun);
     let text = format!(
         "{HEAD}tunnel_source = \"198.18.2.2\"\n[[services]]\nproto = \"tcp\"\n\
          vip = \"[2001:db8::1]:80\"\n[[services.reals]]\naddr = \"[2001:db8::11]:80\"\n\

@@ -101,7 +101,7 @@ impl Source<'_> {
             Some(table) => self.control(table.get_ref())?,
             None => Control::default(),
         };
-        let services = self.services(raw.services.as_deref().unwrap_or(&[]), &dataplane)?;
+        let services = self.services(raw.services.as_deref().unwrap_or(&[]))?;
         Ok(Config {
             dataplane,
             connections,

@@ -19,6 +19,7 @@
 //! `links.next`.
 
 pub mod addr;
+pub mod frag;
 pub mod hash;
 pub mod index;
 mod key;

@@ -198,6 +198,12 @@ impl Control {
         self.table.set_next_hop(addr, port, mac)
     }
 
+    /// Records the source of the route to `addr` (see
+    /// [`ServiceTable::set_source`]); as [`Control::set_next_hop`].
+    pub fn set_source(&mut self, addr: IpAddr, src: Option<std::net::Ipv4Addr>) -> bool {
+        self.table.set_source(addr, src)
+    }
+
     /// Forgets `addr`'s next hop; as [`Control::set_next_hop`].
     pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
         self.table.clear_next_hop(addr)
@@ -456,7 +462,7 @@ fn service_config(
     Ok(cfg)
 }
 
-fn real_config(t: &ServiceTable, spec: &DestSpec) -> Result<RealConfig, Response> {
+fn real_config(spec: &DestSpec) -> Result<RealConfig, Response> {
     let real = RealConfig {
         addr: spec.addr,
         forward: spec.forward,
@@ -470,7 +476,7 @@ fn real_config(t: &ServiceTable, spec: &DestSpec) -> Result<RealConfig, Response
             "Operation not supported with specified address family",
         ));
     }
-    rules::check_real(spec.service.vip, &real, t.tunnel_source()).map_err(rule_error)?;
+    rules::check_real(spec.service.vip, &real).map_err(rule_error)?;
     Ok(real)
 }
 
@@ -510,7 +516,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             if has_dest(&s, spec.addr) {
                 return Err(Response::refused("Destination already exists"));
             }
-            let real = real_config(t, &spec)?;
+            let real = real_config(&spec)?;
             let k = spec.service;
             t.add_dest(k.proto, k.vip, &real)
                 .map_err(|e| table_error(e, true))
@@ -522,7 +528,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             if !has_dest(&s, spec.addr) {
                 return Err(Response::refused("No such destination"));
             }
-            let real = real_config(t, &spec)?;
+            let real = real_config(&spec)?;
             let k = spec.service;
             t.edit_dest(k.proto, k.vip, &real)
                 .map_err(|e| table_error(e, true))

@@ -29,6 +29,14 @@
 //!   resolves; resolution keeps being triggered on every call, so a host
 //!   that comes back is Resolved again within a call or two.
 //!
+//! Each route the kernel chooses also names the source address it would
+//! send from (RTA_PREFSRC: the route's `src`, else the address the kernel
+//! selects on the out interface, as `ip route get` prints it); IPVS's
+//! `__ip_vs_get_out_rt` takes the same one as the outer source of a
+//! tunnel. Resolved and Pending destinations carry it (`None` when the
+//! out interface has no IPv4 address). [`Netlink::local_addrs`] lists the
+//! director's own IPv4 addresses (RTM_GETADDR, every interface).
+//!
 //! A socket lives in the network namespace of the thread that created it.
 
 mod error;
@@ -38,10 +46,11 @@ pub use error::NetlinkError;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -97,12 +106,27 @@ pub enum Resolution {
         ifindex: u32,
         next_hop: Ipv4Addr,
         mac: [u8; 6],
+        /// The source address of the route (RTA_PREFSRC).
+        src: Option<Ipv4Addr>,
     },
     /// Route known, neighbour not resolved yet (resolution was triggered).
-    Pending { ifindex: u32, next_hop: Ipv4Addr },
+    Pending {
+        ifindex: u32,
+        next_hop: Ipv4Addr,
+        /// The source address of the route (RTA_PREFSRC).
+        src: Option<Ipv4Addr>,
+    },
     /// No route, or the neighbour failed (NUD_FAILED, or unresolved past
     /// the pending limit).
     Unreachable,
+}
+
+/// The kernel's answer to a route lookup, as far as sending goes.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    ifindex: u32,
+    next_hop: Ipv4Addr,
+    src: Option<Ipv4Addr>,
 }
 
 /// What this side remembers of a next hop the kernel has not resolved.
@@ -256,7 +280,12 @@ impl Netlink {
         let mut triggered = HashSet::new();
         let mut out = Vec::with_capacity(dsts.len());
         for &dst in dsts {
-            let Some((ifindex, next_hop)) = self.route(dst)? else {
+            let Some(Route {
+                ifindex,
+                next_hop,
+                src,
+            }) = self.route(dst)?
+            else {
                 out.push(Resolution::Unreachable);
                 continue;
             };
@@ -271,6 +300,7 @@ impl Netlink {
                         ifindex,
                         next_hop,
                         mac,
+                        src,
                     }
                 }
                 Verdict::Never => Resolution::Unreachable,
@@ -292,7 +322,11 @@ impl Netlink {
                     if entry.failed {
                         Resolution::Unreachable
                     } else {
-                        Resolution::Pending { ifindex, next_hop }
+                        Resolution::Pending {
+                            ifindex,
+                            next_hop,
+                            src,
+                        }
                     }
                 }
             };
@@ -303,9 +337,48 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The out interface and next hop for `dst` (the gateway, or `dst` when
-    /// on-link); None when the kernel has no usable unicast route.
-    fn route(&mut self, dst: Ipv4Addr) -> Result<Option<(u32, Ipv4Addr)>, NetlinkError> {
+    /// The director's own IPv4 addresses, on every interface (RTM_GETADDR
+    /// dump; IFA_LOCAL, as `ip -4 addr` lists them), sorted, once each.
+    pub fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        let answer = self.socket.request(
+            "address dump",
+            RouteNetlinkMessage::GetAddress(msg),
+            NLM_F_DUMP,
+        )?;
+        let mut out = Vec::with_capacity(answer.len());
+        for m in answer {
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
+            if a.header.family != AddressFamily::Inet {
+                continue;
+            }
+            // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the
+            // peer's on a point-to-point link, and the same otherwise.
+            let mut local = None;
+            let mut address = None;
+            for attr in a.attributes {
+                match attr {
+                    AddressAttribute::Local(IpAddr::V4(l)) => local = Some(l),
+                    AddressAttribute::Address(IpAddr::V4(l)) => address = Some(l),
+                    _ => {}
+                }
+            }
+            if let Some(l) = local.or(address) {
+                out.push(l);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The out interface, next hop (the gateway, or `dst` when on-link) and
+    /// source address for `dst`; None when the kernel has no usable unicast
+    /// route.
+    fn route(&mut self, dst: Ipv4Addr) -> Result<Option<Route>, NetlinkError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = 32;
@@ -337,16 +410,24 @@ impl Netlink {
         }
         let mut oif = None;
         let mut next_hop = dst;
+        let mut src = None;
         for attr in route.attributes {
             match attr {
                 RouteAttribute::Oif(i) => oif = Some(i),
                 RouteAttribute::Gateway(RouteAddress::Inet(gw)) => next_hop = gw,
+                RouteAttribute::PrefSource(RouteAddress::Inet(s)) if !s.is_unspecified() => {
+                    src = Some(s);
+                }
                 // An IPv6 next hop for an IPv4 route: no ARP to do.
                 RouteAttribute::Via(_) => return Ok(None),
                 _ => {}
             }
         }
-        Ok(oif.map(|i| (i, next_hop)))
+        Ok(oif.map(|ifindex| Route {
+            ifindex,
+            next_hop,
+            src,
+        }))
     }
 
     /// The kernel's IPv4 neighbour table, by (ifindex, address).

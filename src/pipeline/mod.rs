@@ -16,8 +16,9 @@
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
-//! connections).
+//! connections), `frag.rs` (fragments of NAT replies).
 
+mod frag;
 mod ftp;
 mod icmp;
 mod new_conn;
@@ -27,8 +28,9 @@ mod persist;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use crate::conn::frag::FragTable;
 use crate::conn::{ConnTable, Direction, Kind, Side};
-use crate::dest::{Dest, Forward};
+use crate::dest::{Dest, DestRef, Forward};
 use crate::frame::{DropReason, Frame, MAX_BATCH, Tick, Verdict};
 use crate::service::Snapshot;
 use crate::stats::{Counter, WorkerStats};
@@ -39,6 +41,15 @@ use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
 pub const EXPECT_TIMEOUT: Tick = 60;
+
+/// Seconds the translation learnt from a NAT reply's first fragment
+/// waits for the datagram's other fragments (they follow within
+/// milliseconds; an IP id is not reused between two hosts that soon).
+pub const FRAG_TIMEOUT: Tick = 2;
+
+/// Datagrams in flight whose fragments a worker translates; a newer one
+/// takes an older one's slot (whose remaining fragments are then dropped).
+pub const FRAG_SLOTS: usize = 1024;
 
 /// Maximum connections reaped per [`Pipeline::expire`] call by default.
 pub const EXPIRE_BUDGET: usize = 256;
@@ -70,6 +81,20 @@ struct State {
     tx: Transmitter,
     /// This worker's index: its line in every traffic counter.
     worker: usize,
+    /// Translations of NAT replies' fragments in flight (`frag.rs`).
+    frags: FragTable<FragTranslation>,
+}
+
+/// The translation a NAT reply's first fragment teaches the worker, for
+/// the datagram's later fragments (`frag.rs`).
+#[derive(Debug, Clone, Copy)]
+struct FragTranslation {
+    /// The new source address (the connection's VIP).
+    vip: Ipv4Addr,
+    /// The way to the client.
+    egress: Egress,
+    /// The real server, whose traffic counters count the fragments.
+    dest: DestRef,
 }
 
 /// What a TCP or UDP packet is, decided before anything is changed.
@@ -102,6 +127,7 @@ impl Pipeline {
                 stats,
                 tx,
                 worker: 0,
+                frags: FragTable::new(FRAG_SLOTS),
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
@@ -237,6 +263,7 @@ impl State {
         let v = match &parsed {
             Ok(Some(p)) => self.tcp_udp(snap, frame, p, hash, now),
             Ok(None) => self.icmp_error(snap, frame, now),
+            Err(WireError::Unsupported) => self.fragment(snap, frame, WireError::Unsupported, now),
             Err(e) => bad_frame(snap, frame.data(), *e),
         };
         match v {
@@ -348,10 +375,13 @@ impl State {
                 self.tx.to_server(frame, &l, &t, &e, &mut self.stats, now)
             }
             Side::Server => {
-                let e = client_way(snap, &c);
+                let e = Egress {
+                    src: dest.src,
+                    ..client_way(snap, &c)
+                };
                 let vip = (c.vaddr, c.vport);
                 self.tx
-                    .to_client(frame, &l, c.proto(), vip, &e, &mut self.stats)
+                    .to_client(frame, &l, c.proto(), vip, &e, &mut self.stats, now)
             }
         }
     }
@@ -416,6 +446,7 @@ fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
             src_mac: port.mac,
         },
         mtu: port.mtu,
+        src: dest.src,
     })
 }
 
@@ -431,6 +462,7 @@ fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
             src_mac: port.mac,
         },
         mtu: port.mtu,
+        src: None,
     }
 }
 

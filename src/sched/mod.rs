@@ -207,6 +207,7 @@ pub(crate) mod testutil {
                     lower_threshold: 0,
                     mac: Some([2, 0, 0, 0, 2, 11 + i as u8]),
                     tx_port: 0,
+                    src: None,
                     counters: Arc::new(DestCounters::default()),
                 })
             })

@@ -43,8 +43,6 @@ pub enum ServiceError {
     Scheduler(#[from] SchedError),
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
-    #[error("real server {0} is forwarded by tunnel but no tunnel_source is configured")]
-    NoTunnelSource(SocketAddr),
     #[error("too many real servers (at most {max})", max = DestRef::MAX_SLOTS)]
     TooManyDests,
 }
@@ -120,6 +118,9 @@ pub struct ServiceTable {
     free: Vec<u32>,
     /// Next hop of each real server address: director port and MAC.
     next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+    /// Source address of the kernel's route to each real server address:
+    /// the outer source of its TUN packets unless `tunnel_source` is set.
+    sources: HashMap<IpAddr, Ipv4Addr>,
     /// The last version handed to a service.
     versions: u64,
     /// Workers that count traffic.
@@ -138,6 +139,7 @@ impl ServiceTable {
             slots: Vec::new(),
             free: Vec::new(),
             next_hops: HashMap::new(),
+            sources: HashMap::new(),
             versions: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
@@ -274,13 +276,6 @@ impl ServiceTable {
         Ok((svc, pos, slot))
     }
 
-    fn check_dest(&self, real: &RealConfig) -> Result<(), ServiceError> {
-        if real.forward == Forward::Tun && self.tunnel_source.is_none() {
-            return Err(ServiceError::NoTunnelSource(real.addr));
-        }
-        Ok(())
-    }
-
     /// `ipvsadm -a`.
     pub fn add_dest(
         &mut self,
@@ -296,7 +291,6 @@ impl ServiceTable {
                 dest: real.addr,
             });
         }
-        self.check_dest(real)?;
         let slot = match self.free.pop() {
             Some(s) => s,
             None if self.slots.len() < DestRef::MAX_SLOTS as usize => {
@@ -331,7 +325,6 @@ impl ServiceTable {
         real: &RealConfig,
     ) -> Result<(), ServiceError> {
         let (svc, _, slot) = self.locate(proto, vip, real.addr)?;
-        self.check_dest(real)?;
         self.services[svc].version = self.next_version();
         if let Some(d) = self.slots[slot as usize].dest.as_mut() {
             // As `__ip_vs_update_dest`: keep the latest non-zero weight.
@@ -399,7 +392,8 @@ impl ServiceTable {
         &self.timeouts
     }
 
-    /// The outer source address of IPIP packets, if tunnels are possible.
+    /// `dataplane.tunnel_source`: the outer source address of every IPIP
+    /// packet, when configured (else each real server's route source).
     pub fn tunnel_source(&self) -> Option<Ipv4Addr> {
         self.tunnel_source
     }
@@ -421,6 +415,30 @@ impl ServiceTable {
     /// stale MAC. Returns whether there was one.
     pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
         self.next_hops.remove(&addr).is_some()
+    }
+
+    /// Records the source address of the kernel's route to real server
+    /// address `addr` (RTA_PREFSRC; `None`: the route gives none). Returns
+    /// whether that changed anything (then publish a snapshot).
+    pub fn set_source(&mut self, addr: IpAddr, src: Option<Ipv4Addr>) -> bool {
+        match src {
+            Some(s) => self.sources.insert(addr, s) != Some(s),
+            None => self.sources.remove(&addr).is_some(),
+        }
+    }
+
+    /// The source of the route to `addr`, as last recorded.
+    pub fn source(&self, addr: IpAddr) -> Option<Ipv4Addr> {
+        self.sources.get(&addr).copied()
+    }
+
+    /// Whether a real server at `addr` is forwarded by tunnel (its packets
+    /// need an outer source address).
+    pub fn is_tun_addr(&self, addr: IpAddr) -> bool {
+        self.slots
+            .iter()
+            .filter_map(|s| s.dest.as_ref())
+            .any(|d| d.cfg.forward == Forward::Tun && d.cfg.addr.ip() == addr)
     }
 
     /// Every real server address, once each, in no particular order: what
@@ -588,6 +606,7 @@ impl ServiceTable {
                     lower_threshold: d.cfg.lower_threshold,
                     mac: hop.map(|h| h.1),
                     tx_port: hop.map_or(0, |h| h.0),
+                    src: self.sources.get(&d.cfg.addr.ip()).copied(),
                     counters: Arc::clone(&d.counters),
                 })
             })

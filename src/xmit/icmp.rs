@@ -21,7 +21,9 @@
 //!
 //! The only error the director generates itself is "fragmentation
 //! needed" ([`frag_needed`]), for a packet too big for its way out, at
-//! most [`ICMP_PER_SECOND`] a second per worker ([`Budget`]).
+//! most [`ICMP_PER_SECOND`] a second per worker ([`Budget`]): to a client
+//! from the VIP it sent to, to a NAT real server (a reply too big for the
+//! client's side) from the source of the director's route to that server.
 
 use std::net::Ipv4Addr;
 
@@ -211,9 +213,12 @@ pub fn nat_to_client(
 }
 
 /// Turns the frame into ICMP "fragmentation needed" reporting next-hop
-/// MTU `mtu` back to the sender, from the address it was sent to (the VIP, as IPVS's
-/// `icmp_send` does for a local address), out of the port it came in by.
-pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16) -> Verdict {
+/// MTU `mtu` back to the sender, out of the port it came in by. From
+/// `from` when given — the director's own address toward the sender, for a
+/// packet it forwards (a NAT reply), as Linux's `icmp_send` picks it from
+/// the route back — else from the address the packet was sent to (the
+/// VIP, as `icmp_send` does for a local address).
+pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16, from: Option<Ipv4Addr>) -> Verdict {
     debug_assert!(
         l.ip_len > usize::from(mtu),
         "only a packet too big is answered"
@@ -244,7 +249,7 @@ pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16) -> Verdict {
         ip.set_flags_frag(false, false, 0);
         ip.set_ttl(64);
         ip.set_protocol(PROTO_ICMP);
-        ip.set_src_addr(dst);
+        ip.set_src_addr(from.unwrap_or(dst));
         ip.set_dst_addr(src);
         ip.fill_checksum();
     }

@@ -36,11 +36,16 @@ pub struct Target {
 }
 
 /// The way out toward a real server (or back to a NAT client): the next
-/// hop and the MTU of the port it is reached by.
+/// hop, the MTU of the port it is reached by, and the source of the
+/// kernel's route toward the connection's real server (`None` while the
+/// route gives none): the outer source of TUN packets, and on a NAT
+/// reply's way back, the source of the "fragmentation needed" sent to the
+/// real server when the reply is too big for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Egress {
     pub hop: Hop,
     pub mtu: u16,
+    pub src: Option<Ipv4Addr>,
 }
 
 /// A worker's transmitters: the state they keep between packets.
@@ -49,7 +54,8 @@ pub struct Transmitter {
     tunnel: tun::Tunnel,
     /// ICMP errors this worker may still generate this second.
     icmp: icmp::Budget,
-    /// The outer source address of TUN packets (`dataplane.tunnel_source`).
+    /// `dataplane.tunnel_source`: when set, the outer source address of
+    /// every TUN packet, overriding the route's source ([`Egress::src`]).
     tunnel_source: Option<Ipv4Addr>,
 }
 
@@ -62,9 +68,19 @@ impl Transmitter {
         }
     }
 
-    /// Sets the outer source address of TUN packets (from each snapshot).
+    /// Sets the configured outer source address of TUN packets (from each
+    /// snapshot); `None`: each real server's route source.
     pub fn set_tunnel_source(&mut self, src: Option<Ipv4Addr>) {
         self.tunnel_source = src;
+    }
+
+    /// The outer source of a TUN packet leaving by `e`: the configured
+    /// override, else the source of the kernel's route to the real server
+    /// (IPVS's `__ip_vs_get_out_rt`); without either the packet is
+    /// dropped (`no_source`).
+    #[inline]
+    fn tunnel_src(&self, e: &Egress) -> Option<Ipv4Addr> {
+        self.tunnel_source.or(e.src)
     }
 
     /// A client's packet to its real server by the connection's forwarding
@@ -83,23 +99,23 @@ impl Transmitter {
         let (v, sent) = match t.fwd {
             Forward::Dr => {
                 if let Some(mtu) = dr::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 (dr::xmit(frame, &e.hop), Counter::TxDr)
             }
             Forward::Tun => {
-                let Some(src) = self.tunnel_source else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
+                let Some(src) = self.tunnel_src(e) else {
+                    return Verdict::Drop(DropReason::NoSource);
                 };
                 if let Some(mtu) = tun::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 let v = self.tunnel.xmit(frame, l, (src, t.daddr), e.mtu, &e.hop);
                 (v, Counter::TxTun)
             }
             Forward::Nat => {
                 if let Some(mtu) = nat::too_big(frame, l, e.mtu) {
-                    return self.too_big(frame, l, mtu, stats, now);
+                    return self.too_big(frame, l, mtu, None, stats, now);
                 }
                 let v = nat::xmit_in(frame, l, t.proto, t.daddr, t.dport, &e.hop);
                 (v, Counter::TxNat)
@@ -112,11 +128,13 @@ impl Transmitter {
     }
 
     /// A NAT reply to its client (the way back `e`): its source put back
-    /// to VIP:`vport`. A reply too big for the port is
-    /// dropped (`too_big`): the director has no address of its own to send
-    /// the real server "fragmentation needed" from, and real servers on a
-    /// NAT director's LAN share its MTU.
+    /// to VIP:`vport`. A reply too big for the port is answered, as a
+    /// router forwarding it would (Linux's `ip_forward`), with
+    /// "fragmentation needed" to the real server from the director's
+    /// address toward it ([`Egress::src`]) when it has DF set, else (or
+    /// without that address) dropped (`too_big`).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn to_client(
         &mut self,
         frame: &mut Frame<'_>,
@@ -125,9 +143,13 @@ impl Transmitter {
         (vip, vport): (Ipv4Addr, u16),
         e: &Egress,
         stats: &mut WorkerStats,
+        now: Tick,
     ) -> Verdict {
-        if l.ip_len > usize::from(e.mtu) {
-            return Verdict::Drop(DropReason::TooBig);
+        if let Some(mtu) = nat::too_big(frame, l, e.mtu) {
+            let Some(src) = e.src else {
+                return Verdict::Drop(DropReason::TooBig);
+            };
+            return self.too_big(frame, l, mtu, Some(src), stats, now);
         }
         let v = nat::xmit_out(frame, l, proto, vip, vport, &e.hop);
         if let Verdict::Tx { .. } = v {
@@ -149,8 +171,8 @@ impl Transmitter {
     ) -> Verdict {
         match t.fwd {
             Forward::Tun => {
-                let Some(src) = self.tunnel_source else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
+                let Some(src) = self.tunnel_src(e) else {
+                    return Verdict::Drop(DropReason::NoSource);
                 };
                 self.tunnel
                     .xmit(frame, &q.layout, (src, t.daddr), e.mtu, &e.hop)
@@ -177,8 +199,9 @@ impl Transmitter {
     }
 
     /// Answers a packet too big for its way out: ICMP "fragmentation
-    /// needed" with `mtu` when it asks not to be fragmented (`Some`), a
-    /// drop when it may be (`None`: this forwarder does not fragment) or
+    /// needed" with `mtu` when it asks not to be fragmented (`Some`), from
+    /// `from` (else from the packet's destination, the VIP); a drop when
+    /// it may be fragmented (`None`: this forwarder does not fragment) or
     /// when this second's ICMP budget is spent.
     #[cold]
     #[inline(never)]
@@ -187,6 +210,7 @@ impl Transmitter {
         frame: &mut Frame<'_>,
         l: &Layout,
         mtu: Option<u16>,
+        from: Option<Ipv4Addr>,
         stats: &mut WorkerStats,
         now: Tick,
     ) -> Verdict {
@@ -197,6 +221,6 @@ impl Transmitter {
             return Verdict::Drop(DropReason::TooBig);
         }
         stats.inc(Counter::IcmpSent);
-        icmp::frag_needed(frame, l, mtu)
+        icmp::frag_needed(frame, l, mtu, from)
     }
 }

@@ -90,6 +90,29 @@ pub fn xmit_in(
     send(frame, hop)
 }
 
+/// A later fragment of a real server's reply (no L4 header; its first
+/// fragment went through [`xmit_out`]): source RIP becomes VIP, TTL is
+/// decremented, only the IP header checksum changes.
+#[inline]
+pub fn xmit_out_fragment(frame: &mut Frame<'_>, l: &Layout, vip: Ipv4Addr, hop: &Hop) -> Verdict {
+    let d = frame.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[l.l2_len..]);
+    let (ttl, proto) = (ip.ttl(), ip.protocol());
+    if ttl <= 1 {
+        return drop(DropReason::TtlExceeded);
+    }
+    ip.set_ttl(ttl - 1);
+    let mut check = update16(
+        ip.checksum(),
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
+    check = update32(check, ip.src_addr().to_bits(), vip.to_bits());
+    ip.set_src_addr(vip);
+    ip.set_checksum(check);
+    send(frame, hop)
+}
+
 /// Real server → client: source RIP:rport becomes VIP:vport, TTL is
 /// decremented.
 #[inline]

@@ -1,8 +1,13 @@
 //! TUN — IP tunneling (ipvsadm `-i`, "Tunnel"; `ip_vs_tunnel_xmit`).
 //!
 //! The client's IP packet is wrapped, unchanged, in an outer IPv4 header
-//! (protocol 4, IPIP) from the director's tunnel address to the real
-//! server. The outer header carries the inner TOS, TTL and DF bit, as IPVS
+//! (protocol 4, IPIP) from the director's address to the real server. That
+//! address is, as IPVS's `__ip_vs_get_out_rt` takes it, the source of the
+//! kernel's route to the real server (RTA_PREFSRC, learnt per real server
+//! with its next hop, so real servers behind different routes get
+//! different sources), unless `dataplane.tunnel_source` overrides it for
+//! all; with neither the packet is dropped and counted (`no_source`).
+//! The outer header carries the inner TOS, TTL and DF bit, as IPVS
 //! does. The real server must decapsulate IPIP (a `tunl0` device) and hold
 //! the VIP on a non-ARPing interface, with reverse-path filtering relaxed
 //! for it; it answers the client directly, so it may sit on any network the

@@ -6,6 +6,9 @@
 //! that concern either — so the director itself keeps working through the
 //! kernel (ARP, ping, SSH, routing protocols, IPv6). A queue without a
 //! socket passes its packets to the kernel instead of dropping them.
+//! Packets from a NAT real server to one of the director's own addresses
+//! ([`Steering::set_local_addrs`]) are the kernel's too: they answer
+//! connections the director opened (health checks, an admin's curl).
 //!
 //! Each [`Steering`] is one loaded program with its own maps, attached to
 //! one interface through a BPF link: the kernel detaches it when the link's
@@ -210,6 +213,14 @@ impl Steering {
         self.sync("nat_reals", &reals)?;
         self.sync("vip_addrs", &vip_addrs)?;
         self.sync("nat_real_addrs", &real_addrs)
+    }
+
+    /// Makes the program's `local_addrs` map hold exactly `addrs`: the
+    /// director's own IPv4 addresses, whose packets from NAT real servers
+    /// the kernel keeps (module docs).
+    pub fn set_local_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<(), XskError> {
+        let want: HashSet<[u8; 4]> = addrs.iter().map(|a| a.octets()).collect();
+        self.sync("local_addrs", &want)
     }
 
     fn sync<const N: usize>(

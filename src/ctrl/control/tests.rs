@@ -717,3 +717,19 @@ fn counters_lists_every_counter_of_every_worker() {
     assert_eq!(lines.len(), 1 + rows, "one row per counter, zeros too");
     assert!(run(&mut c, "--counters -n").is_err(), "takes no options");
 }
+
+/// `ipvsadm -a -i` works from commands alone, as with IPVS: no tunnel
+/// source is configured, the route to each real server gives it.
+#[test]
+fn tunnel_real_servers_need_no_tunnel_source() {
+    let table = ServiceTable::new(Vec::new(), None, Timeouts::default());
+    let mut c = Control::new(table, 4096, Instant::now());
+    run(&mut c, "-A -t 198.18.1.2:80 -s rr").unwrap();
+    run(&mut c, "-a -t 198.18.1.2:80 -r 198.18.2.21:80 -i -w 1").unwrap();
+    run(&mut c, "-e -t 198.18.1.2:80 -r 198.18.2.21:80 -i -w 2").unwrap();
+    assert_eq!(
+        run(&mut c, "-S -n"),
+        Ok("-A -t 198.18.1.2:80 -s rr\n-a -t 198.18.1.2:80 -r 198.18.2.21:80 -i -w 2\n".to_owned())
+    );
+    assert!(c.table().is_tun_addr("198.18.2.21".parse().unwrap()));
+}
