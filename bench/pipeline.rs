@@ -60,6 +60,7 @@ fn table() -> ServiceTable {
         vec![Port {
             mac: DIRECTOR_MAC,
             mtu: 1500,
+            complete_checksums: false,
         }],
         Some(Ipv4Addr::new(198, 18, 2, 2)),
         Timeouts::default(),

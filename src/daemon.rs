@@ -36,7 +36,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, Dataplane};
+use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
 use crate::ctrl::proto::ConnView;
 use crate::ctrl::server::ControlServer;
@@ -108,6 +108,7 @@ pub fn check(path: &Path) -> Result<(usize, usize), DaemonError> {
         Port {
             mac: [0; 6],
             mtu: cfg.dataplane.mtu,
+            complete_checksums: false,
         };
         cfg.dataplane.interfaces.len()
     ];
@@ -198,6 +199,28 @@ fn log(msg: impl std::fmt::Display) {
     eprintln!("xdpvs: {msg}");
 }
 
+/// Whether port `name` finishes partial checksums under `mode`, decided by
+/// its driver and logged once, at start-up.
+fn completes_checksums(name: &str, mode: CompleteChecksums) -> bool {
+    let driver = crate::xsk::driver::driver(name);
+    let on = mode.applies_to(driver.as_ref().ok().map(String::as_str));
+    let what = if on {
+        "completing partial checksums"
+    } else {
+        "forwarding checksums as received"
+    };
+    let why = match mode {
+        CompleteChecksums::Auto => "",
+        CompleteChecksums::On => " (complete_checksums = \"on\")",
+        CompleteChecksums::Off => " (complete_checksums = \"off\")",
+    };
+    match &driver {
+        Ok(d) => log(format_args!("{name}: driver {d}, {what}{why}")),
+        Err(e) => log(format_args!("{name}: driver unknown ({e}), {what}{why}")),
+    }
+    on
+}
+
 fn mac_string(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -252,6 +275,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
                 .dataplane
                 .mtu
                 .min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
+            complete_checksums: completes_checksums(&i.name, cfg.dataplane.complete_checksums),
         })
         .collect();
     let table = ServiceTable::from_config(&cfg, ports, plans.len()).map_err(|error| {

@@ -236,6 +236,7 @@ pub fn empty_director() -> ServiceTable {
         vec![Port {
             mac: DIRECTOR_MAC,
             mtu: MTU,
+            complete_checksums: false,
         }],
         Some(TUNNEL_SRC),
         Timeouts::default(),
