@@ -241,7 +241,6 @@ fn two_armed(vip: Ipv4Addr, fwd: Forward) -> ServiceTable {
                 mac: DIRECTOR_MAC,
                 mtu: MTU,
                 complete_checksums: false,
-            complete_checksums: false,
             },
             Port {
                 mac: SERVER_SIDE_MAC,

@@ -43,8 +43,8 @@ mod tests;
 
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
-    CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane, Idle, Protocol,
-    RealConfig, SCHEDULERS, ServiceConfig, Tuning, VIRTUAL_DRIVERS, XdpMode,
+    CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
+    Idle, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning, VIRTUAL_DRIVERS, XdpMode,
     ZeroCopy,
 };
 

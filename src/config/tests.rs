@@ -367,7 +367,10 @@ fn complete_checksums_per_driver() {
         assert!(!auto.applies_to(Some(nic)), "{nic}");
         assert!(CompleteChecksums::On.applies_to(Some(nic)));
     }
-    assert!(auto.applies_to(None), "an unknown driver is treated as virtual");
+    assert!(
+        auto.applies_to(None),
+        "an unknown driver is treated as virtual"
+    );
 }
 
 #[test]

@@ -154,7 +154,11 @@ mod tests {
         }
         let hdr = if proto == PROTO_TCP { 20 } else { 8 };
         l4[hdr..].copy_from_slice(payload);
-        let at = if proto == PROTO_TCP { TCP_CHECK } else { UDP_CHECK };
+        let at = if proto == PROTO_TCP {
+            TCP_CHECK
+        } else {
+            UDP_CHECK
+        };
         let c = full(&p);
         p[20 + at..20 + at + 2].copy_from_slice(&c.to_be_bytes());
         p
@@ -164,18 +168,31 @@ mod tests {
     /// taken as zero (the oracle).
     fn full(p: &[u8]) -> u16 {
         let proto = p[9];
-        let at = if proto == PROTO_TCP { TCP_CHECK } else { UDP_CHECK };
+        let at = if proto == PROTO_TCP {
+            TCP_CHECK
+        } else {
+            UDP_CHECK
+        };
         let mut l4 = p[20..].to_vec();
         l4[at..at + 2].fill(0);
         let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
         let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
         let ph = pseudo_header_v4(src, dst, proto, l4.len() as u16);
         let c = !fold(combine(ph, sum(&l4)));
-        if proto == PROTO_UDP && c == 0 { 0xffff } else { c }
+        if proto == PROTO_UDP && c == 0 {
+            0xffff
+        } else {
+            c
+        }
     }
 
     fn field(p: &[u8]) -> u16 {
-        let at = 20 + if p[9] == PROTO_TCP { TCP_CHECK } else { UDP_CHECK };
+        let at = 20
+            + if p[9] == PROTO_TCP {
+                TCP_CHECK
+            } else {
+                UDP_CHECK
+            };
         u16::from_be_bytes([p[at], p[at + 1]])
     }
 
