@@ -372,7 +372,11 @@ fn bench_partial(c: &mut Criterion) {
                 })
             });
             let done = p.stats().get(xdpvs::stats::Counter::CsumCompleted);
-            assert_eq!(done > 0, partial, "partial/{len}/{name}: completions {done}");
+            assert_eq!(
+                done > 0,
+                partial,
+                "partial/{len}/{name}: completions {done}"
+            );
             assert_eq!(p.stats().total_drops(), 0, "partial/{len}/{name}: drops");
         }
     }
