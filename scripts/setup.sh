@@ -8,7 +8,8 @@
 #                compiled with clang -target bpf against libbpf-dev headers)
 #   test bed     iproute2 iputils-ping nftables ethtool tcpdump (namespaces, veth,
 #                bridges)
-#                apache2 vsftpd curl lftp            (real servers and clients)
+#                apache2 vsftpd curl lftp socat      (real servers and clients; socat
+#                for the kernel-selftest-shaped beds of tests/offloads.rs)
 #   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
 #                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
 #                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf,
@@ -24,7 +25,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
-    iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp
+    iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp socat
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
 )
 # Edition 2024 needs Rust 1.85.
