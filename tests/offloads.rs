@@ -115,7 +115,10 @@ fn download(bed: &Testbed) {
         .expect("download");
     assert_eq!(status, 200);
     assert_eq!(body.len(), testbed::BIG_LEN, "download length");
-    assert!(body == testbed::big_bin(), "the download arrived byte-exact");
+    assert!(
+        body == testbed::big_bin(),
+        "the download arrived byte-exact"
+    );
 }
 
 fn default_offloads(mode: Mode) {
