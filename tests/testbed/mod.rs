@@ -39,15 +39,16 @@
 //!   paths that skip `Drop` (Ctrl-C, SIGKILL, abort): it waits for EOF on a
 //!   pipe that only this process holds and then kills whatever runs in the
 //!   bed's namespaces and deletes them.
-//! - Offloads are off on every veth end (tx/rx checksum, TSO/GSO, GRO).
-//!   With tx checksum offload a veth hands on CHECKSUM_PARTIAL packets
-//!   whose TCP/UDP checksum was never filled in; once such a packet crosses
-//!   AF_XDP (raw bytes, no skb metadata) the real server or client sees a
-//!   bad checksum and drops it. TSO/GSO/GRO would hand the director frames
-//!   larger than the MTU. rx checksum is off too, so no receiver can take
-//!   a checksum the director rewrote as verified. (Seen with tcpdump on the
-//!   router: with the client's tx checksum offload on, its TCP segments
-//!   carry "cksum incorrect" bytes on the wire; with it off, correct.)
+//! - The one-armed bed (`Testbed::new`) turns offloads off on every veth
+//!   end (tx/rx checksum, TSO/GSO, GRO), for tests that need exact frame
+//!   sizes: TSO/GSO/GRO would hand the director frames larger than the
+//!   MTU, and with rx checksum off no receiver can take a checksum the
+//!   director rewrote as verified. With tx checksum offload a veth hands on
+//!   CHECKSUM_PARTIAL packets whose TCP/UDP checksum holds only the
+//!   pseudo-header sum; the director finishes those
+//!   (`dataplane.complete_checksums`), and the two-armed bed
+//!   (`Testbed::two_armed`, used by tests/offloads.rs) keeps the kernel's
+//!   default offloads to prove it.
 //! - TUN: the kernel has no IPIP, so each real server's LAN interface runs
 //!   the test equipment `tests/bpf/ipip_decap.bpf.c` (XDP: strip the outer
 //!   header). The LAN (director, bridge, real servers) then has MTU
