@@ -13,7 +13,9 @@
 //! arrives byte-exact, a 1 MiB download (apache) arrives byte-exact, the
 //! real server's and the client's `TcpInCsumErrors` stay 0, and the
 //! director did finish partial checksums (`csum_completed` > 0: the bed
-//! really does hand it partial frames).
+//! really does hand it partial frames). And the bed does not hide the
+//! problem: with `complete_checksums = "off"` the real server drops the
+//! client's SYN for its checksum.
 //!
 //! These are the tests that run with default offloads; every other
 //! end-to-end test uses the one-armed bed with offloads off (README,
@@ -38,13 +40,18 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The file a new user writes: the interfaces, and the control socket
 /// (the test's own, so that runs never meet).
 fn config(bed: &Testbed) -> String {
+    config_with(bed, "")
+}
+
+/// [`config`] with `extra` lines in `[dataplane]`.
+fn config_with(bed: &Testbed, extra: &str) -> String {
     let ifaces: Vec<String> = bed
         .director_ifaces()
         .iter()
         .map(|i| format!("\"{i}\""))
         .collect();
     format!(
-        "[dataplane]\ninterfaces = [{}]\n\n[control]\nsocket = \"{}\"\n",
+        "[dataplane]\ninterfaces = [{}]\n{extra}\n[control]\nsocket = \"{}\"\n",
         ifaces.join(", "),
         director::socket(bed).display()
     )
@@ -121,6 +128,23 @@ fn download(bed: &Testbed) {
     );
 }
 
+/// `-a` option of a forwarding mode.
+fn flag(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Dr => "-g",
+        Mode::Tun => "-i",
+        Mode::Nat => "-m",
+    }
+}
+
+/// VIP:`port` → the real server's `port`, rr, by `mode`, with xdpvsadm.
+fn add_service(bed: &Testbed, mode: Mode, port: u16) {
+    let vip = format!("{}:{port}", bed.vip());
+    let rip = format!("{}:{port}", bed.real_addr(0));
+    xdpvsadm_ok(bed, &["-A", "-t", &vip, "-s", "rr"]);
+    xdpvsadm_ok(bed, &["-a", "-t", &vip, "-r", &rip, flag(mode)]);
+}
+
 fn default_offloads(mode: Mode) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bed = Testbed::two_armed(Options {
@@ -139,16 +163,8 @@ fn default_offloads(mode: Mode) {
         );
     }
 
-    let flag = match mode {
-        Mode::Dr => "-g",
-        Mode::Tun => "-i",
-        Mode::Nat => "-m",
-    };
     for port in [80, SOCAT_PORT] {
-        let vip = format!("{}:{port}", bed.vip());
-        let rip = format!("{}:{port}", bed.real_addr(0));
-        xdpvsadm_ok(&bed, &["-A", "-t", &vip, "-s", "rr"]);
-        xdpvsadm_ok(&bed, &["-a", "-t", &vip, "-r", &rip, flag]);
+        add_service(&bed, mode, port);
     }
 
     socat_upload(&bed);
@@ -163,6 +179,40 @@ fn default_offloads(mode: Mode) {
         counter(&bed, "csum_completed") > 0,
         "the director finished partial checksums: the bed hands it partial frames"
     );
+    daemon.stop();
+}
+
+/// The bed does not hide the problem: with the completion off, the
+/// client's SYN reaches the real server with its partial checksum, which
+/// drops it (`TcpInCsumErrors` rises) and never answers.
+#[test]
+fn dr_without_completion_the_real_server_drops_partial_segments() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::two_armed(Options {
+        mode: Mode::Dr,
+        reals: 1,
+        director_queues: 1,
+    });
+    warm_neighbours(&bed, 1);
+    let cfg = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(&cfg, config_with(&bed, "complete_checksums = \"off\"\n")).unwrap();
+    let daemon = Daemon::start(&bed, &cfg);
+    daemon.wait_for(
+        &format!(
+            "xdpvs: {}: driver veth, forwarding checksums as received",
+            bed.director_iface()
+        ),
+        Duration::from_secs(1),
+    );
+    add_service(&bed, Mode::Dr, 80);
+    let got = bed.curl(&format!("http://{}/", bed.vip()));
+    assert!(got.is_err(), "a partial SYN was answered: {got:?}");
+    assert!(
+        tcp_csum_errors(&bed, Host::Real(0)) > 0,
+        "the real server counted the bad checksums"
+    );
+    assert_eq!(counter(&bed, "csum_completed"), 0);
+    assert!(counter(&bed, "tx_dr") > 0, "the SYNs were forwarded");
     daemon.stop();
 }
 
