@@ -200,8 +200,8 @@ fn log(msg: impl std::fmt::Display) {
 }
 
 /// Whether port `name` finishes partial checksums under `mode`, decided by
-/// its driver and logged once, at start-up.
-fn completes_checksums(name: &str, mode: CompleteChecksums) -> bool {
+/// its driver at start-up; with the line [`Director::start`] logs for it.
+fn checksum_decision(name: &str, mode: CompleteChecksums) -> (bool, String) {
     let driver = crate::xsk::driver::driver(name);
     let on = mode.applies_to(driver.as_ref().ok().map(String::as_str));
     let what = if on {
@@ -214,11 +214,11 @@ fn completes_checksums(name: &str, mode: CompleteChecksums) -> bool {
         CompleteChecksums::On => " (complete_checksums = \"on\")",
         CompleteChecksums::Off => " (complete_checksums = \"off\")",
     };
-    match &driver {
-        Ok(d) => log(format_args!("{name}: driver {d}, {what}{why}")),
-        Err(e) => log(format_args!("{name}: driver unknown ({e}), {what}{why}")),
-    }
-    on
+    let line = match &driver {
+        Ok(d) => format!("{name}: driver {d}, {what}{why}"),
+        Err(e) => format!("{name}: driver unknown ({e}), {what}{why}"),
+    };
+    (on, line)
 }
 
 fn mac_string(m: [u8; 6]) -> String {
@@ -250,6 +250,9 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// Per interface: the start-up line saying whether it finishes partial
+    /// checksums (`dataplane.complete_checksums`).
+    checksum_lines: Vec<String>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -267,15 +270,20 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let mut nl = Netlink::new()?;
     let ifaces = check_machine(&file, &cfg, &mut nl)?;
     let plans = plan(&cfg.dataplane, &ifaces);
+    let checksums: Vec<(bool, String)> = ifaces
+        .iter()
+        .map(|i| checksum_decision(&i.name, cfg.dataplane.complete_checksums))
+        .collect();
     let ports: Vec<Port> = ifaces
         .iter()
-        .map(|i| Port {
+        .zip(&checksums)
+        .map(|(i, (complete, _))| Port {
             mac: i.mac,
             mtu: cfg
                 .dataplane
                 .mtu
                 .min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
-            complete_checksums: completes_checksums(&i.name, cfg.dataplane.complete_checksums),
+            complete_checksums: *complete,
         })
         .collect();
     let table = ServiceTable::from_config(&cfg, ports, plans.len()).map_err(|error| {
@@ -322,6 +330,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl,
             unresolved: Vec::new(),
             pending: 0,
+            checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
         },
         threads: Vec::new(),
     };
@@ -348,7 +357,7 @@ impl Director {
         // Ask for the next hops first: the kernel resolves them while the
         // rest starts.
         self.plane.refresh_next_hops(&mut self.control);
-        for iface in &self.plane.ifaces {
+        for (k, iface) in self.plane.ifaces.iter().enumerate() {
             let (s, info) = Steering::attach(&iface.name, self.cfg.dataplane.xdp_mode)?;
             log(format_args!(
                 "{}: ifindex {}, MAC {}, MTU {}, {} RX queues; XDP {} mode{}",
@@ -364,6 +373,9 @@ impl Director {
                     ""
                 }
             ));
+            if let Some(line) = self.plane.checksum_lines.get(k) {
+                log(line);
+            }
             self.plane.steering.push(s);
         }
         self.plane.update_steering(&self.control)?;
