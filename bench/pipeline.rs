@@ -6,10 +6,14 @@
 //! of a new connection (a SYN that is scheduled and inserted). Each
 //! iteration first copies the flow's frame (64 bytes on the wire) into the
 //! receive buffer, as a NIC would into UMEM; `copy_only` measures that copy
-//! alone so it can be subtracted.
+//! alone so it can be subtracted. `partial/*` states the cost of finishing
+//! partial checksums (`dataplane.complete_checksums`) at 64 and 1500 bytes.
 //!
 //! Run: `cargo bench --bench pipeline`. Quick run:
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`.
+//! Only the partial checksums: `cargo bench --bench pipeline -- --noplot
+//! --warm-up-time 1 --measurement-time 3 'partial'` (the other groups still
+//! build their tables, then skip).
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,10 +60,16 @@ impl Mode {
 
 /// Three real servers per mode, wlc (the default scheduler).
 fn table() -> ServiceTable {
+    table_with(false)
+}
+
+/// [`table`], its port finishing partial checksums or not.
+fn table_with(complete_checksums: bool) -> ServiceTable {
     let mut t = ServiceTable::new(
         vec![Port {
             mac: DIRECTOR_MAC,
             mtu: 1500,
+            complete_checksums,
         }],
         Some(Ipv4Addr::new(198, 18, 2, 2)),
         Timeouts::default(),
@@ -317,6 +327,85 @@ fn bench_new(c: &mut Criterion) {
     }
 }
 
+/// The cost of finishing partial checksums (`complete_checksums`): 1 k
+/// established DR flows whose frames, of 64 and 1500 bytes on the wire,
+/// carry a partial checksum (finished on every packet), a complete one
+/// (checked against the pattern, left alone), both with the completion on,
+/// and a complete one with it off (the path without the feature). Each
+/// iteration copies the frame in first, as in `established`; the copy is
+/// the same in all three, so the differences are the completion's.
+fn bench_partial(c: &mut Criterion) {
+    use xdpvs::wire::partial::make_partial_v4;
+    const FLOWS: u32 = 1000;
+    for len in [64usize, 1500] {
+        // (name, port completes, frames partial)
+        for (name, on, partial) in [
+            ("partial", true, true),
+            ("complete", true, false),
+            ("off", false, false),
+        ] {
+            let t = table_with(on);
+            let mut p = Pipeline::new(FLOWS + 1024, Arc::new(t.snapshot()), 0);
+            let mut buf = vec![0u8; 2048];
+            let frames: Vec<Vec<u8>> = (0..FLOWS)
+                .map(|n| {
+                    let (a, port) = client(n);
+                    let syn = sized_frame(a, port, Mode::Dr.vip(), SYN, len);
+                    let Verdict::Tx { .. } = process_len(&mut p, &mut buf, &syn) else {
+                        panic!("setup SYN not forwarded")
+                    };
+                    let mut f = sized_frame(a, port, Mode::Dr.vip(), ACK, len);
+                    if partial {
+                        assert!(make_partial_v4(&mut f[14..], 20));
+                    }
+                    f
+                })
+                .collect();
+            let order = shuffled(FLOWS);
+            let mut k = 0usize;
+            c.bench_function(&format!("partial/{len}/{name}"), |b| {
+                b.iter(|| {
+                    let f = &frames[order[k] as usize];
+                    let v = process_len(&mut p, &mut buf, f);
+                    k = if k + 1 == order.len() { 0 } else { k + 1 };
+                    black_box(v)
+                })
+            });
+            let done = p.stats().get(xdpvs::stats::Counter::CsumCompleted);
+            assert_eq!(
+                done > 0,
+                partial,
+                "partial/{len}/{name}: completions {done}"
+            );
+            assert_eq!(p.stats().total_drops(), 0, "partial/{len}/{name}: drops");
+        }
+    }
+}
+
+/// A TCP frame of `len` bytes on the wire (IPv4 20 + TCP 20 + payload)
+/// with a complete TCP checksum, to port 80.
+fn sized_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, flags: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..FRAME].copy_from_slice(&frame(src, sport, dst, 80, flags));
+    let ip_len = (len - 14) as u16;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[24..26].fill(0);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    for (i, b) in f[54..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let mut tcp = xdpvs::wire::tcp::TcpPacket::new_unchecked(&mut f[34..]);
+    tcp.fill_checksum_v4(src, dst);
+    f
+}
+
+fn process_len(p: &mut Pipeline, buf: &mut [u8], f: &[u8]) -> Verdict {
+    buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+    let mut fr = Frame::new(buf, HEADROOM, f.len(), 0);
+    p.process(&mut fr, 1)
+}
+
 /// Parsing Ethernet + IPv4 + TCP: our views against etherparse's slicer.
 fn bench_parse(c: &mut Criterion) {
     use xdpvs::wire::{ethernet::EthernetFrame, ipv4::Ipv4Packet, tcp::TcpPacket};
@@ -413,6 +502,7 @@ fn memory(_: &mut Criterion) {
 
 criterion_group!(
     benches,
+    bench_partial,
     memory,
     bench_memory,
     bench_parse,

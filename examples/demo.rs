@@ -152,6 +152,7 @@ fn main() {
         vec![Port {
             mac: DIRECTOR_MAC,
             mtu: cfg.dataplane.mtu,
+            complete_checksums: false,
         }],
         1,
     )

@@ -59,6 +59,7 @@ fn main() {
         vec![Port {
             mac: [2, 0, 0, 0, 2, 2],
             mtu: 1500,
+            complete_checksums: false,
         }],
         Some(Ipv4Addr::new(198, 18, 2, 2)),
         Timeouts::default(),

@@ -8,7 +8,8 @@
 #                compiled with clang -target bpf against libbpf-dev headers)
 #   test bed     iproute2 iputils-ping nftables ethtool tcpdump (namespaces, veth,
 #                bridges)
-#                apache2 vsftpd curl lftp socat      (real servers and clients)
+#                apache2 vsftpd curl lftp socat      (real servers and clients; socat
+#                for the kernel-selftest-shaped beds of tests/offloads.rs)
 #   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
 #                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
 #                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf,

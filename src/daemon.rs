@@ -65,7 +65,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, Dataplane};
+use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
 use crate::ctrl::proto::ConnView;
 use crate::ctrl::server::ControlServer;
@@ -175,6 +175,7 @@ pub fn check(path: &Path) -> Result<(usize, usize), DaemonError> {
         Port {
             mac: [0; 6],
             mtu: cfg.dataplane.mtu,
+            complete_checksums: false,
         };
         cfg.dataplane.interfaces.len()
     ];
@@ -277,6 +278,28 @@ fn log(msg: impl std::fmt::Display) {
     eprintln!("xdpvs: {msg}");
 }
 
+/// Whether port `name` finishes partial checksums under `mode`, decided by
+/// its driver at start-up; with the line [`Director::start`] logs for it.
+fn checksum_decision(name: &str, mode: CompleteChecksums) -> (bool, String) {
+    let driver = crate::xsk::driver::driver(name);
+    let on = mode.applies_to(driver.as_ref().ok().map(String::as_str));
+    let what = if on {
+        "completing partial checksums"
+    } else {
+        "forwarding checksums as received"
+    };
+    let why = match mode {
+        CompleteChecksums::Auto => "",
+        CompleteChecksums::On => " (complete_checksums = \"on\")",
+        CompleteChecksums::Off => " (complete_checksums = \"off\")",
+    };
+    let line = match &driver {
+        Ok(d) => format!("{name}: driver {d}, {what}{why}"),
+        Err(e) => format!("{name}: driver unknown ({e}), {what}{why}"),
+    };
+    (on, line)
+}
+
 fn mac_string(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -314,6 +337,9 @@ struct Plane {
     /// The director's own IPv4 addresses as last given to the XDP
     /// programs (`None`: not yet).
     local_addrs: Option<Vec<Ipv4Addr>>,
+    /// Per interface: the start-up line saying whether it finishes partial
+    /// checksums (`dataplane.complete_checksums`).
+    checksum_lines: Vec<String>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -335,14 +361,20 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let mut nl = Netlink::new()?;
     let ifaces = check_machine(&file, &cfg, &mut nl)?;
     let plans = plan(&cfg.dataplane, &ifaces);
+    let checksums: Vec<(bool, String)> = ifaces
+        .iter()
+        .map(|i| checksum_decision(&i.name, cfg.dataplane.complete_checksums))
+        .collect();
     let ports: Vec<Port> = ifaces
         .iter()
-        .map(|i| Port {
+        .zip(&checksums)
+        .map(|(i, (complete, _))| Port {
             mac: i.mac,
             mtu: cfg
                 .dataplane
                 .mtu
                 .min(u16::try_from(i.mtu).unwrap_or(u16::MAX)),
+            complete_checksums: *complete,
         })
         .collect();
     let table = ServiceTable::from_config(&cfg, ports, plans.len()).map_err(|error| {
@@ -391,6 +423,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             pending: 0,
             no_source: Vec::new(),
             local_addrs: None,
+            checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
         },
         threads: Vec::new(),
         fault,
@@ -418,7 +451,7 @@ impl Director {
         // Ask for the next hops first: the kernel resolves them while the
         // rest starts.
         self.plane.refresh_next_hops(&mut self.control);
-        for iface in &self.plane.ifaces {
+        for (k, iface) in self.plane.ifaces.iter().enumerate() {
             let (s, info) = Steering::attach(&iface.name, self.cfg.dataplane.xdp_mode)?;
             log(format_args!(
                 "{}: ifindex {}, MAC {}, MTU {}, {} RX queues; XDP {} mode{}",
@@ -434,6 +467,9 @@ impl Director {
                     ""
                 }
             ));
+            if let Some(line) = self.plane.checksum_lines.get(k) {
+                log(line);
+            }
             self.plane.steering.push(s);
         }
         self.plane.refresh_local_addrs();

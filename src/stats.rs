@@ -47,6 +47,10 @@ named_counters! {
         IcmpSent = "icmp_sent",
         /// ICMP errors about connections relayed to a real server or client.
         IcmpRelayed = "icmp_relayed",
+        /// TCP/UDP frames whose partial checksum (a sender's offload left
+        /// only the pseudo-header sum) was finished before forwarding, on
+        /// ports with `complete_checksums` on.
+        CsumCompleted = "csum_completed",
         /// Connections created.
         ConnsCreated = "conns_created",
         /// Connections and templates freed (expired, ended or reused).

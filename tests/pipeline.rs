@@ -151,6 +151,7 @@ fn tun_director(tunnel_source: Option<Ipv4Addr>, src21: Ipv4Addr, src22: Ipv4Add
         vec![xdpvs::service::Port {
             mac: DIRECTOR_MAC,
             mtu: MTU,
+            complete_checksums: false,
         }],
         tunnel_source,
         xdpvs::conn::Timeouts::default(),
@@ -1250,10 +1251,12 @@ fn nat_reply_too_big_for_the_client_side_tells_the_real_server() {
             xdpvs::service::Port {
                 mac: DIRECTOR_MAC,
                 mtu: 1400,
+                complete_checksums: false,
             },
             xdpvs::service::Port {
                 mac: [0x02, 0, 0, 0, 0x02, 0x03],
                 mtu: 1500,
+                complete_checksums: false,
             },
         ],
         None,

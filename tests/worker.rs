@@ -240,10 +240,12 @@ fn two_armed(vip: Ipv4Addr, fwd: Forward) -> ServiceTable {
             Port {
                 mac: DIRECTOR_MAC,
                 mtu: MTU,
+                complete_checksums: false,
             },
             Port {
                 mac: SERVER_SIDE_MAC,
                 mtu: MTU,
+                complete_checksums: false,
             },
         ],
         Some(TUNNEL_SRC),

@@ -15,7 +15,8 @@ use super::error::Problem;
 use super::raw::{Leaf, RawConnections, RawControl, RawDataplane};
 use super::read::{Result, Source, describe, is_unicast};
 use super::types::{
-    Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Tuning, XdpMode, ZeroCopy,
+    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Tuning, XdpMode,
+    ZeroCopy,
 };
 
 /// Longest `sun_path` of a Unix socket, without its terminating NUL.
@@ -69,6 +70,15 @@ impl Source<'_> {
                 ("auto", ZeroCopy::Auto),
             ],
         )?;
+        let complete_checksums = self.choice(
+            &raw.complete_checksums,
+            "dataplane.complete_checksums",
+            &[
+                ("auto", CompleteChecksums::Auto),
+                ("on", CompleteChecksums::On),
+                ("off", CompleteChecksums::Off),
+            ],
+        )?;
         // At most what the pipeline takes in one batch: refused, not cut down.
         let batch_size = self.int(
             &raw.batch_size,
@@ -104,6 +114,7 @@ impl Source<'_> {
             cores,
             xdp_mode: xdp_mode.unwrap_or_default(),
             zero_copy: zero_copy.unwrap_or_default(),
+            complete_checksums: complete_checksums.unwrap_or_default(),
             batch_size: batch_size.unwrap_or(Dataplane::DEFAULT_BATCH_SIZE),
             mtu: mtu.unwrap_or(Dataplane::DEFAULT_MTU),
             tunnel_source,

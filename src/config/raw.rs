@@ -32,6 +32,7 @@ pub(super) struct RawDataplane {
     pub cores: List,
     pub xdp_mode: Leaf,
     pub zero_copy: Leaf,
+    pub complete_checksums: Leaf,
     pub batch_size: Leaf,
     pub mtu: Leaf,
     pub tunnel_source: Leaf,

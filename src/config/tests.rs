@@ -73,6 +73,7 @@ fn minimal_file_gets_every_default() {
             cores: vec![],
             xdp_mode: XdpMode::Auto,
             zero_copy: ZeroCopy::Auto,
+            complete_checksums: CompleteChecksums::Auto,
             batch_size: 64,
             mtu: 1500,
             tunnel_source: None,
@@ -262,8 +263,8 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}batch = 3\n")),
         "t.toml:3: dataplane.batch: unknown field `batch`, expected one of `interfaces`, \
-         `cores`, `xdp_mode`, `zero_copy`, `batch_size`, `mtu`, `tunnel_source`, `umem_frames`, \
-         `frame_size`, `rx_ring_size`, `tx_ring_size`, `fill_ring_size`, `comp_ring_size`, \
+         `cores`, `xdp_mode`, `zero_copy`, `complete_checksums`, `batch_size`, `mtu`, \
+         `tunnel_source`, `umem_frames`, `frame_size`, `rx_ring_size`, `tx_ring_size`, `fill_ring_size`, `comp_ring_size`, \
          `busy_poll_usecs`, `busy_poll_budget`, `prefer_busy_poll`, `idle`"
     );
     assert_eq!(
@@ -345,6 +346,31 @@ fn duplicates_in_lists_are_rejected() {
 }
 
 #[test]
+fn complete_checksums_per_driver() {
+    for (value, mode) in [
+        ("auto", CompleteChecksums::Auto),
+        ("on", CompleteChecksums::On),
+        ("off", CompleteChecksums::Off),
+    ] {
+        let c = parse(&format!("{HEAD}complete_checksums = \"{value}\"\n")).unwrap();
+        assert_eq!(c.dataplane.complete_checksums, mode);
+    }
+    let auto = CompleteChecksums::Auto;
+    for virt in ["veth", "virtio_net", "tun"] {
+        assert!(auto.applies_to(Some(virt)), "{virt}");
+        assert!(!CompleteChecksums::Off.applies_to(Some(virt)));
+    }
+    for nic in ["ixgbe", "mlx5_core", "i40e", "bridge"] {
+        assert!(!auto.applies_to(Some(nic)), "{nic}");
+        assert!(CompleteChecksums::On.applies_to(Some(nic)));
+    }
+    assert!(
+        auto.applies_to(None),
+        "an unknown driver is treated as virtual"
+    );
+}
+
+#[test]
 fn dataplane_values_are_checked() {
     let cases = [
         (
@@ -354,6 +380,10 @@ fn dataplane_values_are_checked() {
         (
             "zero_copy = true",
             "dataplane.zero_copy: expected one of \"on\", \"off\", \"auto\", got true",
+        ),
+        (
+            "complete_checksums = \"yes\"",
+            "dataplane.complete_checksums: expected one of \"auto\", \"on\", \"off\", got \"yes\"",
         ),
         (
             "batch_size = 0",

@@ -38,6 +38,8 @@ pub struct Dataplane {
     pub cores: Vec<usize>,
     pub xdp_mode: XdpMode,
     pub zero_copy: ZeroCopy,
+    /// Which ports finish partial TCP/UDP checksums; see [`CompleteChecksums`].
+    pub complete_checksums: CompleteChecksums,
     /// Frames per RX/TX batch, 1..=[`Dataplane::MAX_BATCH_SIZE`].
     pub batch_size: u32,
     /// MTU of the director's ports, 576..=9000 and at most
@@ -187,6 +189,41 @@ pub enum ZeroCopy {
     /// Zero-copy if the driver supports it, otherwise copy mode.
     #[default]
     Auto,
+}
+
+/// `dataplane.complete_checksums`: whether TCP/UDP checksums that a
+/// sender left to its device (`CHECKSUM_PARTIAL`, only the pseudo-header
+/// sum in the field) are finished before forwarding
+/// ([`crate::wire::partial`]). Decided per interface at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CompleteChecksums {
+    /// On for interfaces whose driver is virtual ([`VIRTUAL_DRIVERS`]:
+    /// veth, virtio-net, tun), whose senders hand partial checksums on;
+    /// off for physical NICs, where the sender's NIC filled them in.
+    #[default]
+    Auto,
+    /// On every interface.
+    On,
+    /// On none.
+    Off,
+}
+
+/// Drivers (as `ethtool -i` names them) whose frames may carry partial
+/// checksums: what `complete_checksums = "auto"` turns the completion on for.
+pub const VIRTUAL_DRIVERS: &[&str] = &["veth", "virtio_net", "tun"];
+
+impl CompleteChecksums {
+    /// Whether an interface with driver `driver` (`None`: unknown) completes
+    /// partial checksums. An unknown driver is treated as virtual: finishing
+    /// costs a pseudo-header sum per frame, forwarding a partial frame costs
+    /// the connection.
+    pub fn applies_to(self, driver: Option<&str>) -> bool {
+        match self {
+            CompleteChecksums::On => true,
+            CompleteChecksums::Off => false,
+            CompleteChecksums::Auto => driver.is_none_or(|d| VIRTUAL_DRIVERS.contains(&d)),
+        }
+    }
 }
 
 /// `[connections]`: the connection table and its timeouts (ipvsadm `--set`).

@@ -17,6 +17,16 @@
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
 //! connections), `frag.rs` (fragments of NAT replies).
+//!
+//! Partial checksums: on a port with `complete_checksums` (virtual
+//! drivers by default), a TCP/UDP frame whose checksum field holds only
+//! the pseudo-header sum (`CHECKSUM_PARTIAL` from a sender on veth,
+//! virtio or a container network) is finished first
+//! ([`crate::wire::partial`], counted as `csum_completed`), whichever way
+//! it then goes: to a real server by DR, TUN or NAT, or back to a NAT
+//! client. Frames the director builds itself (ICMP errors, the TUN outer
+//! header) always carry full checksums. Nothing else is verified: a
+//! corrupt frame stays corrupt for its receiver to drop.
 
 mod frag;
 mod ftp;
@@ -298,7 +308,11 @@ impl State {
         hash: u64,
         now: Tick,
     ) -> Verdict {
-        match self.classify(frame.data(), p, hash, now) {
+        let class = self.classify(frame.data(), p, hash, now);
+        if !matches!(class, Packet::BadChecksum) {
+            self.complete_checksum(snap, frame, p);
+        }
+        match class {
             Packet::Established(i, side) => self.established(snap, frame, p, i, side, now),
             Packet::New(ends) => {
                 if let Some(i) = ends {
@@ -311,6 +325,26 @@ impl State {
                 self.new_conn(snap, frame, p, hash, now)
             }
             Packet::BadChecksum => Verdict::Drop(DropReason::BadIpChecksum),
+        }
+    }
+
+    /// Finishes a partial TCP/UDP checksum when the receiving port asks for
+    /// it (`Port::complete_checksums`), before anything rewrites or
+    /// forwards the frame: DR and TUN then carry a complete checksum, and
+    /// NAT's incremental update starts from one (IPVS's
+    /// `tcp_partial_csum_update` patches the partial sum instead; finishing
+    /// first makes the one update rule right for both). A frame with any
+    /// other checksum is not touched.
+    #[inline]
+    fn complete_checksum(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, p: &Parsed) {
+        let port = usize::from(frame.port());
+        if !snap.ports.get(port).is_some_and(|p| p.complete_checksums) {
+            return;
+        }
+        let l = &p.layout;
+        let ip = &mut frame.data_mut()[l.l2_len..];
+        if crate::wire::partial::complete_v4(ip, l.ihl) {
+            self.stats.inc(Counter::CsumCompleted);
         }
     }
 

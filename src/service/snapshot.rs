@@ -33,6 +33,10 @@ pub struct Service {
 pub struct Port {
     pub mac: [u8; 6],
     pub mtu: u16,
+    /// TCP/UDP frames received here with a partial checksum are finished
+    /// before they are forwarded (`dataplane.complete_checksums`, decided
+    /// for the port's driver at start-up; [`crate::wire::partial`]).
+    pub complete_checksums: bool,
 }
 
 /// Protocol number on the wire.

@@ -1,4 +1,6 @@
-//! Parse: borrowed, zero-copy views over packet bytes, and Internet checksums.
+//! Parse: borrowed, zero-copy views over packet bytes, and Internet checksums
+//! (full, incremental, and finishing the partial ones of offloading senders:
+//! [`partial`]).
 //!
 //! Every header type is a view `X<T: AsRef<[u8]>> { buffer: T }` over bytes
 //! that stay where the NIC put them (an AF_XDP UMEM frame). Nothing here
@@ -37,6 +39,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod layout;
+pub mod partial;
 pub mod tcp;
 pub mod udp;
 

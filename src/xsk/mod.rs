@@ -50,6 +50,7 @@
 #![allow(unsafe_code)]
 
 mod config;
+pub mod driver;
 mod error;
 mod ring;
 mod socket;

@@ -181,7 +181,13 @@ pub fn service(proto: Protocol, vip: &str, scheduler: &str) -> ServiceConfig {
 /// - TCP VIP_NAT:80 rr → .31:8080, .32:8080 (NAT)
 /// - UDP VIP_NAT:53 rr → .31:5353 (NAT)
 pub fn director() -> ServiceTable {
-    let mut t = empty_director();
+    director_with(false)
+}
+
+/// [`director`], its port finishing partial checksums or not
+/// (`Port::complete_checksums`).
+pub fn director_with(complete_checksums: bool) -> ServiceTable {
+    let mut t = empty_director_with(complete_checksums);
     type Reals<'a> = &'a [(&'a str, Forward)];
     let layout: [(Protocol, &str, Reals<'_>); 4] = [
         (
@@ -232,10 +238,16 @@ pub fn director() -> ServiceTable {
 /// The director with no service yet: one port, a tunnel source, IPVS's
 /// default timeouts.
 pub fn empty_director() -> ServiceTable {
+    empty_director_with(false)
+}
+
+/// [`empty_director`], its port finishing partial checksums or not.
+pub fn empty_director_with(complete_checksums: bool) -> ServiceTable {
     ServiceTable::new(
         vec![Port {
             mac: DIRECTOR_MAC,
             mtu: MTU,
+            complete_checksums,
         }],
         Some(TUNNEL_SRC),
         Timeouts::default(),

@@ -39,15 +39,16 @@
 //!   paths that skip `Drop` (Ctrl-C, SIGKILL, abort): it waits for EOF on a
 //!   pipe that only this process holds and then kills whatever runs in the
 //!   bed's namespaces and deletes them.
-//! - Offloads are off on every veth end (tx/rx checksum, TSO/GSO, GRO).
-//!   With tx checksum offload a veth hands on CHECKSUM_PARTIAL packets
-//!   whose TCP/UDP checksum was never filled in; once such a packet crosses
-//!   AF_XDP (raw bytes, no skb metadata) the real server or client sees a
-//!   bad checksum and drops it. TSO/GSO/GRO would hand the director frames
-//!   larger than the MTU. rx checksum is off too, so no receiver can take
-//!   a checksum the director rewrote as verified. (Seen with tcpdump on the
-//!   router: with the client's tx checksum offload on, its TCP segments
-//!   carry "cksum incorrect" bytes on the wire; with it off, correct.)
+//! - The one-armed bed (`Testbed::new`) turns offloads off on every veth
+//!   end (tx/rx checksum, TSO/GSO, GRO), for tests that need exact frame
+//!   sizes: TSO/GSO/GRO would hand the director frames larger than the
+//!   MTU, and with rx checksum off no receiver can take a checksum the
+//!   director rewrote as verified. With tx checksum offload a veth hands on
+//!   CHECKSUM_PARTIAL packets whose TCP/UDP checksum holds only the
+//!   pseudo-header sum; the director finishes those
+//!   (`dataplane.complete_checksums`), and the two-armed bed
+//!   (`Testbed::two_armed`, used by tests/offloads.rs) keeps the kernel's
+//!   default offloads to prove it.
 //! - TUN: the kernel has no IPIP, so each real server's LAN interface runs
 //!   the test equipment `tests/bpf/ipip_decap.bpf.c` (XDP: strip the outer
 //!   header). The LAN (director, bridge, real servers) then has MTU
@@ -99,6 +100,17 @@ impl Default for Options {
     }
 }
 
+/// How the bed is wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// TESTBED.md's reference topology: a router, and a one-armed director
+    /// on the real servers' LAN; every veth with its offloads off.
+    OneArmed,
+    /// The kernel IPVS selftest's shape (`Testbed::two_armed`), with the
+    /// kernel's default veth offloads.
+    TwoArmed,
+}
+
 /// A host of the bed; `Real(i)` is 0-based (its body says `rs{i+1}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Host {
@@ -115,6 +127,9 @@ pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// the real servers in DR and TUN).
 pub const ROUTER_LAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 pub const DIRECTOR_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+/// Two-armed bed: the director's address on the client's LAN (the
+/// client's route to the VIP).
+pub const DIRECTOR_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 pub const LAN_MTU: u32 = 1500;
 /// LAN MTU in TUN mode: room for the 20-byte outer header.
@@ -175,6 +190,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub struct Testbed {
     prefix: String,
     opts: Options,
+    shape: Shape,
     /// Namespaces this bed created, in creation order; only these are deleted.
     created: Vec<String>,
     tempdir: PathBuf,
@@ -190,6 +206,39 @@ impl Testbed {
     /// its own address. Panics, naming the cause, if a prerequisite is
     /// missing or a step fails; what was built so far is removed.
     pub fn new(opts: Options) -> Testbed {
+        Testbed::build(opts, Shape::OneArmed)
+    }
+
+    /// The kernel IPVS selftest's shape
+    /// (tools/testing/selftests/net/netfilter/ipvs.sh), with every veth at
+    /// the kernel's default offloads (tx checksum offload on: local senders
+    /// hand on partial checksums):
+    ///
+    /// ```text
+    ///             client LAN 198.18.0.0/24              server LAN 198.18.2.0/24
+    /// client ─┬─ (bridge) ─┬─ director: .0.1 | .2.2, VIP on lo ─┬─ (bridge) ─┬─ rsN .2.1N
+    /// .0.10   │            │   ip_forward=1, xdpvs on both ports │            │
+    ///  route  │            └──────── rsN's client-side port .0.1N (DR/TUN) ──┘
+    ///  VIP via .0.1
+    /// ```
+    ///
+    /// The switch namespace (`Host::Router`) holds both bridges and no
+    /// address. Each real server has a port on the server LAN (its
+    /// `real_addr`, where the director forwards to) and, in DR and TUN, one
+    /// on the client's LAN (198.18.0.11 + i) that its replies leave by, with
+    /// the VIP on `lo`, ARP for it suppressed and reverse-path filtering
+    /// off (as the selftest does). In NAT there is no client-side port and
+    /// the default route is the director. In TUN the server LAN has MTU
+    /// `TUN_LAN_MTU` and the decapsulation shim, as in the one-armed bed.
+    pub fn two_armed(opts: Options) -> Testbed {
+        assert!(
+            in_path("socat"),
+            "testbed: `socat` missing (package socat; scripts/setup.sh installs it)"
+        );
+        Testbed::build(opts, Shape::TwoArmed)
+    }
+
+    fn build(opts: Options, shape: Shape) -> Testbed {
         assert!(
             (1..=9).contains(&opts.reals),
             "testbed: reals must be 1..=9, got {}",
@@ -204,6 +253,7 @@ impl Testbed {
         let mut bed = Testbed {
             prefix: String::new(),
             opts,
+            shape,
             created: Vec::new(),
             tempdir: PathBuf::new(),
             apaches: Vec::new(),
@@ -220,7 +270,10 @@ impl Testbed {
             bed.created.push(ns);
         }
         bed.make_tempdir();
-        bed.configure_network();
+        match shape {
+            Shape::OneArmed => bed.configure_network(),
+            Shape::TwoArmed => bed.configure_two_armed(),
+        }
         if opts.mode == Mode::Tun {
             bed.attach_shim();
         }
@@ -234,6 +287,27 @@ impl Testbed {
 
     pub fn options(&self) -> Options {
         self.opts
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Every port of the director: its LAN port, and in the two-armed bed
+    /// its client-side port after it.
+    pub fn director_ifaces(&self) -> Vec<String> {
+        let mut v = vec![self.director_iface()];
+        if self.shape == Shape::TwoArmed {
+            v.push(format!("{}e", self.ns(Host::Director)));
+        }
+        v
+    }
+
+    /// Two-armed bed: real server `i`'s address on the client's LAN (DR,
+    /// TUN), which its replies leave from.
+    pub fn real_client_side_addr(&self, i: usize) -> Ipv4Addr {
+        assert!(i < self.opts.reals, "testbed: no real server {i}");
+        Ipv4Addr::new(198, 18, 0, 11 + i as u8)
     }
 
     pub fn ns(&self, host: Host) -> String {
@@ -550,6 +624,132 @@ impl Testbed {
                 }
             };
             scripts.push((host, host_script(host, self.real_addr(i), gw, &extra)));
+        }
+        self.run_scripts(scripts);
+    }
+
+    /// The two-armed bed (see [`Testbed::two_armed`]). No `ethtool -K`:
+    /// every veth keeps the kernel's default offloads.
+    fn configure_two_armed(&self) {
+        let p = &self.prefix;
+        let lan_mtu = self.lan_mtu();
+        let q = self.opts.director_queues;
+        let nat = self.opts.mode == Mode::Nat;
+        let lan = self.iface(Host::Router);
+        let cl = format!("{p}cln");
+        let director = self.ns(Host::Director);
+        let [d_lan, d_cl] = <[String; 2]>::try_from(self.director_ifaces()).unwrap();
+
+        // The switch: two bridges, and every veth created from here with
+        // its peer already in its host's namespace.
+        let mut s = String::from("ip link set lo up\n");
+        let _ = writeln!(
+            s,
+            "ip link add {lan} mtu {lan_mtu} type bridge stp_state 0 forward_delay 0\n\
+             ip link add {cl} type bridge stp_state 0 forward_delay 0"
+        );
+        // (switch port, bridge, MTU, peer name, peer namespace, queues)
+        let mut ports = vec![
+            (
+                format!("{p}pc"),
+                &cl,
+                LAN_MTU,
+                self.ns(Host::Client),
+                self.ns(Host::Client),
+                String::new(),
+            ),
+            (
+                format!("{p}pe"),
+                &cl,
+                LAN_MTU,
+                d_cl.clone(),
+                director.clone(),
+                format!(" numrxqueues {q} numtxqueues {q}"),
+            ),
+            (
+                format!("{p}pd"),
+                &lan,
+                lan_mtu,
+                d_lan.clone(),
+                director.clone(),
+                format!(" numrxqueues {q} numtxqueues {q}"),
+            ),
+        ];
+        for i in 0..self.opts.reals {
+            let ns = self.ns(Host::Real(i));
+            ports.push((
+                format!("{p}p{}", i + 1),
+                &lan,
+                lan_mtu,
+                ns.clone(),
+                ns.clone(),
+                String::new(),
+            ));
+            if !nat {
+                ports.push((
+                    format!("{p}q{}", i + 1),
+                    &cl,
+                    LAN_MTU,
+                    format!("{ns}c"),
+                    ns,
+                    String::new(),
+                ));
+            }
+        }
+        for (port, bridge, mtu, peer, peer_ns, queues) in &ports {
+            let _ = writeln!(
+                s,
+                "ip link add {port} mtu {mtu}{queues} type veth peer name {peer} mtu {mtu}{queues} netns {peer_ns}\n\
+                 ip link set {port} master {bridge} up"
+            );
+        }
+        let _ = writeln!(s, "ip link set {lan} up\nip link set {cl} up");
+        self.run_scripts(vec![(Host::Router, s)]);
+
+        let port = |dev: &str, addr: Ipv4Addr| {
+            format!(
+                "ip link set dev {dev} address {mac}\n\
+                 ip addr add {addr}/24 dev {dev}\n\
+                 ip link set {dev} up\n",
+                mac = mac_string(addr)
+            )
+        };
+        let conf = "/proc/sys/net/ipv4/conf";
+        let mut scripts = vec![
+            (
+                Host::Client,
+                format!(
+                    "ip link set lo up\n{}ip route add {VIP}/32 via {DIRECTOR_CLIENT_ADDR}\n",
+                    port(&self.iface(Host::Client), CLIENT_ADDR)
+                ),
+            ),
+            (
+                Host::Director,
+                format!(
+                    "ip link set lo up\n{}{}ip addr add {VIP}/32 dev lo\n\
+                     echo 1 > /proc/sys/net/ipv4/ip_forward\n",
+                    port(&d_lan, DIRECTOR_ADDR),
+                    port(&d_cl, DIRECTOR_CLIENT_ADDR)
+                ),
+            ),
+        ];
+        for i in 0..self.opts.reals {
+            let host = Host::Real(i);
+            let dev = self.iface(host);
+            let mut e = format!("ip link set lo up\n{}", port(&dev, self.real_addr(i)));
+            if nat {
+                let _ = writeln!(e, "ip route add default via {DIRECTOR_ADDR} dev {dev}");
+            } else {
+                let cdev = format!("{}c", self.ns(host));
+                e.push_str(&port(&cdev, self.real_client_side_addr(i)));
+                let _ = writeln!(
+                    e,
+                    "ip addr add {VIP}/32 dev lo\n\
+                     for c in all {dev} {cdev}; do echo 1 > {conf}/$c/arp_ignore; echo 2 > {conf}/$c/arp_announce; done\n\
+                     for c in all default {dev} {cdev}; do echo 0 > {conf}/$c/rp_filter; done"
+                );
+            }
+            scripts.push((host, e));
         }
         self.run_scripts(scripts);
     }

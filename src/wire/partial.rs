@@ -1,0 +1,273 @@
+//! Partial TCP/UDP checksums: recognising and finishing them.
+//!
+//! A sender that leaves its transport checksum to the device
+//! (`CHECKSUM_PARTIAL`: veth, virtio-net, tun and container networks with
+//! the default tx offload) writes into the checksum field only the folded
+//! one's-complement sum of the pseudo-header, *not* complemented
+//! (Linux `__tcp_v4_send_check` and `udp4_hwcsum` store
+//! `~csum_tcpudp_magic(..)`; seen on a veth with tcpdump, and relied on by
+//! tests/offloads.rs), and expects the device to sum the segment from
+//! the transport header on and store the complement. A virtual device never
+//! does, it hands the skb on with the promise; AF_XDP gives us the bytes
+//! without that promise. So a director on such a port must finish the job
+//! itself, or the real server drops the segment (`TcpInCsumErrors`).
+//!
+//! There is no metadata to say which frames are partial, so the field is
+//! judged by its value: a frame whose field equals exactly the pseudo-header
+//! pattern is finished. Finishing is cheap to get right: the field already
+//! holds the pseudo-header sum, so the complement of the sum over the
+//! transport segment *as it is* is the full checksum (what the device's
+//! `csum_start`/`csum_offset` engine computes).
+//!
+//! Two properties make the value test safe:
+//! - A frame whose *complete* checksum happens to equal the pattern (one in
+//!   65 536) is left as it was: completing it recomputes the same value.
+//! - Any other value is left untouched, so a really corrupt frame stays
+//!   corrupt and the receiver's own check drops it. Nothing is verified
+//!   here: frames that are not partial cost one pseudo-header sum.
+//!
+//! A UDP checksum of 0 means "no checksum" (RFC 768) and is left as 0; a
+//! finished UDP checksum that computes to 0 is sent as 0xffff.
+
+use core::net::Ipv4Addr;
+
+use super::checksum::{checksum, fold, pseudo_header_v4};
+use super::ipv4::{PROTO_TCP, PROTO_UDP};
+
+/// Offset of the checksum field in the TCP header.
+const TCP_CHECK: usize = 16;
+/// Offset of the checksum field in the UDP header.
+const UDP_CHECK: usize = 6;
+
+/// Finishes the TCP or UDP checksum of an IPv4 packet if it holds the
+/// partial pattern. `ip` starts at the IPv4 header and holds at least the
+/// whole packet (its total length), `ihl` is the header's length. Returns
+/// whether the checksum was finished; anything that is not a TCP or UDP
+/// segment with room for its header, or whose field is not the pattern,
+/// is left alone.
+#[inline]
+pub fn complete_v4(ip: &mut [u8], ihl: usize) -> bool {
+    let Some(h) = ip.first_chunk::<20>() else {
+        return false;
+    };
+    let proto = h[9];
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    if total > ip.len() || ihl > total {
+        return false;
+    }
+    let l4 = &mut ip[ihl..total];
+    let (at, len) = match proto {
+        PROTO_TCP if l4.len() >= 20 => (TCP_CHECK, l4.len()),
+        PROTO_UDP if l4.len() >= 8 => {
+            // The checksum covers the datagram its header names, not any
+            // padding after it.
+            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+            if len < 8 || len > l4.len() {
+                return false;
+            }
+            (UDP_CHECK, len)
+        }
+        _ => return false,
+    };
+    let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    if proto == PROTO_UDP && field == 0 {
+        return false; // no checksum at all, and it stays so
+    }
+    let Ok(len16) = u16::try_from(len) else {
+        return false;
+    };
+    if field != fold(pseudo_header_v4(src, dst, proto, len16)) {
+        return false;
+    }
+    let seg = &mut l4[..len];
+    let mut c = checksum(seg);
+    if proto == PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// Turns a packet's complete TCP or UDP checksum into the partial pattern
+/// a `CHECKSUM_PARTIAL` sender leaves (test and benchmark equipment: what
+/// a veth peer with tx offload hands the director). Same arguments as
+/// [`complete_v4`]; returns false for anything else, or a UDP datagram
+/// without a checksum.
+pub fn make_partial_v4(ip: &mut [u8], ihl: usize) -> bool {
+    let Some(h) = ip.first_chunk::<20>() else {
+        return false;
+    };
+    let proto = h[9];
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    if total > ip.len() || ihl > total {
+        return false;
+    }
+    let l4 = &mut ip[ihl..total];
+    let (at, len) = match proto {
+        PROTO_TCP if l4.len() >= 20 => (TCP_CHECK, l4.len()),
+        PROTO_UDP if l4.len() >= 8 => {
+            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+            if len < 8 || len > l4.len() || l4[UDP_CHECK..UDP_CHECK + 2] == [0, 0] {
+                return false;
+            }
+            (UDP_CHECK, len)
+        }
+        _ => return false,
+    };
+    let Ok(len16) = u16::try_from(len) else {
+        return false;
+    };
+    let p = fold(pseudo_header_v4(src, dst, proto, len16));
+    l4[at..at + 2].copy_from_slice(&p.to_be_bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum::{combine, sum};
+    use proptest::prelude::*;
+
+    /// An IPv4 packet (no options) carrying `proto` with a correct
+    /// transport checksum.
+    fn packet(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let l4_len = if proto == PROTO_TCP { 20 } else { 8 } + payload.len();
+        let total = 20 + l4_len;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = proto;
+        p[12..20].copy_from_slice(&[198, 18, 0, 10, 198, 18, 1, 1]);
+        let c = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let l4 = &mut p[20..];
+        l4[0..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        if proto == PROTO_TCP {
+            l4[12] = 0x50;
+            l4[13] = 0x18;
+        } else {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        }
+        let hdr = if proto == PROTO_TCP { 20 } else { 8 };
+        l4[hdr..].copy_from_slice(payload);
+        let at = if proto == PROTO_TCP {
+            TCP_CHECK
+        } else {
+            UDP_CHECK
+        };
+        let c = full(&p);
+        p[20 + at..20 + at + 2].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// The transport checksum of `p` computed from scratch with the field
+    /// taken as zero (the oracle).
+    fn full(p: &[u8]) -> u16 {
+        let proto = p[9];
+        let at = if proto == PROTO_TCP {
+            TCP_CHECK
+        } else {
+            UDP_CHECK
+        };
+        let mut l4 = p[20..].to_vec();
+        l4[at..at + 2].fill(0);
+        let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+        let ph = pseudo_header_v4(src, dst, proto, l4.len() as u16);
+        let c = !fold(combine(ph, sum(&l4)));
+        if proto == PROTO_UDP && c == 0 {
+            0xffff
+        } else {
+            c
+        }
+    }
+
+    fn field(p: &[u8]) -> u16 {
+        let at = 20
+            + if p[9] == PROTO_TCP {
+                TCP_CHECK
+            } else {
+                UDP_CHECK
+            };
+        u16::from_be_bytes([p[at], p[at + 1]])
+    }
+
+    #[test]
+    fn the_pattern_is_linux_s() {
+        // 198.18.0.10 -> 198.18.1.1, TCP, 20 bytes: the words c612 000a
+        // c612 0101 0006 0014 sum to 0x18d49, folded 0x8d4a — the value
+        // `~csum_tcpudp_magic` gives and a veth sender leaves in the field.
+        let mut p = packet(PROTO_TCP, &[]);
+        assert!(make_partial_v4(&mut p, 20));
+        assert_eq!(field(&p), 0x8d4a);
+        assert!(complete_v4(&mut p, 20));
+        assert_eq!(field(&p), full(&p));
+    }
+
+    #[test]
+    fn udp_without_checksum_stays_without() {
+        let mut p = packet(PROTO_UDP, b"hello");
+        p[26..28].fill(0);
+        assert!(!make_partial_v4(&mut p.clone(), 20));
+        let before = p.clone();
+        assert!(!complete_v4(&mut p, 20));
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn others_and_short_packets_are_left_alone() {
+        let mut p = packet(PROTO_TCP, b"abc");
+        p[9] = 1; // ICMP
+        let before = p.clone();
+        assert!(!complete_v4(&mut p, 20));
+        assert_eq!(p, before);
+        let mut p = packet(PROTO_TCP, b"abc");
+        p.truncate(30);
+        assert!(!complete_v4(&mut p, 20));
+        assert!(!complete_v4(&mut [0u8; 10], 20));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A partial frame comes out with the full checksum; a complete one
+        /// comes out unchanged; a corrupt one (any other field value) too.
+        #[test]
+        fn completes_exactly_the_partial(
+            udp in any::<bool>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            wrong in any::<u16>(),
+        ) {
+            let proto = if udp { PROTO_UDP } else { PROTO_TCP };
+            let good = packet(proto, &payload);
+            let c = field(&good);
+            prop_assert_eq!(c, full(&good));
+
+            // Unchanged bytes whether or not the field happens to be the
+            // pattern (one in 65 536).
+            let mut p = good.clone();
+            complete_v4(&mut p, 20);
+            prop_assert_eq!(&p, &good);
+
+            let mut p = good.clone();
+            prop_assert!(make_partial_v4(&mut p, 20));
+            prop_assert!(complete_v4(&mut p, 20));
+            prop_assert_eq!(&p, &good);
+
+            let mut p = good.clone();
+            prop_assert!(make_partial_v4(&mut p, 20));
+            let pattern = field(&p);
+            prop_assume!(wrong != pattern && wrong != c && !(udp && wrong == 0));
+            let at = 20 + if udp { UDP_CHECK } else { TCP_CHECK };
+            p[at..at + 2].copy_from_slice(&wrong.to_be_bytes());
+            let before = p.clone();
+            prop_assert!(!complete_v4(&mut p, 20));
+            prop_assert_eq!(p, before);
+        }
+    }
+}
