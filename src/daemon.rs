@@ -227,6 +227,8 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// The workers' clock, which also dates superseded steering rules.
+    clock: Arc<Clock>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -298,6 +300,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl,
             unresolved: Vec::new(),
             pending: 0,
+            clock: Arc::new(Clock::default()),
         },
         threads: Vec::new(),
     };
@@ -345,7 +348,7 @@ impl Director {
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
-        let clock = Arc::new(Clock::default());
+        let clock = Arc::clone(&self.plane.clock);
         let per_worker = (self.cfg.connections.max_entries / plans.len() as u32).max(1);
         let opts = WorkerOptions {
             batch: self.cfg.dataplane.batch_size as usize,
@@ -437,7 +440,9 @@ impl Director {
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
-                if self.plane.refresh_next_hops(&mut self.control) {
+                if self.plane.refresh_next_hops(&mut self.control)
+                    || self.plane.history_expired()
+                {
                     self.plane.publish(&self.control);
                 }
             }
@@ -619,9 +624,17 @@ impl Plane {
         Ok(())
     }
 
+    /// Whether the current snapshot keeps an old steering rule that no
+    /// connection can need any more (a new snapshot drops it).
+    fn history_expired(&self) -> bool {
+        let now = self.clock.now();
+        let snap = self.shared.snapshot.load();
+        snap.steer_history.iter().any(|h| !h.live(now))
+    }
+
     fn publish(&self, control: &Control) {
         let prev = self.shared.snapshot.load();
-        let next = control.table().next_snapshot(&prev);
+        let next = control.table().next_snapshot(&prev, self.clock.now());
         self.shared.snapshot.store(Arc::new(next));
     }
 }

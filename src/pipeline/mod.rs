@@ -38,7 +38,7 @@ use crate::xmit::{Egress, Hop, Target, Transmitter};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
-pub const EXPECT_TIMEOUT: Tick = 60;
+pub const EXPECT_TIMEOUT: Tick = crate::service::EXPECT_TIMEOUT;
 
 /// Maximum connections reaped per [`Pipeline::expire`] call by default.
 pub const EXPIRE_BUDGET: usize = 256;
@@ -65,6 +65,24 @@ struct State {
     tx: Transmitter,
     /// This worker's index: its line in every traffic counter.
     worker: usize,
+}
+
+/// What a worker's table holds for a packet, asked by the hand-over
+/// while it keeps old steering rules ([`Pipeline::probe`];
+/// `worker::handover` explains the chain of old owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Its live connection is here, or the persistence template or FTP
+    /// expectation its first packet needs; or it is no TCP/UDP flow.
+    Found,
+    /// The first packet of a new connection that needs nothing from an
+    /// earlier one: a TCP SYN to a service without persistence. The
+    /// current owner opens it.
+    Start,
+    /// Nothing of it here. `opens`: this table would open a connection
+    /// for it (UDP to a service, a SYN to a persistent service), which the
+    /// current owner should do unless an old owner has its state.
+    Missing { opens: bool },
 }
 
 /// What a TCP or UDP packet is, decided before anything is changed.
@@ -133,6 +151,41 @@ impl Pipeline {
 
     pub fn conns(&self) -> &ConnTable<Ipv4Addr> {
         &self.st.conns
+    }
+
+    /// What this table holds for frame `d` ([`Probe`]); changes nothing.
+    /// Only the hand-over asks, and only while old steering rules are kept.
+    pub fn probe(&self, d: &[u8], now: Tick) -> Probe {
+        let Ok(Some(p)) = parse(d) else {
+            return Probe::Found;
+        };
+        let (st, snap, k) = (&self.st, &*self.snap, &p.key);
+        match st.conns.lookup(k, st.conns.hash(k)) {
+            Some((i, Side::Client)) if st.is_reused(i, &p) => {}
+            Some((i, _)) if st.conns.get(i).expires() > now => return Probe::Found,
+            _ => {}
+        }
+        let syn = p.tcp_flags & (parse::TCP_SYN | parse::TCP_RST) == parse::TCP_SYN;
+        let tcp = k.proto == PROTO_TCP;
+        if tcp && syn && snap.ftp_nat && st.expects(k, now) {
+            return Probe::Found;
+        }
+        let Some(svc) = snap.service_v4(k.proto, k.daddr, k.dport) else {
+            return Probe::Missing { opens: false };
+        };
+        if tcp && !syn {
+            Probe::Missing { opens: false }
+        } else if svc.persistence_timeout > 0 {
+            if st.has_template(snap, svc, k, now) {
+                Probe::Found
+            } else {
+                Probe::Missing { opens: true }
+            }
+        } else if tcp {
+            Probe::Start
+        } else {
+            Probe::Missing { opens: true }
+        }
     }
 
     /// Processes one frame.

@@ -55,14 +55,14 @@
 //! Only when this worker has no socket there (an interface with fewer
 //! queues) does it go through the inbox of a worker that has one.
 
-use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::pipeline::flow_key;
-use crate::service::Snapshot;
+use crate::frame::Tick;
+use crate::pipeline::{Probe, flow_key};
+use crate::service::{Owner, Snapshot, SteerRule};
 
 /// Bytes of one hand-over buffer: a full UMEM frame's worth.
 pub const HANDOFF_BYTES: usize = 2048;
@@ -80,6 +80,8 @@ pub struct Handoff {
     pub(super) port: u8,
     /// Transmit as it is (already processed) rather than process.
     pub(super) transmit: bool,
+    /// Where its owner chain stands (to process).
+    pub(super) chain: Chain,
 }
 
 /// A worker's inbox and the pool of free buffers senders fill for it.
@@ -113,7 +115,7 @@ impl Mailbox {
 
     /// Copies `data` into a free buffer and queues it. False when the
     /// owner is too far behind (no free buffer) or the frame is too big.
-    pub(super) fn send(&self, data: &[u8], port: u8, transmit: bool) -> bool {
+    pub(super) fn send(&self, data: &[u8], port: u8, transmit: bool, chain: Chain) -> bool {
         if data.len() > HANDOFF_BYTES {
             return false;
         }
@@ -126,6 +128,7 @@ impl Mailbox {
             len: data.len() as u16,
             port,
             transmit,
+            chain,
         };
         match self.inbox.push(h) {
             Ok(()) => {
@@ -163,36 +166,138 @@ pub(super) enum Steer {
     To(usize),
 }
 
-/// The owner of a frame by the module docs' rule. Only the frames the
-/// pipeline parses as IPv4 TCP/UDP (not fragments) are looked at; anything
-/// else stays (the pipeline counts what it cannot handle).
+/// The owner of a frame by the current rule (module docs), for a
+/// snapshot that keeps no old rule. Only the frames the pipeline parses
+/// as IPv4 TCP/UDP (not fragments; untagged or with one 802.1Q tag) are
+/// looked at; anything else stays (the pipeline counts what it cannot
+/// handle).
 #[inline]
 pub(super) fn steer(snap: &Snapshot, data: &[u8], me: usize, workers: usize) -> Steer {
     let Some(k) = flow_key(data) else {
         return Steer::Here;
     };
-    // By the client's (masked) address alone, or by its address and port.
-    let by_client = snap.steer_by_client;
-    let key = |addr: Ipv4Addr, port: u16| {
-        if by_client {
-            let a = addr.to_bits() & snap.steer_mask;
-            owner(a.to_be_bytes(), 0, workers)
-        } else {
-            owner(addr.octets(), port, workers)
+    match snap.steering.owner(&k) {
+        Owner::Received => Steer::Here,
+        Owner::Client(a, p) => match owner(a, p, workers) {
+            w if w == me => Steer::Here,
+            w => Steer::To(w),
+        },
+    }
+}
+
+/// Where a frame stands on its way along the owners under the current
+/// and the old steering rules (module docs, "Ownership that does not
+/// move").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    /// The worker RSS gave it to: "not steered" under any rule means it.
+    pub(super) origin: u16,
+    /// Its owner under the newest rule, where a connection is opened.
+    pub(super) first: u16,
+    /// The generation of the rule under which the worker it is sent to
+    /// owns it; `u64::MAX` while it is with `origin`, not yet steered.
+    pub(super) generation: u64,
+    /// Processed where it arrives: the chain found no older owner with its
+    /// state and sent it back to `first`, which opens its connection.
+    pub(super) last: bool,
+}
+
+impl Chain {
+    /// A frame just received by worker `me`.
+    pub(super) fn received(me: usize) -> Chain {
+        Chain {
+            origin: me as u16,
+            first: me as u16,
+            generation: u64::MAX,
+            last: false,
         }
-    };
-    let w = if let Some(svc) = snap.service_v4(k.proto, k.daddr, k.dport) {
-        if !(svc.has_nat || by_client && svc.persistence_timeout > 0) {
-            return Steer::Here;
+    }
+
+    /// Sent by `me` to its owner `to` under rule `generation`, by a worker
+    /// with no old rule.
+    pub(super) fn sent(me: usize, to: usize, generation: u64) -> Chain {
+        Chain {
+            origin: me as u16,
+            first: to as u16,
+            generation,
+            last: false,
         }
-        key(k.saddr, k.sport)
-    } else if snap.is_nat_real_v4(k.saddr) {
-        key(k.daddr, k.dport)
-    } else if by_client && snap.is_vip_v4(k.daddr) {
-        // Perhaps an FTP data connection the helper expects.
-        key(k.saddr, k.sport)
-    } else {
-        return Steer::Here;
+    }
+}
+
+/// Where a frame goes along its owner chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    Here,
+    To(usize, Chain),
+}
+
+/// Where worker `me` sends a frame with chain state `chain`, the snapshot
+/// keeping old rules (module docs). `probe` asks this worker's table; it
+/// is only called where the answer matters (some older rule names another
+/// worker, or this is an old owner).
+pub(super) fn route(
+    snap: &Snapshot,
+    probe: impl FnOnce(&[u8]) -> Probe,
+    data: &[u8],
+    mut chain: Chain,
+    me: usize,
+    workers: usize,
+    now: Tick,
+) -> Route {
+    if chain.last {
+        return Route::Here;
+    }
+    let Some(k) = flow_key(data) else {
+        return Route::Here;
     };
-    if w == me { Steer::Here } else { Steer::To(w) }
+    let origin = usize::from(chain.origin);
+    let at = |r: &SteerRule| match r.owner(&k) {
+        Owner::Received => origin,
+        Owner::Client(a, p) => owner(a, p, workers),
+    };
+    if chain.generation == u64::MAX {
+        let w = at(&snap.steering);
+        chain.first = w as u16;
+        chain.generation = snap.steering.generation;
+        if w != me {
+            return Route::To(w, chain);
+        }
+    }
+    // This worker owns the frame under rule `chain.generation`; the next
+    // older rule that names another worker not asked yet:
+    let first = usize::from(chain.first);
+    let older = std::iter::once(&snap.steering)
+        .chain(snap.steer_history.iter().filter(|h| h.live(now)).map(|h| &h.rule))
+        .filter(|r| r.generation < chain.generation)
+        .map(|r| (at(r), r.generation))
+        .find(|&(w, _)| w != me && w != first);
+    if first == me && older.is_none() {
+        return Route::Here;
+    }
+    match probe(data) {
+        Probe::Found => {
+            if first != me
+                && let Some(h) = snap
+                    .steer_history
+                    .iter()
+                    .find(|h| h.rule.generation == chain.generation)
+            {
+                h.rule.mark_used(now);
+            }
+            Route::Here
+        }
+        Probe::Start => Route::Here,
+        Probe::Missing { opens } => match older {
+            Some((w, generation)) => Route::To(w, Chain { generation, ..chain }),
+            None if opens && first != me => Route::To(
+                first,
+                Chain {
+                    last: true,
+                    ..chain
+                },
+            ),
+            None => Route::Here,
+        },
+    }
 }

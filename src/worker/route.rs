@@ -5,6 +5,7 @@
 
 use arrayvec::ArrayVec;
 
+use super::handover::Chain;
 use super::io::FrameIo;
 use super::shared::Shared;
 use crate::frame::{Frame, MAX_BATCH, Verdict};
@@ -101,7 +102,7 @@ pub(super) fn route_out<S: FrameIo>(
             counts.no_tx_port += 1;
             continue;
         };
-        if shared.mailbox(w).send(&f.data()[..len], port, true) {
+        if shared.mailbox(w).send(&f.data()[..len], port, true, Chain::received(me)) {
             counts.sent += 1;
         } else {
             counts.dropped += 1;
