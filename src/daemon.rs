@@ -440,9 +440,7 @@ impl Director {
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
-                if self.plane.refresh_next_hops(&mut self.control)
-                    || self.plane.history_expired()
-                {
+                if self.plane.refresh_next_hops(&mut self.control) || self.plane.history_expired() {
                     self.plane.publish(&self.control);
                 }
             }
@@ -634,7 +632,7 @@ impl Plane {
 
     fn publish(&self, control: &Control) {
         let prev = self.shared.snapshot.load();
-        let next = control.table().next_snapshot(&prev, self.clock.now());
+        let next = control.table().next_snapshot_at(&prev, self.clock.now());
         self.shared.snapshot.store(Arc::new(next));
     }
 }

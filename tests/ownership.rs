@@ -116,7 +116,7 @@ impl Bed {
 
     /// Publishes the table's new snapshot, as the control thread does.
     fn publish(&mut self) {
-        let next = self.t.next_snapshot(&self.snap(), self.now);
+        let next = self.t.next_snapshot_at(&self.snap(), self.now);
         self.shared.snapshot.store(Arc::new(next));
     }
 
@@ -284,7 +284,10 @@ fn tcp_survives(initial: &[Change], change: Change) {
     assert_eq!(out.len(), 1, "SYN forwarded");
     let (rip, rport) = dst_of(&out[0]);
     assert_eq!(rport, 8080);
-    let out = b.send(1, &from_real(rip, rport, client, cport, tcp(SYN | ACK, 5000)));
+    let out = b.send(
+        1,
+        &from_real(rip, rport, client, cport, tcp(SYN | ACK, 5000)),
+    );
     assert_eq!(src_of(&out[0]), (VIP_NAT, 80), "SYN+ACK translated");
     assert_eq!((b.created(old), b.created(1 - old)), (1, 0));
 
@@ -297,10 +300,18 @@ fn tcp_survives(initial: &[Change], change: Change) {
     for (i, rx) in [0, 1, 1, 0].into_iter().enumerate() {
         let seq = 1001 + 100 * i as u32;
         let out = b.send(rx, &from_client(client, cport, 80, tcp(ACK | PSH, seq)));
-        assert_eq!(out.len(), 1, "client's data at worker {rx} reaches the server");
+        assert_eq!(
+            out.len(),
+            1,
+            "client's data at worker {rx} reaches the server"
+        );
         assert_eq!(dst_of(&out[0]), (rip, rport));
         let out = b.send(rx, &from_real(rip, rport, client, cport, tcp(ACK, 5001)));
-        assert_eq!(out.len(), 1, "server's reply at worker {rx} reaches the client");
+        assert_eq!(
+            out.len(),
+            1,
+            "server's reply at worker {rx} reaches the client"
+        );
         assert_eq!(src_of(&out[0]), (VIP_NAT, 80));
         assert_eq!(dst_of(&out[0]), (client, cport));
     }
@@ -378,7 +389,10 @@ fn a_persistent_clients_new_connection_finds_its_template_at_the_old_owner() {
     widen_mask(&mut b.t);
     b.publish();
     for (i, rx) in [0usize, 1, 0, 1].into_iter().enumerate() {
-        let out = b.send(rx, &from_client(client, cport + 100 + i as u16, 80, tcp(SYN, 9)));
+        let out = b.send(
+            rx,
+            &from_client(client, cport + 100 + i as u16, 80, tcp(SYN, 9)),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(dst_of(&out[0]).0, rip, "the template's real server");
     }
@@ -396,7 +410,10 @@ fn old_rules_expire_unless_used() {
     let (client, cport) = moving_flow(&[], add_persistent_dr, 80, tcp(SYN, 1));
     let out = b.send(0, &from_client(client, cport, 80, tcp(SYN, 1000)));
     let (rip, rport) = dst_of(&out[0]);
-    b.send(1, &from_real(rip, rport, client, cport, tcp(SYN | ACK, 5000)));
+    b.send(
+        1,
+        &from_real(rip, rport, client, cport, tcp(SYN | ACK, 5000)),
+    );
     add_persistent_dr(&mut b.t);
     b.publish();
     let keep = b.snap().steer_keep;
@@ -411,7 +428,10 @@ fn old_rules_expire_unless_used() {
     assert_eq!(b.snap().steer_history.len(), 1, "kept: used at 50");
     b.now += 1;
     b.publish();
-    assert!(b.snap().steer_history.is_empty(), "dropped: unused for `keep`");
+    assert!(
+        b.snap().steer_history.is_empty(),
+        "dropped: unused for `keep`"
+    );
     assert!(b.snap().handover, "the new rule still steers (NAT)");
 }
 
@@ -422,8 +442,12 @@ fn edits_that_do_not_move_owners_keep_the_rule() {
     let mut b = Bed::new(table(&[]));
     let g = b.snap().steering.generation;
     let vip: SocketAddr = "198.18.1.3:80".parse().unwrap();
-    b.t.edit_dest(Protocol::Tcp, vip, &real("198.18.2.31:8080", Forward::Nat, 5))
-        .unwrap();
+    b.t.edit_dest(
+        Protocol::Tcp,
+        vip,
+        &real("198.18.2.31:8080", Forward::Nat, 5),
+    )
+    .unwrap();
     b.publish();
     assert_eq!(b.snap().steering.generation, g);
     assert!(b.snap().steer_history.is_empty());

@@ -253,7 +253,7 @@ mod tests {
         let first = d.at(p).addr;
         t.add_dest(Protocol::Tcp, vip, &real("198.18.2.13:80"))
             .unwrap();
-        for (next, sticks) in [(t.next_snapshot(&snap, 0), true), (t.snapshot(), false)] {
+        for (next, sticks) in [(t.next_snapshot(&snap), true), (t.snapshot(), false)] {
             let svc = &next.services()[0];
             let d = next.dests_of(svc);
             let p = svc.sched.schedule(&d, &to(1, 1)).unwrap();

@@ -12,7 +12,7 @@ mod steer;
 mod table;
 
 pub use snapshot::{Port, Service, Snapshot, ip_proto};
-pub use steer::{EXPECT_TIMEOUT, HISTORY_CAP, Owner, SteerRule, Superseded};
+pub use steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, Owner, SteerRule, Superseded};
 pub use table::{DestInfo, ServiceError, ServiceInfo, ServiceTable, SteerRules};
 
 // The real server's types, for this module's users outside the crate.

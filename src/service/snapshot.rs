@@ -4,12 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use super::steer::{SteerRule, Superseded};
 use crate::config::Protocol;
 use crate::conn::Timeouts;
 use crate::dest::{Dest, DestRef, Stats};
 use crate::frame::Tick;
 use crate::sched::{Dests, Sched};
-use super::steer::{SteerRule, Superseded};
 
 /// A virtual service as workers see it.
 pub struct Service {

@@ -5,7 +5,7 @@
 //! A [`SteerRule`] holds exactly the parts of a snapshot that decide a
 //! packet's owner: whether ownership is by client address alone
 //! (`by_client`) and under which mask, which services are steered, the
-//! VIPs and the NAT real servers. [`super::ServiceTable::next_snapshot`]
+//! VIPs and the NAT real servers. [`super::ServiceTable::next_snapshot_at`]
 //! builds the new snapshot's rule and compares it with the previous one:
 //! equal, the previous `Arc` is kept (same generation); different, the
 //! previous rule goes to the front of [`Snapshot::steer_history`] with the
@@ -16,8 +16,8 @@
 //! [`HISTORY_CAP`] are kept.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::conn::FlowKey;
 use crate::frame::Tick;

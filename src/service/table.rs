@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::snapshot::{Port, Service, Snapshot, ip_proto};
 use super::steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, SteerRule, Superseded};
-use crate::frame::Tick;
 use crate::config::{Config, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
 use crate::dest::{Dest, DestCounters, DestRef, Forward, Stats};
+use crate::frame::Tick;
 use crate::sched::{Dests, Params, Sched, SchedError};
 
 /// What the XDP steering program redirects to the workers, the keys of its
@@ -561,11 +561,17 @@ impl ServiceTable {
 
     /// The view to replace `prev`: a service that keeps its scheduler
     /// keeps the scheduler's state (rr's position, lblc's and lblcr's locality tables),
-    /// as IPVS does when servers or settings change. When the steering
-    /// rule changes, `prev`'s is kept in the new one's history as
-    /// superseded at `now` (the workers' clock); old rules no connection
-    /// can need any more are dropped (`service::steer`).
-    pub fn next_snapshot(&self, prev: &Snapshot, now: Tick) -> Snapshot {
+    /// as IPVS does when servers or settings change. A changed steering
+    /// rule is dated at tick 0 ([`ServiceTable::next_snapshot_at`]).
+    pub fn next_snapshot(&self, prev: &Snapshot) -> Snapshot {
+        self.build_snapshot(Some(prev), 0)
+    }
+
+    /// [`ServiceTable::next_snapshot`] at `now` (the workers' clock): when
+    /// the steering rule changes, `prev`'s is kept in the new snapshot's
+    /// history as superseded at `now`; old rules no connection can need
+    /// any more are dropped (`service::steer`).
+    pub fn next_snapshot_at(&self, prev: &Snapshot, now: Tick) -> Snapshot {
         self.build_snapshot(Some(prev), now)
     }
 
@@ -673,7 +679,15 @@ impl ServiceTable {
             let s = &services[i as usize];
             steered.insert(k, s.has_nat || steer_by_client && s.persistence_timeout > 0);
         }
-        let ftp_steered = ftp_v4.iter().map(|(&a, &i)| (a, steered[&(ip_proto(Protocol::Tcp), a, services[i as usize].port)])).collect();
+        let ftp_steered = ftp_v4
+            .iter()
+            .map(|(&a, &i)| {
+                (
+                    a,
+                    steered[&(ip_proto(Protocol::Tcp), a, services[i as usize].port)],
+                )
+            })
+            .collect();
         let handover = nat || persistent || ftp_nat;
         let steer_keep = services
             .iter()
@@ -707,9 +721,11 @@ impl ServiceTable {
                     });
                     Arc::new(rule)
                 };
-                history.extend(p.steer_history.iter().filter(|h| h.live(now)).map(|h| Superseded {
-                    keep: h.keep.max(steer_keep),
-                    ..h.clone()
+                history.extend(p.steer_history.iter().filter(|h| h.live(now)).map(|h| {
+                    Superseded {
+                        keep: h.keep.max(steer_keep),
+                        ..h.clone()
+                    }
                 }));
                 history.truncate(HISTORY_CAP);
                 (steering, history.into_boxed_slice())

@@ -49,6 +49,63 @@
 //! many clients still spread evenly. Without persistence and FTP the
 //! finer per-flow rule above stays in force.
 //!
+//! A frame is examined as the pipeline parses it: untagged or with one
+//! 802.1Q/802.1ad tag (a VLAN-tagged NAT frame is handed over like an
+//! untagged one); fragments and anything else stay where they arrived.
+//!
+//! # Ownership that does not move
+//!
+//! The rule above is a function of the services: adding the first
+//! persistent or FTP NAT service switches it to the client-address rule,
+//! a wider netmask changes every owner, adding a NAT real server to a DR
+//! service starts steering its packets — even on an unrelated VIP. A
+//! connection lives in the table of its owner *when it was opened*, so
+//! ownership of an existing connection must not depend on later changes.
+//! The rule is therefore a value of its own (`service::SteerRule`), with a
+//! generation, and a snapshot keeps the rules it superseded
+//! (`Snapshot::steer_history`, newest first, at most `HISTORY_CAP`). An
+//! old rule is kept as long as a connection opened under it can be alive:
+//! the longest TCP, UDP, persistence or expectation timeout after it was
+//! superseded or after a worker last found a connection through it,
+//! whichever is later (so a long download keeps its rule while it runs);
+//! the control thread drops it from the next snapshot.
+//!
+//! With no old rule, hand-over is exactly the rule above, as cheap as it
+//! was. With old rules, a frame walks a short chain (`route`, its place
+//! carried in [`Chain`]):
+//!
+//! 1. the worker RSS gave it to (`origin`) sends it to its owner under the
+//!    current rule (`first`); "not steered" under any rule means `origin`;
+//! 2. an owner whose table holds the frame's connection — or the
+//!    persistence template or FTP expectation its first packet needs —
+//!    processes it (`Pipeline::probe`); so does the current owner for a
+//!    TCP SYN to a service without persistence, which needs nothing from
+//!    the past, and any worker for a frame no older rule sends elsewhere;
+//! 3. otherwise it goes on to its owner under the next older rule that
+//!    names a worker not asked yet; a chain only moves to older
+//!    generations, so it cannot loop and has at most `HISTORY_CAP` hops;
+//! 4. the last in the chain decides (drops what has no connection, as
+//!    any owner would) — except for a frame the pipeline would open a
+//!    connection for (UDP to a service, a SYN to a persistent service):
+//!    that one goes back to `first` marked `last`, so new connections are
+//!    always opened under the current rule and old rules can expire.
+//!
+//! The probe costs a second connection lookup, and only for frames whose
+//! owner some live old rule names differently; a connection that outlived
+//! a change costs one or two extra hops per packet for the rest of its
+//! life. A persistent client's new connections follow its template to the
+//! old owner as long as the template lives there (its affinity kept);
+//! when the template expires the next one is made at the current owner.
+//! More than `HISTORY_CAP` steering changes within one timeout lose the
+//! oldest rule: its remaining connections then miss like any unknown
+//! packet.
+//!
+//! The alternative, a table of templates and expectations shared by all
+//! workers so that ownership could stay per flow, would put a lock or a
+//! shared hash table on every connection start and still not cover a
+//! service that gains its first NAT real server (its DR flows start being
+//! steered); the chain touches nothing on the fast path.
+//!
 //! A frame that the pipeline sends out of another interface than the one
 //! it came in on (a two-armed director) is copied into this worker's own
 //! socket on that interface: one copy (two UMEMs), same core, no queue.
@@ -268,7 +325,12 @@ pub(super) fn route(
     // older rule that names another worker not asked yet:
     let first = usize::from(chain.first);
     let older = std::iter::once(&snap.steering)
-        .chain(snap.steer_history.iter().filter(|h| h.live(now)).map(|h| &h.rule))
+        .chain(
+            snap.steer_history
+                .iter()
+                .filter(|h| h.live(now))
+                .map(|h| &h.rule),
+        )
         .filter(|r| r.generation < chain.generation)
         .map(|r| (at(r), r.generation))
         .find(|&(w, _)| w != me && w != first);
@@ -289,7 +351,13 @@ pub(super) fn route(
         }
         Probe::Start => Route::Here,
         Probe::Missing { opens } => match older {
-            Some((w, generation)) => Route::To(w, Chain { generation, ..chain }),
+            Some((w, generation)) => Route::To(
+                w,
+                Chain {
+                    generation,
+                    ..chain
+                },
+            ),
             None if opens && first != me => Route::To(
                 first,
                 Chain {

@@ -185,7 +185,8 @@ impl<S: FrameIo> Worker<S> {
                         let data = frames[i].data();
                         let to = if chained {
                             let probe = |d: &[u8]| pipeline.probe(d, now);
-                            match route(snap, probe, data, Chain::received(*me), *me, workers, now) {
+                            match route(snap, probe, data, Chain::received(*me), *me, workers, now)
+                            {
                                 Route::Here => None,
                                 Route::To(w, c) => Some((w, c)),
                             }

@@ -102,7 +102,10 @@ pub(super) fn route_out<S: FrameIo>(
             counts.no_tx_port += 1;
             continue;
         };
-        if shared.mailbox(w).send(&f.data()[..len], port, true, Chain::received(me)) {
+        if shared
+            .mailbox(w)
+            .send(&f.data()[..len], port, true, Chain::received(me))
+        {
             counts.sent += 1;
         } else {
             counts.dropped += 1;
