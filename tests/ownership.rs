@@ -316,6 +316,13 @@ fn tcp_survives(initial: &[Change], change: Change) {
         assert_eq!(dst_of(&out[0]), (client, cport));
     }
     assert_eq!(b.created(old) + b.created(moved), 1, "no second connection");
+    let chained: u64 = (0..2)
+        .map(|w| b.shared.stats(w).get(Counter::HandoffChained))
+        .sum();
+    assert!(
+        chained >= 8,
+        "each packet went on to the old owner: {chained}"
+    );
 
     // A new connection of another client port opens at the new owner.
     let p2 = (cport + 1..)

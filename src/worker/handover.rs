@@ -270,6 +270,12 @@ impl Chain {
         }
     }
 
+    /// Whether a frame with this state is on its way to an old owner, or
+    /// back to the current one (counted as `handoff_chained`).
+    pub(super) fn along(&self, snap: &Snapshot) -> bool {
+        self.last || self.generation < snap.steering.generation
+    }
+
     /// Sent by `me` to its owner `to` under rule `generation`, by a worker
     /// with no old rule.
     pub(super) fn sent(me: usize, to: usize, generation: u64) -> Chain {

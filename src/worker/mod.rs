@@ -207,6 +207,7 @@ impl<S: FrameIo> Worker<S> {
                             Some((w, chain)) => {
                                 if shared.mailbox(w).send(data, my_port, false, chain) {
                                     counts.sent += 1;
+                                    counts.chained += u64::from(chain.along(snap));
                                 } else {
                                     counts.dropped += 1;
                                 }
@@ -369,6 +370,7 @@ impl<S: FrameIo> Worker<S> {
             };
             if self.shared.mailbox(w).send(data, h.port, false, chain) {
                 counts.sent += 1;
+                counts.chained += u64::from(chain.along(snap));
             } else {
                 counts.dropped += 1;
             }
@@ -383,6 +385,7 @@ impl<S: FrameIo> Worker<S> {
         let s = self.pipeline.stats_mut();
         s.add(Counter::HandoffSent, c.sent);
         s.add(Counter::HandoffDropped, c.dropped);
+        s.add(Counter::HandoffChained, c.chained);
         s.add(Counter::NoTxPort, c.no_tx_port);
     }
 

@@ -38,6 +38,8 @@ pub(super) struct RoundCounts {
     pub sent: u64,
     pub dropped: u64,
     pub no_tx_port: u64,
+    /// Of `sent`, those along an owner chain.
+    pub chained: u64,
 }
 
 /// For the frames of socket `my_port` after the pipeline: each frame for
