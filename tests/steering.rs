@@ -34,7 +34,7 @@ const VIP_DR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 9);
 const VIP_PERSIST: &str = "198.18.1.20:80";
 const VIP_FTP: &str = "198.18.1.21:21";
 
-/// `curl` of `url` from the client at 128 KiB/s (about 8 s for 1 MiB),
+/// `curl` of `url` from the client at 64 KiB/s (about 16 s for 1 MiB),
 /// from client port `port` (0: any), in the background, into `out`.
 fn download(bed: &Testbed, url: &str, port: u16, out: &PathBuf) -> Child {
     let mut c = Command::new("ip");
@@ -47,7 +47,7 @@ fn download(bed: &Testbed, url: &str, port: u16, out: &PathBuf) -> Child {
         "--fail",
     ])
     .args(["--connect-timeout", "3", "--max-time", "60"])
-    .args(["--limit-rate", "128k", "-o"])
+    .args(["--limit-rate", "64k", "-o"])
     .arg(out);
     if port != 0 {
         c.args(["--local-port", &port.to_string()]);
