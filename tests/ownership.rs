@@ -484,3 +484,71 @@ fn vlan_tagged_nat_frames_are_handed_to_the_owner() {
     b.ws[0].publish();
     assert_eq!(b.shared.stats(0).get(Counter::HandoffSent), 2);
 }
+
+/// A director without NAT, persistence or FTP steers nothing: its changes
+/// keep no old rule, so its workers never look at owners.
+#[test]
+fn a_dr_only_director_keeps_no_history() {
+    let mut t = empty_director();
+    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    t.add_service(&service(Protocol::Tcp, "198.18.1.1:80", "rr"))
+        .unwrap();
+    t.add_dest(Protocol::Tcp, vip, &real("198.18.2.11:80", Forward::Dr, 1))
+        .unwrap();
+    let mut b = Bed::new(t);
+    let g = b.snap().steering.generation;
+    b.t.add_service(&service(Protocol::Tcp, "198.18.1.7:443", "rr"))
+        .unwrap();
+    b.publish();
+    assert_eq!(b.snap().steering.generation, g);
+    assert!(b.snap().steer_history.is_empty());
+    assert!(!b.snap().handover);
+    // The first NAT real server does change the rule.
+    b.t.add_dest(Protocol::Tcp, vip, &real("198.18.2.31:80", Forward::Nat, 1))
+        .unwrap();
+    b.publish();
+    assert_eq!(b.snap().steering.generation, g + 1);
+    assert_eq!(b.snap().steer_history.len(), 1);
+}
+
+/// A DR connection stays where RSS put it; when its service gains a NAT
+/// real server (and so is steered from then on), its packets are taken
+/// back to that worker, and go to the same real server.
+#[test]
+fn a_dr_connection_survives_its_service_gaining_a_nat_real() {
+    let mut b = Bed::new(table(&[]));
+    let (rx, cport) = (40000..)
+        .map(|p| (owner(CLIENT.octets(), p, 2), p))
+        .map(|(w, p)| (1 - w, p))
+        .next()
+        .unwrap();
+    let syn = Pkt {
+        dst: VIP_DR,
+        sport: cport,
+        ..Pkt::default()
+    };
+    let out = b.send(rx, &syn);
+    assert_eq!(out.len(), 1);
+    let mac = out[0][0..6].to_vec();
+    assert_eq!(
+        b.ws[rx].pipeline().conns().len(),
+        1,
+        "DR: opened where it arrived"
+    );
+    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    b.t.add_dest(Protocol::Tcp, vip, &real("198.18.2.31:80", Forward::Nat, 1))
+        .unwrap();
+    b.publish();
+    for i in 0..3 {
+        let out = b.send(
+            rx,
+            &Pkt {
+                l4: tcp(ACK, 1001 + i),
+                ..syn.clone()
+            },
+        );
+        assert_eq!(out.len(), 1, "packet {i} forwarded");
+        assert_eq!(out[0][0..6], mac[..], "to the same DR real server");
+    }
+    assert_eq!(b.created(rx) + b.created(1 - rx), 1);
+}
