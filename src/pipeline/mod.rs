@@ -478,8 +478,9 @@ fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
 }
 
 /// The 5-tuple of a frame as the pipeline parses it: IPv4 TCP or UDP, not
-/// a fragment (the worker's hand-over decides by it).
-#[inline]
+/// a fragment (the worker's hand-over decides by it). Always inlined:
+/// it is on the hand-over's per-packet path.
+#[inline(always)]
 pub fn flow_key(d: &[u8]) -> Option<crate::conn::FlowKey<Ipv4Addr>> {
     parse(d).ok().flatten().map(|p| p.key)
 }

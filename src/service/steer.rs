@@ -114,7 +114,7 @@ impl SteerRule {
 
     /// The service entry for a packet to `addr:port`, looked up as
     /// `Snapshot::service_v4` does (exact, FTP data ports, port 0).
-    #[inline]
+    #[inline(always)]
     fn service(&self, proto: u8, addr: Ipv4Addr, port: u16) -> Option<bool> {
         self.services
             .get(&(proto, addr, port))
@@ -131,7 +131,7 @@ impl SteerRule {
 
     /// Who owns a packet with 5-tuple `k` under this rule
     /// (`worker::handover`'s module docs).
-    #[inline]
+    #[inline(always)]
     pub fn owner(&self, k: &FlowKey<Ipv4Addr>) -> Owner {
         let key = |addr: Ipv4Addr, port: u16| {
             if self.by_client {

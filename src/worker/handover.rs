@@ -228,7 +228,7 @@ pub(super) enum Steer {
 /// as IPv4 TCP/UDP (not fragments; untagged or with one 802.1Q tag) are
 /// looked at; anything else stays (the pipeline counts what it cannot
 /// handle).
-#[inline]
+#[inline(always)]
 pub(super) fn steer(snap: &Snapshot, data: &[u8], me: usize, workers: usize) -> Steer {
     let Some(k) = flow_key(data) else {
         return Steer::Here;
@@ -298,7 +298,9 @@ pub(super) enum Route {
 /// Where worker `me` sends a frame with chain state `chain`, the snapshot
 /// keeping old rules (module docs). `probe` asks this worker's table; it
 /// is only called where the answer matters (some older rule names another
-/// worker, or this is an old owner).
+/// worker, or this is an old owner). Out of line: the fast path
+/// ([`steer`]) stays as small as it was.
+#[inline(never)]
 pub(super) fn route(
     snap: &Snapshot,
     probe: impl FnOnce(&[u8]) -> Probe,
