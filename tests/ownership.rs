@@ -5,8 +5,10 @@
 //! is the other worker. Later packets in both directions, arriving at
 //! either worker, still reach the connection (through the chain of old
 //! owners); new connections open at the new owner; a persistent client's
-//! new connection still finds its template at the old owner. Also: a
-//! VLAN-tagged NAT frame is handed over like an untagged one.
+//! new connection still finds its template at the old owner, an FTP data
+//! connection its expectation; a DR connection survives its service
+//! gaining a NAT real server; old rules expire. Also: a VLAN-tagged NAT
+//! frame is handed over like an untagged one.
 
 mod common;
 
@@ -551,4 +553,56 @@ fn a_dr_connection_survives_its_service_gaining_a_nat_real() {
         assert_eq!(out[0][0..6], mac[..], "to the same DR real server");
     }
     assert_eq!(b.created(rx) + b.created(1 - rx), 1);
+}
+
+/// FTP through NAT: the control connection and the helper's expectation
+/// (from the 227 reply) sit at the client's owner; then a wider netmask
+/// moves the client's owner. The passive data connection's SYN, at either
+/// worker, still finds the expectation at the old owner, and its reply the
+/// data connection there.
+#[test]
+fn an_ftp_data_connection_finds_its_expectation_at_the_old_owner() {
+    let initial: [Change; 2] = [add_persistent_dr, |t: &mut ServiceTable| {
+        let vip: SocketAddr = "198.18.1.3:21".parse().unwrap();
+        t.add_service(&service(Protocol::Tcp, "198.18.1.3:21", "rr"))
+            .unwrap();
+        t.add_dest(Protocol::Tcp, vip, &real("198.18.2.31:21", Forward::Nat, 1))
+            .unwrap();
+    }];
+    let mut b = Bed::new(table(&initial));
+    let (client, cport) = moving_flow(&initial, widen_mask, 21, tcp(SYN, 1));
+    let rip = Ipv4Addr::new(198, 18, 2, 31);
+    let old = owner_of(&b.snap(), &from_client(client, cport, 21, tcp(SYN, 1)), 0);
+    let out = b.send(1 - old, &from_client(client, cport, 21, tcp(SYN, 100)));
+    assert_eq!(dst_of(&out[0]), (rip, 21));
+    let reply = b"227 Entering Passive Mode (198,18,2,31,195,80).\r\n".to_vec();
+    let out = b.send(
+        1 - old,
+        &Pkt {
+            payload: reply,
+            ..from_real(rip, 21, client, cport, tcp(ACK | PSH, 5000))
+        },
+    );
+    assert!(
+        out[0].windows(10).any(|w| w == b"198,18,1,3"),
+        "227 rewritten"
+    );
+    widen_mask(&mut b.t);
+    b.publish();
+    let moved = owner_of(&b.snap(), &from_client(client, cport, 21, tcp(ACK, 1)), 0);
+    assert_ne!(moved, old);
+    // The data connection to VIP:50000 (= 195 × 256 + 80).
+    let dport = cport + 1;
+    let out = b.send(moved, &from_client(client, dport, 50000, tcp(SYN, 7)));
+    assert_eq!(out.len(), 1, "the data connection's SYN reaches the server");
+    assert_eq!(dst_of(&out[0]), (rip, 50000));
+    let out = b.send(
+        moved,
+        &from_real(rip, 50000, client, dport, tcp(SYN | ACK, 9)),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(src_of(&out[0]), (VIP_NAT, 50000));
+    b.ws[old].publish();
+    assert_eq!(b.shared.stats(old).get(Counter::FtpConns), 1);
+    assert_eq!(b.ws[moved].pipeline().conns().len(), 0);
 }
