@@ -377,3 +377,114 @@ pub(super) fn route(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::config::{Forward, Protocol, RealConfig, ServiceConfig};
+    use crate::service::{HISTORY_CAP, Port, ServiceTable};
+
+    /// An Ethernet + IPv4 + TCP frame from `src:sport` to `dst:dport`.
+    fn frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 54];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[46] = 0x50;
+        f[47] = 0x10;
+        f
+    }
+
+    /// A NAT service and a persistent one whose netmask changes again and
+    /// again: a snapshot with a full history of rules that disagree.
+    fn snapshot_with_history() -> Snapshot {
+        let mut t = ServiceTable::new(
+            vec![Port {
+                mac: [2, 0, 0, 0, 2, 2],
+                mtu: 1500,
+            }],
+            None,
+            Default::default(),
+        );
+        let nat: SocketAddr = "198.18.1.3:80".parse().unwrap();
+        t.add_service(&ServiceConfig::new(Protocol::Tcp, nat, "rr"))
+            .unwrap();
+        let real = RealConfig {
+            addr: "198.18.2.31:8080".parse().unwrap(),
+            forward: Forward::Nat,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        t.add_dest(Protocol::Tcp, nat, &real).unwrap();
+        let mut snap = t.snapshot();
+        let p: SocketAddr = "198.18.1.5:80".parse().unwrap();
+        let mut cfg = ServiceConfig::new(Protocol::Tcp, p, "rr");
+        cfg.persistence_timeout = 300;
+        t.add_service(&cfg).unwrap();
+        for (now, bits) in (1..).zip([32u32, 24, 16, 28, 8, 20, 30, 12, 26, 18]) {
+            cfg.persistence_netmask = Ipv4Addr::from_bits(u32::MAX << (32 - bits));
+            t.edit_service(&cfg).unwrap();
+            snap = t.next_snapshot_at(&snap, now);
+        }
+        assert_eq!(snap.steer_history.len(), HISTORY_CAP);
+        snap
+    }
+
+    /// Follows a frame from worker `rx` with every table answering
+    /// `probe`: the workers it visits.
+    fn walk(snap: &Snapshot, data: &[u8], rx: usize, workers: usize, probe: Probe) -> Vec<usize> {
+        let (mut at, mut chain) = (rx, Chain::received(rx));
+        let mut visited = vec![rx];
+        loop {
+            match route(snap, |_| probe, data, chain, at, workers, 20) {
+                Route::Here => return visited,
+                Route::To(w, c) => {
+                    assert!(visited.len() <= HISTORY_CAP + 3, "a loop: {visited:?}");
+                    (at, chain) = (w, c);
+                    visited.push(w);
+                }
+            }
+        }
+    }
+
+    /// However the rules disagree, a chain ends within its bound; a frame
+    /// that would open a connection ends at its owner under the current
+    /// rule; one found at once stays with that owner.
+    #[test]
+    fn chains_end_and_new_connections_open_at_the_current_owner() {
+        let snap = snapshot_with_history();
+        for workers in [2, 3, 4] {
+            for host in 0..32u8 {
+                for sport in [1000u16, 1001, 40000] {
+                    let client = [198, 18, 0, host];
+                    let to_vip = frame(client, sport, [198, 18, 1, 3], 80);
+                    let reply = frame([198, 18, 2, 31], 8080, client, sport);
+                    let k = flow_key(&to_vip).unwrap();
+                    let Owner::Client(a, p) = snap.steering.owner(&k) else {
+                        panic!("NAT is steered");
+                    };
+                    let current = owner(a, p, workers);
+                    for rx in 0..workers {
+                        for d in [&to_vip, &reply] {
+                            let opens = walk(&snap, d, rx, workers, Probe::Missing { opens: true });
+                            assert_eq!(opens.last(), Some(&current), "{opens:?}");
+                            let found = walk(&snap, d, rx, workers, Probe::Found);
+                            assert_eq!(found.last(), Some(&current), "{found:?}");
+                            assert!(found.len() <= 2);
+                            walk(&snap, d, rx, workers, Probe::Missing { opens: false });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
