@@ -172,6 +172,11 @@ fn live_connections_survive_steering_changes() {
         assert!(got == big, "{what}: bytes differ");
     }
     let log = daemon.stop();
+    for (name, n) in
+        ["handoff_sent", "handoff_chained", "handoff_dropped"].map(|c| (c, counter(&log, c)))
+    {
+        println!("{name}: {n}");
+    }
     assert!(
         counter(&log, "handoff_chained") > 0,
         "frames went along an owner chain:\n{log}"
