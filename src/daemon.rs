@@ -340,6 +340,8 @@ struct Plane {
     /// Per interface: the start-up line saying whether it finishes partial
     /// checksums (`dataplane.complete_checksums`).
     checksum_lines: Vec<String>,
+    /// The workers' clock, which also dates superseded steering rules.
+    clock: Arc<Clock>,
 }
 
 /// How long start-up waits for the kernel to resolve real servers' next
@@ -424,6 +426,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             no_source: Vec::new(),
             local_addrs: None,
             checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
+            clock: Arc::new(Clock::default()),
         },
         threads: Vec::new(),
         fault,
@@ -476,7 +479,7 @@ impl Director {
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
-        let clock = Arc::new(Clock::default());
+        let clock = Arc::clone(&self.plane.clock);
         let per_worker = (self.cfg.connections.max_entries / plans.len() as u32).max(1);
         let opts = WorkerOptions {
             batch: self.cfg.dataplane.batch_size as usize,
@@ -592,7 +595,7 @@ impl Director {
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
                 self.plane.refresh_local_addrs();
-                if self.plane.refresh_next_hops(&mut self.control) {
+                if self.plane.refresh_next_hops(&mut self.control) || self.plane.history_expired() {
                     self.plane.publish(&self.control);
                 }
             }
@@ -858,9 +861,17 @@ impl Plane {
         Ok(())
     }
 
+    /// Whether the current snapshot keeps an old steering rule that no
+    /// connection can need any more (a new snapshot drops it).
+    fn history_expired(&self) -> bool {
+        let now = self.clock.now();
+        let snap = self.shared.snapshot.load();
+        snap.steer_history.iter().any(|h| !h.live(now))
+    }
+
     fn publish(&self, control: &Control) {
         let prev = self.shared.snapshot.load();
-        let next = control.table().next_snapshot(&prev);
+        let next = control.table().next_snapshot_at(&prev, self.clock.now());
         self.shared.snapshot.store(Arc::new(next));
     }
 }

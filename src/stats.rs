@@ -73,6 +73,11 @@ named_counters! {
         /// Frames lost on the way to another worker or ring: its inbox full,
         /// or no room in the socket that was to take them.
         HandoffDropped = "handoff_dropped",
+        /// Frames sent on to their owner under an older steering rule, or
+        /// back to the current owner to open their connection (part of
+        /// `handoff_sent`; `worker::handover`, "Ownership that does not
+        /// move").
+        HandoffChained = "handoff_chained",
         /// Frames for a port no worker has a socket on.
         NoTxPort = "no_tx_port",
         /// Frames with a transmit verdict that found the TX ring full.

@@ -176,6 +176,15 @@ impl State {
 
     /// The expected data connection a client's SYN to `key`'s VIP port
     /// opens, taken out of the table: its real server and port.
+    /// Whether the helper expects data connection `key` here (what
+    /// [`State::take_expected`] would take), without taking it.
+    pub(super) fn expects(&self, key: &FlowKey<Ipv4Addr>, now: Tick) -> bool {
+        let ek = FlowKey::expectation(key.proto, key.saddr, key.daddr, key.dport);
+        self.conns
+            .lookup(&ek, self.conns.hash(&ek))
+            .is_some_and(|(j, _)| self.conns.get(j).expires() > now)
+    }
+
     pub(super) fn take_expected(
         &mut self,
         key: &FlowKey<Ipv4Addr>,

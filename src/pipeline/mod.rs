@@ -50,7 +50,7 @@ use crate::xmit::{Egress, Hop, Target, Transmitter};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
-pub const EXPECT_TIMEOUT: Tick = 60;
+pub const EXPECT_TIMEOUT: Tick = crate::service::EXPECT_TIMEOUT;
 
 /// Seconds the translation learnt from a NAT reply's first fragment
 /// waits for the datagram's other fragments (they follow within
@@ -105,6 +105,24 @@ struct FragTranslation {
     egress: Egress,
     /// The real server, whose traffic counters count the fragments.
     dest: DestRef,
+}
+
+/// What a worker's table holds for a packet, asked by the hand-over
+/// while it keeps old steering rules ([`Pipeline::probe`];
+/// `worker::handover` explains the chain of old owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Its live connection is here, or the persistence template or FTP
+    /// expectation its first packet needs; or it is no TCP/UDP flow.
+    Found,
+    /// The first packet of a new connection that needs nothing from an
+    /// earlier one: a TCP SYN to a service without persistence. The
+    /// current owner opens it.
+    Start,
+    /// Nothing of it here. `opens`: this table would open a connection
+    /// for it (UDP to a service, a SYN to a persistent service), which the
+    /// current owner should do unless an old owner has its state.
+    Missing { opens: bool },
 }
 
 /// What a TCP or UDP packet is, decided before anything is changed.
@@ -179,6 +197,41 @@ impl Pipeline {
 
     pub fn conns(&self) -> &ConnTable<Ipv4Addr> {
         &self.st.conns
+    }
+
+    /// What this table holds for frame `d` ([`Probe`]); changes nothing.
+    /// Only the hand-over asks, and only while old steering rules are kept.
+    pub fn probe(&self, d: &[u8], now: Tick) -> Probe {
+        let Ok(Some(p)) = parse(d) else {
+            return Probe::Found;
+        };
+        let (st, snap, k) = (&self.st, &*self.snap, &p.key);
+        match st.conns.lookup(k, st.conns.hash(k)) {
+            Some((i, Side::Client)) if st.is_reused(i, &p) => {}
+            Some((i, _)) if st.conns.get(i).expires() > now => return Probe::Found,
+            _ => {}
+        }
+        let syn = p.tcp_flags & (parse::TCP_SYN | parse::TCP_RST) == parse::TCP_SYN;
+        let tcp = k.proto == PROTO_TCP;
+        if tcp && syn && snap.ftp_nat && st.expects(k, now) {
+            return Probe::Found;
+        }
+        let Some(svc) = snap.service_v4(k.proto, k.daddr, k.dport) else {
+            return Probe::Missing { opens: false };
+        };
+        if tcp && !syn {
+            Probe::Missing { opens: false }
+        } else if svc.persistence_timeout > 0 {
+            if st.has_template(snap, svc, k, now) {
+                Probe::Found
+            } else {
+                Probe::Missing { opens: true }
+            }
+        } else if tcp {
+            Probe::Start
+        } else {
+            Probe::Missing { opens: true }
+        }
     }
 
     /// Processes one frame.
@@ -501,8 +554,9 @@ fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
 }
 
 /// The 5-tuple of a frame as the pipeline parses it: IPv4 TCP or UDP, not
-/// a fragment (the worker's hand-over decides by it).
-#[inline]
+/// a fragment (the worker's hand-over decides by it). Always inlined:
+/// it is on the hand-over's per-packet path.
+#[inline(always)]
 pub fn flow_key(d: &[u8]) -> Option<crate::conn::FlowKey<Ipv4Addr>> {
     parse(d).ok().flatten().map(|p| p.key)
 }

@@ -15,7 +15,41 @@ use crate::service::{Service, Snapshot};
 /// data connections meet the control connection's server.
 const FTP_PORT: u16 = 21;
 
+/// The key of the persistence template a new connection `k` of service
+/// `svc` is controlled by, and the template's port (see
+/// [`State::persistent_dest`]).
+#[inline]
+fn template_key(svc: &Service, k: &FlowKey<Ipv4Addr>) -> (FlowKey<Ipv4Addr>, u16) {
+    let mask = svc.persistence_netmask.to_bits();
+    let vport = if k.dport == svc.port && svc.port != FTP_PORT {
+        k.dport
+    } else {
+        0
+    };
+    let client = Ipv4Addr::from_bits(k.saddr.to_bits() & mask);
+    (FlowKey::template(k.proto, client, k.daddr, vport), vport)
+}
+
 impl State {
+    /// Whether this table holds a live template for a new connection `k`
+    /// of persistent service `svc` (one [`State::persistent_dest`] would
+    /// use).
+    pub(super) fn has_template(
+        &self,
+        snap: &Snapshot,
+        svc: &Service,
+        k: &FlowKey<Ipv4Addr>,
+        now: Tick,
+    ) -> bool {
+        let (tkey, _) = template_key(svc, k);
+        self.conns
+            .lookup(&tkey, self.conns.hash(&tkey))
+            .is_some_and(|(t, _)| {
+                let tc = self.conns.get(t);
+                (tc.expires() > now || tc.controls() > 0) && snap.dest(tc.dest()).is_some()
+            })
+    }
+
     /// The real server of a persistent service for a new connection, from
     /// the client's persistence template or, without a usable one, from the
     /// scheduler with a new template (`ip_vs_sched_persist`).
@@ -37,14 +71,7 @@ impl State {
         k: &FlowKey<Ipv4Addr>,
         now: Tick,
     ) -> Result<(&'s Dest, u32), DropReason> {
-        let mask = svc.persistence_netmask.to_bits();
-        let vport = if k.dport == svc.port && svc.port != FTP_PORT {
-            k.dport
-        } else {
-            0
-        };
-        let client = Ipv4Addr::from_bits(k.saddr.to_bits() & mask);
-        let tkey = FlowKey::template(k.proto, client, k.daddr, vport);
+        let (tkey, vport) = template_key(svc, k);
         let timeout = svc.persistence_timeout;
         let thash = self.conns.hash(&tkey);
         if let Some((t, _)) = self.conns.lookup(&tkey, thash) {

@@ -8,9 +8,11 @@
 //! server itself, as workers see it, is [`crate::dest`]'s.
 
 mod snapshot;
+mod steer;
 mod table;
 
 pub use snapshot::{Port, Service, Snapshot, ip_proto};
+pub use steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, Owner, SteerRule, Superseded};
 pub use table::{DestInfo, ServiceError, ServiceInfo, ServiceTable, SteerRules};
 
 // The real server's types, for this module's users outside the crate.

@@ -4,9 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use super::steer::{SteerRule, Superseded};
 use crate::config::Protocol;
 use crate::conn::Timeouts;
 use crate::dest::{Dest, DestRef, Stats};
+use crate::frame::Tick;
 use crate::sched::{Dests, Sched};
 
 /// A virtual service as workers see it.
@@ -75,11 +77,20 @@ pub struct Snapshot {
     /// The widest persistence netmask of all persistent services (the AND
     /// of their masks), as bits.
     pub steer_mask: u32,
-    /// Some service has a NAT real server or `steer_by_client` holds: with
-    /// several workers, received frames must be checked for their owner.
-    /// Otherwise (DR and TUN only) every frame stays where it arrived and
-    /// workers skip that check and its service lookup.
+    /// Some service has a NAT real server or `steer_by_client` holds, or
+    /// an old steering rule is still kept: with several workers, received
+    /// frames must be checked for their owner. Otherwise (DR and TUN only)
+    /// every frame stays where it arrived and workers skip that check and
+    /// its service lookup.
     pub handover: bool,
+    /// Who owns a packet under these services (`service::steer`).
+    pub steering: Arc<SteerRule>,
+    /// The rules this one superseded that connections may still be owned
+    /// under, newest first (at most `HISTORY_CAP`).
+    pub steer_history: Box<[Superseded]>,
+    /// How long a rule this one supersedes is kept at least: the longest
+    /// timeout plus a margin.
+    pub steer_keep: Tick,
 }
 
 impl Snapshot {

@@ -6,9 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::snapshot::{Port, Service, Snapshot, ip_proto};
+use super::steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, SteerRule, Superseded};
 use crate::config::{Config, Protocol, RealConfig, ServiceConfig};
 use crate::conn::Timeouts;
 use crate::dest::{Dest, DestCounters, DestRef, Forward, Stats};
+use crate::frame::Tick;
 use crate::sched::{Dests, Params, Sched, SchedError};
 
 /// What the XDP steering program redirects to the workers, the keys of its
@@ -578,17 +580,26 @@ impl ServiceTable {
     /// The immutable view the workers will read, its schedulers built
     /// afresh.
     pub fn snapshot(&self) -> Snapshot {
-        self.build_snapshot(None)
+        self.build_snapshot(None, 0)
     }
 
     /// The view to replace `prev`: a service that keeps its scheduler
     /// keeps the scheduler's state (rr's position, lblc's and lblcr's locality tables),
-    /// as IPVS does when servers or settings change.
+    /// as IPVS does when servers or settings change. A changed steering
+    /// rule is dated at tick 0 ([`ServiceTable::next_snapshot_at`]).
     pub fn next_snapshot(&self, prev: &Snapshot) -> Snapshot {
-        self.build_snapshot(Some(prev))
+        self.build_snapshot(Some(prev), 0)
     }
 
-    fn build_snapshot(&self, prev: Option<&Snapshot>) -> Snapshot {
+    /// [`ServiceTable::next_snapshot`] at `now` (the workers' clock): when
+    /// the steering rule changes, `prev`'s is kept in the new snapshot's
+    /// history as superseded at `now`; old rules no connection can need
+    /// any more are dropped (`service::steer`).
+    pub fn next_snapshot_at(&self, prev: &Snapshot, now: Tick) -> Snapshot {
+        self.build_snapshot(Some(prev), now)
+    }
+
+    fn build_snapshot(&self, prev: Option<&Snapshot>, now: Tick) -> Snapshot {
         let dests: Box<[Option<Dest>]> = self
             .slots
             .iter()
@@ -654,8 +665,9 @@ impl ServiceTable {
                 }
             })
             .collect();
-        let vips_v4 = v4.keys().map(|k| k.1).collect();
-        let nat_rips_v4 = dests
+        let vips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState> =
+            v4.keys().map(|k| k.1).collect();
+        let nat_rips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState> = dests
             .iter()
             .flatten()
             .filter(|d| d.fwd == Forward::Nat)
@@ -686,13 +698,74 @@ impl ServiceTable {
                 ftp_nat = true;
             }
         }
+        let steer_by_client = persistent || ftp_nat;
+        let mut steered = hashbrown::HashMap::with_hasher(Default::default());
+        for (&k, &i) in &v4 {
+            let s = &services[i as usize];
+            steered.insert(k, s.has_nat || steer_by_client && s.persistence_timeout > 0);
+        }
+        let ftp_steered = ftp_v4
+            .iter()
+            .map(|(&a, &i)| {
+                (
+                    a,
+                    steered[&(ip_proto(Protocol::Tcp), a, services[i as usize].port)],
+                )
+            })
+            .collect();
+        let handover = nat || persistent || ftp_nat;
+        let steer_keep = services
+            .iter()
+            .map(|s| s.persistence_timeout)
+            .chain(self.timeouts.tcp)
+            .chain([self.timeouts.udp, EXPECT_TIMEOUT])
+            .max()
+            .unwrap_or(0)
+            .saturating_add(KEEP_MARGIN);
+        let rule = SteerRule::new(
+            prev.map_or(0, |p| p.steering.generation + 1),
+            steer_by_client,
+            steer_mask,
+            handover,
+            steered,
+            ftp_steered,
+            vips_v4.clone(),
+            nat_rips_v4.clone(),
+        );
+        let (steering, steer_history) = match prev {
+            None => (Arc::new(rule), Box::default()),
+            Some(p) => {
+                let mut history: Vec<Superseded> = Vec::new();
+                let steering = if *p.steering == rule {
+                    Arc::clone(&p.steering)
+                } else {
+                    history.push(Superseded {
+                        rule: Arc::clone(&p.steering),
+                        at: now,
+                        keep: p.steer_keep.max(steer_keep),
+                    });
+                    Arc::new(rule)
+                };
+                history.extend(p.steer_history.iter().filter(|h| h.live(now)).map(|h| {
+                    Superseded {
+                        keep: h.keep.max(steer_keep),
+                        ..h.clone()
+                    }
+                }));
+                history.truncate(HISTORY_CAP);
+                (steering, history.into_boxed_slice())
+            }
+        };
         Snapshot {
             ftp_v4,
             ftp_ports: self.ftp_ports.clone().into_boxed_slice(),
             ftp_nat,
-            steer_by_client: persistent || ftp_nat,
+            steer_by_client,
             steer_mask,
-            handover: nat || persistent || ftp_nat,
+            handover: handover || !steer_history.is_empty(),
+            steering,
+            steer_history,
+            steer_keep,
             ports: self.ports.clone().into_boxed_slice(),
             tunnel_source: self.tunnel_source,
             timeouts: self.timeouts,

@@ -21,7 +21,7 @@ mod route;
 pub mod shared;
 
 pub use dump::ConnEntry;
-pub use handover::{HANDOFF_BYTES, HANDOFF_SLOTS, Handoff, Mailbox, owner};
+pub use handover::{Chain, HANDOFF_BYTES, HANDOFF_SLOTS, Handoff, Mailbox, owner};
 pub use io::FrameIo;
 pub use shared::Shared;
 
@@ -35,7 +35,7 @@ use crate::frame::{MAX_BATCH, Tick, Verdict};
 use crate::pipeline::{EXPIRE_BUDGET, Pipeline};
 use crate::stats::Counter;
 use crate::xsk::{XdpKernelStats, XskStats};
-use handover::{Steer, steer};
+use handover::{Route, Steer, route, steer};
 use route::{RoundCounts, route_out, split};
 
 /// How a worker runs; from `[dataplane]`.
@@ -198,16 +198,34 @@ impl<S: FrameIo> Worker<S> {
                 if workers > 1 && pipeline.snapshot().handover {
                     here = 0;
                     let snap = pipeline.snapshot();
+                    let chained = !snap.steer_history.is_empty();
                     for i in 0..frames.len() {
-                        match steer(snap, frames[i].data(), *me, workers) {
-                            Steer::Here => {
+                        let data = frames[i].data();
+                        let to = if chained {
+                            let probe = |d: &[u8]| pipeline.probe(d, now);
+                            match route(snap, probe, data, Chain::received(*me), *me, workers, now)
+                            {
+                                Route::Here => None,
+                                Route::To(w, c) => Some((w, c)),
+                            }
+                        } else {
+                            match steer(snap, data, *me, workers) {
+                                Steer::Here => None,
+                                Steer::To(w) => {
+                                    Some((w, Chain::sent(*me, w, snap.steering.generation)))
+                                }
+                            }
+                        };
+                        match to {
+                            None => {
                                 frames.swap(i, here);
                                 verdicts.swap(i, here);
                                 here += 1;
                             }
-                            Steer::To(w) => {
-                                if shared.mailbox(w).send(frames[i].data(), my_port, false) {
+                            Some((w, chain)) => {
+                                if shared.mailbox(w).send(data, my_port, false, chain) {
                                     counts.sent += 1;
+                                    counts.chained += u64::from(chain.along(snap));
                                 } else {
                                     counts.dropped += 1;
                                 }
@@ -285,6 +303,9 @@ impl<S: FrameIo> Worker<S> {
             .stats_mut()
             .add(Counter::HandoffReceived, n as u64);
         let mut counts = RoundCounts::default();
+        if self.shared.workers() > 1 && !self.pipeline.snapshot().steer_history.is_empty() {
+            self.pass_on(&mut taken[..n], now, &mut counts);
+        }
         let sock_of =
             |port: u8, socks: &[(u8, S)]| socks.iter().position(|(p, _)| *p == port).unwrap_or(0);
         for i in 0..self.socks.len() {
@@ -349,11 +370,40 @@ impl<S: FrameIo> Worker<S> {
         n
     }
 
+    /// Sends the handed-in frames that an older owner may hold the
+    /// connection of on along their chain ([`handover::route`]); their
+    /// buffers go back to this worker's pool.
+    fn pass_on(&mut self, taken: &mut [Option<Handoff>], now: Tick, counts: &mut RoundCounts) {
+        let (me, workers) = (self.id, self.shared.workers());
+        let snap = self.pipeline.snapshot();
+        let free = &self.shared.mailbox(me).free;
+        for slot in taken.iter_mut() {
+            let Some(h) = slot.as_ref().filter(|h| !h.transmit) else {
+                continue;
+            };
+            let data = &h.buf[..usize::from(h.len)];
+            let probe = |d: &[u8]| self.pipeline.probe(d, now);
+            let Route::To(w, chain) = route(snap, probe, data, h.chain, me, workers, now) else {
+                continue;
+            };
+            if self.shared.mailbox(w).send(data, h.port, false, chain) {
+                counts.sent += 1;
+                counts.chained += u64::from(chain.along(snap));
+            } else {
+                counts.dropped += 1;
+            }
+            if let Some(h) = slot.take() {
+                let _ = free.push(h.buf);
+            }
+        }
+    }
+
     fn account(&mut self, c: RoundCounts) {
         self.tx_given += c.tx;
         let s = self.pipeline.stats_mut();
         s.add(Counter::HandoffSent, c.sent);
         s.add(Counter::HandoffDropped, c.dropped);
+        s.add(Counter::HandoffChained, c.chained);
         s.add(Counter::NoTxPort, c.no_tx_port);
     }
 

@@ -5,6 +5,7 @@
 
 use arrayvec::ArrayVec;
 
+use super::handover::Chain;
 use super::io::FrameIo;
 use super::shared::Shared;
 use crate::frame::{Frame, MAX_BATCH, Verdict};
@@ -37,6 +38,8 @@ pub(super) struct RoundCounts {
     pub sent: u64,
     pub dropped: u64,
     pub no_tx_port: u64,
+    /// Of `sent`, those along an owner chain.
+    pub chained: u64,
 }
 
 /// For the frames of socket `my_port` after the pipeline: each frame for
@@ -101,7 +104,10 @@ pub(super) fn route_out<S: FrameIo>(
             counts.no_tx_port += 1;
             continue;
         };
-        if shared.mailbox(w).send(&f.data()[..len], port, true) {
+        if shared
+            .mailbox(w)
+            .send(&f.data()[..len], port, true, Chain::received(me))
+        {
             counts.sent += 1;
         } else {
             counts.dropped += 1;
