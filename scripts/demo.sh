@@ -359,7 +359,7 @@ run_mode() {
     daemon_pid=$!
     local ready=
     for _ in $(seq 200); do
-        if grep -q '^xdpvs: running:' "$log"; then
+        if grep -q '^<[0-7]>xdpvs: running:' "$log"; then
             ready=1
             break
         fi
@@ -410,11 +410,11 @@ $(cat "$log")"
     ((rc == 0)) || die "xdpvs ($mode) exited with status $rc; its log:
 $(cat "$log")"
     say "its log from SIGTERM on (per-worker counters):"
-    sed -n '/^xdpvs: stopping/,$p' "$log" | sed 's/^/    /'
+    sed -n '/^<[0-7]>xdpvs: stopping/,$p' "$log" | sed 's/^/    /'
     if [[ $mode == nat ]]; then
         say "(handoff: packets that arrived at the worker not owning their connection, passed to the owner)"
     fi
-    if grep -q '^xdpvs: worker [0-9]*: rx' "$log"; then :; else
+    if grep -q '^<[0-7]>xdpvs: worker [0-9]*: rx' "$log"; then :; else
         die "xdpvs ($mode) printed no worker counters on SIGTERM; its log:
 $(cat "$log")"
     fi

@@ -67,8 +67,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
-use crate::ctrl::proto::ConnView;
+use crate::ctrl::proto::{ConnView, Response};
 use crate::ctrl::server::ControlServer;
+use crate::log::{self, Level};
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
 use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable};
@@ -129,6 +130,8 @@ pub enum DaemonError {
     WorkerStopped(usize),
     #[error("{FAULT_PANIC_ENV}: expected WORKER or WORKER:FRAMES (fault injection), got {0:?}")]
     BadFault(String),
+    #[error("XDPVS_LOG: expected one of error, warning, notice, info, debug, got {0:?}")]
+    BadLogLevel(String),
 }
 
 /// The fault-injection variable of the module docs.
@@ -141,6 +144,13 @@ fn parse_fault(value: &str) -> Option<(usize, u64)> {
         None => (value, 1),
     };
     Some((w.parse().ok()?, n))
+}
+
+/// The level in force: `XDPVS_LOG` if set, else `[log] level`.
+fn log_level(cfg: &Config) -> Result<Level, DaemonError> {
+    Ok(log::env_level()
+        .map_err(DaemonError::BadLogLevel)?
+        .unwrap_or(cfg.log.level))
 }
 
 /// The panic a finished thread's `join` gave, as text.
@@ -274,9 +284,6 @@ fn plan(dp: &Dataplane, ifaces: &[Interface]) -> Vec<WorkerPlan> {
         .collect()
 }
 
-fn log(msg: impl std::fmt::Display) {
-    eprintln!("xdpvs: {msg}");
-}
 
 /// Whether port `name` finishes partial checksums under `mode`, decided by
 /// its driver at start-up; with the line [`Director::start`] logs for it.
@@ -356,6 +363,7 @@ type Ready = Result<(usize, u8, i32, Option<String>), XskError>;
 pub fn run(path: &Path) -> Result<(), DaemonError> {
     let file = path.display().to_string();
     let cfg = Config::from_file(path)?;
+    log::set_level(log_level(&cfg)?);
     let fault = match std::env::var(FAULT_PANIC_ENV) {
         Ok(v) => Some(parse_fault(&v).ok_or(DaemonError::BadFault(v))?),
         Err(_) => None,
@@ -401,7 +409,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         path: cfg.control.socket.clone(),
         error,
     })?;
-    log(format_args!(
+    log::info(format_args!(
         "control socket {}",
         cfg.control.socket.display()
     ));
@@ -436,7 +444,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         d.shutdown(false);
         return Err(e);
     }
-    log(format_args!(
+    log::notice(format_args!(
         "running: {} workers, {} services; SIGHUP reloads {}",
         plans.len(),
         d.cfg.services.len(),
@@ -456,7 +464,7 @@ impl Director {
         self.plane.refresh_next_hops(&mut self.control);
         for (k, iface) in self.plane.ifaces.iter().enumerate() {
             let (s, info) = Steering::attach(&iface.name, self.cfg.dataplane.xdp_mode)?;
-            log(format_args!(
+            log::info(format_args!(
                 "{}: ifindex {}, MAC {}, MTU {}, {} RX queues; XDP {} mode{}",
                 iface.name,
                 iface.index,
@@ -471,7 +479,7 @@ impl Director {
                 }
             ));
             if let Some(line) = self.plane.checksum_lines.get(k) {
-                log(line);
+                log::info(line);
             }
             self.plane.steering.push(s);
         }
@@ -555,7 +563,7 @@ impl Director {
             };
             let p = &plans[id];
             self.plane.steering[usize::from(port)].register_socket(p.queue, fd)?;
-            log(format_args!(
+            log::info(format_args!(
                 "worker {id}: {} queue {} on {}, AF_XDP {}, {} connections",
                 self.plane.ifaces[usize::from(port)].name,
                 p.queue,
@@ -590,6 +598,7 @@ impl Director {
                 self.reload();
             }
             self.serve(Duration::from_millis(20));
+            log::flush();
             self.control.tick(Instant::now());
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
@@ -600,7 +609,7 @@ impl Director {
                 }
             }
         }
-        log("stopping");
+        log::notice("stopping");
         Ok(())
     }
 
@@ -637,7 +646,14 @@ impl Director {
         let _ = rustix::event::poll(&mut fds, Some(&timeout));
         let (control, plane) = (&mut self.control, &mut self.plane);
         server.poll(&mut |req| {
+            let name = crate::ctrl::control::request_name(&req);
             let answer = control.handle(req, &mut WorkerConns(&plane.shared));
+            match &answer {
+                Response::Ok(_) => log::debug(format_args!("control: {name}: ok")),
+                Response::Err { message, .. } => {
+                    log::debug(format_args!("control: {name}: refused: {message}"))
+                }
+            }
             // In effect before xdpvsadm hears so, as with ipvsadm.
             plane.apply_changes(control);
             answer
@@ -651,20 +667,20 @@ impl Director {
         let cfg = match Config::from_file(&self.path) {
             Ok(c) => c,
             Err(e) => {
-                log(format_args!("reload refused, nothing changed: {e}"));
+                log::warning(format_args!("reload refused, nothing changed: {e}"));
                 return;
             }
         };
         if let Err(e) = check_services(&file, &cfg) {
-            log(format_args!("reload refused, nothing changed: {e}"));
+            log::warning(format_args!("reload refused, nothing changed: {e}"));
             return;
         }
         if let Err(e) = self.control.table_mut().apply_config(&cfg) {
-            log(format_args!("reload refused, nothing changed: {file}: {e}"));
+            log::warning(format_args!("reload refused, nothing changed: {file}: {e}"));
             return;
         }
         if cfg.dataplane != self.cfg.dataplane || cfg.control != self.cfg.control {
-            log("reload: [dataplane] and [control] changes take effect at the next start");
+            log::warning("reload: [dataplane] and [control] changes take effect at the next start");
         }
         let n = cfg.services.len();
         self.cfg.services = cfg.services;
@@ -672,7 +688,7 @@ impl Director {
         // Published before it is reported: from the log line on, every
         // new connection is scheduled by the new table.
         self.plane.apply_changes(&mut self.control);
-        log(format_args!("reloaded {file}: {n} services"));
+        log::notice(format_args!("reloaded {file}: {n} services"));
     }
 
     /// Stops and joins the workers, detaches the programs, and reports the
@@ -685,7 +701,7 @@ impl Director {
         // The steering program's own counts, read before it is detached.
         for s in self.plane.steering.iter().filter(|_| report) {
             if let Ok(st) = s.stats() {
-                log(format_args!(
+                log::info(format_args!(
                     "{}: XDP program redirected {} passed {} redirect_failed {}",
                     s.ifname(),
                     st.redirected,
@@ -698,11 +714,12 @@ impl Director {
         // Removes the socket file.
         self.server = None;
         for w in (0..self.plane.shared.workers()).filter(|_| report) {
-            log(format_args!(
+            log::info(format_args!(
                 "worker {w}: {}",
                 summary(&self.plane.shared.stats(w))
             ));
         }
+        log::flush_all();
     }
 }
 
@@ -717,7 +734,7 @@ impl Plane {
         }
         self.refresh_next_hops(control);
         if let Err(e) = self.update_steering(control) {
-            log(format_args!("XDP maps: {e}"));
+            log::limited("xdp-maps", Level::Warning, format_args!("XDP maps: {e}"));
         }
         self.publish(control);
     }
@@ -739,7 +756,7 @@ impl Plane {
         let res = match self.nl.resolve_all(&addrs) {
             Ok(r) => r,
             Err(e) => {
-                log(format_args!("next hops: {e}"));
+                log::limited("next-hops", Level::Warning, format_args!("next hops: {e}"));
                 return false;
             }
         };
@@ -806,13 +823,13 @@ impl Plane {
         match src {
             Some(s) if before != Some(s) => {
                 self.no_source.retain(|a| *a != addr);
-                log(format_args!(
+                log::info(format_args!(
                     "real server {addr}: tunnel source {s} (the route's source address)"
                 ));
             }
             None if !self.no_source.contains(&addr) => {
                 self.no_source.push(addr);
-                log(format_args!(
+                log::warning(format_args!(
                     "real server {addr}: the route to it names no source address (its interface has no IPv4 address) and dataplane.tunnel_source is not set; its TUN packets are dropped and counted as no_source"
                 ));
             }
@@ -824,7 +841,7 @@ impl Plane {
     fn note_unresolved(&mut self, ip: IpAddr, msg: std::fmt::Arguments<'_>) {
         if !self.unresolved.contains(&ip) {
             self.unresolved.push(ip);
-            log(msg);
+            log::warning(msg);
         }
     }
 
@@ -836,7 +853,11 @@ impl Plane {
         let addrs = match self.nl.local_addrs() {
             Ok(a) => a,
             Err(e) => {
-                log(format_args!("local addresses: {e}"));
+                log::limited(
+                    "local-addrs",
+                    Level::Warning,
+                    format_args!("local addresses: {e}"),
+                );
                 return;
             }
         };
@@ -847,7 +868,7 @@ impl Plane {
         // change of the set, not every second.
         for s in &mut self.steering {
             if let Err(e) = s.set_local_addrs(&addrs) {
-                log(format_args!("XDP maps: {e}"));
+                log::limited("xdp-local", Level::Warning, format_args!("XDP maps: {e}"));
             }
         }
         self.local_addrs = Some(addrs);

@@ -13,10 +13,12 @@
 //! [`frame::DropReason`], each counted once in the worker's [`stats`]
 //! block. The control side ([`ctrl`], [`daemon`]) applies [`config`] files
 //! and `xdpvsadm` requests ([`adm`]) to the [`service::ServiceTable`] and
-//! publishes new snapshots; workers pick them up between batches.
+//! publishes new snapshots; workers pick them up between batches. The
+//! daemon writes its events through [`log`] (leveled, rate-limited lines);
+//! workers never log.
 //!
 //! Modules import only downward, in these layers (checked by
-//! `tests/layers.rs`): [`wire`], [`mem`], [`netlink`] → [`frame`],
+//! `tests/layers.rs`): [`wire`], [`mem`], [`netlink`], [`log`] → [`frame`],
 //! [`stats`] → [`dest`], [`conn`], [`sched`] → [`config`] → [`service`] →
 //! [`xmit`], [`app`] → [`pipeline`] → [`worker`], [`xsk`] → [`ctrl`] →
 //! [`daemon`], [`adm`]. `unsafe` is denied everywhere but [`xsk`] and
@@ -32,6 +34,7 @@ pub mod ctrl;
 pub mod daemon;
 pub mod dest;
 pub mod frame;
+pub mod log;
 pub mod mem;
 pub mod netlink;
 pub mod pipeline;

@@ -127,7 +127,7 @@ fn scenario(mode: Mode, queues: u32) {
     assert!(log.contains("xdpvs: stopping"), "{log}");
     let workers: Vec<&str> = log
         .lines()
-        .filter(|l| l.starts_with("xdpvs: worker ") && l.contains(": rx "))
+        .filter(|l| l.starts_with("<6>xdpvs: worker ") && l.contains(": rx "))
         .collect();
     assert_eq!(
         workers.len(),
@@ -344,7 +344,7 @@ fn nat_udp_replies_larger_than_the_mtu_arrive_translated() {
     assert!(!log.contains("fragment"), "{log}");
     let line = log
         .lines()
-        .find(|l| l.starts_with("xdpvs: worker 0: rx"))
+        .find(|l| l.starts_with("<6>xdpvs: worker 0: rx"))
         .unwrap();
     // Five replies of three fragments each, all sent as replies.
     assert!(line.contains("tx_replies=15"), "{line}");

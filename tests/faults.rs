@@ -126,7 +126,7 @@ fn bad_configurations_start_nothing() {
         "started with frames too large: {err}"
     );
     let says = format!(
-        "xdpvs: {path_s}: dataplane.interfaces: {dev} has MTU 1800, whose frames do not fit: \
+        "<3>xdpvs: {path_s}: dataplane.interfaces: {dev} has MTU 1800, whose frames do not fit: \
          expected an MTU of at most 1774"
     );
     assert!(err.starts_with(&says), "expected {says:?} in: {err}");
@@ -373,7 +373,7 @@ fn a_panicking_worker_takes_the_daemon_down() {
     assert!(!status.success(), "exit status {status}; log:\n{log}");
     assert_eq!(
         log.lines().last(),
-        Some("xdpvs: worker 0 panicked: fault injection: panic after 1 received frames"),
+        Some("<3>xdpvs: worker 0 panicked: fault injection: panic after 1 received frames"),
         "the last line names the worker and the cause; log:\n{log}"
     );
     assert!(!xdp_attached(&bed), "an XDP program was left attached");

@@ -19,7 +19,7 @@ use syn::visit::Visit;
 /// The layers, bottom up: a module may import its own layer (without a
 /// cycle) and those below.
 const LAYERS: &[&[&str]] = &[
-    &["wire", "mem", "netlink"],
+    &["wire", "mem", "netlink", "log"],
     &["frame", "stats"],
     &["dest", "conn", "sched"],
     &["config"],

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match xdpvs::daemon::run(&args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xdpvs: {e}");
+            xdpvs::log::error(e);
             ExitCode::FAILURE
         }
     }

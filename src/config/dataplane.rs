@@ -1,4 +1,4 @@
-//! `[dataplane]`, `[connections]` and `[control]`: the tables of plain
+//! `[dataplane]`, `[connections]`, `[control]` and `[log]`: the tables of plain
 //! keys. Each key is read with its range; the few cross-checks are
 //! reported at the value that breaks them: no repeated interface, core or
 //! FTP port, and a data path that can work — enough UMEM frames for the
@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{Leaf, RawConnections, RawControl, RawDataplane};
+use super::raw::{Leaf, RawConnections, RawControl, RawDataplane, RawLog};
 use super::read::{Result, Source, describe, is_unicast};
 use super::types::{
-    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Tuning, XdpMode,
+    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Log, Tuning, XdpMode,
     ZeroCopy,
 };
+use crate::log::Level;
 
 /// Longest `sun_path` of a Unix socket, without its terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -250,6 +251,16 @@ impl Source<'_> {
         })?;
         Ok(Control {
             socket: socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        })
+    }
+}
+
+impl Source<'_> {
+    pub(super) fn log(&self, raw: &RawLog) -> Result<Log> {
+        let names: Vec<(&str, Level)> = Level::ALL.iter().map(|l| (l.name(), *l)).collect();
+        let level = self.choice(&raw.level, "log.level", &names)?;
+        Ok(Log {
+            level: level.unwrap_or_default(),
         })
     }
 }

@@ -44,7 +44,7 @@ mod tests;
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
     CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Dataplane,
-    Idle, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning, VIRTUAL_DRIVERS, XdpMode,
+    Idle, Log, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning, VIRTUAL_DRIVERS, XdpMode,
     ZeroCopy,
 };
 

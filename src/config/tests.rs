@@ -100,6 +100,9 @@ fn minimal_file_gets_every_default() {
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
         },
+        log: crate::config::Log {
+            level: crate::log::Level::Info,
+        },
         services: vec![],
     };
     assert_eq!(config, expected);
@@ -270,7 +273,7 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
         "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
-         `connections`, `control`, `services`"
+         `connections`, `control`, `log`, `services`"
     );
 }
 
@@ -468,6 +471,20 @@ fn connection_limits_are_checked() {
     let config = parse(&max).unwrap();
     assert_eq!(config.connections.max_entries, 1 << 26);
     assert_eq!(config.connections.tcp_timeout, 2_147_483);
+}
+
+#[test]
+fn log_level_is_read_and_checked() {
+    use crate::log::Level;
+    assert_eq!(parse(HEAD).unwrap().log.level, Level::Info);
+    for l in Level::ALL {
+        let text = format!("{HEAD}[log]\nlevel = \"{}\"\n", l.name());
+        assert_eq!(parse(&text).unwrap().log.level, l);
+    }
+    assert_eq!(
+        error(&format!("{HEAD}[log]\nlevel = \"trace\"\n")),
+        "t.toml:4: log.level: expected one of \"error\", \"warning\", \"notice\", \"info\", \"debug\", got \"trace\""
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub struct Config {
     pub dataplane: Dataplane,
     pub connections: Connections,
     pub control: Control,
+    pub log: Log,
     /// Virtual services, in file order. May be empty: services can be added
     /// later with `xdpvsadm`.
     pub services: Vec<ServiceConfig>,
@@ -278,6 +279,13 @@ impl Default for Control {
             socket: PathBuf::from(DEFAULT_SOCKET),
         }
     }
+}
+
+/// `[log]`: what the daemon writes to stderr (`crate::log`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Log {
+    /// Lines above this level are not written; `XDPVS_LOG` overrides it.
+    pub level: crate::log::Level,
 }
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).

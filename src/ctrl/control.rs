@@ -561,7 +561,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
 }
 
 /// The ipvsadm command a request stands for, for messages.
-fn request_name(r: &Request) -> &'static str {
+pub fn request_name(r: &Request) -> &'static str {
     match r {
         Request::AddService(_) => "--add-service",
         Request::EditService(_) => "--edit-service",

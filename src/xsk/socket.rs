@@ -131,7 +131,10 @@ impl Xsk {
                 || Self::open_mode(cfg, ifindex, port, mode),
                 || {
                     if !logged.replace(true) {
-                        eprintln!("xdpvs: {} queue {} busy, retrying", cfg.ifname, cfg.queue);
+                        crate::log::warning(format_args!(
+                            "{} queue {} busy, retrying",
+                            cfg.ifname, cfg.queue
+                        ));
                     }
                 },
                 std::thread::sleep,

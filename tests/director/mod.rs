@@ -281,7 +281,7 @@ pub fn send_raw_ipv4(bed: &Testbed, host: Host, packets: Vec<Vec<u8>>) {
 /// (`rx`, `sent`, or a drop reason such as `malformed`).
 pub fn counter(log: &str, name: &str) -> u64 {
     log.lines()
-        .filter(|l| l.starts_with("xdpvs: worker ") && l.contains(": rx "))
+        .filter(|l| l.starts_with("<6>xdpvs: worker ") && l.contains(": rx "))
         .filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             words.iter().enumerate().find_map(|(i, w)| {
