@@ -284,7 +284,6 @@ fn plan(dp: &Dataplane, ifaces: &[Interface]) -> Vec<WorkerPlan> {
         .collect()
 }
 
-
 /// Whether port `name` finishes partial checksums under `mode`, decided by
 /// its driver at start-up; with the line [`Director::start`] logs for it.
 fn checksum_decision(name: &str, mode: CompleteChecksums) -> (bool, String) {

@@ -375,7 +375,10 @@ mod tests {
         let mut l = Logger::new(Level::Notice, 30 * S);
         assert!(l.line(Level::Info, "x").is_none());
         assert!(l.line(Level::Debug, "x").is_none());
-        assert_eq!(l.line(Level::Warning, "x").as_deref(), Some("<4>xdpvs: x\n"));
+        assert_eq!(
+            l.line(Level::Warning, "x").as_deref(),
+            Some("<4>xdpvs: x\n")
+        );
         let t = Instant::now();
         assert!(l.limited("k", Level::Info, "x", t).is_none());
         assert!(l.flush(t + 60 * S, true).is_empty());
@@ -388,17 +391,24 @@ mod tests {
         let mut l = Logger::new(Level::Info, 30 * S);
         let t = Instant::now();
         assert_eq!(
-            l.limited("nl", Level::Warning, "next hops: busy", t).as_deref(),
+            l.limited("nl", Level::Warning, "next hops: busy", t)
+                .as_deref(),
             Some("<4>xdpvs: next hops: busy\n")
         );
         // 532 more within the interval: nothing written, nothing due.
         for i in 1..=532u32 {
             let at = t + Duration::from_millis(u64::from(i) * 50);
-            assert!(l.limited("nl", Level::Warning, "next hops: busy", at).is_none());
+            assert!(
+                l.limited("nl", Level::Warning, "next hops: busy", at)
+                    .is_none()
+            );
         }
         assert!(l.flush(t + 29 * S, false).is_empty());
         // Another key is independent.
-        assert!(l.limited("maps", Level::Warning, "XDP maps: full", t).is_some());
+        assert!(
+            l.limited("maps", Level::Warning, "XDP maps: full", t)
+                .is_some()
+        );
         // The next one after the interval carries the count.
         assert_eq!(
             l.limited("nl", Level::Warning, "next hops: busy", t + 31 * S)
@@ -406,7 +416,10 @@ mod tests {
             Some("<4>xdpvs: next hops: busy (repeated 532 times)\n")
         );
         // Then quiet again for an interval, counted from that line.
-        assert!(l.limited("nl", Level::Warning, "next hops: gone", t + 32 * S).is_none());
+        assert!(
+            l.limited("nl", Level::Warning, "next hops: gone", t + 32 * S)
+                .is_none()
+        );
         assert!(l.flush(t + 40 * S, false).is_empty());
         // The flush after the interval writes the tail, with the last text.
         assert_eq!(

@@ -66,4 +66,8 @@ pub struct View {
     pub listing: listing::Options,
     /// `--persistent-conn` (also changes `-c`'s heading).
     pub persistent_conn: bool,
+    /// `--json`: the reply as a JSON document ([`json`](super::json)).
+    pub json: bool,
+    /// `--drops`: the counters as the drops table.
+    pub drops: bool,
 }

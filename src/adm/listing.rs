@@ -18,6 +18,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use crate::config::rules::SCHED_FLAG_NAMES;
 use crate::config::{Forward, Protocol, SchedFlags};
 use crate::ctrl::proto::{ConnView, CounterView, ServiceView, Totals};
+use crate::frame::DropReason;
+use crate::stats::Counter;
 
 /// The IPVS version ipvsadm reads from the kernel and prints in the first
 /// line; we implement the protocol of that version.
@@ -363,7 +365,7 @@ fn has_sched_flags(f: SchedFlags) -> bool {
 /// own names where it has any (sh, mh), else `flag-N`. As in ipvsadm, sh
 /// and mh have no name for flag 3, so `sh` with only flag 3 lists as
 /// `sh ()` and saves as `-b ` followed by nothing.
-fn sched_flag_names(s: &ServiceView) -> String {
+pub(super) fn sched_flag_names(s: &ServiceView) -> String {
     let own = |only: Option<&str>| only == Some(s.scheduler.as_str());
     let has_own = SCHED_FLAG_NAMES.iter().any(|&(_, _, only)| own(only));
     let mut names: Vec<(u8, &str)> = SCHED_FLAG_NAMES
@@ -415,6 +417,81 @@ pub fn counters(views: &[CounterView]) -> String {
             let _ = write!(out, " {n:>12}");
         }
         let _ = writeln!(out, " {:>12}", v.workers.iter().sum::<u64>());
+    }
+    out
+}
+
+/// The counters, besides the pipeline's drop reasons, that count frames
+/// lost: `--drops` lists them under "Frames lost".
+pub const LOSSES: [Counter; 11] = [
+    Counter::HandoffDropped,
+    Counter::NoTxPort,
+    Counter::TxRingFull,
+    Counter::NoFreeFrame,
+    Counter::InjectOversize,
+    Counter::InvalidDescriptors,
+    Counter::KernelRxDropped,
+    Counter::KernelRxRingFull,
+    Counter::KernelRxFillRingEmpty,
+    Counter::KernelRxInvalidDescs,
+    Counter::KernelTxInvalidDescs,
+];
+
+/// The counters' drop reasons and losses ([`LOSSES`]), each in the
+/// daemon's order; a counter this build does not know is in neither.
+pub(super) fn split_drops(views: &[CounterView]) -> (Vec<&CounterView>, Vec<&CounterView>) {
+    let reasons = views
+        .iter()
+        .filter(|v| DropReason::ALL.iter().any(|r| r.name() == v.name))
+        .collect();
+    let losses = views
+        .iter()
+        .filter(|v| LOSSES.iter().any(|c| c.name() == v.name))
+        .collect();
+    (reasons, losses)
+}
+
+/// `--drops` (not ipvsadm's): the pipeline's drops, one row per reason
+/// and a row of their sum, then the frames lost elsewhere ([`LOSSES`]),
+/// each in every worker and over all of them. Every row is listed, zeros
+/// included, so scripts find each one.
+pub fn drops(views: &[CounterView]) -> String {
+    let workers = views.first().map_or(0, |v| v.workers.len());
+    let (reasons, losses) = split_drops(views);
+    const SUM: &str = "all reasons";
+    let width = reasons
+        .iter()
+        .chain(&losses)
+        .map(|v| v.name.len() + 2)
+        .chain([SUM.len() + 2, "Frames dropped".len()])
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    let head = |out: &mut String, title: &str| {
+        let _ = write!(out, "{title:<width$}");
+        for w in 0..workers {
+            let _ = write!(out, " {:>12}", format!("worker {w}"));
+        }
+        let _ = writeln!(out, " {:>12}", "total");
+    };
+    let row = |out: &mut String, name: &str, values: &[u64]| {
+        let _ = write!(out, "  {name:<w$}", w = width - 2);
+        for n in values {
+            let _ = write!(out, " {n:>12}");
+        }
+        let _ = writeln!(out, " {:>12}", values.iter().sum::<u64>());
+    };
+    head(&mut out, "Frames dropped");
+    for v in &reasons {
+        row(&mut out, &v.name, &v.workers);
+    }
+    let sums: Vec<u64> = (0..workers)
+        .map(|w| reasons.iter().map(|v| v.workers[w]).sum())
+        .collect();
+    row(&mut out, SUM, &sums);
+    head(&mut out, "Frames lost");
+    for v in &losses {
+        row(&mut out, &v.name, &v.workers);
     }
     out
 }

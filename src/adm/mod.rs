@@ -34,6 +34,7 @@ use crate::ctrl::proto::Request;
 mod client;
 mod entry;
 mod invocation;
+pub mod json;
 mod list;
 pub mod listing;
 mod options;

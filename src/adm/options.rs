@@ -1,5 +1,5 @@
-//! ipvsadm's option table (popt's, 1.31, plus `--socket` and
-//! `--counters`) and its
+//! ipvsadm's option table (popt's, 1.31, plus `--socket`, `--json`,
+//! `--counters` and `--drops`) and its
 //! `commands_v_options` matrix of legal command/option combinations, for
 //! the options xdpvs has.
 
@@ -22,6 +22,8 @@ pub(super) enum Cmd {
     Zero,
     /// `--counters`: not ipvsadm's; every worker's statistics.
     Counters,
+    /// `--drops`: not ipvsadm's; the drops per worker and reason.
+    Drops,
 }
 
 /// An option that may follow a command, in [`OPTS`] order (its bit in a
@@ -47,6 +49,8 @@ pub(super) enum Opt {
     NoSort,
     Exact,
     SchedFlags,
+    /// `--json`: not ipvsadm's; the listing as JSON.
+    Json,
 }
 
 /// Whether an option takes an argument.
@@ -81,7 +85,7 @@ const NO_OPS: &str = "one-packet scheduling (-o) is not supported by xdpvs";
 const NO_PE: &str = "persistence engines (--pe) are not supported by xdpvs";
 const NO_SYNC: &str = "the connection sync daemon is not supported by xdpvs";
 
-/// ipvsadm's popt table (1.31), plus `--socket` and `--counters`: long name, short name,
+/// ipvsadm's popt table (1.31), plus `--socket`, `--json`, `--counters` and `--drops`: long name, short name,
 /// argument, meaning. The first entry of a name wins.
 #[rustfmt::skip]
 pub(super) const TABLE: &[(&str, Option<char>, Arg, Tag)] = &[
@@ -125,6 +129,8 @@ pub(super) const TABLE: &[(&str, Option<char>, Arg, Tag)] = &[
     ("sched-flags",     Some('b'), Arg::Required, Tag::Opt(Opt::SchedFlags)),
     ("socket",          None,      Arg::Required, Tag::Socket),
     ("counters",        None,      Arg::None,     Tag::Cmd(Cmd::Counters)),
+    ("drops",           None,      Arg::None,     Tag::Cmd(Cmd::Drops)),
+    ("json",            None,      Arg::None,     Tag::Opt(Opt::Json)),
     ("fwmark-service",  Some('f'), Arg::Required, Tag::Unsupported(NO_FWMARK)),
     ("ipv6",            Some('6'), Arg::None,     Tag::Unsupported(NO_FWMARK6)),
     ("sctp-service",    None,      Arg::Required, Tag::Unsupported(NO_SCTP)),
@@ -137,7 +143,7 @@ pub(super) const TABLE: &[(&str, Option<char>, Arg, Tag)] = &[
     ("syncid",          None,      Arg::Required, Tag::Unsupported(NO_SYNC)),
 ];
 
-pub(super) const OPT_COUNT: usize = 20;
+pub(super) const OPT_COUNT: usize = 21;
 
 /// ipvsadm's `optnames`, for the options we have, in [`Opt`] order; the
 /// columns of [`LEGAL`].
@@ -161,6 +167,8 @@ pub(super) const OPTS: [&str; OPT_COUNT] = [
     "nosort",
     "exact",
     "sched-flags",
+    // Not ipvsadm's: legal with the listings only.
+    "json",
     // Not an ipvsadm option: never in a command row, so always legal.
     "socket",
 ];
@@ -172,23 +180,24 @@ pub(super) const OPTS: [&str; OPT_COUNT] = [
 /// Columns: `-n`, `-c`, service address (`-t`/`-u`), `-s`, `-p`, `-M`,
 /// `-r`, forwarding method (`-g`/`-i`/`-m`), `-w`, `-x`, `-y`,
 /// `--timeout`, `--stats`, `--rate`, `--thresholds`, `--persistent-conn`,
-/// `--nosort`, `--exact`, `-b`, `--socket`.
+/// `--nosort`, `--exact`, `-b`, `--json`, `--socket`.
 #[rustfmt::skip]
-static LEGAL: [(Cmd, &str, [u8; OPT_COUNT]); 13] = [
-    //                                     -n  -c  svc -s  -p  -M  -r  fwd -w  -x  -y  tmo sta rat thr pco nos -X  -b  soc
-    (Cmd::Add,      "add-service",    row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
-    (Cmd::Edit,     "edit-service",   row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
-    (Cmd::Del,      "delete-service", row("x   x   +   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Flush,    "flush",          row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::List,     "list",           row(".   1   1   x   x   x   x   x   x   x   x   1   .   .   .   .   .   .   x   .")),
-    (Cmd::AddDest,  "add-server",     row("x   x   +   x   x   x   +   .   .   .   .   x   x   x   x   x   x   x   x   .")),
-    (Cmd::DelDest,  "delete-server",  row("x   x   +   x   x   x   +   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::EditDest, "edit-server",    row("x   x   +   x   x   x   +   .   .   .   .   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Timeout,  "set",            row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Restore,  "restore",        row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Save,     "save",           row(".   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Zero,     "zero",           row("x   x   .   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
-    (Cmd::Counters, "counters",       row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+static LEGAL: [(Cmd, &str, [u8; OPT_COUNT]); 14] = [
+    //                                     -n  -c  svc -s  -p  -M  -r  fwd -w  -x  -y  tmo sta rat thr pco nos -X  -b  jsn soc
+    (Cmd::Add,      "add-service",    row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   x   .")),
+    (Cmd::Edit,     "edit-service",   row("x   x   +   .   .   .   x   x   x   x   x   x   x   x   x   x   x   x   .   x   .")),
+    (Cmd::Del,      "delete-service", row("x   x   +   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Flush,    "flush",          row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::List,     "list",           row(".   1   1   x   x   x   x   x   x   x   x   1   .   .   .   .   .   .   x   .   .")),
+    (Cmd::AddDest,  "add-server",     row("x   x   +   x   x   x   +   .   .   .   .   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::DelDest,  "delete-server",  row("x   x   +   x   x   x   +   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::EditDest, "edit-server",    row("x   x   +   x   x   x   +   .   .   .   .   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Timeout,  "set",            row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Restore,  "restore",        row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Save,     "save",           row(".   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Zero,     "zero",           row("x   x   .   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .")),
+    (Cmd::Counters, "counters",       row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
+    (Cmd::Drops,    "drops",          row("x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   x   .   .")),
 ];
 
 /// A row of [`LEGAL`] without its spacing; one of the wrong length does

@@ -140,6 +140,7 @@ pub(super) fn parse_args(args: &[String], reading_stdin: bool) -> Result<Invocat
                     Opt::PersistentConn => e.view.persistent_conn = true,
                     Opt::NoSort => e.view.nosort = true,
                     Opt::Exact => e.view.listing.exact = true,
+                    Opt::Json => e.view.json = true,
                     _ => {}
                 }
             }
@@ -200,6 +201,10 @@ pub(super) fn parse_args(args: &[String], reading_stdin: bool) -> Result<Invocat
         }
         Cmd::List => list::request(&mut e)?,
         Cmd::Counters => Request::Counters,
+        Cmd::Drops => {
+            e.view.drops = true;
+            Request::Counters
+        }
     };
     Ok(Invocation {
         socket,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use crate::ctrl::proto::{Reply, ServiceView};
 
 use super::invocation::View;
+use super::json;
 use super::listing::{self, Names};
 
 /// ipvsadm's order (`ipvs_cmp_services`, `ipvs_cmp_dests`): IPv4 before
@@ -18,8 +19,11 @@ fn sort(services: &mut [ServiceView]) {
     }
 }
 
-/// A reply as ipvsadm prints it.
+/// A reply as ipvsadm prints it (or as JSON, with `--json`).
 pub fn render(reply: &Reply, view: &View, names: &dyn Names) -> String {
+    if view.json {
+        return json::render(&sorted(reply, view), view, names);
+    }
     match reply {
         Reply::Done => String::new(),
         Reply::Table { size, services } => {
@@ -42,6 +46,20 @@ pub fn render(reply: &Reply, view: &View, names: &dyn Names) -> String {
         }
         Reply::Timeouts { tcp, tcpfin, udp } => listing::timeouts(*tcp, *tcpfin, *udp),
         Reply::Conns(c) => listing::conns(c, view.persistent_conn, names),
+        Reply::Counters(c) if view.drops => listing::drops(c),
         Reply::Counters(c) => listing::counters(c),
     }
+}
+
+/// The reply with its services in ipvsadm's order (unless `--nosort`).
+fn sorted(reply: &Reply, view: &View) -> Reply {
+    let mut reply = reply.clone();
+    if !view.nosort {
+        match &mut reply {
+            Reply::Table { services, .. } => sort(services),
+            Reply::Service(s) => sort(std::slice::from_mut(&mut **s)),
+            _ => {}
+        }
+    }
+    reply
 }

@@ -718,6 +718,87 @@ fn counters_lists_every_counter_of_every_worker() {
     assert!(run(&mut c, "--counters -n").is_err(), "takes no options");
 }
 
+#[test]
+fn drops_lists_each_reason_and_loss_of_every_worker() {
+    let mut c = control();
+    let out = run_with(&mut c, "--drops", &mut TwoWorkers).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Frames", "dropped", "worker", "0", "worker", "1", "total"]
+    );
+    let reasons = crate::frame::DropReason::COUNT;
+    // Aligned: every row as wide as the heading.
+    assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["malformed", "1", "0", "1"]
+    );
+    assert_eq!(
+        lines[1 + reasons].split_whitespace().collect::<Vec<_>>(),
+        ["all", "reasons", "1", "0", "1"]
+    );
+    assert_eq!(
+        lines[2 + reasons].split_whitespace().collect::<Vec<_>>(),
+        ["Frames", "lost", "worker", "0", "worker", "1", "total"]
+    );
+    assert!(
+        lines[3 + reasons].starts_with("  handoff_dropped "),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3 + reasons + adm::listing::LOSSES.len());
+    // Counters that are not losses are not in it.
+    assert!(
+        !out.contains("handoff_sent") && !out.contains(" rx "),
+        "{out}"
+    );
+    assert!(run(&mut c, "--drops -n").is_err(), "takes no options");
+
+    let json = run_with(&mut c, "--drops --json", &mut TwoWorkers).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["kind"], "drops");
+    assert_eq!(v["reasons_per_worker"], serde_json::json!([1, 0]));
+}
+
+#[test]
+fn json_listings_go_through_the_socket_protocol() {
+    let mut c = control();
+    run(&mut c, "-A -t 198.18.1.9:80 -s rr").unwrap();
+    run(&mut c, "-a -t 198.18.1.9:80 -r 198.18.2.11:80 -m -w 2").unwrap();
+    run(&mut c, "-A -t 198.18.1.8:80").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&run(&mut c, "-L -n --json").unwrap()).unwrap();
+    assert_eq!(v["version"], adm::json::VERSION);
+    // Sorted as ipvsadm sorts, unless --nosort.
+    assert_eq!(v["services"][0]["address"], "198.18.1.8");
+    assert_eq!(v["services"][1]["reals"][0]["forward"], "nat");
+    assert_eq!(v["services"][1]["reals"][0]["weight"], 2);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&mut c, "-L -n --json --nosort").unwrap()).unwrap();
+    assert_eq!(v["services"][0]["address"], "198.18.1.9");
+    let one = run(&mut c, "-L -n -t 198.18.1.9:80 --json --stats").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(v["services"].as_array().unwrap().len(), 1);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&mut c, "-L -n -c --json").unwrap()).unwrap();
+    assert_eq!(v["kind"], "connections");
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&mut c, "-L --timeout --json").unwrap()).unwrap();
+    assert_eq!(v["kind"], "timeouts");
+    // Only the listings take it.
+    for line in [
+        "-S -n --json",
+        "-A -t 198.18.1.7:80 --json",
+        "-Z --json",
+        "-C --json",
+    ] {
+        let (msg, status) = run(&mut c, line).unwrap_err();
+        assert_eq!(status, 2, "{line}");
+        assert!(msg.starts_with("Illegal 'json' option"), "{line}: {msg}");
+    }
+    let (msg, _) = run(&mut c, "-L --json --json").unwrap_err();
+    assert_eq!(msg, "multiple 'json' options specified");
+}
+
 /// `ipvsadm -a -i` works from commands alone, as with IPVS: no tunnel
 /// source is configured, the route to each real server gives it.
 #[test]
