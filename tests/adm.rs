@@ -170,6 +170,54 @@ TCP  198.18.1.1:80 wlc
 }
 
 #[test]
+fn xdpvsadm_lists_as_json_and_drops_as_a_table() {
+    let d = Director::start("json");
+    let s = &d.socket;
+    assert_eq!(ok(s, "-A -t 198.18.1.1:80 -s sh -b sh-port -p 60"), "");
+    assert_eq!(
+        ok(s, "-a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 3 -x 9"),
+        ""
+    );
+    let text = ok(s, "-L -n --json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["kind"], "services");
+    assert_eq!(v["conn_table_size"], 4096);
+    let svc = &v["services"][0];
+    assert_eq!(svc["address"], "198.18.1.1");
+    assert_eq!(svc["port"], 80);
+    assert_eq!(svc["scheduler"], "sh");
+    assert_eq!(svc["sched_flags"], serde_json::json!(["sh-port"]));
+    assert_eq!(svc["persistence_timeout"], 60);
+    let real = &svc["reals"][0];
+    assert_eq!(real["forward"], "dr");
+    assert_eq!(real["weight"], 3);
+    assert_eq!(real["upper_threshold"], 9);
+    assert_eq!(real["stats"]["conns"], 0);
+    // ipvsadm's own table is untouched by the option's existence.
+    assert!(ok(s, "-L -n").starts_with("IP Virtual Server version 1.2.1 (size=4096)\n"));
+
+    let v: serde_json::Value = serde_json::from_str(&ok(s, "-L -n -c --json")).unwrap();
+    assert_eq!(v["connections"], serde_json::json!([]));
+
+    // --drops: headings and every reason (no workers behind this socket).
+    let table = ok(s, "--drops");
+    assert!(table.starts_with("Frames dropped"), "{table}");
+    assert!(table.contains("\nFrames lost"), "{table}");
+    let v: serde_json::Value = serde_json::from_str(&ok(s, "--drops --json")).unwrap();
+    assert_eq!(v["kind"], "drops");
+
+    // Refused where ipvsadm refuses an illegal option; nothing on stdout.
+    let out = adm(s, "-S -n --json", "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Illegal 'json' option with the 'save' command\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn xdpvsadm_names_a_missing_daemon() {
     let dir = std::env::temp_dir().join(format!("xdpvs-adm-none-{}", std::process::id()));
     let socket = dir.join("xdpvs.sock");

@@ -19,15 +19,19 @@
 //! `--mcast-*`, `--syncid`, `--sync-maxlen`), one-packet scheduling
 //! (`-o`), persistence engines (`--pe`) and SCTP do not exist in xdpvs.
 //! `-R` applies its rules all or none, where ipvsadm applies them one by
-//! one. Added: `--socket PATH` (the control socket) and the command
-//! `--counters` (every worker's statistics, one row per counter).
+//! one. Added: `--socket PATH` (the control socket), the commands
+//! `--counters` (every worker's statistics, one row per counter) and
+//! `--drops` (the drops per worker and reason), and `--json` for the
+//! listings (`-L`, `-L -c`, `-L --timeout`, `--counters`, `--drops`): one
+//! JSON document ([`json`], schema in `docs/json.md`).
 //!
 //! The parts, in the order a command line meets them: `options` (ipvsadm's
 //! option table and its matrix of legal combinations), `tokenize` (popt's
 //! splitting of the words), `parse` (the options gathered and checked,
 //! each read where its commands are: `service`, `real_server`, `list`),
 //! `resolve` (names, both ways), [`call`] (the control socket),
-//! [`render()`] and [`listing`] (ipvsadm's output formats), [`usage()`].
+//! [`render()`], [`listing`] (ipvsadm's output formats) and [`json`],
+//! [`usage()`].
 
 use crate::ctrl::proto::Request;
 

@@ -1,5 +1,5 @@
 //! `-h`: ipvsadm's usage text, less what xdpvs does not have, plus
-//! `--counters` and `--socket`.
+//! `--counters`, `--drops`, `--json` and `--socket`.
 
 use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, SCHEDULERS};
 
@@ -22,7 +22,7 @@ Usage:\n  \
 {p} -L|l [options]\n  \
 {p} -Z [-t|u service-address]\n  \
 {p} --set tcp tcpfin udp\n  \
-{p} --counters\n  \
+{p} --counters|--drops [--json]\n  \
 {p} -h\n\n\
 Commands:\n\
 Either long or short options are allowed.\n  \
@@ -39,6 +39,7 @@ Either long or short options are allowed.\n  \
 --zero            -Z        zero counters in a service or all services\n  \
 --set tcp tcpfin udp        set connection timeout values\n  \
 --counters                  list every worker's counters (xdpvs only)\n  \
+--drops                     list the drops per worker and reason (xdpvs only)\n  \
 --help            -h        display this help message\n\n\
 Options:\n  \
 --tcp-service  -t service-address   service-address is host[:port]\n  \
@@ -65,6 +66,7 @@ the default scheduler is {DEFAULT_SCHEDULER}.\n  \
 --nosort                            disable sorting output of service/server entries\n  \
 --sort                              does nothing, for backwards compatibility\n  \
 --numeric      -n                   numeric output of addresses and ports\n  \
+--json                              output of a listing as JSON (xdpvs only; docs/json.md)\n  \
 --socket PATH                       the xdpvs control socket (default {DEFAULT_SOCKET})\n",
         version = env!("CARGO_PKG_VERSION"),
         ipvs = listing::IPVS_VERSION,

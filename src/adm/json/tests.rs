@@ -282,3 +282,80 @@ fn drops_and_counters_documents() {
         WorkerStats::default().entries().count()
     );
 }
+
+/// Every member name of `v`, recursively.
+fn keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                keys(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_documented_schema_is_the_one_printed() {
+    let doc = include_str!("../../../docs/json.md");
+    assert!(
+        doc.contains(&format!("This page describes **version {VERSION}**")),
+        "docs/json.md names another version"
+    );
+    let named = View {
+        json: true,
+        ..View::default()
+    };
+    let drops = View {
+        drops: true,
+        ..numeric()
+    };
+    let conn = ConnView {
+        proto: Protocol::Tcp,
+        client: sa("198.18.0.5:40000"),
+        virt: sa("198.18.1.1:80"),
+        dest: sa("198.18.2.11:80"),
+        state: "ESTABLISHED".into(),
+        expires: 899,
+    };
+    let mut all = Vec::new();
+    for (reply, view) in [
+        (
+            Reply::Table {
+                size: 1,
+                services: vec![web()],
+            },
+            named,
+        ),
+        (Reply::Conns(vec![conn]), named),
+        (
+            Reply::Timeouts {
+                tcp: 1,
+                tcpfin: 2,
+                udp: 3,
+            },
+            named,
+        ),
+        (Reply::Counters(two_workers()), numeric()),
+        (Reply::Counters(two_workers()), drops),
+    ] {
+        let v = parsed(&render(&reply, &view, &Fake));
+        // Every kind has its section.
+        let kind = v["kind"].as_str().unwrap();
+        assert!(
+            doc.contains(&format!("## `{kind}`")),
+            "no section for {kind}"
+        );
+        keys(&v, &mut all);
+    }
+    all.sort();
+    all.dedup();
+    for k in all {
+        assert!(
+            doc.contains(&format!("\"{k}\"")) || doc.contains(&format!("`{k}`")),
+            "docs/json.md does not mention {k:?}"
+        );
+    }
+}
