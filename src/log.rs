@@ -17,7 +17,8 @@
 //! Which events have which level:
 //!
 //! - error: the daemon cannot start or must stop (`xdpvs: worker N panicked:
-//!   ...`, a configuration error at start);
+//!   ...`, a configuration error at start), and a panic's own report
+//!   ([`log_panics`]: one line, not the standard library's several);
 //! - warning: something an operator should fix while the director runs (a
 //!   reload refused, a real server with no route or no neighbour, netlink
 //!   or XDP map failures, a queue busy at start);
@@ -325,6 +326,33 @@ pub fn limited(key: &str, level: Level, msg: impl fmt::Display) {
     let line = g.limited(key, level, &msg.to_string(), Instant::now());
     drop(g);
     write(line.as_slice());
+}
+
+/// Makes a panic one error line (`<3>xdpvs: thread NAME panicked at
+/// FILE:LINE:COL: MESSAGE`) instead of the standard library's several;
+/// with `RUST_BACKTRACE` set (and not `0`), the standard report (and its backtrace)
+/// follows it. The daemon then reports which worker ended and why
+/// (`crate::daemon`).
+pub fn log_panics() {
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        error(format_args!("thread {name} panicked{at}: {msg}"));
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| !v.is_empty() && v != "0") {
+            standard(info);
+        }
+    }));
 }
 
 /// Writes the repeat counts whose interval is over; called by the control

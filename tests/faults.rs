@@ -364,7 +364,8 @@ fn a_panicking_worker_takes_the_daemon_down() {
     let bed = bed(Mode::Dr, 1);
     let cfg = bed.tempdir().join("xdpvs.toml");
     std::fs::write(&cfg, config(&bed, &Mode::Dr, "rr", [1, 1, 1])).unwrap();
-    let daemon = Daemon::start_with_env(&bed, &cfg, "XDPVS_FAULT_WORKER_PANIC=0:1");
+    let daemon =
+        Daemon::start_with_env(&bed, &cfg, "RUST_BACKTRACE=0 XDPVS_FAULT_WORKER_PANIC=0:1");
     assert!(xdp_attached(&bed));
     // The one worker receives every frame for the VIP: the SYN kills it.
     let url = format!("http://{}/", bed.vip());
@@ -375,6 +376,18 @@ fn a_panicking_worker_takes_the_daemon_down() {
         log.lines().last(),
         Some("<3>xdpvs: worker 0 panicked: fault injection: panic after 1 received frames"),
         "the last line names the worker and the cause; log:\n{log}"
+    );
+    // The panic's own report is one error line too, not the standard
+    // library's several (issue 17, item 6).
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<3>xdpvs: thread xdpvs-w0 panicked at ")
+                && l.ends_with(": fault injection: panic after 1 received frames")),
+        "{log}"
+    );
+    assert!(
+        log.lines().all(|l| l.starts_with('<')),
+        "every line has its level; log:\n{log}"
     );
     assert!(!xdp_attached(&bed), "an XDP program was left attached");
     assert!(
@@ -396,4 +409,52 @@ fn a_panicking_worker_takes_the_daemon_down() {
         counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)])
     );
     daemon.stop();
+}
+
+/// Issue 17, item 6: the log a supervisor reads. Every line has a syslog
+/// priority; `XDPVS_LOG=debug` adds one line per control request (never
+/// one per packet); a refused reload is a warning.
+#[test]
+fn every_log_line_has_a_level_and_debug_shows_control_requests() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed(Mode::Dr, 1);
+    let cfg = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(&cfg, config(&bed, &Mode::Dr, "rr", [1, 1, 1])).unwrap();
+    let daemon = Daemon::start_with_env(&bed, &cfg, "XDPVS_LOG=debug");
+    // Traffic: each frame is counted, none logged.
+    assert_eq!(spread(&bed, 6).values().sum::<usize>(), 6);
+    xdpvsadm_ok(&bed, &["-L", "-n"]);
+    let out = xdpvsadm(&bed, &["-D", "-t", "198.19.255.1:80"]);
+    assert!(!out.status.success());
+    std::fs::write(&cfg, "[dataplane]\nmtu = 1\n").unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for("xdpvs: reload refused", Duration::from_secs(10));
+    let log = daemon.stop();
+    for line in log.lines() {
+        let ok = line.len() > 3
+            && line.as_bytes()[0] == b'<'
+            && (b'3'..=b'7').contains(&line.as_bytes()[1])
+            && line[2..].starts_with(">xdpvs: ");
+        assert!(ok, "a line without its level: {line:?}\n{log}");
+    }
+    for want in [
+        "<5>xdpvs: running: ",
+        "<7>xdpvs: control: --list: ok",
+        "<7>xdpvs: control: --delete-service: refused: ",
+        "<4>xdpvs: reload refused, nothing changed: ",
+        "<5>xdpvs: stopping",
+        "<6>xdpvs: worker 0: rx ",
+    ] {
+        assert!(
+            log.lines().any(|l| l.starts_with(want)),
+            "no line starting {want:?}:\n{log}"
+        );
+    }
+    // Debug lines are the control requests only, none per packet.
+    let debug: Vec<&str> = log.lines().filter(|l| l.starts_with("<7>")).collect();
+    assert!(debug.len() >= 2, "{log}");
+    assert!(
+        debug.iter().all(|l| l.starts_with("<7>xdpvs: control: ")),
+        "{log}"
+    );
 }

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    xdpvs::log::log_panics();
     match xdpvs::daemon::run(&args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
