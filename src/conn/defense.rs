@@ -46,8 +46,9 @@ pub const DROP_PROBES: u32 = 2;
 
 /// Probes for an unreplied entry to evict when the share is full. With
 /// the share full, at least `unreplied_share` of the entries qualify, so
-/// 32 probes fail with probability (1 - share)^32 (under 1e-9 at 0.5).
-pub const EVICT_PROBES: u32 = 32;
+/// 64 probes fail with probability (1 - share)^64 (5e-20 at 0.5; 0.03 at
+/// a share of 0.05, where a refusal is counted as `unreplied_full`).
+pub const EVICT_PROBES: u32 = 64;
 
 /// When a defence is on (IPVS's 0, 1, 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
