@@ -231,3 +231,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unreplied_connections_are_counted_and_only_they_are_picked() {
+    let mut t = ConnTable::<Ipv4Addr>::new(64, 0);
+    let ids: Vec<u32> = (0..40)
+        .map(|n| add(&mut t, conn(n, 100, n % 2 == 0)).unwrap())
+        .collect();
+    assert_eq!(t.unreplied(), 40);
+    for &i in &ids[..30] {
+        t.confirm(i);
+        t.confirm(i);
+    }
+    assert_eq!(t.unreplied(), 10);
+    assert!(t.get(ids[0]).is_confirmed() && !t.get(ids[35]).is_confirmed());
+    for _ in 0..1000 {
+        if let Some(i) = t.pick_unreplied(64) {
+            assert!(ids[30..].contains(&i), "picked confirmed or free entry {i}");
+        }
+    }
+    // Removal and expiry keep the count.
+    t.remove(ids[35]);
+    t.remove(ids[0]);
+    assert_eq!(t.unreplied(), 9);
+    assert_eq!(t.expire(100, 1000, |_| None), 38);
+    assert_eq!((t.len(), t.unreplied()), (0, 0));
+    assert_eq!(t.pick_unreplied(64), None);
+    // A reused entry starts unreplied again.
+    let i = add(&mut t, conn(7, 200, false)).unwrap();
+    assert!(!t.get(i).is_confirmed());
+    assert_eq!(t.unreplied(), 1);
+    assert!(t.caught_up(100) && !t.caught_up(200));
+}
