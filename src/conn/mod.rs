@@ -545,7 +545,7 @@ impl<A: Addr> ConnTable<A> {
         x ^= x >> 7;
         x ^= x << 17;
         self.rng = x;
-        ((x >> 32) * u64::from(self.capacity()) >> 32) as u32
+        (((x >> 32) * u64::from(self.capacity())) >> 32) as u32
     }
 
     /// Probes up to `probes` random entries for an unreplied connection,
