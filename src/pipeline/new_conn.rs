@@ -204,7 +204,7 @@ impl State {
         now: Tick,
     ) {
         let timeouts = &snap.timeouts;
-        let c = self.conns.get_mut(i);
+        let c = self.conns.get(i);
         let (timeout, confirmed) = if c.proto() == PROTO_TCP {
             let old = c.tcp_state();
             let mut new = conn::state::tcp_transition(old, dir, p.tcp_flags);
