@@ -159,7 +159,7 @@ done
 grep -q "xdpvs: running:" "$tmp/xdpvs.log" || die "xdpvs did not start"
 
 counter() { # name: its total
-    nsx "$ND" "$adm" --socket "$tmp/xdpvs.sock" --counters --exact 2>/dev/null |
+    nsx "$ND" "$adm" --socket "$tmp/xdpvs.sock" --counters 2>/dev/null |
         awk -v n="$1" '$1 == n { print $NF }'
 }
 
