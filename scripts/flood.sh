@@ -8,8 +8,9 @@
 #   scripts/flood.sh expiry    new UDP flows (one packet each) at RATE/s
 #                              for DURATION s into a 65536-entry table with
 #                              udp_timeout = TIMEOUT: prints the `conns`
-#                              gauge and table_full every 5 s, and
-#                              rate x timeout beside them
+#                              gauge and table_full every 5 s, and the
+#                              expected occupancy (no defences: every
+#                              flow is unreplied)
 #   scripts/flood.sh syn       a spoofed SYN flood (sources 198.19.0.0/16)
 #   scripts/flood.sh syn-ack   a spoofed SYN+ACK flood
 #                              at the generator's maximum rate (RATE=0) for
@@ -121,7 +122,7 @@ d0_mac=$(nsx "$ND" cat /sys/class/net/d0/address)
 share=0.5 drop=1 secure=1
 ((DEFENSE)) || share=1 drop=0 secure=0
 proto=tcp
-[[ $what == expiry ]] && proto=udp share=1
+[[ $what == expiry ]] && proto=udp share=1 drop=0 secure=0
 cat >"$tmp/xdpvs.toml" <<EOF
 [dataplane]
 interfaces = ["d0", "d1"]
@@ -171,7 +172,9 @@ gen() { # traffic rate duration
 
 if [[ $what == expiry ]]; then
     say "UDP new flows at $RATE/s for $DURATION s, udp_timeout $TIMEOUT, $ENTRIES entries"
-    say "expected occupancy: rate x timeout = $((RATE * TIMEOUT)) (+ up to one second's flows)"
+    # Ticks are whole seconds: a flow opened during second s expires at
+    # s + TIMEOUT, so it lives TIMEOUT - 1 to TIMEOUT seconds.
+    say "expected occupancy: rate x (timeout - 1) = $((RATE * (TIMEOUT - 1))) to rate x timeout = $((RATE * TIMEOUT))"
     gen udp "$RATE" "$DURATION" >"$tmp/gen.json" &
     gpid=$!
     pids+=("$gpid")
