@@ -444,7 +444,12 @@ impl Default for Clock {
 }
 
 impl Clock {
+    /// Seconds since the start, plus one (tick 0 is never "now"). Each
+    /// tick is one whole second long: an entry's timeout of T ticks is
+    /// T - 1 to T seconds, whatever second it was set in. (`max(1)`
+    /// instead of `+ 1` made the first tick two seconds long, so the
+    /// flows of the first two seconds were all held a second longer.)
     pub fn now(&self) -> Tick {
-        (self.start.elapsed().as_secs() as Tick).max(1)
+        (self.start.elapsed().as_secs() as Tick).saturating_add(1)
     }
 }
