@@ -165,9 +165,11 @@ counter() { # name: its total
 }
 
 gen() { # traffic rate duration
+    local size=64
+    [[ $1 == udp ]] || size=74
     nsx "$NG" taskset -c "$GEN_CORE" "$loadgen" gen --iface g0 --dst-mac "$d0_mac" \
-        --dst "$VIP" --dst-port 80 --traffic "$1" --flows 16777216 --rate "$2" \
-        --duration "$3"
+        --dst "$VIP" --dst-port 80 --traffic "$1" --size "$size" --flows 16777216 \
+        --rate "$2" --duration "$3"
 }
 
 if [[ $what == expiry ]]; then
