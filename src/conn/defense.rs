@@ -12,9 +12,12 @@
 //!   back through the director (NAT) or the client sent a second datagram
 //!   (DR, TUN, whose replies bypass us). Unreplied connections may hold at
 //!   most `unreplied_share` of a worker's table. At the cap, a new one
-//!   evicts a random unreplied one (`unreplied_evicted`; a bounded number
-//!   of probes, refused as `unreplied_full` if none is found); confirmed
-//!   connections are never evicted, so a flood cannot take their slots.
+//!   evicts an unreplied one (`unreplied_evicted`): of [`EVICT_CHOICES`]
+//!   found by random probes, the one that expires first, so that the
+//!   flood's older entries go before a real client's handshake in
+//!   progress (a bounded number of probes; refused as `unreplied_full` if
+//!   none is found). Confirmed connections are never evicted, so a flood
+//!   cannot take their slots.
 //! - **`drop_entry`** (IPVS `drop_entry`): random early drop. While on,
 //!   each new connection probes [`DROP_PROBES`] random entries and drops
 //!   the unreplied ones among them (`defense_dropped`), so a flood's
@@ -33,9 +36,10 @@
 //!   what the remaining half-open entries can take.
 //!
 //! `drop_entry` and `secure_tcp` take IPVS's modes: 0 off, 1 on while a
-//! worker's table is filled to `defense_threshold` or more (IPVS's
-//! `amemthresh`, expressed as a fill fraction of the table rather than
-//! free memory), 2 always on. IPVS's mode 3 (on, and turned off again
+//! worker's table, or its unreplied share, is filled to
+//! `defense_threshold` or more (IPVS's `amemthresh`, expressed as a fill
+//! fraction rather than free memory; the share counts too, as a flood
+//! held to it never fills the table), 2 always on. IPVS's mode 3 (on, and turned off again
 //! below the threshold) is not provided.
 
 use crate::conn::state::{Direction, TcpState};
@@ -44,7 +48,11 @@ use crate::conn::state::{Direction, TcpState};
 /// equilibrium unreplied entries hold at most half the table.
 pub const DROP_PROBES: u32 = 2;
 
-/// Probes for an unreplied entry to evict when the share is full. With
+/// Unreplied entries compared when the share is full: the one that
+/// expires first of these is evicted ([`crate::conn::ConnTable::pick_unreplied`]).
+pub const EVICT_CHOICES: u32 = 8;
+
+/// Probes for unreplied entries to evict when the share is full. With
 /// the share full, at least `unreplied_share` of the entries qualify, so
 /// 64 probes fail with probability (1 - share)^64 (5e-20 at 0.5; 0.03 at
 /// a share of 0.05, where a refusal is counted as `unreplied_full`).
@@ -100,6 +108,19 @@ impl Defense {
     #[inline]
     pub fn entries(ppm: u32, capacity: u32) -> u32 {
         ((u64::from(capacity) * u64::from(ppm) / u64::from(PPM)) as u32).max(1)
+    }
+
+    /// Whether mode-1 defences are on for a table of `capacity` holding
+    /// `len` entries, `unreplied` of them unreplied.
+    #[inline]
+    pub fn above_threshold(&self, len: u32, unreplied: u32, capacity: u32) -> bool {
+        len >= Self::entries(self.threshold, capacity)
+            || (self.unreplied_share < PPM
+                && unreplied
+                    >= Self::entries(
+                        self.threshold,
+                        Self::entries(self.unreplied_share, capacity),
+                    ))
     }
 }
 

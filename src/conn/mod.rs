@@ -548,18 +548,33 @@ impl<A: Addr> ConnTable<A> {
         (((x >> 32) * u64::from(self.capacity())) >> 32) as u32
     }
 
-    /// Probes up to `probes` random entries for an unreplied connection,
-    /// for the flood defence to evict (the caller ends it). O(probes), no
-    /// scan.
-    pub fn pick_unreplied(&mut self, probes: u32) -> Option<u32> {
+    /// Probes up to `probes` random entries for unreplied connections and
+    /// returns, of the first `choices` found, the one that expires first
+    /// (the longest idle of them), for the flood defence to evict (the
+    /// caller ends it). With several choices a connection that has just
+    /// been opened is seldom the one picked, so a real client's handshake
+    /// survives a flood that churns the share far faster than at random.
+    /// O(probes), no scan.
+    pub fn pick_unreplied(&mut self, probes: u32, choices: u32) -> Option<u32> {
         if self.unreplied == 0 {
             return None;
         }
-        (0..probes).find_map(|_| {
+        let mut best: Option<(u32, u32)> = None;
+        let mut found = 0;
+        for _ in 0..probes {
             let i = self.random_entry();
             let c = &self.entries.0[i as usize];
-            (c.is_live() && c.is_unreplied()).then_some(i)
-        })
+            if c.is_live() && c.is_unreplied() {
+                if best.is_none_or(|(_, at)| c.expires < at) {
+                    best = Some((i, c.expires));
+                }
+                found += 1;
+                if found == choices {
+                    break;
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// Whether every entry due by `now` has been reaped: [`Self::expire`]

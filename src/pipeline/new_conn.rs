@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::State;
 use super::parse::{Parsed, TCP_RST, TCP_SYN};
-use crate::conn::defense::{DROP_PROBES, EVICT_PROBES, PPM, secure_transition};
+use crate::conn::defense::{DROP_PROBES, EVICT_CHOICES, EVICT_PROBES, PPM, secure_transition};
 use crate::conn::{
     self, Conn, Defense, Direction, FlowKey, InsertError, Mode, NewConn, Side, TcpState,
 };
@@ -160,10 +160,10 @@ impl State {
         let d = &snap.defense;
         let cap = self.conns.capacity();
         if d.drop_entry != Mode::Off {
-            let above = self.conns.len() >= Defense::entries(d.threshold, cap);
+            let above = d.above_threshold(self.conns.len(), self.conns.unreplied(), cap);
             if d.drop_entry.active(above) {
                 for _ in 0..DROP_PROBES {
-                    if let Some(i) = self.conns.pick_unreplied(1) {
+                    if let Some(i) = self.conns.pick_unreplied(1, 1) {
                         self.end(snap, i);
                         self.stats.inc(Counter::DefenseDropped);
                     }
@@ -177,7 +177,7 @@ impl State {
             if self.conns.unreplied() >= Defense::entries(d.unreplied_share, cap) {
                 let i = self
                     .conns
-                    .pick_unreplied(EVICT_PROBES)
+                    .pick_unreplied(EVICT_PROBES, EVICT_CHOICES)
                     .ok_or(DropReason::UnrepliedFull)?;
                 self.end(snap, i);
                 self.stats.inc(Counter::UnrepliedEvicted);
@@ -210,9 +210,11 @@ impl State {
             let mut new = conn::state::tcp_transition(old, dir, p.tcp_flags);
             let def = &snap.defense;
             let secure = def.secure_tcp != Mode::Off
-                && def.secure_tcp.active(
-                    self.conns.len() >= Defense::entries(def.threshold, self.conns.capacity()),
-                );
+                && def.secure_tcp.active(def.above_threshold(
+                    self.conns.len(),
+                    self.conns.unreplied(),
+                    self.conns.capacity(),
+                ));
             if secure {
                 let data = tcp_payload(d, p);
                 new = secure_transition(old, new, dir, p.tcp_flags, data);
