@@ -16,7 +16,7 @@
 #                              at the generator's maximum rate (RATE=0) for
 #                              DURATION s against a 65536-entry table, DR,
 #                              with the defences on (unreplied_share 0.5,
-#                              drop_entry 1, secure_tcp 1), while a real
+#                              secure_tcp 1), while a real
 #                              client in the generator's namespace runs curl
 #                              in a loop (one connection a request) and one
 #                              long rate-limited download: prints the share
@@ -25,7 +25,8 @@
 #
 # Knobs: DURATION (60 expiry, 30 floods) RATE (15000 expiry, 0 floods)
 # TIMEOUT=2 GEN_CORE=0 FWD_CORE=1 DEFENSE=1 (0: the floods without
-# defences, unreplied_share 1, for comparison). Namespaces are named
+# defences, unreplied_share 1, for comparison) DROP_ENTRY=0 SECURE_TCP=1
+# (the floods' drop_entry and secure_tcp modes). Namespaces are named
 # xdpvsf<pid>*, addresses in 198.18.0.0/15 only, removed on every exit
 # path. Needs root, ip, ethtool, curl, python3; builds the release binaries.
 # The generator's veth has checksum offload off (the director does not
@@ -119,7 +120,7 @@ nsx "$ND" ping -c1 -W1 "$REAL" >/dev/null || die "director cannot reach the real
 nsx "$NG" ping -c1 -W1 198.18.0.1 >/dev/null || die "generator cannot reach the director"
 d0_mac=$(nsx "$ND" cat /sys/class/net/d0/address)
 
-share=0.5 drop=1 secure=1
+share=0.5 drop=${DROP_ENTRY:-0} secure=${SECURE_TCP:-1}
 ((DEFENSE)) || share=1 drop=0 secure=0
 proto=tcp
 [[ $what == expiry ]] && proto=udp share=1 drop=0 secure=0
@@ -204,6 +205,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 nsx "$NG" curl -s -o /dev/null --max-time 2 "http://$VIP/" || die "no answer through the VIP before the flood"
+say "a request before the flood: $(nsx "$NG" curl -s -o /dev/null -w '%{http_code} in %{time_total} s' "http://$VIP/")"
 
 say "download: 64 MiB at 3 MiB/s"
 nsx "$NG" curl -s --limit-rate 3M --max-time $((DURATION + 60)) -o "$tmp/big.out" \
@@ -216,13 +218,16 @@ gen "$what" "$RATE" "$DURATION" >"$tmp/gen.json" &
 gpid=$!
 pids+=("$gpid")
 sleep 1
-ok=0 n=0
+ok=0 n=0 secs=0
 end=$((SECONDS + DURATION - 2))
 while ((SECONDS < end)); do
-    code=$(nsx "$NG" curl -s -o /dev/null -w '%{http_code}' --connect-timeout 3 --max-time 5 \
-        "http://$VIP/" || true)
+    read -r code t < <(nsx "$NG" curl -s -o /dev/null -w '%{http_code} %{time_total}\n' \
+        --connect-timeout 3 --max-time 5 "http://$VIP/" || true)
     n=$((n + 1))
-    [[ $code == 200 ]] && ok=$((ok + 1))
+    if [[ $code == 200 ]]; then
+        ok=$((ok + 1))
+        secs=$(awk -v a="$secs" -v b="$t" 'BEGIN { print a + b }')
+    fi
 done
 mid_conns=$(counter conns)
 mid_unreplied=$(counter conns_unreplied)
@@ -236,6 +241,8 @@ fi
 say "generator: $(cat "$tmp/gen.json")"
 printf 'requests during the flood: %d of %d succeeded (%s %%)\n' "$ok" "$n" \
     "$(awk -v a="$ok" -v b="$n" 'BEGIN { printf "%.2f", b ? 100 * a / b : 0 }')"
+printf 'mean time of a successful request: %s s\n' \
+    "$(awk -v a="$secs" -v b="$ok" 'BEGIN { printf "%.3f", b ? a / b : 0 }')"
 printf 'download: %s\n' "$dl"
 printf 'table at the end of the flood: conns %s of %s, unreplied %s\n' "$mid_conns" "$ENTRIES" "$mid_unreplied"
 for c in conns_created unreplied_evicted defense_dropped conns_reclaimed table_full unreplied_full no_connection; do
