@@ -12,11 +12,13 @@
 //!   back through the director (NAT) or the client sent a second datagram
 //!   (DR, TUN, whose replies bypass us). Unreplied connections may hold at
 //!   most `unreplied_share` of a worker's table. At the cap, a new one
-//!   evicts an unreplied one (`unreplied_evicted`): of [`EVICT_CHOICES`]
-//!   found by random probes, the one that expires first, so that the
-//!   flood's older entries go before a real client's handshake in
-//!   progress (a bounded number of probes; refused as `unreplied_full` if
-//!   none is found). Confirmed connections are never evicted, so a flood
+//!   evicts the oldest unreplied one (`unreplied_evicted`; the table keeps
+//!   them in a ring in the order they were opened), so that a real
+//!   client's handshake in progress lasts as long as a flood takes to
+//!   cycle through the whole share. When the ring's next [`EVICT_PROBES`]
+//!   items are all stale, of [`EVICT_CHOICES`] unreplied ones found by
+//!   random probes the one that expires first goes; if none is found the
+//!   new connection is refused (`unreplied_full`). Confirmed connections are never evicted, so a flood
 //!   cannot take their slots.
 //! - **`drop_entry`** (IPVS `drop_entry`): random early drop. While on,
 //!   each new connection probes [`DROP_PROBES`] random entries and drops

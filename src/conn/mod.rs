@@ -477,6 +477,15 @@ pub struct ConnTable<A> {
     unreplied: u32,
     /// xorshift64 state for the random probes of the flood defence.
     rng: u64,
+    /// Unreplied connections in the order they were opened, entry
+    /// numbers in a ring (a power of two long, at least the capacity):
+    /// the flood defence evicts from its head. Items whose entry has been
+    /// confirmed or freed since are skipped when they come up; an entry
+    /// freed and reused may be found early through its old item (it is
+    /// unreplied, so the share rule holds).
+    order: Box<[u32]>,
+    order_head: u32,
+    order_tail: u32,
 }
 
 impl<A: Addr> ConnTable<A> {
@@ -501,6 +510,9 @@ impl<A: Addr> ConnTable<A> {
             free: 0,
             len: 0,
             unreplied: 0,
+            order: vec![NIL; (capacity as usize).next_power_of_two()].into_boxed_slice(),
+            order_head: 0,
+            order_tail: 0,
             rng: {
                 use std::hash::BuildHasher;
                 std::hash::RandomState::new().hash_one(0u8) | 1
@@ -577,6 +589,27 @@ impl<A: Addr> ConnTable<A> {
         best.map(|(i, _)| i)
     }
 
+    /// The oldest unreplied connection (the first opened of those still
+    /// unreplied), looking at most at `max` items of the order ring, for
+    /// the flood defence to evict (the caller ends it). A real client's
+    /// handshake then survives a flood for as long as the flood takes to
+    /// cycle through the whole share, not a random while.
+    pub fn pick_oldest_unreplied(&mut self, max: u32) -> Option<u32> {
+        let mask = self.order.len() as u32 - 1;
+        for _ in 0..max {
+            if self.order_head == self.order_tail {
+                return None;
+            }
+            let i = self.order[(self.order_head & mask) as usize];
+            self.order_head = self.order_head.wrapping_add(1);
+            let c = &self.entries.0[i as usize];
+            if c.is_live() && c.is_unreplied() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
     /// Whether every entry due by `now` has been reaped: [`Self::expire`]
     /// would find nothing to do.
     #[inline]
@@ -587,6 +620,7 @@ impl<A: Addr> ConnTable<A> {
     /// Bytes of memory the table holds (entries, index and wheel).
     pub fn memory(&self) -> usize {
         std::mem::size_of_val(&*self.entries.0)
+            + std::mem::size_of_val(&*self.order)
             + self.index.memory()
             + 4 * (wheel::SLOTS as usize + 1)
     }
@@ -681,6 +715,12 @@ impl<A: Addr> ConnTable<A> {
         self.len += 1;
         if conn.is_unreplied() {
             self.unreplied += 1;
+            let mask = self.order.len() as u32 - 1;
+            if self.order_tail.wrapping_sub(self.order_head) > mask {
+                self.order_head = self.order_head.wrapping_add(1);
+            }
+            self.order[(self.order_tail & mask) as usize] = i;
+            self.order_tail = self.order_tail.wrapping_add(1);
         }
         Ok(i)
     }

@@ -282,3 +282,30 @@ fn eviction_prefers_the_longest_idle_of_its_choices() {
     // (1/64^7 a pick); at random it would be about 156 of 10 000.
     assert_eq!(picked_fresh, 0);
 }
+
+#[test]
+fn the_oldest_unreplied_connection_is_evicted_first() {
+    let mut t = ConnTable::<Ipv4Addr>::new(16, 0);
+    let ids: Vec<u32> = (0..10)
+        .map(|n| add(&mut t, conn(n, 100, false)).unwrap())
+        .collect();
+    t.confirm(ids[0]);
+    t.remove(ids[1]);
+    // 0 confirmed and 1 gone are skipped: 2 is the oldest unreplied.
+    assert_eq!(t.pick_oldest_unreplied(64), Some(ids[2]));
+    t.remove(ids[2]);
+    assert_eq!(t.pick_oldest_unreplied(64), Some(ids[3]));
+    // Bounded: a ring of stale items gives up after `max`.
+    for &i in &ids[3..] {
+        t.confirm(i);
+    }
+    assert_eq!(t.pick_oldest_unreplied(2), None);
+    assert_eq!(t.pick_oldest_unreplied(64), None);
+    // The ring never overflows: many more insertions than its length.
+    for n in 100..10_000 {
+        let i = add(&mut t, conn(n, 100, false)).unwrap();
+        let old = t.pick_oldest_unreplied(64).unwrap();
+        t.remove(old);
+        assert_eq!(t.get(i).caddr, key(n).saddr);
+    }
+}

@@ -154,7 +154,8 @@ impl State {
     /// The flood defences before a new (unreplied) connection is added
     /// (`conn::defense`): `drop_entry`'s random early drop, then the
     /// unreplied share — at its cap, expired entries are reclaimed first,
-    /// then a random unreplied connection is evicted, or the new one is
+    /// then the oldest unreplied connection is evicted (a bounded look
+    /// through the order ring, then random probes), or the new one is
     /// refused.
     fn make_room(&mut self, snap: &Snapshot, now: Tick) -> Result<(), DropReason> {
         let d = &snap.defense;
@@ -177,7 +178,8 @@ impl State {
             if self.conns.unreplied() >= Defense::entries(d.unreplied_share, cap) {
                 let i = self
                     .conns
-                    .pick_unreplied(EVICT_PROBES, EVICT_CHOICES)
+                    .pick_oldest_unreplied(EVICT_PROBES)
+                    .or_else(|| self.conns.pick_unreplied(EVICT_PROBES, EVICT_CHOICES))
                     .ok_or(DropReason::UnrepliedFull)?;
                 self.end(snap, i);
                 self.stats.inc(Counter::UnrepliedEvicted);
