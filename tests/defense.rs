@@ -251,3 +251,25 @@ fn secure_tcp_keeps_a_bare_handshake_half_open() {
         TcpState::Established
     );
 }
+
+#[test]
+fn a_handshake_in_progress_outlasts_a_flood_smaller_than_the_share() {
+    const CAP: u32 = 64;
+    let mut p = pipeline(&director(), CAP);
+    // The share is full of flood entries when the client's SYN comes.
+    for n in 0..32u32 {
+        run(&mut p, &syn(spoofed(n), n as u16, VIP_DR).bytes(), 1);
+    }
+    assert!(is_tx(run(&mut p, &syn(CLIENT, 7, VIP_DR).bytes(), 1).0));
+    // 31 more flood SYNs evict the 31 older entries, never the client's.
+    for n in 32..63u32 {
+        run(&mut p, &syn(spoofed(n), n as u16, VIP_DR).bytes(), 1);
+    }
+    assert_eq!(p.stats().dropped(DropReason::NoConnection), 0);
+    assert!(is_tx(
+        run(&mut p, &ack(CLIENT, 7, VIP_DR, b"GET").bytes(), 1).0
+    ));
+    assert_eq!(p.stats().dropped(DropReason::NoConnection), 0);
+    assert_eq!(p.conns().unreplied(), 31);
+    assert_eq!(p.stats().get(Counter::UnrepliedEvicted), 32);
+}
