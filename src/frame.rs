@@ -200,8 +200,12 @@ named_counters! {
         NoConnection = "no_connection",
         /// The scheduler found no available real server.
         NoDest = "no_dest",
-        /// The connection table is full: new flows are refused.
+        /// The connection table is full, and nothing in it had expired: new
+        /// flows are refused.
         TableFull = "table_full",
+        /// The unreplied share is at its cap and no unreplied connection
+        /// was found to evict in a bounded number of probes.
+        UnrepliedFull = "unreplied_full",
         /// The real server's next-hop MAC is not resolved yet.
         NoNeighbour = "no_neighbour",
         /// A TUN packet with no outer source address: no

@@ -55,8 +55,18 @@ named_counters! {
         ConnsCreated = "conns_created",
         /// Connections and templates freed (expired, ended or reused).
         ConnsExpired = "conns_expired",
-        /// Expiry passes run between batches.
+        /// Expiry passes run between batches (rounds that found the wheel
+        /// caught up run none).
         ExpireRuns = "expire_runs",
+        /// Expired entries reclaimed by a new connection that found the
+        /// table full (or the unreplied share at its cap), before refusing.
+        ConnsReclaimed = "conns_reclaimed",
+        /// Flood defence: unreplied connections dropped at random by
+        /// `drop_entry` (random early drop).
+        DefenseDropped = "defense_dropped",
+        /// Flood defence: unreplied connections evicted because the
+        /// unreplied share was full when a new connection came.
+        UnrepliedEvicted = "unreplied_evicted",
         /// FTP helper: 227 replies rewritten to the VIP.
         FtpRewrites = "ftp_rewrites",
         /// FTP helper: passive data connections expected.
@@ -114,6 +124,9 @@ named_counters! {
         Conns = "conns",
         /// The table's capacity (a gauge).
         ConnsCapacity = "conns_capacity",
+        /// Connections not confirmed yet (no completed handshake, no UDP
+        /// reply): the entries the unreplied share limits (a gauge).
+        ConnsUnreplied = "conns_unreplied",
     }
 }
 
@@ -208,7 +221,7 @@ impl Entry {
     pub fn is_gauge(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Counter(Counter::Conns | Counter::ConnsCapacity)
+            Kind::Counter(Counter::Conns | Counter::ConnsCapacity | Counter::ConnsUnreplied)
         )
     }
 }

@@ -744,30 +744,40 @@ fn counters_follow_states_and_expiry() {
 fn full_table_drops_new_flows_only() {
     let t = director();
     let mut p = pipeline(&t, 8);
+    let ack = |i: u16| Pkt {
+        sport: i,
+        l4: L4::Tcp { flags: ACK, seq: 9 },
+        ..Pkt::default()
+    };
+    // Established connections fill the table (no unreplied share to
+    // evict from, nothing expired to reclaim).
     for i in 0..8u16 {
         let syn = Pkt {
             sport: i,
             ..Pkt::default()
         };
         assert!(is_tx(run(&mut p, &syn.bytes(), 0).0));
+        assert!(is_tx(run(&mut p, &ack(i).bytes(), 0).0));
     }
+    assert_eq!(p.conns().unreplied(), 0);
     let late = Pkt {
         sport: 999,
         ..Pkt::default()
     };
     assert_eq!(
-        run(&mut p, &late.bytes(), 0).0,
+        run(&mut p, &late.bytes(), 1).0,
         Verdict::Drop(DropReason::TableFull)
     );
     for i in 0..8u16 {
-        let data = Pkt {
-            sport: i,
-            l4: L4::Tcp { flags: ACK, seq: 9 },
-            ..Pkt::default()
-        };
-        assert!(is_tx(run(&mut p, &data.bytes(), 1).0));
+        assert!(is_tx(run(&mut p, &ack(i).bytes(), 1).0));
     }
     assert_eq!(p.stats().dropped(DropReason::TableFull), 1);
+    // Once they have expired (900 s idle), a new flow reclaims their
+    // entries itself, though no expiry pass ran.
+    assert!(is_tx(run(&mut p, &late.bytes(), 1000).0));
+    assert_eq!(p.stats().dropped(DropReason::TableFull), 1);
+    assert_eq!(p.stats().get(Counter::ConnsReclaimed), 8);
+    assert_eq!(p.conns().len(), 1);
 }
 
 #[test]

@@ -528,3 +528,64 @@ fn a_worker_with_both_interfaces_forwards_between_them_itself() {
     );
     assert_eq!((c1.get(Counter::Tx), c1.get(Counter::HandoffSent)), (0, 1));
 }
+
+/// Item 5 of issue 12: through the worker loop with a simulated clock,
+/// new UDP flows at `RATE` a second with a 2 s timeout into a table of
+/// 8192: expiry keeps up (reaping grows with insertions), so no flow is
+/// refused and occupancy stays at rate x timeout. (The loop before
+/// reaped at most 256 entries a second when busy: the table filled in
+/// three seconds.)
+#[test]
+fn expiry_keeps_up_with_a_flood_of_new_flows() {
+    const RATE: u32 = 3000;
+    const TIMEOUT: u32 = 2;
+    const CAP: u32 = 8192;
+    let mut t = director();
+    t.set_timeouts(0, 0, TIMEOUT);
+    t.set_defense(xdpvs::conn::Defense {
+        unreplied_share: 1_000_000,
+        ..xdpvs::conn::Defense::default()
+    });
+    let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), &[vec![0]]));
+    let io = MemIo::default();
+    let mut w = Worker::new(0, vec![(0, io)], pipeline(&t, CAP), shared, OPTS);
+    let mut n = 0u32;
+    for now in 1..=30u32 {
+        let io = w.io(0).unwrap();
+        io.sent.clear();
+        for _ in 0..RATE {
+            n += 1;
+            let p = Pkt {
+                src: Ipv4Addr::from_bits(0xc612_4000 | (n >> 16 & 0xff)),
+                sport: n as u16,
+                dst: VIP_NAT,
+                dport: 53,
+                l4: common::L4::Udp { checksum: true },
+                ..Pkt::default()
+            };
+            io.rx.push_back(p.bytes());
+        }
+        // Bounded: each step takes a batch.
+        for _ in 0..RATE {
+            if w.step(now) == 0 {
+                break;
+            }
+        }
+        assert!(w.io(0).unwrap().rx.is_empty());
+        let pl = w.pipeline();
+        let pl_len = pl.conns().len();
+        assert_eq!(
+            pl.stats().dropped(xdpvs::frame::DropReason::TableFull),
+            0,
+            "second {now}"
+        );
+        if now > TIMEOUT {
+            // The flows of the last TIMEOUT seconds, and those that are
+            // due this second already reaped.
+            assert_eq!(pl_len, RATE * TIMEOUT, "second {now}");
+        }
+    }
+    let s = w.pipeline().stats();
+    assert_eq!(s.get(Counter::ConnsCreated), u64::from(30 * RATE));
+    assert_eq!(s.get(Counter::ConnsReclaimed), 0, "expiry alone kept up");
+}

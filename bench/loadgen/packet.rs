@@ -44,6 +44,9 @@ pub enum Traffic {
     /// TCP SYNs only: a new connection per packet while fewer than `flows`
     /// packets have been sent (give `flows` ≥ the packet count).
     Syn,
+    /// TCP SYN+ACK segments only, a new flow per packet like `syn` (a
+    /// spoofed SYN+ACK flood: what reflection attacks send).
+    SynAck,
     /// Established-style TCP: one SYN per flow, then ACK+PSH segments with
     /// data round-robin over the flows.
     Tcp,
@@ -66,7 +69,7 @@ impl Layout {
     fn l4_len(&self) -> usize {
         match self.traffic {
             Traffic::Udp => UDP_LEN,
-            Traffic::Syn | Traffic::Tcp => TCP_LEN,
+            Traffic::Syn | Traffic::SynAck | Traffic::Tcp => TCP_LEN,
         }
     }
 
@@ -142,11 +145,13 @@ impl Layout {
         payload[12..20].copy_from_slice(&now_ns.to_be_bytes());
         let (csum_at, proto) = match self.traffic {
             Traffic::Udp => (6, PROTO_UDP),
-            Traffic::Syn | Traffic::Tcp => {
+            Traffic::Syn | Traffic::SynAck | Traffic::Tcp => {
                 // The client's initial sequence number, one per flow.
                 let isn = flow.wrapping_mul(0x9e37_79b9);
-                let syn = self.traffic == Traffic::Syn || seq < flows;
-                let (s, flags, ack) = if syn {
+                let syn = self.traffic != Traffic::Tcp || seq < flows;
+                let (s, flags, ack) = if self.traffic == Traffic::SynAck {
+                    (isn, TCP_SYN | TCP_ACK, isn ^ 0x5a5a_5a5a)
+                } else if syn {
                     (isn, TCP_SYN, 0u32)
                 } else {
                     (isn.wrapping_add(1), TCP_ACK | TCP_PSH, 1)
@@ -288,6 +293,15 @@ mod tests {
         for seq in [0u64, 1, 100_000, (1 << 24) + 3] {
             let f = build(&l, seq, 0);
             assert_eq!(f[14 + 20 + 13], TCP_SYN);
+        }
+    }
+
+    #[test]
+    fn syn_ack_flood_is_all_syn_acks() {
+        let l = layout(Traffic::SynAck, Layout::min_size(Traffic::SynAck), 1 << 24);
+        for seq in [0u64, 1, 100_000] {
+            let f = build(&l, seq, 0);
+            assert_eq!(f[14 + 20 + 13], TCP_SYN | TCP_ACK);
         }
     }
 

@@ -18,6 +18,7 @@ use super::types::{
     CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Log, Tuning, XdpMode,
     ZeroCopy,
 };
+use crate::conn::Mode;
 use crate::log::Level;
 
 /// Longest `sun_path` of a Unix socket, without its terminating NUL.
@@ -234,7 +235,39 @@ impl Source<'_> {
                 })?
             }
         };
+        let dd = crate::conn::Defense::default();
+        let mode = |key: &str, leaf| -> Result<Mode> {
+            Ok(match self.int(leaf, key, 0u8, 2)? {
+                None => Mode::Off,
+                Some(0) => Mode::Off,
+                Some(1) => Mode::Auto,
+                Some(_) => Mode::On,
+            })
+        };
+        let defense = crate::conn::Defense {
+            unreplied_share: self
+                .fraction(&raw.unreplied_share, "connections.unreplied_share", false)?
+                .unwrap_or(dd.unreplied_share),
+            threshold: self
+                .fraction(
+                    &raw.defense_threshold,
+                    "connections.defense_threshold",
+                    true,
+                )?
+                .unwrap_or(dd.threshold),
+            drop_entry: mode("connections.drop_entry", &raw.drop_entry)?,
+            secure_tcp: mode("connections.secure_tcp", &raw.secure_tcp)?,
+            secure_tcp_timeout: self
+                .int(
+                    &raw.secure_tcp_timeout,
+                    "connections.secure_tcp_timeout",
+                    1,
+                    max,
+                )?
+                .unwrap_or(dd.secure_tcp_timeout),
+        };
         Ok(Connections {
+            defense,
             ftp_ports,
             max_entries: max_entries.unwrap_or(d.max_entries),
             tcp_timeout: tcp.unwrap_or(d.tcp_timeout),

@@ -57,6 +57,11 @@ pub(super) struct RawConnections {
     pub tcpfin_timeout: Leaf,
     pub udp_timeout: Leaf,
     pub ftp_ports: List,
+    pub unreplied_share: Leaf,
+    pub defense_threshold: Leaf,
+    pub drop_entry: Leaf,
+    pub secure_tcp: Leaf,
+    pub secure_tcp_timeout: Leaf,
 }
 
 #[derive(Deserialize)]

@@ -110,6 +110,25 @@ impl Source<'_> {
             .transpose()
     }
 
+    /// A fraction in `0..=1` (`0.5`, or `0` and `1` written as integers),
+    /// in parts per million; `zero` whether 0 is allowed.
+    pub(super) fn fraction(&self, leaf: &Leaf, key: &str, zero: bool) -> Result<Option<u32>> {
+        leaf.as_ref()
+            .map(|value| {
+                let v = value.get_ref();
+                v.as_float()
+                    .or_else(|| v.as_integer().map(|n| n as f64))
+                    .filter(|f| (0.0..=1.0).contains(f) && (zero || *f > 0.0))
+                    .map(|f| (f * 1e6).round() as u32)
+                    .filter(|&ppm| zero || ppm > 0)
+                    .ok_or_else(|| {
+                        let lo = if zero { "0" } else { "above 0" };
+                        self.expected(value, key, format!("a fraction {lo} up to 1"))
+                    })
+            })
+            .transpose()
+    }
+
     /// A power of two in `lo..=hi` (ring and UMEM sizes).
     pub(super) fn power_of_two(
         &self,

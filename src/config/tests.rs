@@ -96,6 +96,7 @@ fn minimal_file_gets_every_default() {
             tcpfin_timeout: 120,
             udp_timeout: 300,
             ftp_ports: vec![21],
+            defense: xdpvs_defense_default(),
         },
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
@@ -995,4 +996,39 @@ fn the_mtu_fits_a_frame_and_a_hand_over_buffer() {
     let d = t("").unwrap().dataplane;
     assert!(d.tuning.mtu_problem(u32::from(d.mtu)).is_none());
     assert!(d.tuning.mtu_problem(9000).is_some());
+}
+
+fn xdpvs_defense_default() -> crate::conn::Defense {
+    crate::conn::Defense::default()
+}
+
+#[test]
+fn flood_defence_keys() {
+    use crate::conn::{Defense, Mode};
+    let text = "[connections]\nunreplied_share = 0.25\ndefense_threshold = 0\n\
+                drop_entry = 1\nsecure_tcp = 2\nsecure_tcp_timeout = 3\n";
+    let c = parse(&format!("{HEAD}{text}")).unwrap();
+    assert_eq!(
+        c.connections.defense,
+        Defense {
+            unreplied_share: 250_000,
+            threshold: 0,
+            drop_entry: Mode::Auto,
+            secure_tcp: Mode::On,
+            secure_tcp_timeout: 3,
+        }
+    );
+    let one = parse(&format!("{HEAD}[connections]\nunreplied_share = 1\n")).unwrap();
+    assert_eq!(one.connections.defense.unreplied_share, 1_000_000);
+    for (text, key) in [
+        ("unreplied_share = 0", "connections.unreplied_share"),
+        ("unreplied_share = 1.5", "connections.unreplied_share"),
+        ("defense_threshold = -0.1", "connections.defense_threshold"),
+        ("drop_entry = 3", "connections.drop_entry"),
+        ("secure_tcp = \"on\"", "connections.secure_tcp"),
+        ("secure_tcp_timeout = 0", "connections.secure_tcp_timeout"),
+    ] {
+        let err = error(&format!("{HEAD}[connections]\n{text}\n"));
+        assert!(err.contains("t.toml") && err.contains(key), "{text}: {err}");
+    }
 }

@@ -241,6 +241,9 @@ pub struct Connections {
     /// Virtual ports whose NAT connections get the FTP helper, as IPVS's
     /// `ip_vs_ftp` module parameter `ports` (default `[21]`; empty: off).
     pub ftp_ports: Vec<u16>,
+    /// Flood defences: `unreplied_share`, `defense_threshold`,
+    /// `drop_entry`, `secure_tcp`, `secure_tcp_timeout`.
+    pub defense: crate::conn::Defense,
 }
 
 impl Connections {
@@ -263,6 +266,7 @@ impl Default for Connections {
             tcpfin_timeout: Self::DEFAULT_TCPFIN_TIMEOUT,
             udp_timeout: Self::DEFAULT_UDP_TIMEOUT,
             ftp_ports: vec![Self::DEFAULT_FTP_PORT],
+            defense: crate::conn::Defense::default(),
         }
     }
 }

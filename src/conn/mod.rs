@@ -13,12 +13,21 @@
 //! addr:port), so one lookup serves both directions and tells which side the
 //! packet came from.
 //!
+//! A connection starts *unreplied* and is confirmed once it is
+//! established (TCP ESTABLISHED, a UDP reply or second datagram; the
+//! pipeline decides, [`defense`] explains why). The table counts the
+//! unreplied connections and finds one at random to evict
+//! ([`ConnTable::pick_unreplied`]), so that they can be held to a share of
+//! the table.
+//!
 //! Invariants: an entry is live iff its `LIVE` flag is set; every live entry
 //! is in exactly one wheel list and in the index once (twice with
 //! `REVERSE`); a free entry is on the free list threaded through
-//! `links.next`.
+//! `links.next`; `unreplied` is the number of live connections (not
+//! templates or expectations) without `CONFIRMED`.
 
 pub mod addr;
+pub mod defense;
 pub mod frag;
 pub mod hash;
 pub mod index;
@@ -28,6 +37,7 @@ pub mod state;
 pub mod wheel;
 
 pub use addr::Addr;
+pub use defense::{Defense, Mode};
 pub use key::FlowKey;
 pub use seq::SeqAdjust;
 pub use state::{Direction, TcpState, Timeouts};
@@ -67,6 +77,10 @@ mod flags {
     /// The entry is in use.
     pub const LIVE: u8 = 0x80;
 }
+
+/// Set in a connection's state byte once it is confirmed (established,
+/// or a UDP flow answered); the TCP state is in the bits below.
+const CONFIRMED: u8 = 0x80;
 
 /// Added to the protocol number of a persistence template's key, so that
 /// no packet's 5-tuple can ever match a template.
@@ -359,7 +373,20 @@ impl<A: Addr> Conn<A> {
     /// A TCP connection's state ([`TcpState::None`] for UDP).
     #[inline]
     pub fn tcp_state(&self) -> TcpState {
-        TcpState::from_u8(self.state)
+        TcpState::from_u8(self.state & !CONFIRMED)
+    }
+
+    /// A connection that is established, or a UDP flow that was answered
+    /// ([`ConnTable::confirm`]); templates and expectations are neither.
+    #[inline]
+    pub fn is_confirmed(&self) -> bool {
+        self.state & CONFIRMED != 0
+    }
+
+    /// Counted as unreplied: a connection not confirmed yet.
+    #[inline]
+    fn is_unreplied(&self) -> bool {
+        self.kind() == Kind::Connection && !self.is_confirmed()
     }
 
     /// Moves a TCP connection to state `new`. Returns `Some(active)` when
@@ -367,7 +394,7 @@ impl<A: Addr> Conn<A> {
     /// InActConn counts, which the caller then updates.
     #[inline]
     pub fn set_tcp_state(&mut self, new: TcpState) -> Option<bool> {
-        self.state = new as u8;
+        self.state = new as u8 | (self.state & CONFIRMED);
         let established = new == TcpState::Established;
         if self.has(flags::INACTIVE) == established {
             self.flags ^= flags::INACTIVE;
@@ -447,6 +474,19 @@ pub struct ConnTable<A> {
     wheel: Wheel,
     free: u32,
     len: u32,
+    /// Live connections not confirmed yet.
+    unreplied: u32,
+    /// xorshift64 state for the random probes of the flood defence.
+    rng: u64,
+    /// Unreplied connections in the order they were opened, entry
+    /// numbers in a ring (a power of two long, at least the capacity):
+    /// the flood defence evicts from its head. Items whose entry has been
+    /// confirmed or freed since are skipped when they come up; an entry
+    /// freed and reused may be found early through its old item (it is
+    /// unreplied, so the share rule holds).
+    order: Box<[u32]>,
+    order_head: u32,
+    order_tail: u32,
 }
 
 impl<A: Addr> ConnTable<A> {
@@ -470,6 +510,14 @@ impl<A: Addr> ConnTable<A> {
             wheel: Wheel::new(now),
             free: 0,
             len: 0,
+            unreplied: 0,
+            order: vec![NIL; (capacity as usize).next_power_of_two()].into_boxed_slice(),
+            order_head: 0,
+            order_tail: 0,
+            rng: {
+                use std::hash::BuildHasher;
+                std::hash::RandomState::new().hash_one(0u8) | 1
+            },
         }
     }
 
@@ -485,9 +533,95 @@ impl<A: Addr> ConnTable<A> {
         self.len == 0
     }
 
+    /// Live connections not confirmed yet (see the module docs).
+    pub fn unreplied(&self) -> u32 {
+        self.unreplied
+    }
+
+    /// Confirms connection `i` (once established or answered): it no
+    /// longer counts as unreplied and is never picked for eviction.
+    #[inline]
+    pub fn confirm(&mut self, i: u32) {
+        let c = &mut self.entries.0[i as usize];
+        if c.is_unreplied() {
+            c.state |= CONFIRMED;
+            self.unreplied -= 1;
+        }
+    }
+
+    /// A random entry number (xorshift64; not for cryptography, only to
+    /// make the entries a flood's packets can push out unpredictable).
+    #[inline]
+    fn random_entry(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (((x >> 32) * u64::from(self.capacity())) >> 32) as u32
+    }
+
+    /// Probes up to `probes` random entries for unreplied connections and
+    /// returns, of the first `choices` found, the one that expires first
+    /// (the longest idle of them), for the flood defence to evict (the
+    /// caller ends it). With several choices a connection that has just
+    /// been opened is seldom the one picked, so a real client's handshake
+    /// survives a flood that churns the share far faster than at random.
+    /// O(probes), no scan.
+    pub fn pick_unreplied(&mut self, probes: u32, choices: u32) -> Option<u32> {
+        if self.unreplied == 0 {
+            return None;
+        }
+        let mut best: Option<(u32, u32)> = None;
+        let mut found = 0;
+        for _ in 0..probes {
+            let i = self.random_entry();
+            let c = &self.entries.0[i as usize];
+            if c.is_live() && c.is_unreplied() {
+                if best.is_none_or(|(_, at)| c.expires < at) {
+                    best = Some((i, c.expires));
+                }
+                found += 1;
+                if found == choices {
+                    break;
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The oldest unreplied connection (the first opened of those still
+    /// unreplied), looking at most at `max` items of the order ring, for
+    /// the flood defence to evict (the caller ends it). A real client's
+    /// handshake then survives a flood for as long as the flood takes to
+    /// cycle through the whole share, not a random while.
+    pub fn pick_oldest_unreplied(&mut self, max: u32) -> Option<u32> {
+        let mask = self.order.len() as u32 - 1;
+        for _ in 0..max {
+            if self.order_head == self.order_tail {
+                return None;
+            }
+            let i = self.order[(self.order_head & mask) as usize];
+            self.order_head = self.order_head.wrapping_add(1);
+            let c = &self.entries.0[i as usize];
+            if c.is_live() && c.is_unreplied() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Whether every entry due by `now` has been reaped: [`Self::expire`]
+    /// would find nothing to do.
+    #[inline]
+    pub fn caught_up(&self, now: u32) -> bool {
+        self.wheel.caught_up(now)
+    }
+
     /// Bytes of memory the table holds (entries, index and wheel).
     pub fn memory(&self) -> usize {
         std::mem::size_of_val(&*self.entries.0)
+            + std::mem::size_of_val(&*self.order)
             + self.index.memory()
             + 4 * (wheel::SLOTS as usize + 1)
     }
@@ -580,6 +714,15 @@ impl<A: Addr> ConnTable<A> {
         }
         self.wheel.schedule(&mut self.entries, i, at);
         self.len += 1;
+        if conn.is_unreplied() {
+            self.unreplied += 1;
+            let mask = self.order.len() as u32 - 1;
+            if self.order_tail.wrapping_sub(self.order_head) > mask {
+                self.order_head = self.order_head.wrapping_add(1);
+            }
+            self.order[(self.order_tail & mask) as usize] = i;
+            self.order_tail = self.order_tail.wrapping_add(1);
+        }
         Ok(i)
     }
 
@@ -634,8 +777,12 @@ impl<A: Addr> ConnTable<A> {
             debug_assert!(t.kind() == Kind::Template && t.control > 0);
             t.control -= 1;
         }
+        if c.is_unreplied() {
+            self.unreplied -= 1;
+        }
         let e = &mut self.entries.0[i as usize];
         e.flags = 0;
+        e.state = 0;
         e.links.next = self.free;
         self.free = i;
         self.len -= 1;

@@ -231,3 +231,81 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unreplied_connections_are_counted_and_only_they_are_picked() {
+    let mut t = ConnTable::<Ipv4Addr>::new(64, 0);
+    let ids: Vec<u32> = (0..40)
+        .map(|n| add(&mut t, conn(n, 100, n % 2 == 0)).unwrap())
+        .collect();
+    assert_eq!(t.unreplied(), 40);
+    for &i in &ids[..30] {
+        t.confirm(i);
+        t.confirm(i);
+    }
+    assert_eq!(t.unreplied(), 10);
+    assert!(t.get(ids[0]).is_confirmed() && !t.get(ids[35]).is_confirmed());
+    for _ in 0..1000 {
+        if let Some(i) = t.pick_unreplied(64, 4) {
+            assert!(ids[30..].contains(&i), "picked confirmed or free entry {i}");
+        }
+    }
+    // Removal and expiry keep the count.
+    t.remove(ids[35]);
+    t.remove(ids[0]);
+    assert_eq!(t.unreplied(), 9);
+    assert_eq!(t.expire(100, 1000, |_| None), 38);
+    assert_eq!((t.len(), t.unreplied()), (0, 0));
+    assert_eq!(t.pick_unreplied(64, 4), None);
+    // A reused entry starts unreplied again.
+    let i = add(&mut t, conn(7, 200, false)).unwrap();
+    assert!(!t.get(i).is_confirmed());
+    assert_eq!(t.unreplied(), 1);
+    assert!(t.caught_up(100) && !t.caught_up(200));
+}
+
+#[test]
+fn eviction_prefers_the_longest_idle_of_its_choices() {
+    let mut t = ConnTable::<Ipv4Addr>::new(64, 0);
+    // 63 old unreplied connections and one just opened.
+    for n in 0..63 {
+        add(&mut t, conn(n, 10, false)).unwrap();
+    }
+    let fresh = add(&mut t, conn(63, 70, false)).unwrap();
+    let mut picked_fresh = 0;
+    for _ in 0..10_000 {
+        if t.pick_unreplied(64, 8) == Some(fresh) {
+            picked_fresh += 1;
+        }
+    }
+    // Only when all 8 choices are the fresh one: never in practice
+    // (1/64^7 a pick); at random it would be about 156 of 10 000.
+    assert_eq!(picked_fresh, 0);
+}
+
+#[test]
+fn the_oldest_unreplied_connection_is_evicted_first() {
+    let mut t = ConnTable::<Ipv4Addr>::new(16, 0);
+    let ids: Vec<u32> = (0..10)
+        .map(|n| add(&mut t, conn(n, 100, false)).unwrap())
+        .collect();
+    t.confirm(ids[0]);
+    t.remove(ids[1]);
+    // 0 confirmed and 1 gone are skipped: 2 is the oldest unreplied.
+    assert_eq!(t.pick_oldest_unreplied(64), Some(ids[2]));
+    t.remove(ids[2]);
+    assert_eq!(t.pick_oldest_unreplied(64), Some(ids[3]));
+    // Bounded: a ring of stale items gives up after `max`.
+    for &i in &ids[3..] {
+        t.confirm(i);
+    }
+    assert_eq!(t.pick_oldest_unreplied(2), None);
+    assert_eq!(t.pick_oldest_unreplied(64), None);
+    // The ring never overflows: many more insertions than its length.
+    for n in 100..10_000 {
+        let i = add(&mut t, conn(n, 100, false)).unwrap();
+        let old = t.pick_oldest_unreplied(64).unwrap();
+        t.remove(old);
+        assert_eq!(t.get(i).caddr, key(n).saddr);
+    }
+}

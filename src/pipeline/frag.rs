@@ -133,7 +133,16 @@ impl State {
         let Some(dest) = snap.dest(c.dest()) else {
             return Verdict::Drop(DropReason::DestGone);
         };
-        self.update_state(snap, i, dest, Direction::Output, &p, now);
+        self.update_state(
+            snap,
+            frame.data(),
+            i,
+            dest,
+            Direction::Output,
+            &p,
+            false,
+            now,
+        );
         self.count(dest, Side::Server, f.layout.ip_len);
         let e = super::client_way(snap, &c);
         let vip = (c.vaddr, c.vport);

@@ -61,8 +61,19 @@ pub const FRAG_TIMEOUT: Tick = 2;
 /// takes an older one's slot (whose remaining fragments are then dropped).
 pub const FRAG_SLOTS: usize = 1024;
 
-/// Maximum connections reaped per [`Pipeline::expire`] call by default.
+/// Entries examined per expiry pass at least ([`Pipeline::expire_round`]).
 pub const EXPIRE_BUDGET: usize = 256;
+
+/// Entries examined per expiry pass for every entry inserted since the
+/// last: each insertion is reaped once, and may be examined again each
+/// time it is requeued after a refresh; four keep the wheel caught up
+/// with room to spare (`tests/worker.rs` checks it through the loop).
+pub const EXPIRE_PER_INSERT: usize = 4;
+
+/// Entries examined at most by a new connection that finds the table (or
+/// the unreplied share) full, reclaiming expired ones before it is
+/// refused.
+pub const RECLAIM_BUDGET: usize = 64;
 
 /// From this many connections on, the table no longer fits the caches and
 /// [`Pipeline::process_batch`] walks a batch in passes to overlap misses.
@@ -93,6 +104,8 @@ struct State {
     worker: usize,
     /// Translations of NAT replies' fragments in flight (`frag.rs`).
     frags: FragTable<FragTranslation>,
+    /// Entries inserted since the last expiry pass.
+    inserted: u32,
 }
 
 /// The translation a NAT reply's first fragment teaches the worker, for
@@ -156,6 +169,7 @@ impl Pipeline {
                 tx,
                 worker: 0,
                 frags: FragTable::new(FRAG_SLOTS),
+                inserted: 0,
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
@@ -282,8 +296,31 @@ impl Pipeline {
     /// Reaps expired connections, at most `budget` examined. Call between
     /// batches.
     pub fn expire(&mut self, now: Tick, budget: usize) -> usize {
-        let snap = &self.snap;
-        let n = self.st.conns.expire(now, budget, |c| {
+        self.st.inserted = 0;
+        self.st.reap(&self.snap, now, budget)
+    }
+
+    /// The expiry of one round of the worker loop: reaps with a budget of
+    /// [`EXPIRE_BUDGET`] plus [`EXPIRE_PER_INSERT`] for every entry
+    /// inserted since the last call, so that reclaiming keeps up with any
+    /// insertion rate; a round that finds the wheel caught up costs two
+    /// loads. Returns how many it freed.
+    #[inline]
+    pub fn expire_round(&mut self, now: Tick) -> usize {
+        if self.st.conns.caught_up(now) {
+            self.st.inserted = 0;
+            return 0;
+        }
+        let budget = EXPIRE_BUDGET + EXPIRE_PER_INSERT * self.st.inserted as usize;
+        self.expire(now, budget)
+    }
+}
+
+impl State {
+    /// Reaps expired connections by tick `now`, at most `budget` examined,
+    /// releasing what they hold of their real servers.
+    fn reap(&mut self, snap: &Snapshot, now: Tick, budget: usize) -> usize {
+        let n = self.conns.expire(now, budget, |c| {
             match c.kind() {
                 Kind::Expectation => {}
                 Kind::Template if c.controls() > 0 => {
@@ -302,14 +339,37 @@ impl Pipeline {
             }
             None
         });
-        let st = &mut self.st;
-        st.stats.inc(Counter::ExpireRuns);
-        st.stats.add(Counter::ConnsExpired, n as u64);
+        self.stats.inc(Counter::ExpireRuns);
+        self.stats.add(Counter::ConnsExpired, n as u64);
         n
     }
-}
 
-impl State {
+    /// Adds entry `conn` (hashed `hash`); a full table first reclaims what
+    /// has expired (bounded, [`RECLAIM_BUDGET`]), so that `table_full`
+    /// means nothing was reclaimable.
+    fn insert(
+        &mut self,
+        snap: &Snapshot,
+        conn: crate::conn::Conn<Ipv4Addr>,
+        hash: u64,
+        now: Tick,
+    ) -> Result<u32, crate::conn::InsertError> {
+        if self.conns.len() == self.conns.capacity() {
+            self.reclaim(snap, now);
+        }
+        let i = self.conns.insert(conn, hash)?;
+        self.inserted = self.inserted.saturating_add(1);
+        Ok(i)
+    }
+
+    /// Reclaims expired entries now, if any are due.
+    fn reclaim(&mut self, snap: &Snapshot, now: Tick) {
+        if !self.conns.caught_up(now) {
+            let n = self.reap(snap, now, RECLAIM_BUDGET);
+            self.stats.add(Counter::ConnsReclaimed, n as u64);
+        }
+    }
+
     /// Processes a frame as parsed, and counts its verdict: TCP and UDP
     /// through the connection table, anything else as a possible ICMP
     /// error about a connection, what did not parse as [`bad_frame`] says.
@@ -447,7 +507,7 @@ impl State {
             Side::Client if c.is_input_only() => Direction::InputOnly,
             Side::Client => Direction::Input,
         };
-        self.update_state(snap, i, dest, dir, p, now);
+        self.update_state(snap, frame.data(), i, dest, dir, p, false, now);
         self.count(dest, side, p.layout.ip_len);
         let mut l = p.layout;
         if c.proto() == PROTO_TCP && c.forward() == Forward::Nat && snap.is_ftp_port(c.vport) {

@@ -7,7 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::State;
 use super::parse::{Parsed, TCP_RST, TCP_SYN};
-use crate::conn::{self, Conn, Direction, FlowKey, InsertError, NewConn, Side};
+use crate::conn::defense::{DROP_PROBES, EVICT_CHOICES, EVICT_PROBES, PPM, secure_transition};
+use crate::conn::{
+    self, Conn, Defense, Direction, FlowKey, InsertError, Mode, NewConn, Side, TcpState,
+};
 use crate::dest::Dest;
 use crate::dest::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
@@ -119,7 +122,10 @@ impl State {
             client_mac,
             expires: now.saturating_add(snap.timeouts.tcp(conn::TcpState::None)),
         });
-        let i = match self.conns.insert(conn, hash) {
+        if let Err(r) = self.make_room(snap, now) {
+            return Verdict::Drop(r);
+        }
+        let i = match self.insert(snap, conn, hash, now) {
             Ok(i) => i,
             Err(InsertError::Full) => return Verdict::Drop(DropReason::TableFull),
             Err(InsertError::Collision) => return Verdict::Drop(DropReason::NatCollision),
@@ -136,7 +142,7 @@ impl State {
         } else {
             Direction::InputOnly
         };
-        self.update_state(snap, i, dest, dir, p, now);
+        self.update_state(snap, frame.data(), i, dest, dir, p, true, now);
         let Some(e) = super::egress(snap, dest) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
@@ -145,34 +151,109 @@ impl State {
             .to_server(frame, &p.layout, &t, &e, &mut self.stats, now)
     }
 
-    /// Moves connection `i` through its protocol's states for this packet,
-    /// keeps its real server's counters right and sets its new expiry.
+    /// The flood defences before a new (unreplied) connection is added
+    /// (`conn::defense`): `drop_entry`'s random early drop, then the
+    /// unreplied share — at its cap, expired entries are reclaimed first,
+    /// then the oldest unreplied connection is evicted (a bounded look
+    /// through the order ring, then random probes), or the new one is
+    /// refused.
+    fn make_room(&mut self, snap: &Snapshot, now: Tick) -> Result<(), DropReason> {
+        let d = &snap.defense;
+        let cap = self.conns.capacity();
+        if d.drop_entry != Mode::Off {
+            let above = d.above_threshold(self.conns.len(), self.conns.unreplied(), cap);
+            if d.drop_entry.active(above) {
+                for _ in 0..DROP_PROBES {
+                    if let Some(i) = self.conns.pick_unreplied(1, 1) {
+                        self.end(snap, i);
+                        self.stats.inc(Counter::DefenseDropped);
+                    }
+                }
+            }
+        }
+        if d.unreplied_share < PPM
+            && self.conns.unreplied() >= Defense::entries(d.unreplied_share, cap)
+        {
+            self.reclaim(snap, now);
+            if self.conns.unreplied() >= Defense::entries(d.unreplied_share, cap) {
+                let i = self
+                    .conns
+                    .pick_oldest_unreplied(EVICT_PROBES)
+                    .or_else(|| self.conns.pick_unreplied(EVICT_PROBES, EVICT_CHOICES))
+                    .ok_or(DropReason::UnrepliedFull)?;
+                self.end(snap, i);
+                self.stats.inc(Counter::UnrepliedEvicted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves connection `i` through its protocol's states for packet `p`
+    /// (frame `d`; `first`: the one that opened it), keeps its real
+    /// server's counters right, confirms it once it is established or
+    /// answered, and sets its new expiry.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn update_state(
         &mut self,
         snap: &Snapshot,
+        d: &[u8],
         i: u32,
         dest: &Dest,
         dir: Direction,
         p: &Parsed,
+        first: bool,
         now: Tick,
     ) {
         let timeouts = &snap.timeouts;
-        let c = self.conns.get_mut(i);
-        let timeout = if c.proto() == PROTO_TCP {
+        let c = self.conns.get(i);
+        let (timeout, confirmed) = if c.proto() == PROTO_TCP {
             let old = c.tcp_state();
-            let new = conn::state::tcp_transition(old, dir, p.tcp_flags);
+            let mut new = conn::state::tcp_transition(old, dir, p.tcp_flags);
+            let def = &snap.defense;
+            let secure = def.secure_tcp != Mode::Off
+                && def.secure_tcp.active(def.above_threshold(
+                    self.conns.len(),
+                    self.conns.unreplied(),
+                    self.conns.capacity(),
+                ));
+            if secure {
+                let data = tcp_payload(d, p);
+                new = secure_transition(old, new, dir, p.tcp_flags, data);
+            }
+            let c = self.conns.get_mut(i);
             if new != old
                 && let Some(active) = c.set_tcp_state(new)
             {
                 dest.counters.set_active(active);
             }
-            timeouts.tcp(new)
+            let t = timeouts.tcp(new);
+            let half_open = matches!(new, TcpState::SynRecv | TcpState::SynAck);
+            let t = if secure && half_open {
+                t.min(def.secure_tcp_timeout)
+            } else {
+                t
+            };
+            (t, new == TcpState::Established)
         } else {
-            timeouts.udp
+            // UDP: answered (NAT), or a second datagram where the answers
+            // bypass us (DR, TUN).
+            let answered = dir == Direction::Output || (dir == Direction::InputOnly && !first);
+            (timeouts.udp, answered)
         };
+        if confirmed {
+            self.conns.confirm(i);
+        }
         self.conns.set_expires(i, now.saturating_add(timeout));
     }
+}
+
+/// Whether TCP segment `p` (in frame `d`) carries payload.
+#[inline]
+fn tcp_payload(d: &[u8], p: &Parsed) -> bool {
+    let l4 = p.layout.l4();
+    let hdr = d.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4);
+    p.layout.ip_len > p.layout.ihl + hdr
 }
 
 /// The service's scheduler's choice for a new connection.

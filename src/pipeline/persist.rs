@@ -106,8 +106,7 @@ impl State {
         let expires = now.saturating_add(timeout);
         let tc = Conn::template(&tkey, (rip, dport), dest.fwd, dest.r, expires, timeout);
         let t = self
-            .conns
-            .insert(tc, thash)
+            .insert(snap, tc, thash, now)
             .map_err(|_| DropReason::TableFull)?;
         dest.counters.set_persistent(true);
         Ok((dest, t))

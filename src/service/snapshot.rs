@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// Outer source address of IPIP packets (TUN).
     pub tunnel_source: Option<Ipv4Addr>,
     pub timeouts: Timeouts,
+    /// The connection tables' flood defences (`[connections]`).
+    pub defense: crate::conn::Defense,
     pub(super) services: Box<[Service]>,
     /// (proto, IPv4 VIP, port) → index in `services`.
     pub(super) v4: hashbrown::HashMap<(u8, Ipv4Addr, u16), u32, foldhash::fast::FixedState>,

@@ -129,6 +129,8 @@ pub struct ServiceTable {
     workers: usize,
     /// `connections.ftp_ports`.
     ftp_ports: Vec<u16>,
+    /// `connections`' flood defences.
+    defense: crate::conn::Defense,
 }
 
 impl ServiceTable {
@@ -145,7 +147,17 @@ impl ServiceTable {
             versions: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
+            defense: crate::conn::Defense::default(),
         }
+    }
+
+    /// Sets the connection tables' flood defences (from the next snapshot).
+    pub fn set_defense(&mut self, d: crate::conn::Defense) {
+        self.defense = d;
+    }
+
+    pub fn defense(&self) -> &crate::conn::Defense {
+        &self.defense
     }
 
     /// Sets the virtual ports whose NAT connections get the FTP helper
@@ -168,6 +180,7 @@ impl ServiceTable {
         let mut t = ServiceTable::new(ports, cfg.dataplane.tunnel_source, timeouts);
         t.set_workers(workers);
         t.set_ftp_ports(c.ftp_ports.clone());
+        t.set_defense(c.defense);
         for s in &cfg.services {
             t.add_service(s)?;
             for r in &s.reals {
@@ -519,6 +532,7 @@ impl ServiceTable {
         let c = &cfg.connections;
         self.timeouts
             .set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
+        self.defense = c.defense;
         let gone: Vec<(Protocol, SocketAddr)> = self
             .services
             .iter()
@@ -769,6 +783,7 @@ impl ServiceTable {
             ports: self.ports.clone().into_boxed_slice(),
             tunnel_source: self.tunnel_source,
             timeouts: self.timeouts,
+            defense: self.defense,
             services,
             v4,
             dests,

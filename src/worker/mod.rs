@@ -7,7 +7,8 @@
 //! what other workers handed over; per socket, receive a batch, hand the
 //! frames another worker owns to it ([`handover`]), run the rest through
 //! the pipeline and route each out (`route.rs`); then service the rings.
-//! Between rounds it expires connections (bounded work), publishes its
+//! After each round it expires connections (bounded work that grows with
+//! the round's new connections, [`Worker::step`]), publishes its
 //! statistics now and then, and idles as `dataplane.idle` says.
 //!
 //! Rooms: [`io`] (what a socket offers), [`handover`] (who owns a frame,
@@ -32,7 +33,7 @@ use std::time::Instant;
 
 use crate::config::Idle;
 use crate::frame::{MAX_BATCH, Tick, Verdict};
-use crate::pipeline::{EXPIRE_BUDGET, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::stats::Counter;
 use crate::xsk::{XdpKernelStats, XskStats};
 use handover::{Route, Steer, route, steer};
@@ -135,16 +136,10 @@ impl<S: FrameIo> Worker<S> {
         let mut last_now = clock.now();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = clock.now();
-            if self.shared.dumps[self.id].requested.load(Ordering::Relaxed) {
-                self.answer_dump(now);
-            }
-            let work = self.round(now);
+            let work = self.step(now);
             rounds = rounds.wrapping_add(1);
             if now != last_now {
                 self.read_kernel_stats();
-            }
-            if now != last_now || work == 0 {
-                self.pipeline.expire(now, EXPIRE_BUDGET);
                 last_now = now;
             }
             if work > 0 {
@@ -172,6 +167,20 @@ impl<S: FrameIo> Worker<S> {
         }
         self.read_kernel_stats();
         self.publish();
+    }
+
+    /// What [`Worker::run`] does each time round at second `now`: answer
+    /// a `-c` request, run [`Worker::round`], then expire connections with
+    /// a budget that grows with the insertions of the round
+    /// ([`Pipeline::expire_round`]), so that reclaiming keeps up with any
+    /// rate of new flows. Returns the frames handled.
+    pub fn step(&mut self, now: Tick) -> usize {
+        if self.shared.dumps[self.id].requested.load(Ordering::Relaxed) {
+            self.answer_dump(now);
+        }
+        let work = self.round(now);
+        self.pipeline.expire_round(now);
+        work
     }
 
     /// One round of the loop over every socket (module docs). Returns the
@@ -428,6 +437,7 @@ impl<S: FrameIo> Worker<S> {
     /// copied in.
     pub fn publish(&mut self) {
         let conns = u64::from(self.pipeline.conns().len());
+        let unreplied = u64::from(self.pipeline.conns().unreplied());
         let mut rings = [0u64; RING_COUNTERS.len()];
         let mut counted = true;
         for (_, io) in &self.socks {
@@ -441,6 +451,7 @@ impl<S: FrameIo> Worker<S> {
         }
         let s = self.pipeline.stats_mut();
         s.set(Counter::Conns, conns);
+        s.set(Counter::ConnsUnreplied, unreplied);
         if counted {
             for (&v, (c, _)) in rings.iter().zip(RING_COUNTERS) {
                 s.set(c, v);
@@ -501,7 +512,12 @@ impl Default for Clock {
 }
 
 impl Clock {
+    /// Seconds since the start, plus one (tick 0 is never "now"). Each
+    /// tick is one whole second long: an entry's timeout of T ticks is
+    /// T - 1 to T seconds, whatever second it was set in. (`max(1)`
+    /// instead of `+ 1` made the first tick two seconds long, so the
+    /// flows of the first two seconds were all held a second longer.)
     pub fn now(&self) -> Tick {
-        (self.start.elapsed().as_secs() as Tick).max(1)
+        (self.start.elapsed().as_secs() as Tick).saturating_add(1)
     }
 }
