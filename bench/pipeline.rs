@@ -177,8 +177,15 @@ fn established(
         let Verdict::Tx { .. } = process(&mut p, &mut buf, &syn) else {
             panic!("setup SYN not forwarded")
         };
-        fwd.push(frame(caddr, cport, mode.vip(), 80, ACK));
+        // The handshake's ACK: the connection is established (confirmed,
+        // so the table's share for unreplied entries does not cap it).
+        let ack = frame(caddr, cport, mode.vip(), 80, ACK);
+        let Verdict::Tx { .. } = process(&mut p, &mut buf, &ack) else {
+            panic!("setup ACK not forwarded")
+        };
+        fwd.push(ack);
         if mode == Mode::Nat {
+            // The ACK went out rewritten to its real server's address.
             let rip = Ipv4Addr::new(
                 buf[HEADROOM + 30],
                 buf[HEADROOM + 31],
