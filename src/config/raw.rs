@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub dataplane: Option<Spanned<RawDataplane>>,
     pub connections: Option<Spanned<RawConnections>>,
     pub control: Option<Spanned<RawControl>>,
+    pub daemon: Option<Spanned<RawDaemon>>,
     pub services: Option<Vec<Spanned<RawService>>>,
 }
 
@@ -62,6 +63,13 @@ pub(super) struct RawConnections {
 #[serde(deny_unknown_fields, expecting = "a [control] table")]
 pub(super) struct RawControl {
     pub socket: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [daemon] table")]
+pub(super) struct RawDaemon {
+    pub user: Leaf,
+    pub group: Leaf,
 }
 
 #[derive(Deserialize)]

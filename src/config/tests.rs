@@ -100,6 +100,7 @@ fn minimal_file_gets_every_default() {
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
         },
+        daemon: Daemon::default(),
         services: vec![],
     };
     assert_eq!(config, expected);
@@ -482,6 +483,30 @@ fn control_socket_is_checked() {
         format!(
             "t.toml:4: control.socket: expected a Unix socket path of 1..=107 bytes, got \"{long}\""
         )
+    );
+}
+
+#[test]
+fn daemon_user_and_group_are_names() {
+    let config = parse(&format!(
+        "{HEAD}[daemon]\nuser = \"xdpvs\"\ngroup = \"xdpvs-adm\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.daemon.user.as_deref(), Some("xdpvs"));
+    assert_eq!(config.daemon.group.as_deref(), Some("xdpvs-adm"));
+    let config = parse(&format!("{HEAD}[daemon]\nuser = \"xdpvs\"\n")).unwrap();
+    assert_eq!(config.daemon.group, None);
+    for bad in ["", "123", "a b", "a:b", "../x"] {
+        assert_eq!(
+            error(&format!("{HEAD}[daemon]\nuser = \"{bad}\"\n")),
+            format!(
+                "t.toml:4: daemon.user: expected a user or group name of 1..=32 bytes, got \"{bad}\""
+            )
+        );
+    }
+    assert_eq!(
+        error(&format!("{HEAD}[daemon]\ngroup = 7\n")),
+        "t.toml:4: daemon.group: expected a user or group name of 1..=32 bytes, got 7"
     );
 }
 
