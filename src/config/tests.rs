@@ -271,7 +271,7 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
         "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
-         `connections`, `control`, `services`"
+         `connections`, `control`, `daemon`, `services`"
     );
 }
 
