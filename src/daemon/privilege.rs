@@ -3,7 +3,9 @@
 //! the daemon gives up what it needed only for that.
 //!
 //! What start-up needs: `CAP_NET_ADMIN` and `CAP_BPF` (load and attach
-//! the XDP program, create its maps), `CAP_NET_RAW` (open AF_XDP
+//! the XDP program, create its maps), `CAP_PERFMON` (without it the
+//! verifier refuses the program's packet pointer arithmetic "for !root"
+//! when the daemon does not run as root), `CAP_NET_RAW` (open AF_XDP
 //! sockets), `CAP_IPC_LOCK` (or a large enough `RLIMIT_MEMLOCK`, for the
 //! UMEM), `CAP_SYS_ADMIN` on kernels that ask it for some BPF commands
 //! (and to find a stale program by id), `CAP_SETUID`/`CAP_SETGID` to
@@ -223,7 +225,10 @@ fn read(set: CapSet) -> Result<HashSet<Capability>, PrivilegeError> {
 /// Shrinks the calling thread to `keep`: bounding set (where allowed),
 /// inheritable, ambient, effective, then permitted.
 fn shrink_to(keep: &HashSet<Capability>) -> Result<(), PrivilegeError> {
-    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+    let permitted = read(CapSet::Permitted)?;
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        caps::set(None, CapSet::Effective, &permitted)
+            .map_err(caps_err("set the effective set"))?;
         for c in read(CapSet::Bounding)?.difference(keep) {
             caps::drop(None, CapSet::Bounding, *c)
                 .map_err(caps_err("drop from the bounding set"))?;
