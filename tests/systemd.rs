@@ -115,8 +115,8 @@ fn the_unit_verifies() {
 /// A unit line's value (`Key=value`), the last one if repeated.
 fn unit_value(text: &str, key: &str) -> String {
     text.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("dist/xdpvs.service has no {key}="))
         .trim()
         .to_owned()

@@ -271,7 +271,7 @@ impl std::fmt::Display for Dropped {
 
 /// The control thread's part (module docs): switches to `identity` if
 /// given (every thread), then keeps [`ALWAYS_KEPT`] plus the smallest
-/// candidate of [`FOR_MAPS`] with which `maps_work` succeeds (it must
+/// candidate (nothing more, `CAP_BPF`, `CAP_SYS_ADMIN`) with which `maps_work` succeeds (it must
 /// read the XDP maps and say why not). Call it while the workers wait,
 /// then have each call [`drop_worker`].
 pub fn drop_control(
