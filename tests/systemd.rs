@@ -373,6 +373,15 @@ fn check_privileges(daemon: &Daemon, uid: u32, bounding: Option<u64>) {
     let pid = daemon.child.id();
     let ids = format!("{uid}\t{uid}\t{uid}\t{uid}");
     let leader = creds(Path::new(&format!("/proc/{pid}/status")));
+    // For the record (`-- --nocapture`): what the running daemon holds.
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for l in text.lines().filter(|l| {
+        ["Uid:", "Gid:", "Cap", "NoNewPrivs:"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    }) {
+        eprintln!("/proc/{pid}/status {l}");
+    }
     assert_eq!(
         leader,
         Creds {
