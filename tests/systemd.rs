@@ -446,6 +446,9 @@ fn still_works(bed: &Testbed, daemon: &Daemon, sock: &Path, uid: u32) {
     daemon.wait_for("xdpvs: reloaded ", Duration::from_secs(10));
     assert!(adm(bed, sock, &["-L", "-n"]).contains(&rs3));
     assert_eq!(served(bed, 30), ["rs1", "rs2", "rs3"]);
+    // The edits rewrote the steering maps with what was kept.
+    let log = daemon.log();
+    assert!(!log.contains("XDP maps:"), "log:\n{log}");
 }
 
 const NOBODY: u32 = 65534;
