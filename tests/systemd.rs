@@ -446,7 +446,13 @@ fn still_works(bed: &Testbed, daemon: &Daemon, sock: &Path, uid: u32) {
     daemon.wait_for("xdpvs: reloaded ", Duration::from_secs(10));
     assert!(adm(bed, sock, &["-L", "-n"]).contains(&rs3));
     assert_eq!(served(bed, 30), ["rs1", "rs2", "rs3"]);
-    // The edits rewrote the steering maps with what was kept.
+    // A new service, and its removal, rewrite the steering maps.
+    let vip2 = format!("{}:8080", bed.vip());
+    adm(bed, sock, &["-A", "-t", &vip2, "-s", "rr"]);
+    assert!(adm(bed, sock, &["-L", "-n"]).contains(&vip2));
+    adm(bed, sock, &["-D", "-t", &vip2]);
+    assert!(!adm(bed, sock, &["-L", "-n"]).contains(&vip2));
+    // ... with the capabilities kept, or the daemon would say so.
     let log = daemon.log();
     assert!(!log.contains("XDP maps:"), "log:\n{log}");
 }
