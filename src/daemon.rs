@@ -572,7 +572,7 @@ impl Director {
                     if go.recv().is_err() {
                         return;
                     }
-                    let done = crate::daemon::privilege::drop_worker();
+                    let done = privilege::drop_worker();
                     let failed = done.is_err();
                     let _ = dropped.send((id, done));
                     if failed {
