@@ -15,6 +15,8 @@
 #                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf,
 #                fonts-dejavu-core (the chart font of scripts/bench.sh, read
 #                from its file: no fontconfig involved)
+#   systemd      systemd (systemd-analyze verifies dist/xdpvs.service), util-linux
+#                (setpriv runs the daemon as the unit would: tests/systemd.rs)
 #
 # The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
 # for edition 2024 and has no rustup package, and rustup's installer downloads
@@ -27,6 +29,7 @@ PACKAGES=(
     libbpf-dev linux-libc-dev
     iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp socat
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
+    systemd util-linux
 )
 # Edition 2024 needs Rust 1.85.
 MIN_RUST_MINOR=85

@@ -44,6 +44,13 @@
 //! once it has received N frames (default 1). A value that does not parse
 //! is refused at start.
 //!
+//! Supervision and privileges: under a service manager the daemon speaks
+//! its readiness protocol ([`notify`]: `READY=1` when it logs `running:`,
+//! `RELOADING=1`/`READY=1` around a SIGHUP reload, `WATCHDOG=1` pings
+//! while every worker runs, `STOPPING=1`), and once started it keeps only
+//! the capabilities it still needs, in the control thread only, optionally
+//! as `daemon.user` ([`privilege`]). `dist/xdpvs.service` is the unit.
+//!
 //! Route sources: the same route lookup names the source address the
 //! kernel would send from toward each real server (RTA_PREFSRC), which is
 //! the outer source of its TUN packets unless `dataplane.tunnel_source`
@@ -77,6 +84,12 @@ use crate::stats::{Counter, Kind, WorkerStats};
 use crate::worker::{Clock, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::Steering;
 use crate::xsk::{Xsk, XskConfig, XskError};
+
+pub mod notify;
+pub mod privilege;
+
+use notify::{Notifier, NotifyError};
+use privilege::{Identity, PrivilegeError};
 
 /// Why the daemon could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +145,12 @@ pub enum DaemonError {
     BadFault(String),
     #[error("XDPVS_LOG: expected one of error, warning, notice, info, debug, got {0:?}")]
     BadLogLevel(String),
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("worker {0}: cannot drop its capabilities: {1}")]
+    WorkerPrivilege(usize, PrivilegeError),
 }
 
 /// The fault-injection variable of the module docs.
@@ -325,6 +344,10 @@ struct Director {
     threads: Vec<(usize, JoinHandle<()>)>,
     /// Fault injection: (worker, frames), from [`FAULT_PANIC_ENV`].
     fault: Option<(usize, u64)>,
+    /// The service manager's readiness protocol.
+    notify: Notifier,
+    /// `daemon.user`/`daemon.group`, resolved.
+    identity: Option<Identity>,
 }
 
 /// What the control thread keeps in step with the service table: the
@@ -367,6 +390,12 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         Ok(v) => Some(parse_fault(&v).ok_or(DaemonError::BadFault(v))?),
         Err(_) => None,
     };
+    let notify = Notifier::from_env()?;
+    let identity = Identity::resolve(
+        &file,
+        cfg.daemon.user.as_deref(),
+        cfg.daemon.group.as_deref(),
+    )?;
     let mut nl = Netlink::new()?;
     let ifaces = check_machine(&file, &cfg, &mut nl)?;
     let plans = plan(&cfg.dataplane, &ifaces);
@@ -437,19 +466,28 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         },
         threads: Vec::new(),
         fault,
+        notify,
+        identity,
     };
     let started = d.start(&plans);
     if let Err(e) = started {
         d.shutdown(false);
         return Err(e);
     }
-    log::notice(format_args!(
+    let running = format!(
         "running: {} workers, {} services; SIGHUP reloads {}",
         plans.len(),
         d.cfg.services.len(),
         d.path.display()
-    ));
+    );
+    log::notice(&running);
+    d.notify.ready(&running);
     let outcome = d.control_loop(&stop, &hup);
+    let why = match &outcome {
+        Ok(()) => "stopping".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    d.notify.stopping(&why);
     d.shutdown(true);
     outcome
 }
@@ -486,6 +524,8 @@ impl Director {
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
+        let (dropped_tx, dropped_rx) = mpsc::channel::<(usize, Result<(), PrivilegeError>)>();
+        let mut gos = Vec::new();
         let clock = Arc::clone(&self.plane.clock);
         let per_worker = (self.cfg.connections.max_entries / plans.len() as u32).max(1);
         let opts = WorkerOptions {
@@ -508,6 +548,9 @@ impl Director {
             let clock = Arc::clone(&clock);
             let core = p.core;
             let fault = self.fault.and_then(|(w, n)| (w == id).then_some(n));
+            let (go_tx, go) = mpsc::channel::<()>();
+            gos.push(go_tx);
+            let dropped = dropped_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("xdpvs-w{id}"))
                 .spawn(move || {
@@ -530,6 +573,18 @@ impl Director {
                         let _ = tx.send(Ok((id, *port, xsk.as_raw_fd(), mode)));
                         socks.push((*port, xsk));
                     }
+                    // Sockets open: wait for the control thread's drop
+                    // of privileges, then drop this thread's own (they
+                    // are per thread). No go: start-up failed.
+                    if go.recv().is_err() {
+                        return;
+                    }
+                    let done = privilege::drop_worker();
+                    let failed = done.is_err();
+                    let _ = dropped.send((id, done));
+                    if failed {
+                        return;
+                    }
                     let snap = shared.snapshot.load_full();
                     let pipeline = Pipeline::new(per_worker, snap, clock.now());
                     let mut w = Worker::new(id, socks, pipeline, shared, opts);
@@ -542,6 +597,7 @@ impl Director {
             self.threads.push((id, spawned));
         }
         drop(tx);
+        drop(dropped_tx);
         for _ in plans.iter().flat_map(|p| &p.socks) {
             let deadline = Instant::now() + Duration::from_secs(10);
             let (id, port, fd, copy) = loop {
@@ -573,6 +629,7 @@ impl Director {
             ));
         }
         self.plane.publish(&self.control);
+        self.drop_privileges(gos, &dropped_rx)?;
         // Give the kernel a moment to resolve what it did not know yet, so
         // that "running" means the first packets find their next hops.
         let deadline = Instant::now() + INITIAL_RESOLVE;
@@ -585,6 +642,66 @@ impl Director {
         Ok(())
     }
 
+    /// Everything is attached and open: the control thread keeps what it
+    /// still needs (switching to `daemon.user` first), then each worker
+    /// drops all of its own; returns once all have (see [`privilege`]).
+    fn drop_privileges(
+        &mut self,
+        gos: Vec<mpsc::Sender<()>>,
+        dropped: &mpsc::Receiver<(usize, Result<(), PrivilegeError>)>,
+    ) -> Result<(), DaemonError> {
+        if let Some(id) = &self.identity {
+            // The socket stays 0600, now the daemon's user's.
+            std::os::unix::fs::chown(
+                &self.cfg.control.socket,
+                Some(id.uid.as_raw()),
+                Some(id.gid.as_raw()),
+            )
+            .map_err(|error| DaemonError::Socket {
+                path: self.cfg.control.socket.clone(),
+                error,
+            })?;
+        }
+        let steering = &self.plane.steering;
+        let done = privilege::drop_control(self.identity.as_ref(), || {
+            steering
+                .iter()
+                .try_for_each(|s| s.stats().map(drop).map_err(|e| e.to_string()))
+        })?;
+        if let Some(id) = &self.identity
+            && let Err(error) = std::fs::File::open(&self.path)
+        {
+            return Err(PrivilegeError::Unreadable {
+                file: self.path.display().to_string(),
+                user: id.user.clone(),
+                error,
+            }
+            .into());
+        }
+        let workers = gos.len();
+        for go in gos {
+            // A worker that already ended is found below.
+            let _ = go.send(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..workers {
+            loop {
+                match dropped.recv_timeout(Duration::from_millis(50)) {
+                    Ok((_, Ok(()))) => break,
+                    Ok((w, Err(e))) => return Err(DaemonError::WorkerPrivilege(w, e)),
+                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                        if let Some(dead) = self.dead_worker() {
+                            return Err(dead);
+                        }
+                    }
+                    Err(_) => return Err(DaemonError::WorkerLost(self.threads.len())),
+                }
+            }
+        }
+        log::info(done);
+        Ok(())
+    }
+
     /// Runs until a signal stops the daemon (`Ok`) or a worker has ended
     /// (the error says which and why).
     fn control_loop(&mut self, stop: &AtomicBool, hup: &AtomicBool) -> Result<(), DaemonError> {
@@ -593,8 +710,12 @@ impl Director {
             if let Some(dead) = self.dead_worker() {
                 return Err(dead);
             }
+            // Every worker runs: the manager may hear so.
+            self.notify.watchdog(Instant::now());
             if hup.swap(false, Ordering::Relaxed) {
-                self.reload();
+                self.notify.reloading();
+                let status = self.reload();
+                self.notify.ready(&status);
             }
             self.serve(Duration::from_millis(20));
             log::flush();
@@ -660,26 +781,32 @@ impl Director {
     }
 
     /// SIGHUP: the file again, applied as a diff. A bad file changes
-    /// nothing and says why.
-    fn reload(&mut self) {
+    /// nothing and says why. Returns the line it logged last (the service
+    /// manager's status).
+    fn reload(&mut self) -> String {
         let file = self.path.display().to_string();
+        let refused = |why: String| {
+            let line = format!("reload refused, nothing changed: {why}");
+            log::warning(&line);
+            line
+        };
         let cfg = match Config::from_file(&self.path) {
             Ok(c) => c,
-            Err(e) => {
-                log::warning(format_args!("reload refused, nothing changed: {e}"));
-                return;
-            }
+            Err(e) => return refused(e.to_string()),
         };
         if let Err(e) = check_services(&file, &cfg) {
-            log::warning(format_args!("reload refused, nothing changed: {e}"));
-            return;
+            return refused(e.to_string());
         }
         if let Err(e) = self.control.table_mut().apply_config(&cfg) {
-            log::warning(format_args!("reload refused, nothing changed: {file}: {e}"));
-            return;
+            return refused(format!("{file}: {e}"));
         }
-        if cfg.dataplane != self.cfg.dataplane || cfg.control != self.cfg.control {
-            log::warning("reload: [dataplane] and [control] changes take effect at the next start");
+        if cfg.dataplane != self.cfg.dataplane
+            || cfg.control != self.cfg.control
+            || cfg.daemon != self.cfg.daemon
+        {
+            log::warning(
+                "reload: [dataplane], [control] and [daemon] changes take effect at the next start",
+            );
         }
         let n = cfg.services.len();
         self.cfg.services = cfg.services;
@@ -687,7 +814,9 @@ impl Director {
         // Published before it is reported: from the log line on, every
         // new connection is scheduled by the new table.
         self.plane.apply_changes(&mut self.control);
-        log::notice(format_args!("reloaded {file}: {n} services"));
+        let line = format!("reloaded {file}: {n} services");
+        log::notice(&line);
+        line
     }
 
     /// Stops and joins the workers, detaches the programs, and reports the

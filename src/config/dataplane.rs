@@ -1,5 +1,5 @@
-//! `[dataplane]`, `[connections]`, `[control]` and `[log]`: the tables of plain
-//! keys. Each key is read with its range; the few cross-checks are
+//! `[dataplane]`, `[connections]`, `[control]`, `[log]` and `[daemon]`: the
+//! tables of plain keys. Each key is read with its range; the few cross-checks are
 //! reported at the value that breaks them: no repeated interface, core or
 //! FTP port, and a data path that can work — enough UMEM frames for the
 //! fill ring and TX ([`Tuning::frames_needed`]), and frames of the MTU that
@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{Leaf, RawConnections, RawControl, RawDataplane, RawLog};
+use super::raw::{Leaf, RawConnections, RawControl, RawDaemon, RawDataplane, RawLog};
 use super::read::{Result, Source, describe, is_unicast};
 use super::types::{
-    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Log, Tuning, XdpMode,
-    ZeroCopy,
+    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Daemon, Dataplane, Idle, Log, Tuning,
+    XdpMode, ZeroCopy,
 };
 use crate::conn::Mode;
 use crate::log::Level;
@@ -286,6 +286,28 @@ impl Source<'_> {
             socket: socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
         })
     }
+
+    pub(super) fn daemon(&self, raw: &RawDaemon) -> Result<Daemon> {
+        let expected = format!("a user or group name of 1..={MAX_ACCOUNT_NAME} bytes");
+        let name = |s: &str| is_account_name(s).then(|| s.to_owned());
+        Ok(Daemon {
+            user: self.string(&raw.user, "daemon.user", &expected, name)?,
+            group: self.string(&raw.group, "daemon.group", &expected, name)?,
+        })
+    }
+}
+
+/// Longest user or group name (`useradd`'s limit).
+const MAX_ACCOUNT_NAME: usize = 32;
+
+/// A name `getpwnam`/`getgrnam` can look up: not empty, not all digits
+/// (a number would be taken for an id), no `:`, `/`, NUL or whitespace.
+fn is_account_name(name: &str) -> bool {
+    (1..=MAX_ACCOUNT_NAME).contains(&name.len())
+        && !name.bytes().all(|b| b.is_ascii_digit())
+        && !name
+            .chars()
+            .any(|c| c == ':' || c == '/' || c == '\0' || c.is_whitespace())
 }
 
 impl Source<'_> {

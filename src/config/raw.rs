@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub connections: Option<Spanned<RawConnections>>,
     pub control: Option<Spanned<RawControl>>,
     pub log: Option<Spanned<RawLog>>,
+    pub daemon: Option<Spanned<RawDaemon>>,
     pub services: Option<Vec<Spanned<RawService>>>,
 }
 
@@ -74,6 +75,13 @@ pub(super) struct RawControl {
 #[serde(deny_unknown_fields, expecting = "a [log] table")]
 pub(super) struct RawLog {
     pub level: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [daemon] table")]
+pub(super) struct RawDaemon {
+    pub user: Leaf,
+    pub group: Leaf,
 }
 
 #[derive(Deserialize)]

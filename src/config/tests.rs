@@ -104,6 +104,7 @@ fn minimal_file_gets_every_default() {
         log: crate::config::Log {
             level: crate::log::Level::Info,
         },
+        daemon: Daemon::default(),
         services: vec![],
     };
     assert_eq!(config, expected);
@@ -274,7 +275,7 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
         "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
-         `connections`, `control`, `log`, `services`"
+         `connections`, `control`, `log`, `daemon`, `services`"
     );
 }
 
@@ -500,6 +501,30 @@ fn control_socket_is_checked() {
         format!(
             "t.toml:4: control.socket: expected a Unix socket path of 1..=107 bytes, got \"{long}\""
         )
+    );
+}
+
+#[test]
+fn daemon_user_and_group_are_names() {
+    let config = parse(&format!(
+        "{HEAD}[daemon]\nuser = \"xdpvs\"\ngroup = \"xdpvs-adm\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.daemon.user.as_deref(), Some("xdpvs"));
+    assert_eq!(config.daemon.group.as_deref(), Some("xdpvs-adm"));
+    let config = parse(&format!("{HEAD}[daemon]\nuser = \"xdpvs\"\n")).unwrap();
+    assert_eq!(config.daemon.group, None);
+    for bad in ["", "123", "a b", "a:b", "../x"] {
+        assert_eq!(
+            error(&format!("{HEAD}[daemon]\nuser = \"{bad}\"\n")),
+            format!(
+                "t.toml:4: daemon.user: expected a user or group name of 1..=32 bytes, got \"{bad}\""
+            )
+        );
+    }
+    assert_eq!(
+        error(&format!("{HEAD}[daemon]\ngroup = 7\n")),
+        "t.toml:4: daemon.group: expected a user or group name of 1..=32 bytes, got 7"
     );
 }
 

@@ -25,6 +25,7 @@ pub struct Config {
     pub connections: Connections,
     pub control: Control,
     pub log: Log,
+    pub daemon: Daemon,
     /// Virtual services, in file order. May be empty: services can be added
     /// later with `xdpvsadm`.
     pub services: Vec<ServiceConfig>,
@@ -290,6 +291,15 @@ impl Default for Control {
 pub struct Log {
     /// Lines above this level are not written; `XDPVS_LOG` overrides it.
     pub level: crate::log::Level,
+}
+
+/// `[daemon]`: whom the daemon runs as once it has started.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Daemon {
+    /// The user to switch to after start-up; `None`: stay who it is.
+    pub user: Option<String>,
+    /// The group to switch to; `None`: the user's primary group.
+    pub group: Option<String>,
 }
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue};
 use super::error::{ConfigError, Problem};
 use super::raw::RawConfig;
 use super::read::{Result, Source};
-use super::types::{Config, Connections, Control, Log};
+use super::types::{Config, Connections, Control, Daemon, Log};
 
 impl Config {
     /// Reads and validates the configuration file at `path`.
@@ -105,12 +105,17 @@ impl Source<'_> {
             Some(table) => self.log(table.get_ref())?,
             None => Log::default(),
         };
+        let daemon = match &raw.daemon {
+            Some(table) => self.daemon(table.get_ref())?,
+            None => Daemon::default(),
+        };
         let services = self.services(raw.services.as_deref().unwrap_or(&[]))?;
         Ok(Config {
             dataplane,
             connections,
             control,
             log,
+            daemon,
             services,
         })
     }
