@@ -27,10 +27,13 @@
 //! splitting of the words), `parse` (the options gathered and checked,
 //! each read where its commands are: `service`, `real_server`, `list`),
 //! `resolve` (names, both ways), [`call`] (the control socket),
-//! [`render()`] and [`listing`] (ipvsadm's output formats), [`usage()`].
+//! [`render()`] and [`listing`] (ipvsadm's output formats), [`usage()`];
+//! [`cli`] describes the same options to clap, for the manual page and the
+//! shell completions.
 
 use crate::ctrl::proto::Request;
 
+pub mod cli;
 mod client;
 mod entry;
 mod invocation;
