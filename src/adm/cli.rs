@@ -202,8 +202,9 @@ mod tests {
 
     #[test]
     fn command_has_the_parsers_options() {
-        let cmd = command();
+        let mut cmd = command();
         cmd.clone().debug_assert();
+        cmd.build();
         for &(long, short, kind, tag) in TABLE {
             let found = cmd.get_arguments().find(|a| a.get_long() == Some(long));
             if matches!(tag, Tag::Unsupported(_)) {
