@@ -17,7 +17,6 @@
 //! output depends only on the tree.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -127,11 +126,18 @@ fn man(cmd: clap::Command, date: &str) -> Man {
         .manual("System Administration")
 }
 
-fn render(parts: &[&dyn Fn(&mut dyn Write) -> std::io::Result<()>]) -> Result<Vec<u8>, String> {
+/// A page: clap_mangen's title, name, synopsis, description and options,
+/// then `tail` (this page's own sections), then the version.
+fn page(m: &Man, tail: &Roff) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    for p in parts {
-        p(&mut buf).map_err(|e| format!("rendering a page: {e}"))?;
-    }
+    m.render_title(&mut buf)
+        .and_then(|()| m.render_name_section(&mut buf))
+        .and_then(|()| m.render_synopsis_section(&mut buf))
+        .and_then(|()| m.render_description_section(&mut buf))
+        .and_then(|()| m.render_options_section(&mut buf))
+        .and_then(|()| tail.to_writer(&mut buf))
+        .and_then(|()| m.render_version_section(&mut buf))
+        .map_err(|e| format!("rendering a page: {e}"))?;
     Ok(buf)
 }
 
@@ -183,15 +189,7 @@ fn daemon_page(date: &str) -> Result<Vec<u8>, String> {
             ("systemd.service", "5"),
         ],
     );
-    render(&[
-        &|w| m.render_title(w),
-        &|w| m.render_name_section(w),
-        &|w| m.render_synopsis_section(w),
-        &|w| m.render_description_section(w),
-        &|w| m.render_options_section(w),
-        &|w| tail.to_writer(w),
-        &|w| m.render_version_section(w),
-    ])
+    page(&m, &tail)
 }
 
 fn files_section(r: &mut Roff) {
@@ -228,15 +226,7 @@ fn adm_page(date: &str) -> Result<Vec<u8>, String> {
         &mut tail,
         &[("xdpvs", "8"), ("xdpvs.toml", "5"), ("ipvsadm", "8")],
     );
-    render(&[
-        &|w| m.render_title(w),
-        &|w| m.render_name_section(w),
-        &|w| m.render_synopsis_section(w),
-        &|w| m.render_description_section(w),
-        &|w| m.render_options_section(w),
-        &|w| tail.to_writer(w),
-        &|w| m.render_version_section(w),
-    ])
+    page(&m, &tail)
 }
 
 /// Text paragraphs separated by blank lines.

@@ -4,8 +4,8 @@
 //! it: ipvsadm's command line is popt's (bundled short options, an optional
 //! `-p` argument, the first option naming the command), which
 //! `tokenize` and `parse` reproduce. The command is built from the same
-//! option table ([`TABLE`]), so every option the parser knows is in the
-//! page and in the completions, with the help text of [`DOC`]; the
+//! option table (`options::TABLE`), so every option the parser knows is in the
+//! page and in the completions, with the help text of `DOC`; the
 //! synopsis is `-h`'s ([`usage()`]). Options ipvsadm has and xdpvs refuses
 //! are listed in the page's text ([`DIFFERENCES`]), not as options.
 
@@ -17,7 +17,7 @@ use crate::config::{DEFAULT_SCHEDULER, DEFAULT_SOCKET, SCHEDULERS};
 use super::options::{Arg, TABLE, Tag};
 use super::usage::usage;
 
-/// Per long option of [`TABLE`] (every one xdpvs has): its value names and
+/// Per long option of `options::TABLE` (every one xdpvs has): its value names and
 /// its help text, for the manual page.
 #[rustfmt::skip]
 pub(super) const DOC: &[(&str, &[&str], &str)] = &[
@@ -107,8 +107,8 @@ fn synopsis() -> String {
         .join("\n")
 }
 
-/// xdpvsadm's command line, from [`TABLE`] and [`DOC`]. Panics if an
-/// option has no [`DOC`] entry (a unit test checks that none is missing).
+/// xdpvsadm's command line, from `options::TABLE` and `DOC`. Panics if an
+/// option has no `DOC` entry (a unit test checks that none is missing).
 pub fn command() -> Command {
     let mut cmd = Command::new("xdpvsadm")
         .version(env!("CARGO_PKG_VERSION"))
