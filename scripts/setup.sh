@@ -17,6 +17,9 @@
 #                from its file: no fontconfig involved)
 #   systemd      systemd (systemd-analyze verifies dist/xdpvs.service), util-linux
 #                (setpriv runs the daemon as the unit would: tests/systemd.rs)
+#   package      lintian (scripts/package.sh --check, tests/package.rs), and
+#                cargo-deb (a cargo tool, installed with cargo install from
+#                crates.io when missing or of another version)
 #
 # The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
 # for edition 2024 and has no rustup package, and rustup's installer downloads
@@ -30,7 +33,11 @@ PACKAGES=(
     iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp socat
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
     systemd util-linux
+    lintian
 )
+# scripts/package.sh's cargo-deb, pinned: its output format (the .deb's path
+# on the last line) and options (--strip, --profile) are relied on.
+CARGO_DEB_VERSION=3.8.0
 # Edition 2024 needs Rust 1.85.
 MIN_RUST_MINOR=85
 
@@ -110,6 +117,19 @@ if command -v rustup >/dev/null 2>&1; then
     fi
 else
     step "rust: no rustup; skipping the rustfmt/clippy component check"
+fi
+
+# ---- cargo tools -----------------------------------------------------------------
+
+have_deb=$(cargo deb --version 2>/dev/null || true)
+if [[ $have_deb == *" $CARGO_DEB_VERSION" ]]; then
+    step "cargo-deb: $have_deb present"
+else
+    step "cargo-deb: installing $CARGO_DEB_VERSION (have: ${have_deb:-none}; cargo install, a few minutes)"
+    cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION" ||
+        die "cargo install cargo-deb $CARGO_DEB_VERSION failed"
+    have_deb=$(cargo deb --version 2>/dev/null) || die "cargo-deb installed but does not run"
+    step "cargo-deb: installed ($have_deb)"
 fi
 
 step "done"

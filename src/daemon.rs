@@ -64,6 +64,8 @@
 //! replies NAT real servers send to connections the director opened itself
 //! (health checks, an admin's curl) stay with the kernel.
 
+pub mod cli;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -31,10 +31,12 @@
 //! each read where its commands are: `service`, `real_server`, `list`),
 //! `resolve` (names, both ways), [`call`] (the control socket),
 //! [`render()`], [`listing`] (ipvsadm's output formats) and [`json`],
-//! [`usage()`].
+//! [`usage()`]; [`cli`] describes the same options to clap, for the manual
+//! page and the shell completions.
 
 use crate::ctrl::proto::Request;
 
+pub mod cli;
 mod client;
 mod entry;
 mod invocation;

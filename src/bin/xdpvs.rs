@@ -2,23 +2,13 @@
 //!
 //! `xdpvs --config FILE` runs the director in the foreground, logging to
 //! stderr, until SIGTERM or SIGINT; SIGHUP reloads FILE. `--check`
-//! validates FILE and exits. See `xdpvs::daemon`.
+//! validates FILE and exits. See `xdpvs::daemon`; the command line is
+//! `xdpvs::daemon::cli` (shared with the manual page).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-#[derive(Parser)]
-#[command(name = "xdpvs", version, about = "LVS director on AF_XDP")]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
-    /// Validate the file, print what is wrong, and exit.
-    #[arg(long)]
-    check: bool,
-}
+use xdpvs::daemon::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
