@@ -1,4 +1,4 @@
-//! `[dataplane]`, `[connections]` and `[control]`: the tables of plain
+//! `[dataplane]`, `[connections]`, `[control]` and `[metrics]`: the tables of plain
 //! keys. Each key is read with its range; the few cross-checks are
 //! reported at the value that breaks them: no repeated interface, core or
 //! FTP port, and a data path that can work — enough UMEM frames for the
@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{Leaf, RawConnections, RawControl, RawDataplane};
+use super::raw::{Leaf, RawConnections, RawControl, RawDataplane, RawMetrics};
 use super::read::{Result, Source, describe, is_unicast};
 use super::types::{
-    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Tuning, XdpMode,
-    ZeroCopy,
+    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Dataplane, Idle, Metrics, Tuning,
+    XdpMode, ZeroCopy,
 };
 
 /// Longest `sun_path` of a Unix socket, without its terminating NUL.
@@ -251,6 +251,20 @@ impl Source<'_> {
         Ok(Control {
             socket: socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
         })
+    }
+}
+
+impl Source<'_> {
+    /// `[metrics]`: `listen` is an address to bind, so the unspecified
+    /// address (every interface) is allowed, multicast and broadcast not.
+    pub(super) fn metrics(&self, raw: &RawMetrics) -> Result<Metrics> {
+        let expected = "an address with port to listen on, \"a.b.c.d:port\" or \"[ipv6]:port\"";
+        let listen = self.string(&raw.listen, "metrics.listen", expected, |s| {
+            s.parse::<std::net::SocketAddr>()
+                .ok()
+                .filter(|a| a.ip().is_unspecified() || is_unicast(a.ip()))
+        })?;
+        Ok(Metrics { listen })
     }
 }
 

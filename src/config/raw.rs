@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub dataplane: Option<Spanned<RawDataplane>>,
     pub connections: Option<Spanned<RawConnections>>,
     pub control: Option<Spanned<RawControl>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
     pub services: Option<Vec<Spanned<RawService>>>,
 }
 
@@ -62,6 +63,12 @@ pub(super) struct RawConnections {
 #[serde(deny_unknown_fields, expecting = "a [control] table")]
 pub(super) struct RawControl {
     pub socket: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [metrics] table")]
+pub(super) struct RawMetrics {
+    pub listen: Leaf,
 }
 
 #[derive(Deserialize)]

@@ -100,6 +100,7 @@ fn minimal_file_gets_every_default() {
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
         },
+        metrics: Metrics::default(),
         services: vec![],
     };
     assert_eq!(config, expected);
@@ -270,7 +271,7 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
         "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
-         `connections`, `control`, `services`"
+         `connections`, `control`, `metrics`, `services`"
     );
 }
 
@@ -482,6 +483,42 @@ fn control_socket_is_checked() {
         format!(
             "t.toml:4: control.socket: expected a Unix socket path of 1..=107 bytes, got \"{long}\""
         )
+    );
+}
+
+#[test]
+fn metrics_listen_is_an_address_to_bind() {
+    assert_eq!(parse(HEAD).unwrap().metrics.listen, None);
+    let listen = |v: &str| parse(&format!("{HEAD}[metrics]\nlisten = \"{v}\"\n"));
+    assert_eq!(
+        listen("127.0.0.1:9477").unwrap().metrics.listen,
+        Some(addr("127.0.0.1:9477"))
+    );
+    assert_eq!(
+        listen("[::]:9477").unwrap().metrics.listen,
+        Some(addr("[::]:9477"))
+    );
+    assert_eq!(
+        listen("0.0.0.0:9477").unwrap().metrics.listen,
+        Some(addr("0.0.0.0:9477"))
+    );
+    for bad in [
+        "127.0.0.1",
+        "localhost:9477",
+        "224.0.0.1:9477",
+        "255.255.255.255:1",
+    ] {
+        assert_eq!(
+            error(&format!("{HEAD}[metrics]\nlisten = \"{bad}\"\n")),
+            format!(
+                "t.toml:4: metrics.listen: expected an address with port to listen on, \
+                 \"a.b.c.d:port\" or \"[ipv6]:port\", got \"{bad}\""
+            ),
+        );
+    }
+    assert_eq!(
+        error(&format!("{HEAD}[metrics]\nport = 9477\n")),
+        "t.toml:4: metrics.port: unknown field `port`, expected `listen`"
     );
 }
 

@@ -24,6 +24,7 @@ pub struct Config {
     pub dataplane: Dataplane,
     pub connections: Connections,
     pub control: Control,
+    pub metrics: Metrics,
     /// Virtual services, in file order. May be empty: services can be added
     /// later with `xdpvsadm`.
     pub services: Vec<ServiceConfig>,
@@ -278,6 +279,14 @@ impl Default for Control {
             socket: PathBuf::from(DEFAULT_SOCKET),
         }
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint (`crate::ctrl::metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics` is served over HTTP; `None` (the default): not at
+    /// all.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue};
 use super::error::{ConfigError, Problem};
 use super::raw::RawConfig;
 use super::read::{Result, Source};
-use super::types::{Config, Connections, Control};
+use super::types::{Config, Connections, Control, Metrics};
 
 impl Config {
     /// Reads and validates the configuration file at `path`.
@@ -101,11 +101,16 @@ impl Source<'_> {
             Some(table) => self.control(table.get_ref())?,
             None => Control::default(),
         };
+        let metrics = match &raw.metrics {
+            Some(table) => self.metrics(table.get_ref())?,
+            None => Metrics::default(),
+        };
         let services = self.services(raw.services.as_deref().unwrap_or(&[]))?;
         Ok(Config {
             dataplane,
             connections,
             control,
+            metrics,
             services,
         })
     }
