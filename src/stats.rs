@@ -97,6 +97,11 @@ named_counters! {
         RxKicks = "rx_kicks",
         /// Transmit wake-ups (sendto calls).
         TxKicks = "tx_kicks",
+        /// Turns of the busy-poll loop (`worker::Worker::run`).
+        Rounds = "rounds",
+        /// Turns of the loop that found no frame and no hand-over: with
+        /// `rounds`, the fraction of polls that were idle.
+        IdleRounds = "idle_rounds",
         /// Kernel XDP_STATISTICS: frames dropped for other reasons.
         KernelRxDropped = "kernel_rx_dropped",
         /// Kernel XDP_STATISTICS: invalid RX descriptors.

@@ -140,6 +140,11 @@ impl<S: FrameIo> Worker<S> {
             }
             let work = self.round(now);
             rounds = rounds.wrapping_add(1);
+            let s = self.pipeline.stats_mut();
+            s.inc(Counter::Rounds);
+            if work == 0 {
+                s.inc(Counter::IdleRounds);
+            }
             if now != last_now {
                 self.read_kernel_stats();
             }
