@@ -52,6 +52,14 @@
 //! logged (`real server R: tunnel source S`). Both follow route and address
 //! changes within the once-a-second refresh.
 //!
+//! Metrics: with `[metrics] listen`, `/metrics` is served over HTTP by a
+//! thread of its own ([`crate::ctrl::http`]); the control thread renders
+//! the page ([`crate::ctrl::metrics`]) when that thread asks, on its next
+//! turn (20 ms at most), from what it holds: the service table, the
+//! workers' published statistics, the XDP programs' counts, and its own
+//! (reloads, control requests). The listening address is bound before
+//! anything is attached, like the control socket.
+//!
 //! The director's own addresses (every interface's IPv4 addresses, read
 //! at start and once a second) are given to the XDP programs, so that the
 //! replies NAT real servers send to connections the director opened itself
@@ -67,6 +75,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
+use crate::ctrl::http::MetricsServer;
+use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrape, SocketInfo};
 use crate::ctrl::proto::ConnView;
 use crate::ctrl::server::ControlServer;
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
@@ -115,6 +125,12 @@ pub enum DaemonError {
     #[error("control socket {path}: {error}")]
     Socket {
         path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{file}: metrics.listen: cannot listen on {addr}: {error}")]
+    Metrics {
+        file: String,
+        addr: std::net::SocketAddr,
         error: std::io::Error,
     },
     #[error("signal handlers: {0}")]
@@ -319,6 +335,18 @@ struct Director {
     threads: Vec<(usize, JoinHandle<()>)>,
     /// Fault injection: (worker, frames), from [`FAULT_PANIC_ENV`].
     fault: Option<(usize, u64)>,
+    metrics: MetricsState,
+}
+
+/// What `/metrics` shows beside the table and the workers' blocks.
+struct MetricsState {
+    server: Option<MetricsServer>,
+    /// Per interface, in port order: attached in native mode.
+    native: Vec<bool>,
+    sockets: Vec<SocketInfo>,
+    started: (std::time::SystemTime, Instant),
+    reloads: u64,
+    reload_failures: u64,
 }
 
 /// What the control thread keeps in step with the service table: the
@@ -405,6 +433,18 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         "control socket {}",
         cfg.control.socket.display()
     ));
+    let metrics_server = match cfg.metrics.listen {
+        Some(addr) => {
+            let m = MetricsServer::bind(addr).map_err(|error| DaemonError::Metrics {
+                file: file.clone(),
+                addr,
+                error,
+            })?;
+            log(format_args!("metrics on http://{}/metrics", m.local_addr()));
+            Some(m)
+        }
+        None => None,
+    };
     let ports_of: Vec<Vec<u8>> = plans
         .iter()
         .map(|p| p.socks.iter().map(|(port, _)| *port).collect())
@@ -430,6 +470,14 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         },
         threads: Vec::new(),
         fault,
+        metrics: MetricsState {
+            server: metrics_server,
+            native: Vec::new(),
+            sockets: Vec::new(),
+            started: (std::time::SystemTime::now(), Instant::now()),
+            reloads: 0,
+            reload_failures: 0,
+        },
     };
     let started = d.start(&plans);
     if let Err(e) = started {
@@ -473,6 +521,7 @@ impl Director {
             if let Some(line) = self.plane.checksum_lines.get(k) {
                 log(line);
             }
+            self.metrics.native.push(info.native);
             self.plane.steering.push(s);
         }
         self.plane.refresh_local_addrs();
@@ -555,6 +604,12 @@ impl Director {
             };
             let p = &plans[id];
             self.plane.steering[usize::from(port)].register_socket(p.queue, fd)?;
+            self.metrics.sockets.push(SocketInfo {
+                worker: id,
+                interface: self.plane.ifaces[usize::from(port)].name.clone(),
+                queue: p.queue,
+                zero_copy: copy.is_none(),
+            });
             log(format_args!(
                 "worker {id}: {} queue {} on {}, AF_XDP {}, {} connections",
                 self.plane.ifaces[usize::from(port)].name,
@@ -587,9 +642,17 @@ impl Director {
                 return Err(dead);
             }
             if hup.swap(false, Ordering::Relaxed) {
-                self.reload();
+                if self.reload() {
+                    self.metrics.reloads += 1;
+                } else {
+                    self.metrics.reload_failures += 1;
+                }
             }
             self.serve(Duration::from_millis(20));
+            if let Some(m) = self.metrics.server.take() {
+                m.answer(|| self.scrape());
+                self.metrics.server = Some(m);
+            }
             self.control.tick(Instant::now());
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
@@ -644,24 +707,63 @@ impl Director {
         });
     }
 
+    /// Everything `/metrics` shows, now.
+    fn scrape(&mut self) -> String {
+        let interfaces = self
+            .plane
+            .steering
+            .iter()
+            .zip(&self.metrics.native)
+            .map(|(s, &native)| InterfaceInfo {
+                name: s.ifname().to_owned(),
+                native,
+                program: s.stats().ok().map(|st| ProgramCounts {
+                    redirected: st.redirected,
+                    passed: st.passed,
+                    redirect_failed: st.redirect_failed,
+                }),
+            })
+            .collect();
+        let shared = &self.plane.shared;
+        let (requests, request_errors) = self.control.requests();
+        let (wall, mono) = self.metrics.started;
+        metrics::render(&Scrape {
+            services: self.control.metrics_views(),
+            retired: self.control.retired(),
+            workers: (0..shared.workers()).map(|w| shared.stats(w)).collect(),
+            interfaces,
+            sockets: self.metrics.sockets.clone(),
+            daemon: DaemonInfo {
+                start_time: wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                uptime: mono.elapsed().as_secs_f64(),
+                reloads: self.metrics.reloads,
+                reload_failures: self.metrics.reload_failures,
+                requests,
+                request_errors,
+            },
+        })
+    }
+
     /// SIGHUP: the file again, applied as a diff. A bad file changes
-    /// nothing and says why.
-    fn reload(&mut self) {
+    /// nothing and says why. True if it was applied.
+    fn reload(&mut self) -> bool {
         let file = self.path.display().to_string();
         let cfg = match Config::from_file(&self.path) {
             Ok(c) => c,
             Err(e) => {
                 log(format_args!("reload refused, nothing changed: {e}"));
-                return;
+                return false;
             }
         };
         if let Err(e) = check_services(&file, &cfg) {
             log(format_args!("reload refused, nothing changed: {e}"));
-            return;
+            return false;
         }
         if let Err(e) = self.control.table_mut().apply_config(&cfg) {
             log(format_args!("reload refused, nothing changed: {file}: {e}"));
-            return;
+            return false;
         }
         if cfg.dataplane != self.cfg.dataplane || cfg.control != self.cfg.control {
             log("reload: [dataplane] and [control] changes take effect at the next start");
@@ -673,6 +775,7 @@ impl Director {
         // new connection is scheduled by the new table.
         self.plane.apply_changes(&mut self.control);
         log(format_args!("reloaded {file}: {n} services"));
+        true
     }
 
     /// Stops and joins the workers, detaches the programs, and reports the
@@ -697,6 +800,7 @@ impl Director {
         self.plane.steering.clear();
         // Removes the socket file.
         self.server = None;
+        self.metrics.server = None;
         for w in (0..self.plane.shared.workers()).filter(|_| report) {
             log(format_args!(
                 "worker {w}: {}",

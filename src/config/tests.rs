@@ -49,6 +49,7 @@ fn reference_config_parses() {
     assert_eq!(config.dataplane.tunnel_source, None);
     assert_eq!(config.connections, Connections::default());
     assert_eq!(config.control, Control::default());
+    assert_eq!(config.metrics.listen, None);
     assert_eq!(config.services.len(), 1);
     let web = &config.services[0];
     assert_eq!(web.proto, Protocol::Tcp);

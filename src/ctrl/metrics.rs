@@ -182,8 +182,11 @@ fn proto_label(p: Protocol) -> &'static str {
     }
 }
 
-/// The five traffic counters: (name part, help, reader).
-const TRAFFIC: [(&str, &str, fn(&Totals) -> u64); 5] = [
+/// (name part, help, reader) of one traffic counter.
+type Traffic = (&'static str, &'static str, fn(&Totals) -> u64);
+
+/// The five traffic counters.
+const TRAFFIC: [Traffic; 5] = [
     ("connections", "connections scheduled", |t| t.conns),
     (
         "incoming_packets",

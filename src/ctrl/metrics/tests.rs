@@ -114,10 +114,10 @@ fn check_format(text: &str) -> HashSet<String> {
         let name = series.split('{').next().unwrap();
         assert_eq!(name, family, "{line}: outside its family");
         assert!(value.parse::<f64>().is_ok(), "{line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-            }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
         }
     }
     families
