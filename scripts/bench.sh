@@ -29,6 +29,10 @@
 #   REPS=3 DURATION=5 SIZE=64 RATE=0 (packets/s, 0 = as fast as the
 #   generator goes)  GEN_CORE=0 SINK_CORE=0 FWD_CORE=1 MAIN_CORE=0
 #   (testpmd's main lcore)  ONLY="testpmd nftables xdpvs" (subset)
+#   ONLY=scrape: the scrape cost alone, xdpvs DR UDP 1k flows with and
+#   without a client scraping /metrics SCRAPE_HZ=10 times a second
+#   (measurements "xdpvs dr" and "xdpvs dr+scrape", runs interleaved; the
+#   scraper is bash's /dev/tcp on MAIN_CORE, no process started per scrape)
 #   PROFILE=1 (perf record the xdpvs worker during one DR run)
 # With 2 cores the generator and the sink share a core; on a bigger box give
 # each its own: GEN_CORE=2 SINK_CORE=3 FWD_CORE=4 MAIN_CORE=0.
@@ -46,6 +50,8 @@ FWD_CORE=${FWD_CORE:-1}
 MAIN_CORE=${MAIN_CORE:-0}
 ONLY=${ONLY:-testpmd nftables xdpvs}
 PROFILE=${PROFILE:-0}
+SCRAPE_HZ=${SCRAPE_HZ:-10}
+METRICS_LISTEN=127.0.0.1:9477
 WARM_RATE=${WARM_RATE:-150000}
 FLOWS_SMALL=1000
 FLOWS_LARGE=1000000
@@ -259,6 +265,7 @@ max_entries = 4194304
 
 [control]
 socket = "$tmp/xdpvs.sock"
+$([[ -n ${XDPVS_METRICS:-} ]] && printf '\n[metrics]\nlisten = "%s"\n' "$METRICS_LISTEN")
 
 [[services]]
 proto = "$proto"
@@ -285,6 +292,37 @@ xdpvs_run() {
     measure xdpvs "$forward" "$traffic" "$flows" "$rep"
     stop_forwarder
     grep "worker" "$tmp/xdpvs.log" | sed 's/^/bench:    /' >&2 || true
+}
+
+# scraper: GET /metrics SCRAPE_HZ times a second until killed, each answer
+# read to its end; the number of complete scrapes goes to $tmp/scrapes.
+scraper() {
+    local host=${METRICS_LISTEN%:*} port=${METRICS_LISTEN##*:} n=0 line
+    local pause
+    pause=$(awk -v hz="$SCRAPE_HZ" 'BEGIN { printf "%.3f", 1 / hz }')
+    trap 'echo "$n" >"$tmp/scrapes"; exit 0' TERM
+    while :; do
+        if exec 3<>"/dev/tcp/$host/$port"; then
+            printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\n\r\n' "$host" >&3
+            while IFS= read -r -u 3 line; do :; done
+            exec 3<&-
+            n=$((n + 1))
+        fi
+        sleep "$pause"
+    done
+}
+
+xdpvs_scrape_run() {
+    local rep=$1
+    XDPVS_METRICS=1 xdpvs_start dr udp
+    rm -f "$tmp/scrapes"
+    nsx "$ND" taskset -c "$MAIN_CORE" bash -c "$(declare -f scraper); tmp=$tmp METRICS_LISTEN=$METRICS_LISTEN SCRAPE_HZ=$SCRAPE_HZ scraper" &
+    local scraper_pid=$!
+    measure xdpvs dr+scrape udp "$FLOWS_SMALL" "$rep"
+    kill -TERM "$scraper_pid" 2>/dev/null || true
+    wait "$scraper_pid" 2>/dev/null || true
+    stop_forwarder
+    say "    scrapes during the run: $(cat "$tmp/scrapes" 2>/dev/null || echo ?)"
 }
 
 profile_xdpvs() {
@@ -321,6 +359,16 @@ for rep in $(seq "$REPS"); do
         testpmd_run macswap "$rep"
     fi
     has nftables && nftables_run "$rep"
+    if has scrape; then
+        # Alternating which goes first, so neither always runs on a warmer box.
+        if ((rep % 2)); then
+            xdpvs_run dr udp "$FLOWS_SMALL" "$rep"
+            xdpvs_scrape_run "$rep"
+        else
+            xdpvs_scrape_run "$rep"
+            xdpvs_run dr udp "$FLOWS_SMALL" "$rep"
+        fi
+    fi
     if has xdpvs; then
         for mode in dr tun nat; do
             xdpvs_run "$mode" udp "$FLOWS_SMALL" "$rep"
