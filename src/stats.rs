@@ -7,7 +7,8 @@
 //! counters and the kernel's `XDP_STATISTICS` in. The whole block is then
 //! stored into the worker's [`PublishedStats`] (relaxed atomics, one
 //! store per counter), which the control thread reads for the stop log
-//! (per worker) and `xdpvsadm --counters` (per worker and summed).
+//! (per worker), `xdpvsadm --counters` (per worker and summed) and
+//! `/metrics` (per worker, `crate::ctrl::metrics`).
 //! Nothing counted stays invisible: every counter here reaches
 //! [`WorkerStats::entries`], the one list every view is made from.
 //!
