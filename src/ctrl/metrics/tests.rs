@@ -288,3 +288,20 @@ fn escapes() {
     assert_eq!(escape("a\\b\n\"c\"", true), "a\\\\b\\n\\\"c\\\"");
     assert_eq!(escape("a\"b", false), "a\"b");
 }
+
+#[test]
+fn the_grafana_dashboard_asks_for_families_that_exist() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/xdpvs.json");
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let families = check_format(&render(&scrape()));
+    let mut asked = 0;
+    for (i, _) in dashboard.match_indices("xdpvs_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        assert!(families.contains(&name), "the dashboard asks for {name}");
+        asked += 1;
+    }
+    assert!(asked >= 10, "{asked}");
+}
