@@ -32,7 +32,8 @@
 #   ONLY=scrape: the scrape cost alone, xdpvs DR UDP 1k flows with and
 #   without a client scraping /metrics SCRAPE_HZ=10 times a second
 #   (measurements "xdpvs dr" and "xdpvs dr+scrape", runs interleaved; the
-#   scraper is bash's /dev/tcp on MAIN_CORE, no process started per scrape)
+#   scraper is one curl --rate on MAIN_CORE), with the CPU time the daemon's
+#   control and metrics threads used during the scraped runs
 #   PROFILE=1 (perf record the xdpvs worker during one DR run)
 # With 2 cores the generator and the sink share a core; on a bigger box give
 # each its own: GEN_CORE=2 SINK_CORE=3 FWD_CORE=4 MAIN_CORE=0.
@@ -289,40 +290,57 @@ xdpvs_run() {
     local forward=$1 traffic=$2 flows=$3 rep=$4 proto=udp
     [[ $traffic == udp ]] || proto=tcp
     xdpvs_start "$forward" "$proto"
+    local cpu0
+    cpu0=$(side_cpu_ms "$fwd_pid")
     measure xdpvs "$forward" "$traffic" "$flows" "$rep"
+    # The baseline of xdpvs_scrape_run's figure.
+    [[ " $ONLY " == *" scrape "* ]] &&
+        say "    control and metrics threads used $(($(side_cpu_ms "$fwd_pid") - cpu0)) ms of CPU meanwhile"
     stop_forwarder
     grep "worker" "$tmp/xdpvs.log" | sed 's/^/bench:    /' >&2 || true
 }
 
-# scraper: GET /metrics SCRAPE_HZ times a second until killed, each answer
-# read to its end; the number of complete scrapes goes to $tmp/scrapes.
-scraper() {
-    local host=${METRICS_LISTEN%:*} port=${METRICS_LISTEN##*:} n=0 line
-    local pause
-    pause=$(awk -v hz="$SCRAPE_HZ" 'BEGIN { printf "%.3f", 1 / hz }')
-    trap 'echo "$n" >"$tmp/scrapes"; exit 0' TERM
-    while :; do
-        if exec 3<>"/dev/tcp/$host/$port"; then
-            printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\n\r\n' "$host" >&3
-            while IFS= read -r -u 3 line; do :; done
-            exec 3<&-
-            n=$((n + 1))
-        fi
-        sleep "$pause"
+# CPU time (ms) the daemon's threads other than its workers (control,
+# metrics) have used so far: utime + stime of /proc/PID/task/*/stat.
+side_cpu_ms() {
+    local pid=$1 total=0 t stat comm rest
+    local hz
+    hz=$(getconf CLK_TCK)
+    for t in /proc/"$pid"/task/*; do
+        stat=$(cat "$t/stat" 2>/dev/null) || continue
+        comm=${stat#*(}
+        comm=${comm%%)*}
+        [[ $comm == xdpvs-w* ]] && continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        # Fields 14 and 15 of stat are the 12th and 13th after the comm.
+        total=$((total + ${12} + ${13}))
     done
+    echo $((total * 1000 / hz))
 }
 
 xdpvs_scrape_run() {
     local rep=$1
     XDPVS_METRICS=1 xdpvs_start dr udp
-    rm -f "$tmp/scrapes"
-    nsx "$ND" taskset -c "$MAIN_CORE" bash -c "$(declare -f scraper); tmp=$tmp METRICS_LISTEN=$METRICS_LISTEN SCRAPE_HZ=$SCRAPE_HZ scraper" &
+    local cpu0
+    cpu0=$(side_cpu_ms "$fwd_pid")
+    # One curl for every scrape (--rate: SCRAPE_HZ a second, a new
+    # connection each, as the daemon closes them), on MAIN_CORE, its -w lines
+    # unbuffered so that none is lost when it is stopped; not
+    # through nsx, whose background subshell $! would name instead.
+    ip netns exec "$ND" taskset -c "$MAIN_CORE" stdbuf -oL curl -s -o /dev/null -w '%{http_code}\n' \
+        --rate "$SCRAPE_HZ/s" "http://$METRICS_LISTEN/metrics?[1-100000]" \
+        >"$tmp/scrapes" 2>/dev/null &
     local scraper_pid=$!
     measure xdpvs dr+scrape udp "$FLOWS_SMALL" "$rep"
     kill -TERM "$scraper_pid" 2>/dev/null || true
     wait "$scraper_pid" 2>/dev/null || true
+    local cpu1 n
+    cpu1=$(side_cpu_ms "$fwd_pid")
+    n=$(grep -c '^200$' "$tmp/scrapes" || true)
     stop_forwarder
-    say "    scrapes during the run: $(cat "$tmp/scrapes" 2>/dev/null || echo ?)"
+    say "    $n scrapes answered 200; control and metrics threads used $((cpu1 - cpu0)) ms of CPU meanwhile"
 }
 
 profile_xdpvs() {

@@ -159,7 +159,15 @@ fn metrics_follow_traffic_reloads_and_requests() {
     );
     // The workers publish their block when they go idle.
     std::thread::sleep(Duration::from_millis(300));
-    let after = samples(&scrape(&bed));
+    let text = scrape(&bed);
+    // For the record (`-- --nocapture`): the service and real server families.
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("xdpvs_service_") || l.starts_with("xdpvs_backend_connections"))
+    {
+        println!("{l}");
+    }
+    let after = samples(&text);
 
     let n = REQUESTS as f64;
     assert_eq!(
