@@ -167,6 +167,7 @@ fn metrics_follow_traffic_reloads_and_requests() {
     {
         println!("{l}");
     }
+    println!("({} bytes, {} lines)", text.len(), text.lines().count());
     let after = samples(&text);
 
     let n = REQUESTS as f64;
