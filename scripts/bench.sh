@@ -29,6 +29,11 @@
 #   REPS=3 DURATION=5 SIZE=64 RATE=0 (packets/s, 0 = as fast as the
 #   generator goes)  GEN_CORE=0 SINK_CORE=0 FWD_CORE=1 MAIN_CORE=0
 #   (testpmd's main lcore)  ONLY="testpmd nftables xdpvs" (subset)
+#   ONLY=scrape: the scrape cost alone, xdpvs DR UDP 1k flows with and
+#   without a client scraping /metrics SCRAPE_HZ=10 times a second
+#   (measurements "xdpvs dr" and "xdpvs dr+scrape", runs interleaved; the
+#   scraper is one curl --rate on MAIN_CORE), with the CPU time the daemon's
+#   control and metrics threads used during the scraped runs
 #   PROFILE=1 (perf record the xdpvs worker during one DR run)
 # With 2 cores the generator and the sink share a core; on a bigger box give
 # each its own: GEN_CORE=2 SINK_CORE=3 FWD_CORE=4 MAIN_CORE=0.
@@ -46,6 +51,8 @@ FWD_CORE=${FWD_CORE:-1}
 MAIN_CORE=${MAIN_CORE:-0}
 ONLY=${ONLY:-testpmd nftables xdpvs}
 PROFILE=${PROFILE:-0}
+SCRAPE_HZ=${SCRAPE_HZ:-10}
+METRICS_LISTEN=127.0.0.1:9477
 WARM_RATE=${WARM_RATE:-150000}
 FLOWS_SMALL=1000
 FLOWS_LARGE=1000000
@@ -259,6 +266,7 @@ max_entries = 4194304
 
 [control]
 socket = "$tmp/xdpvs.sock"
+$([[ -n ${XDPVS_METRICS:-} ]] && printf '\n[metrics]\nlisten = "%s"\n' "$METRICS_LISTEN")
 
 [[services]]
 proto = "$proto"
@@ -282,9 +290,57 @@ xdpvs_run() {
     local forward=$1 traffic=$2 flows=$3 rep=$4 proto=udp
     [[ $traffic == udp ]] || proto=tcp
     xdpvs_start "$forward" "$proto"
+    local cpu0
+    cpu0=$(side_cpu_ms "$fwd_pid")
     measure xdpvs "$forward" "$traffic" "$flows" "$rep"
+    # The baseline of xdpvs_scrape_run's figure.
+    [[ " $ONLY " == *" scrape "* ]] &&
+        say "    control and metrics threads used $(($(side_cpu_ms "$fwd_pid") - cpu0)) ms of CPU meanwhile"
     stop_forwarder
     grep "worker" "$tmp/xdpvs.log" | sed 's/^/bench:    /' >&2 || true
+}
+
+# CPU time (ms) the daemon's threads other than its workers (control,
+# metrics) have used so far: utime + stime of /proc/PID/task/*/stat.
+side_cpu_ms() {
+    local pid=$1 total=0 t stat comm rest
+    local hz
+    hz=$(getconf CLK_TCK)
+    for t in /proc/"$pid"/task/*; do
+        stat=$(cat "$t/stat" 2>/dev/null) || continue
+        comm=${stat#*(}
+        comm=${comm%%)*}
+        [[ $comm == xdpvs-w* ]] && continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        # Fields 14 and 15 of stat are the 12th and 13th after the comm.
+        total=$((total + ${12} + ${13}))
+    done
+    echo $((total * 1000 / hz))
+}
+
+xdpvs_scrape_run() {
+    local rep=$1
+    XDPVS_METRICS=1 xdpvs_start dr udp
+    local cpu0
+    cpu0=$(side_cpu_ms "$fwd_pid")
+    # One curl for every scrape (--rate: SCRAPE_HZ a second, a new
+    # connection each, as the daemon closes them), on MAIN_CORE, its -w lines
+    # unbuffered so that none is lost when it is stopped; not
+    # through nsx, whose background subshell $! would name instead.
+    ip netns exec "$ND" taskset -c "$MAIN_CORE" stdbuf -oL curl -s -o /dev/null -w '%{http_code}\n' \
+        --rate "$SCRAPE_HZ/s" "http://$METRICS_LISTEN/metrics?[1-100000]" \
+        >"$tmp/scrapes" 2>/dev/null &
+    local scraper_pid=$!
+    measure xdpvs dr+scrape udp "$FLOWS_SMALL" "$rep"
+    kill -TERM "$scraper_pid" 2>/dev/null || true
+    wait "$scraper_pid" 2>/dev/null || true
+    local cpu1 n
+    cpu1=$(side_cpu_ms "$fwd_pid")
+    n=$(grep -c '^200$' "$tmp/scrapes" || true)
+    stop_forwarder
+    say "    $n scrapes answered 200; control and metrics threads used $((cpu1 - cpu0)) ms of CPU meanwhile"
 }
 
 profile_xdpvs() {
@@ -321,6 +377,16 @@ for rep in $(seq "$REPS"); do
         testpmd_run macswap "$rep"
     fi
     has nftables && nftables_run "$rep"
+    if has scrape; then
+        # Alternating which goes first, so neither always runs on a warmer box.
+        if ((rep % 2)); then
+            xdpvs_run dr udp "$FLOWS_SMALL" "$rep"
+            xdpvs_scrape_run "$rep"
+        else
+            xdpvs_scrape_run "$rep"
+            xdpvs_run dr udp "$FLOWS_SMALL" "$rep"
+        fi
+    fi
     if has xdpvs; then
         for mode in dr tun nat; do
             xdpvs_run "$mode" udp "$FLOWS_SMALL" "$rep"

@@ -10,6 +10,8 @@
 #                bridges)
 #                apache2 vsftpd curl lftp socat      (real servers and clients; socat
 #                for the kernel-selftest-shaped beds of tests/offloads.rs)
+#                prometheus   (promtool: tests/metrics.rs checks /metrics with
+#                `promtool check metrics`; its service is not started here)
 #   comparison   dpdk dpdk-dev librte-net-af-xdp23   (Debian 12 ships
 #                dpdk-testpmd in dpdk-dev and the AF_XDP PMD, needed for
 #                --vdev net_af_xdp0, as a separate package), valgrind, linux-perf,
@@ -31,6 +33,7 @@ PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
     iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp socat
+    prometheus
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
     systemd util-linux
     lintian

@@ -59,6 +59,14 @@
 //! logged (`real server R: tunnel source S`). Both follow route and address
 //! changes within the once-a-second refresh.
 //!
+//! Metrics: with `[metrics] listen`, `/metrics` is served over HTTP by a
+//! thread of its own ([`crate::ctrl::http`]); the control thread renders
+//! the page ([`crate::ctrl::metrics`]) when that thread asks, on its next
+//! turn (20 ms at most), from what it holds: the service table, the
+//! workers' published statistics, the XDP programs' counts, and its own
+//! (reloads, control requests). The listening address is bound before
+//! anything is attached, like the control socket.
+//!
 //! The director's own addresses (every interface's IPv4 addresses, read
 //! at start and once a second) are given to the XDP programs, so that the
 //! replies NAT real servers send to connections the director opened itself
@@ -76,6 +84,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
+use crate::ctrl::http::MetricsServer;
+use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrape, SocketInfo};
 use crate::ctrl::proto::{ConnView, Response};
 use crate::ctrl::server::ControlServer;
 use crate::log::{self, Level};
@@ -131,6 +141,12 @@ pub enum DaemonError {
     #[error("control socket {path}: {error}")]
     Socket {
         path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{file}: metrics.listen: cannot listen on {addr}: {error}")]
+    Metrics {
+        file: String,
+        addr: std::net::SocketAddr,
         error: std::io::Error,
     },
     #[error("signal handlers: {0}")]
@@ -350,6 +366,18 @@ struct Director {
     notify: Notifier,
     /// `daemon.user`/`daemon.group`, resolved.
     identity: Option<Identity>,
+    metrics: MetricsState,
+}
+
+/// What `/metrics` shows beside the table and the workers' blocks.
+struct MetricsState {
+    server: Option<MetricsServer>,
+    /// Per interface, in port order: attached in native mode.
+    native: Vec<bool>,
+    sockets: Vec<SocketInfo>,
+    started: (std::time::SystemTime, Instant),
+    reloads: u64,
+    reload_failures: u64,
 }
 
 /// What the control thread keeps in step with the service table: the
@@ -443,6 +471,21 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         "control socket {}",
         cfg.control.socket.display()
     ));
+    let metrics_server = match cfg.metrics.listen {
+        Some(addr) => {
+            // Its thread holds no capability (the workers' rule).
+            let init =
+                || privilege::drop_worker().map_err(|e| std::io::Error::other(e.to_string()));
+            let m = MetricsServer::bind(addr, init).map_err(|error| DaemonError::Metrics {
+                file: file.clone(),
+                addr,
+                error,
+            })?;
+            log::info(format_args!("metrics on http://{}/metrics", m.local_addr()));
+            Some(m)
+        }
+        None => None,
+    };
     let ports_of: Vec<Vec<u8>> = plans
         .iter()
         .map(|p| p.socks.iter().map(|(port, _)| *port).collect())
@@ -470,6 +513,14 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         fault,
         notify,
         identity,
+        metrics: MetricsState {
+            server: metrics_server,
+            native: Vec::new(),
+            sockets: Vec::new(),
+            started: (std::time::SystemTime::now(), Instant::now()),
+            reloads: 0,
+            reload_failures: 0,
+        },
     };
     let started = d.start(&plans);
     if let Err(e) = started {
@@ -520,6 +571,7 @@ impl Director {
             if let Some(line) = self.plane.checksum_lines.get(k) {
                 log::info(line);
             }
+            self.metrics.native.push(info.native);
             self.plane.steering.push(s);
         }
         self.plane.refresh_local_addrs();
@@ -620,6 +672,12 @@ impl Director {
             };
             let p = &plans[id];
             self.plane.steering[usize::from(port)].register_socket(p.queue, fd)?;
+            self.metrics.sockets.push(SocketInfo {
+                worker: id,
+                interface: self.plane.ifaces[usize::from(port)].name.clone(),
+                queue: p.queue,
+                zero_copy: copy.is_none(),
+            });
             log::info(format_args!(
                 "worker {id}: {} queue {} on {}, AF_XDP {}, {} connections",
                 self.plane.ifaces[usize::from(port)].name,
@@ -716,11 +774,24 @@ impl Director {
             self.notify.watchdog(Instant::now());
             if hup.swap(false, Ordering::Relaxed) {
                 self.notify.reloading();
-                let status = self.reload();
+                let status = match self.reload() {
+                    Ok(line) => {
+                        self.metrics.reloads += 1;
+                        line
+                    }
+                    Err(line) => {
+                        self.metrics.reload_failures += 1;
+                        line
+                    }
+                };
                 self.notify.ready(&status);
             }
             self.serve(Duration::from_millis(20));
             log::flush();
+            if let Some(m) = self.metrics.server.take() {
+                m.answer(|| self.scrape());
+                self.metrics.server = Some(m);
+            }
             self.control.tick(Instant::now());
             self.plane.apply_changes(&mut self.control);
             if last_resolve.elapsed() >= Duration::from_secs(1) {
@@ -782,15 +853,55 @@ impl Director {
         });
     }
 
+    /// Everything `/metrics` shows, now.
+    fn scrape(&mut self) -> String {
+        let interfaces = self
+            .plane
+            .steering
+            .iter()
+            .zip(&self.metrics.native)
+            .map(|(s, &native)| InterfaceInfo {
+                name: s.ifname().to_owned(),
+                native,
+                program: s.stats().ok().map(|st| ProgramCounts {
+                    redirected: st.redirected,
+                    passed: st.passed,
+                    redirect_failed: st.redirect_failed,
+                }),
+            })
+            .collect();
+        let shared = &self.plane.shared;
+        let (requests, request_errors) = self.control.requests();
+        let (wall, mono) = self.metrics.started;
+        metrics::render(&Scrape {
+            services: self.control.metrics_views(),
+            retired: self.control.retired(),
+            workers: (0..shared.workers()).map(|w| shared.stats(w)).collect(),
+            interfaces,
+            sockets: self.metrics.sockets.clone(),
+            daemon: DaemonInfo {
+                start_time: wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                uptime: mono.elapsed().as_secs_f64(),
+                reloads: self.metrics.reloads,
+                reload_failures: self.metrics.reload_failures,
+                requests,
+                request_errors,
+            },
+        })
+    }
+
     /// SIGHUP: the file again, applied as a diff. A bad file changes
     /// nothing and says why. Returns the line it logged last (the service
-    /// manager's status).
-    fn reload(&mut self) -> String {
+    /// manager's status): `Ok` when the file was applied, `Err` when it was
+    /// refused.
+    fn reload(&mut self) -> Result<String, String> {
         let file = self.path.display().to_string();
         let refused = |why: String| {
             let line = format!("reload refused, nothing changed: {why}");
             log::warning(&line);
-            line
+            Err(line)
         };
         let cfg = match Config::from_file(&self.path) {
             Ok(c) => c,
@@ -818,7 +929,7 @@ impl Director {
         self.plane.apply_changes(&mut self.control);
         let line = format!("reloaded {file}: {n} services");
         log::notice(&line);
-        line
+        Ok(line)
     }
 
     /// Stops and joins the workers, detaches the programs, and reports the
@@ -843,6 +954,7 @@ impl Director {
         self.plane.steering.clear();
         // Removes the socket file.
         self.server = None;
+        self.metrics.server = None;
         for w in (0..self.plane.shared.workers()).filter(|_| report) {
             log::info(format_args!(
                 "worker {w}: {}",

@@ -7,7 +7,8 @@
 //! counters and the kernel's `XDP_STATISTICS` in. The whole block is then
 //! stored into the worker's [`PublishedStats`] (relaxed atomics, one
 //! store per counter), which the control thread reads for the stop log
-//! (per worker) and `xdpvsadm --counters` (per worker and summed).
+//! (per worker), `xdpvsadm --counters` (per worker and summed) and
+//! `/metrics` (per worker, `crate::ctrl::metrics`).
 //! Nothing counted stays invisible: every counter here reaches
 //! [`WorkerStats::entries`], the one list every view is made from.
 //!
@@ -107,6 +108,11 @@ named_counters! {
         RxKicks = "rx_kicks",
         /// Transmit wake-ups (sendto calls).
         TxKicks = "tx_kicks",
+        /// Turns of the busy-poll loop (`worker::Worker::run`).
+        Rounds = "rounds",
+        /// Turns of the loop that found no frame and no hand-over: with
+        /// `rounds`, the fraction of polls that were idle.
+        IdleRounds = "idle_rounds",
         /// Kernel XDP_STATISTICS: frames dropped for other reasons.
         KernelRxDropped = "kernel_rx_dropped",
         /// Kernel XDP_STATISTICS: invalid RX descriptors.

@@ -214,6 +214,14 @@ pub const RATIOS: &[RatioSpec] = &[
         target: 0.9,
     },
     RatioSpec {
+        // scripts/bench.sh with ONLY=scrape: the same DR run while /metrics
+        // is scraped SCRAPE_HZ times a second (issue 17: no measurable cost).
+        name: "xdpvs DR scraped / not scraped",
+        num: ("xdpvs", "dr+scrape", "udp", K),
+        den: ("xdpvs", "dr", "udp", K),
+        target: 0.97,
+    },
+    RatioSpec {
         name: "xdpvs SYN flood / established TCP",
         num: ("xdpvs", "dr", "syn", None),
         den: ("xdpvs", "dr", "tcp", None),

@@ -1,5 +1,5 @@
-//! `[dataplane]`, `[connections]`, `[control]`, `[log]` and `[daemon]`: the
-//! tables of plain keys. Each key is read with its range; the few cross-checks are
+//! `[dataplane]`, `[connections]`, `[control]`, `[log]`, `[daemon]` and
+//! `[metrics]`: the tables of plain keys. Each key is read with its range; the few cross-checks are
 //! reported at the value that breaks them: no repeated interface, core or
 //! FTP port, and a data path that can work — enough UMEM frames for the
 //! fill ring and TX ([`Tuning::frames_needed`]), and frames of the MTU that
@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{Leaf, RawConnections, RawControl, RawDaemon, RawDataplane, RawLog};
+use super::raw::{Leaf, RawConnections, RawControl, RawDaemon, RawDataplane, RawLog, RawMetrics};
 use super::read::{Result, Source, describe, is_unicast};
 use super::types::{
-    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Daemon, Dataplane, Idle, Log, Tuning,
-    XdpMode, ZeroCopy,
+    CompleteChecksums, Connections, Control, DEFAULT_SOCKET, Daemon, Dataplane, Idle, Log, Metrics,
+    Tuning, XdpMode, ZeroCopy,
 };
 use crate::conn::Mode;
 use crate::log::Level;
@@ -317,6 +317,20 @@ impl Source<'_> {
         Ok(Log {
             level: level.unwrap_or_default(),
         })
+    }
+}
+
+impl Source<'_> {
+    /// `[metrics]`: `listen` is an address to bind, so the unspecified
+    /// address (every interface) is allowed, multicast and broadcast not.
+    pub(super) fn metrics(&self, raw: &RawMetrics) -> Result<Metrics> {
+        let expected = "an address with port to listen on, \"a.b.c.d:port\" or \"[ipv6]:port\"";
+        let listen = self.string(&raw.listen, "metrics.listen", expected, |s| {
+            s.parse::<std::net::SocketAddr>()
+                .ok()
+                .filter(|a| a.ip().is_unspecified() || is_unicast(a.ip()))
+        })?;
+        Ok(Metrics { listen })
     }
 }
 

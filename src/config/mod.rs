@@ -44,8 +44,8 @@ mod tests;
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
     CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Daemon,
-    Dataplane, Idle, Log, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning, VIRTUAL_DRIVERS,
-    XdpMode, ZeroCopy,
+    Dataplane, Idle, Log, Metrics, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning,
+    VIRTUAL_DRIVERS, XdpMode, ZeroCopy,
 };
 
 // Defined with the real server and the schedulers; re-exported for the

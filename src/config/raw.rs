@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub control: Option<Spanned<RawControl>>,
     pub log: Option<Spanned<RawLog>>,
     pub daemon: Option<Spanned<RawDaemon>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
     pub services: Option<Vec<Spanned<RawService>>>,
 }
 
@@ -82,6 +83,12 @@ pub(super) struct RawLog {
 pub(super) struct RawDaemon {
     pub user: Leaf,
     pub group: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [metrics] table")]
+pub(super) struct RawMetrics {
+    pub listen: Leaf,
 }
 
 #[derive(Deserialize)]

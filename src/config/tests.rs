@@ -49,6 +49,7 @@ fn reference_config_parses() {
     assert_eq!(config.dataplane.tunnel_source, None);
     assert_eq!(config.connections, Connections::default());
     assert_eq!(config.control, Control::default());
+    assert_eq!(config.metrics.listen, None);
     assert_eq!(config.services.len(), 1);
     let web = &config.services[0];
     assert_eq!(web.proto, Protocol::Tcp);
@@ -105,6 +106,7 @@ fn minimal_file_gets_every_default() {
             level: crate::log::Level::Info,
         },
         daemon: Daemon::default(),
+        metrics: Metrics::default(),
         services: vec![],
     };
     assert_eq!(config, expected);
@@ -275,7 +277,7 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         error(&format!("{HEAD}[service]\n")),
         "t.toml:3: service: unknown field `service`, expected one of `dataplane`, \
-         `connections`, `control`, `log`, `daemon`, `services`"
+         `connections`, `control`, `log`, `daemon`, `metrics`, `services`"
     );
 }
 
@@ -525,6 +527,42 @@ fn daemon_user_and_group_are_names() {
     assert_eq!(
         error(&format!("{HEAD}[daemon]\ngroup = 7\n")),
         "t.toml:4: daemon.group: expected a user or group name of 1..=32 bytes, got 7"
+    );
+}
+
+#[test]
+fn metrics_listen_is_an_address_to_bind() {
+    assert_eq!(parse(HEAD).unwrap().metrics.listen, None);
+    let listen = |v: &str| parse(&format!("{HEAD}[metrics]\nlisten = \"{v}\"\n"));
+    assert_eq!(
+        listen("127.0.0.1:9477").unwrap().metrics.listen,
+        Some(addr("127.0.0.1:9477"))
+    );
+    assert_eq!(
+        listen("[::]:9477").unwrap().metrics.listen,
+        Some(addr("[::]:9477"))
+    );
+    assert_eq!(
+        listen("0.0.0.0:9477").unwrap().metrics.listen,
+        Some(addr("0.0.0.0:9477"))
+    );
+    for bad in [
+        "127.0.0.1",
+        "localhost:9477",
+        "224.0.0.1:9477",
+        "255.255.255.255:1",
+    ] {
+        assert_eq!(
+            error(&format!("{HEAD}[metrics]\nlisten = \"{bad}\"\n")),
+            format!(
+                "t.toml:4: metrics.listen: expected an address with port to listen on, \
+                 \"a.b.c.d:port\" or \"[ipv6]:port\", got \"{bad}\""
+            ),
+        );
+    }
+    assert_eq!(
+        error(&format!("{HEAD}[metrics]\nport = 9477\n")),
+        "t.toml:4: metrics.port: unknown field `port`, expected `listen`"
     );
 }
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub control: Control,
     pub log: Log,
     pub daemon: Daemon,
+    pub metrics: Metrics,
     /// Virtual services, in file order. May be empty: services can be added
     /// later with `xdpvsadm`.
     pub services: Vec<ServiceConfig>,
@@ -300,6 +301,14 @@ pub struct Daemon {
     pub user: Option<String>,
     /// The group to switch to; `None`: the user's primary group.
     pub group: Option<String>,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`crate::ctrl::metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics` is served over HTTP; `None` (the default): not at
+    /// all.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).

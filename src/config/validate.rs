@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue};
 use super::error::{ConfigError, Problem};
 use super::raw::RawConfig;
 use super::read::{Result, Source};
-use super::types::{Config, Connections, Control, Daemon, Log};
+use super::types::{Config, Connections, Control, Daemon, Log, Metrics};
 
 impl Config {
     /// Reads and validates the configuration file at `path`.
@@ -109,6 +109,10 @@ impl Source<'_> {
             Some(table) => self.daemon(table.get_ref())?,
             None => Daemon::default(),
         };
+        let metrics = match &raw.metrics {
+            Some(table) => self.metrics(table.get_ref())?,
+            None => Metrics::default(),
+        };
         let services = self.services(raw.services.as_deref().unwrap_or(&[]))?;
         Ok(Config {
             dataplane,
@@ -116,6 +120,7 @@ impl Source<'_> {
             control,
             log,
             daemon,
+            metrics,
             services,
         })
     }

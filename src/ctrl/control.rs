@@ -150,6 +150,16 @@ impl<T> Tracked<T> {
     }
 }
 
+fn add(a: Totals, b: Totals) -> Totals {
+    Totals {
+        conns: a.conns.wrapping_add(b.conns),
+        inpkts: a.inpkts.wrapping_add(b.inpkts),
+        outpkts: a.outpkts.wrapping_add(b.outpkts),
+        inbytes: a.inbytes.wrapping_add(b.inbytes),
+        outbytes: a.outbytes.wrapping_add(b.outbytes),
+    }
+}
+
 fn key<T>(a: &Arc<T>) -> usize {
     Arc::as_ptr(a) as usize
 }
@@ -162,6 +172,11 @@ pub struct Control {
     dests: HashMap<usize, Tracked<DestCounters>>,
     next_tick: Instant,
     changed: bool,
+    /// What deleted services had counted, for the metrics' sums.
+    retired: Totals,
+    /// Requests handled, and those refused (metrics).
+    requests: u64,
+    request_errors: u64,
 }
 
 impl Control {
@@ -175,6 +190,9 @@ impl Control {
             dests: HashMap::new(),
             next_tick: now + ESTIMATOR_INTERVAL,
             changed: false,
+            retired: Totals::default(),
+            requests: 0,
+            request_errors: 0,
         };
         c.track();
         c
@@ -263,12 +281,34 @@ impl Control {
                 dests.insert(k, t);
             }
         }
+        // What is left was deleted: its last counts stay in the sums.
+        for t in self.services.values() {
+            self.retired = add(self.retired, t._keep.total());
+        }
         self.services = services;
         self.dests = dests;
     }
 
+    /// Every service's view for the metrics: raw totals (no `-Z`
+    /// baseline: Prometheus counters never go back).
+    pub fn metrics_views(&mut self) -> Vec<ServiceView> {
+        self.views_of(None, true)
+    }
+
+    /// What services deleted since the start had counted.
+    pub fn retired(&self) -> Totals {
+        self.retired
+    }
+
+    /// Requests [`Control::handle`] answered, and how many of them it
+    /// refused.
+    pub fn requests(&self) -> (u64, u64) {
+        (self.requests, self.request_errors)
+    }
+
     /// Applies `req`; `conns` is asked only for `-L -c`.
     pub fn handle(&mut self, req: Request, conns: &mut dyn ConnSource) -> Response {
+        self.requests += 1;
         let reply = match req {
             Request::List { service: None } | Request::Save => Ok(Reply::Table {
                 size: self.conn_table_size,
@@ -304,7 +344,10 @@ impl Control {
         };
         match reply {
             Ok(reply) => Response::Ok(reply),
-            Err(e) => e,
+            Err(e) => {
+                self.request_errors += 1;
+                e
+            }
         }
     }
 
@@ -343,6 +386,11 @@ impl Control {
 
     /// Listing views of every service, or of the one `only` names.
     fn views(&mut self, only: Option<ServiceKey>) -> Vec<ServiceView> {
+        self.views_of(only, false)
+    }
+
+    /// [`Control::views`], with the raw totals if `raw`.
+    fn views_of(&mut self, only: Option<ServiceKey>, raw: bool) -> Vec<ServiceView> {
         self.track();
         let mut out = Vec::new();
         for s in self.table.services() {
@@ -350,6 +398,7 @@ impl Control {
                 continue;
             }
             let (stats, rates) = match self.services.get(&key(s.stats)) {
+                Some(t) if raw => (s.stats.total(), t.est.rates()),
                 Some(t) => (t.shown(s.stats.total()), t.est.rates()),
                 None => (s.stats.total(), Rates::default()),
             };
@@ -359,6 +408,7 @@ impl Control {
                 .map(|d| {
                     let c = d.counters;
                     let (stats, rates) = match self.dests.get(&key(c)) {
+                        Some(t) if raw => (c.stats.total(), t.est.rates()),
                         Some(t) => (t.shown(c.stats.total()), t.est.rates()),
                         None => (c.stats.total(), Rates::default()),
                     };

@@ -8,7 +8,11 @@
 //!   daemon's control thread.
 //! - [`control`]: applies requests to the service table and keeps what
 //!   listings need (rate estimates, `-Z` baselines).
+//! - [`metrics`]: the Prometheus exposition of everything the control
+//!   thread knows; [`http`]: the small HTTP server that serves it.
 
 pub mod control;
+pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod server;

@@ -138,6 +138,11 @@ impl<S: FrameIo> Worker<S> {
             let now = clock.now();
             let work = self.step(now);
             rounds = rounds.wrapping_add(1);
+            let s = self.pipeline.stats_mut();
+            s.inc(Counter::Rounds);
+            if work == 0 {
+                s.inc(Counter::IdleRounds);
+            }
             if now != last_now {
                 self.read_kernel_stats();
                 last_now = now;

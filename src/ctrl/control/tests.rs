@@ -814,3 +814,32 @@ fn tunnel_real_servers_need_no_tunnel_source() {
     );
     assert!(c.table().is_tun_addr("198.18.2.21".parse().unwrap()));
 }
+
+#[test]
+fn metrics_see_raw_totals_deleted_services_and_requests() {
+    let mut c = small();
+    let (requests, errors) = c.requests();
+    traffic(&c, "198.18.1.1:80", 10, 20, 100);
+    traffic(&c, "198.18.1.2:53", 1, 2, 100);
+    let conns = |c: &mut Control, vip: &str| {
+        let vip: SocketAddr = vip.parse().unwrap();
+        c.metrics_views()
+            .into_iter()
+            .find(|v| v.vip == vip)
+            .map(|v| v.stats.conns)
+    };
+    let before = conns(&mut c, "198.18.1.1:80").unwrap();
+    assert!(before > 0);
+    // -Z zeroes the listings, not the metrics.
+    assert_eq!(run(&mut c, "-Z"), Ok(String::new()));
+    assert_eq!(conns(&mut c, "198.18.1.1:80"), Some(before));
+    // A deleted service's counts move to the retired sums.
+    let udp = conns(&mut c, "198.18.1.2:53").unwrap();
+    assert_eq!(c.retired().conns, 0);
+    assert_eq!(run(&mut c, "-D -u 198.18.1.2:53"), Ok(String::new()));
+    assert_eq!(conns(&mut c, "198.18.1.2:53"), None);
+    assert_eq!(c.retired().conns, udp);
+    // Every request counts; refusals count as errors too.
+    assert!(run(&mut c, "-D -u 198.18.1.2:53").is_err());
+    assert_eq!(c.requests(), (requests + 3, errors + 1));
+}
