@@ -358,7 +358,10 @@ fn check_privileges(daemon: &Daemon, uid: u32, bounding: Option<u64>) {
     let log = daemon.log();
     let kept_line = log
         .lines()
-        .find_map(|l| l.split_once("xdpvs: capabilities: kept ").map(|(_, rest)| rest))
+        .find_map(|l| {
+            l.split_once("xdpvs: capabilities: kept ")
+                .map(|(_, rest)| rest)
+        })
         .unwrap_or_else(|| panic!("no capabilities line; log:\n{log}"));
     let kept: Vec<&str> = kept_line
         .split(", dropped the rest")
