@@ -29,8 +29,8 @@
 # (the floods' drop_entry and secure_tcp modes). Namespaces are named
 # xdpvsf<pid>*, addresses in 198.18.0.0/15 only, removed on every exit
 # path. Needs root, ip, ethtool, curl, python3; builds the release binaries.
-# The generator's veth has checksum offload off (the director does not
-# finish partial checksums on this branch; see issue 12 item 1).
+# The generator's veth has tx checksum offload off, so the measurement does
+# not include finishing partial checksums (tests/offloads.rs covers those).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
