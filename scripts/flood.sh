@@ -150,7 +150,9 @@ scheduler = "rr"
 addr = "$REAL:80"
 forward = "dr"
 EOF
-nsx "$ND" "$xdpvs" --config "$tmp/xdpvs.toml" 2>"$tmp/xdpvs.log" &
+# Not through nsx: a function run in the background is a subshell, and
+# the TERM of the cleanup must reach the daemon itself.
+ip netns exec "$ND" "$xdpvs" --config "$tmp/xdpvs.toml" 2>"$tmp/xdpvs.log" &
 xpid=$!
 pids+=("$xpid")
 for _ in $(seq 200); do
