@@ -39,6 +39,56 @@ const TCP_CHECK: usize = 16;
 /// Offset of the checksum field in the UDP header.
 const UDP_CHECK: usize = 6;
 
+/// Where a TCP or UDP segment's checksum lives: the segment (from the
+/// transport header to the end of what the checksum covers), the field's
+/// offset in it, and the pseudo-header pattern a partial sender leaves
+/// there. `None` for anything else, or a segment without room for its
+/// header.
+struct Site {
+    /// The transport segment's range in the packet.
+    start: usize,
+    len: usize,
+    /// The checksum field's offset in the segment.
+    at: usize,
+    udp: bool,
+    /// The folded pseudo-header sum: the partial pattern.
+    pattern: u16,
+}
+
+#[inline]
+fn site(ip: &[u8], ihl: usize) -> Option<Site> {
+    let h = ip.first_chunk::<20>()?;
+    let proto = h[9];
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    if total > ip.len() || ihl > total {
+        return None;
+    }
+    let l4 = &ip[ihl..total];
+    let (at, len) = match proto {
+        PROTO_TCP if l4.len() >= 20 => (TCP_CHECK, l4.len()),
+        PROTO_UDP if l4.len() >= 8 => {
+            // The checksum covers the datagram its header names, not any
+            // padding after it.
+            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+            if len < 8 || len > l4.len() {
+                return None;
+            }
+            (UDP_CHECK, len)
+        }
+        _ => return None,
+    };
+    let len16 = u16::try_from(len).ok()?;
+    Some(Site {
+        start: ihl,
+        len,
+        at,
+        udp: proto == PROTO_UDP,
+        pattern: fold(pseudo_header_v4(src, dst, proto, len16)),
+    })
+}
+
 /// Finishes the TCP or UDP checksum of an IPv4 packet if it holds the
 /// partial pattern. `ip` starts at the IPv4 header and holds at least the
 /// whole packet (its total length), `ihl` is the header's length. Returns
@@ -47,46 +97,22 @@ const UDP_CHECK: usize = 6;
 /// is left alone.
 #[inline]
 pub fn complete_v4(ip: &mut [u8], ihl: usize) -> bool {
-    let Some(h) = ip.first_chunk::<20>() else {
+    let Some(s) = site(ip, ihl) else {
         return false;
     };
-    let proto = h[9];
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-    if total > ip.len() || ihl > total {
-        return false;
-    }
-    let l4 = &mut ip[ihl..total];
-    let (at, len) = match proto {
-        PROTO_TCP if l4.len() >= 20 => (TCP_CHECK, l4.len()),
-        PROTO_UDP if l4.len() >= 8 => {
-            // The checksum covers the datagram its header names, not any
-            // padding after it.
-            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-            if len < 8 || len > l4.len() {
-                return false;
-            }
-            (UDP_CHECK, len)
-        }
-        _ => return false,
-    };
-    let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
-    if proto == PROTO_UDP && field == 0 {
+    let seg = &mut ip[s.start..s.start + s.len];
+    let field = u16::from_be_bytes([seg[s.at], seg[s.at + 1]]);
+    if s.udp && field == 0 {
         return false; // no checksum at all, and it stays so
     }
-    let Ok(len16) = u16::try_from(len) else {
-        return false;
-    };
-    if field != fold(pseudo_header_v4(src, dst, proto, len16)) {
+    if field != s.pattern {
         return false;
     }
-    let seg = &mut l4[..len];
     let mut c = checksum(seg);
-    if proto == PROTO_UDP && c == 0 {
+    if s.udp && c == 0 {
         c = 0xffff;
     }
-    seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    seg[s.at..s.at + 2].copy_from_slice(&c.to_be_bytes());
     true
 }
 
@@ -96,33 +122,14 @@ pub fn complete_v4(ip: &mut [u8], ihl: usize) -> bool {
 /// [`complete_v4`]; returns false for anything else, or a UDP datagram
 /// without a checksum.
 pub fn make_partial_v4(ip: &mut [u8], ihl: usize) -> bool {
-    let Some(h) = ip.first_chunk::<20>() else {
+    let Some(s) = site(ip, ihl) else {
         return false;
     };
-    let proto = h[9];
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-    if total > ip.len() || ihl > total {
+    let seg = &mut ip[s.start..s.start + s.len];
+    if s.udp && seg[s.at..s.at + 2] == [0, 0] {
         return false;
     }
-    let l4 = &mut ip[ihl..total];
-    let (at, len) = match proto {
-        PROTO_TCP if l4.len() >= 20 => (TCP_CHECK, l4.len()),
-        PROTO_UDP if l4.len() >= 8 => {
-            let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-            if len < 8 || len > l4.len() || l4[UDP_CHECK..UDP_CHECK + 2] == [0, 0] {
-                return false;
-            }
-            (UDP_CHECK, len)
-        }
-        _ => return false,
-    };
-    let Ok(len16) = u16::try_from(len) else {
-        return false;
-    };
-    let p = fold(pseudo_header_v4(src, dst, proto, len16));
-    l4[at..at + 2].copy_from_slice(&p.to_be_bytes());
+    seg[s.at..s.at + 2].copy_from_slice(&s.pattern.to_be_bytes());
     true
 }
 
