@@ -631,7 +631,7 @@ pub fn request_name(r: &Request) -> &'static str {
 
 /// The workers' statistics as `--counters` lists them: one view per
 /// counter, its value in each worker.
-fn counter_views(workers: &[WorkerStats]) -> Vec<CounterView> {
+pub fn counter_views(workers: &[WorkerStats]) -> Vec<CounterView> {
     let values: Vec<Vec<u64>> = workers
         .iter()
         .map(|w| w.entries().map(|e| e.value).collect())

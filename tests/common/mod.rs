@@ -2,6 +2,8 @@
 //! etherparse (the oracle), and a small director setup.
 #![allow(dead_code)]
 
+pub mod memio;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 

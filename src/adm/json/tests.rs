@@ -230,20 +230,7 @@ fn two_workers() -> Vec<CounterView> {
     b.count_drop(DropReason::TableFull);
     b.count_drop(DropReason::Malformed);
     b.add(Counter::TxRingFull, 5);
-    let values: Vec<Vec<u64>> = [&a, &b]
-        .iter()
-        .map(|w| w.entries().map(|e| e.value).collect())
-        .collect();
-    WorkerStats::default()
-        .entries()
-        .enumerate()
-        .map(|(i, e)| CounterView {
-            name: e.name.into(),
-            help: e.help.into(),
-            gauge: e.is_gauge(),
-            workers: values.iter().map(|v| v[i]).collect(),
-        })
-        .collect()
+    crate::ctrl::control::counter_views(&[a, b])
 }
 
 #[test]
