@@ -259,6 +259,27 @@ fn tun_with_vlan_and_without_headroom() {
     assert_eq!(v, Verdict::Drop(DropReason::NoHeadroom));
 }
 
+/// `out` is ICMP "fragmentation needed" from `from.0` to `from.1`, naming
+/// `mtu` and quoting `quote` (the original IP header and 8 bytes).
+fn assert_frag_needed(out: &[u8], from: (Ipv4Addr, Ipv4Addr), mtu: u16, quote: &[u8]) {
+    let s = SlicedPacket::from_ethernet(out).unwrap();
+    let Some(InternetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().source_addr(), from.0);
+    assert_eq!(ip.header().destination_addr(), from.1);
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!("not ICMP")
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }
+        )
+    );
+    assert_eq!(icmp.payload(), quote, "the quote");
+}
+
 #[test]
 fn tun_too_big_with_df_gets_icmp_frag_needed() {
     let t = director();
@@ -271,23 +292,8 @@ fn tun_too_big_with_df_gets_icmp_frag_needed() {
     let input = pkt.bytes();
     let (v, out) = run(&mut p, &input, 0);
     assert!(is_tx(v), "{v:?}");
-    let s = SlicedPacket::from_ethernet(&out).unwrap();
-    let Some(InternetSlice::Ipv4(ip)) = &s.net else {
-        panic!()
-    };
-    assert_eq!(ip.header().source_addr(), VIP_TUN);
-    assert_eq!(ip.header().destination_addr(), CLIENT);
-    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
-        panic!("not ICMP")
-    };
-    assert_eq!(
-        icmp.icmp_type(),
-        Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }
-        )
-    );
     // The quote: the original IP header and 8 bytes of TCP.
-    assert_eq!(icmp.payload(), &input[14..14 + 28]);
+    assert_frag_needed(&out, (VIP_TUN, CLIENT), 1480, &input[14..14 + 28]);
     assert_eq!(&out[0..6], &ROUTER_MAC, "back to the sender's MAC");
     assert_checksums(&out);
     assert_eq!(p.stats().get(Counter::IcmpSent), 1);
@@ -1162,24 +1168,7 @@ fn dr_and_nat_too_big_for_the_egress_port_get_icmp_frag_needed() {
         let input = big.bytes();
         let (v, out) = run(&mut p, &input, 0);
         assert!(is_tx(v), "{vip}: {v:?}");
-        let s = SlicedPacket::from_ethernet(&out).unwrap();
-        let Some(InternetSlice::Ipv4(ip)) = &s.net else {
-            panic!()
-        };
-        assert_eq!(ip.header().source_addr(), vip);
-        assert_eq!(ip.header().destination_addr(), CLIENT);
-        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
-            panic!("{vip}: not ICMP")
-        };
-        assert_eq!(
-            icmp.icmp_type(),
-            Icmpv4Type::DestinationUnreachable(
-                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-                    next_hop_mtu: MTU
-                }
-            )
-        );
-        assert_eq!(icmp.payload(), &input[14..14 + 28]);
+        assert_frag_needed(&out, (vip, CLIENT), MTU, &input[14..14 + 28]);
         assert_checksums(&out);
 
         let no_df = Pkt {
@@ -1324,24 +1313,7 @@ fn nat_reply_too_big_for_the_client_side_tells_the_real_server() {
         }
         assert!(matches!(v, Verdict::Tx { port: 1, .. }), "{v:?}");
         assert_eq!(&out[0..6], &server_mac, "back to the real server");
-        let s = SlicedPacket::from_ethernet(&out).unwrap();
-        let Some(InternetSlice::Ipv4(ip)) = &s.net else {
-            panic!()
-        };
-        assert_eq!(ip.header().source_addr(), src);
-        assert_eq!(ip.header().destination_addr(), rip);
-        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
-            panic!("not ICMP")
-        };
-        assert_eq!(
-            icmp.icmp_type(),
-            Icmpv4Type::DestinationUnreachable(
-                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-                    next_hop_mtu: 1400
-                }
-            )
-        );
-        assert_eq!(icmp.payload(), &input[14..14 + 28], "the reply as sent");
+        assert_frag_needed(&out, (src, rip), 1400, &input[14..14 + 28]);
         assert_checksums(&out);
         assert_eq!(p.stats().get(Counter::IcmpSent), 1);
     }
