@@ -26,13 +26,20 @@
 //!
 //! Addresses the kernel hands back (RX descriptors, completions) are checked
 //! against the UMEM's geometry before any slice is formed from them (see
-//! `umem.rs`): a descriptor outside the UMEM or running past its chunk's end
-//! is counted ([`XskStats::invalid_descriptors`]) and never reaches the
-//! caller; its chunk is recycled when the address names one, and written
-//! off ([`XskStats::lost_chunks`], a fifth count in the accounting) when it
-//! does not, since guessing could put a chunk in two places. What the check
-//! cannot see — the kernel handing out one chunk twice — stays the kernel's
-//! side of the contract.
+//! `umem.rs`), and against where the socket last put the chunk they name
+//! (a [`Place`](umem::Place) per chunk): a descriptor outside the UMEM,
+//! running past its chunk's end, or naming a chunk the kernel does not
+//! hold (a completion for a chunk never sent, an RX descriptor for a chunk
+//! not on the fill ring, one chunk twice, more descriptors than chunks
+//! given) is counted ([`XskStats::invalid_descriptors`]) and never reaches
+//! the caller. Its chunk is recycled when the descriptor names one the
+//! kernel held, nothing moves when it names one the kernel did not, and
+//! one chunk is written off ([`XskStats::lost_chunks`], a fifth count in
+//! the accounting) when the address names none although one left the
+//! ring, since guessing could put a chunk in two places. So no descriptor,
+//! however forged, makes two live slices of one chunk, a slice outside the
+//! UMEM, a panic, or a count that runs below zero (`faults.rs` plays such
+//! a kernel).
 //!
 //! Nothing on the per-packet path allocates or makes a system call: rings
 //! are worked in batches, one transaction and one index store each (see
@@ -65,7 +72,7 @@ use arrayvec::ArrayVec;
 
 use crate::frame::{Frame, Verdict};
 use ring::Ring;
-use umem::{BadDesc, Chunks, Handled, Umem};
+use umem::{BadDesc, Chunks, Handled, Place, Places, Umem};
 
 pub use config::{BUSY_WAIT, BusyPoll, XskConfig};
 pub use error::XskError;
@@ -91,6 +98,9 @@ pub struct Xsk {
     /// The UMEM's geometry, which every descriptor from the kernel is
     /// checked against.
     chunks: Chunks,
+    /// Where each chunk is; every descriptor from the kernel must name a
+    /// chunk where the kernel could have it.
+    places: Places,
     frame_size: u32,
     frames: u32,
     port: u8,
@@ -153,28 +163,36 @@ impl Xsk {
         let mut n = 0;
         for d in rx.by_ref() {
             match self.chunks.rx_frame(d.addr, d.len) {
-                Ok(h) => {
+                Ok(h) if self.places.take(h.chunk, Place::Fill, Place::Handling) => {
+                    left(&mut self.fill_out, &mut self.lost);
                     self.handled[n] = h;
                     n += 1;
                 }
                 // The kernel took the chunk from the fill ring and gave it
                 // back with a length that runs past its end: recycle it.
-                Err(BadDesc::PastChunk { chunk }) => {
+                Err(BadDesc::PastChunk { chunk })
+                    if self.places.take(chunk, Place::Fill, Place::Free) =>
+                {
                     self.stats.invalid_descriptors += 1;
+                    left(&mut self.fill_out, &mut self.lost);
                     self.free.push(chunk);
                 }
                 // Some chunk left the fill ring, but not one we can name:
                 // write it off rather than guess (a guess could put a chunk
                 // in two places).
-                Err(BadDesc::OutsideUmem) => {
+                Err(BadDesc::OutsideUmem) if self.fill_out > 0 => {
                     self.stats.invalid_descriptors += 1;
                     self.stats.lost_chunks += 1;
+                    self.fill_out -= 1;
                     self.lost += 1;
                 }
+                // A chunk that is not on the fill ring (free, being sent,
+                // already received in this batch), or more descriptors
+                // than chunks on the fill ring: nothing of ours moved.
+                _ => self.stats.invalid_descriptors += 1,
             }
         }
         let taken = rx.release();
-        self.fill_out -= taken;
         self.stats.rx += n as u64;
         if n > 0 {
             self.in_handling = n as u32;
@@ -204,6 +222,7 @@ impl Xsk {
                 continue;
             }
             let chunk = self.free.pop().expect("counted above");
+            self.places.set(chunk, Place::Handling);
             // SAFETY: `chunk` came off the free stack, so neither the kernel
             // nor any live slice uses it, and it is a chunk of this UMEM
             // (every chunk offset we hold was made by `open` or passed the
@@ -278,12 +297,18 @@ impl Xsk {
                         len: len as u32,
                         options: 0,
                     };
-                    if !tx.insert(desc) {
+                    if tx.insert(desc) {
+                        self.places.set(h.chunk, Place::Tx);
+                    } else {
                         self.stats.tx_ring_full += 1;
+                        self.places.set(h.chunk, Place::Free);
                         self.free.push(h.chunk);
                     }
                 }
-                _ => self.free.push(h.chunk),
+                _ => {
+                    self.places.set(h.chunk, Place::Free);
+                    self.free.push(h.chunk);
+                }
             }
         }
         let ntx = tx.commit();
@@ -303,6 +328,7 @@ impl Xsk {
             let rest = self.free.len() - fill.capacity() as usize;
             for &chunk in self.free[rest..].iter().rev() {
                 fill.insert(chunk);
+                self.places.set(chunk, Place::Fill);
             }
             self.free.truncate(rest);
             self.fill_out += fill.commit();
@@ -317,17 +343,24 @@ impl Xsk {
         let mut comp = self.comp.consume(self.frames);
         for addr in comp.by_ref() {
             match self.chunks.chunk_of(addr) {
-                Ok(chunk) => self.free.push(chunk),
+                Ok(chunk) if self.places.take(chunk, Place::Tx, Place::Free) => {
+                    self.free.push(chunk);
+                    left(&mut self.tx_out, &mut self.lost);
+                }
                 // A completion outside the UMEM names none of the chunks in
                 // TX flight: write one off (see `rx_batch`).
-                Err(_) => {
+                Err(_) if self.tx_out > 0 => {
                     self.stats.invalid_descriptors += 1;
                     self.stats.lost_chunks += 1;
+                    self.tx_out -= 1;
                     self.lost += 1;
                 }
+                // A chunk that was not sent, or more completions than
+                // chunks in flight: nothing of ours moved.
+                _ => self.stats.invalid_descriptors += 1,
             }
         }
-        self.tx_out -= comp.release();
+        let _ = comp.release();
     }
 
     /// Reclaims completions, refills the fill ring, and makes the system
@@ -433,5 +466,20 @@ impl Xsk {
     }
 }
 
+/// A chunk left a place whose count is `count` (on the fill ring or in
+/// the kernel, in TX flight): one fewer there, or, when the count says none
+/// is, it is one written off earlier that came back. (`lost` then covers
+/// it: every chunk written off from a place still sits in it.)
+#[inline]
+fn left(count: &mut u32, lost: &mut u32) {
+    if *count > 0 {
+        *count -= 1;
+    } else {
+        *lost -= 1;
+    }
+}
+
+#[cfg(test)]
+mod faults;
 #[cfg(test)]
 mod tests;

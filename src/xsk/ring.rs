@@ -99,7 +99,7 @@ impl<T: Copy> Ring<T> {
     /// `size` is a power of two; the three indices lie at `off.producer`,
     /// `off.consumer` and `off.flags`, 4-byte aligned, and `size` entries
     /// of `T` at `off.desc`, aligned for `T`, all inside the mapping.
-    unsafe fn from_mapping(
+    pub(super) unsafe fn from_mapping(
         p: *mut libc::c_void,
         map_len: usize,
         off: &libc::xdp_ring_offset,
@@ -212,6 +212,58 @@ impl<T: Copy> Ring<T> {
     pub(super) fn has_entries(&self) -> bool {
         // Relaxed: a hint whether to call `consume`, which does the Acquire.
         self.producer().load(Ordering::Relaxed) != self.local
+    }
+}
+
+/// The kernel's side of a ring, for the tests' kernel double
+/// (`faults.rs`): produce on a consumer ring, consume from a producer ring.
+#[cfg(test)]
+impl<T: Copy> Ring<T> {
+    /// Publishes `v` as the kernel would on the RX or completion ring
+    /// (as many as fit); returns how many.
+    pub(super) fn peer_produce(&self, v: &[T]) -> usize {
+        let p = self.producer().load(Ordering::Relaxed);
+        let used = p.wrapping_sub(self.consumer().load(Ordering::Acquire));
+        let n = (self.size - used.min(self.size)).min(v.len() as u32);
+        for (k, &x) in v[..n as usize].iter().enumerate() {
+            let idx = p.wrapping_add(k as u32) & self.mask;
+            // SAFETY: idx <= mask < size; the slot is past our producer
+            // index and before the consumer's, so no one reads it.
+            unsafe { self.entries.as_ptr().add(idx as usize).write(x) }
+        }
+        self.producer().store(p.wrapping_add(n), Ordering::Release);
+        n as usize
+    }
+
+    /// The entries on the fill or TX ring that the kernel has not taken.
+    pub(super) fn peer_peek(&self) -> Vec<T> {
+        let c = self.consumer().load(Ordering::Relaxed);
+        let n = self.producer().load(Ordering::Acquire).wrapping_sub(c);
+        (0..n)
+            .map(|k| {
+                let idx = c.wrapping_add(k) & self.mask;
+                // SAFETY: as in `peer_consume`.
+                unsafe { self.entries.as_ptr().add(idx as usize).read() }
+            })
+            .collect()
+    }
+
+    /// Takes up to `max` entries off the fill or TX ring as the kernel
+    /// would.
+    pub(super) fn peer_consume(&self, max: usize) -> Vec<T> {
+        let c = self.consumer().load(Ordering::Relaxed);
+        let avail = self.producer().load(Ordering::Acquire).wrapping_sub(c);
+        let n = avail.min(max as u32);
+        let out = (0..n)
+            .map(|k| {
+                let idx = c.wrapping_add(k) & self.mask;
+                // SAFETY: idx <= mask < size; the entry was published by
+                // the producer's Release store, Acquire-loaded above.
+                unsafe { self.entries.as_ptr().add(idx as usize).read() }
+            })
+            .collect();
+        self.consumer().store(c.wrapping_add(n), Ordering::Release);
+        out
     }
 }
 

@@ -26,7 +26,7 @@ use super::config::{BUSY_WAIT, XskConfig};
 use super::error::XskError;
 use super::ring::Ring;
 use super::stats::XskStats;
-use super::umem::{Chunks, Handled, Umem};
+use super::umem::{Chunks, Handled, Places, Umem};
 use super::{MAX_BATCH, Xsk};
 use crate::config::ZeroCopy;
 use crate::frame::Verdict;
@@ -267,6 +267,7 @@ impl Xsk {
             fd,
             umem,
             chunks: Chunks::new(cfg.frames, cfg.frame_size),
+            places: Places::new(cfg.frames, cfg.frame_size),
             frame_size: cfg.frame_size,
             frames: cfg.frames,
             port,

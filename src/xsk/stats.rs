@@ -32,12 +32,15 @@ pub struct XskStats {
     /// ring that runs dry between two refills while free chunks wait.
     pub fill_empty: u64,
     /// RX and completion descriptors whose address or length did not lie
-    /// inside one UMEM chunk; never handed on. The kernel does not produce
-    /// them: a non-zero count means a kernel or driver bug.
+    /// inside one UMEM chunk, or that named a chunk the kernel did not
+    /// hold (never sent, not on the fill ring, twice); never handed on.
+    /// The kernel does not produce them: a non-zero count means a kernel or
+    /// driver bug.
     pub invalid_descriptors: u64,
     /// Chunks written off because an invalid descriptor's address lay
     /// outside the UMEM, so the chunk the kernel meant is unknown (the
-    /// socket has that many fewer chunks to work with; see
+    /// socket has up to that many fewer chunks to work with, until the
+    /// kernel hands one back; see
     /// [`Xsk::frame_accounting`](super::Xsk::frame_accounting)).
     pub lost_chunks: u64,
     /// Receive wake-ups: non-blocking `recvfrom` calls, when the fill ring

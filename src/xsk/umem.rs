@@ -122,6 +122,64 @@ impl Chunks {
     }
 }
 
+/// Where a chunk is (see the ownership invariant in the module docs of
+/// `xsk`): tracked per chunk so that a descriptor naming a chunk that is
+/// not where the kernel could have it (a completion for a chunk never
+/// sent, an RX descriptor for a chunk not on the fill ring, the same chunk
+/// twice) is refused instead of putting one chunk in two places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Place {
+    Free,
+    /// On the fill ring, or held by the kernel for RX.
+    Fill,
+    /// Handed to the caller inside a batch.
+    Handling,
+    /// On the TX ring or in the kernel until its completion.
+    Tx,
+}
+
+/// The [`Place`] of every chunk, by chunk index.
+pub(super) struct Places {
+    at: Vec<Place>,
+    shift: u32,
+}
+
+impl Places {
+    /// `frames` chunks of `chunk_size` bytes (a power of two), all free.
+    pub(super) fn new(frames: u32, chunk_size: u32) -> Places {
+        Places {
+            at: vec![Place::Free; frames as usize],
+            shift: chunk_size.trailing_zeros(),
+        }
+    }
+
+    /// Moves chunk `chunk` (an offset that passed [`Chunks`] or came from
+    /// the free stack) to `to`.
+    #[inline]
+    pub(super) fn set(&mut self, chunk: u64, to: Place) {
+        self.at[(chunk >> self.shift) as usize] = to;
+    }
+
+    /// Whether `chunk` is at `p` (tests).
+    #[cfg(test)]
+    pub(super) fn is(&self, chunk: u64, p: Place) -> bool {
+        self.at[(chunk >> self.shift) as usize] == p
+    }
+
+    /// Moves `chunk` from `from` to `to`; false (and nothing moved) when it
+    /// is elsewhere.
+    #[inline]
+    pub(super) fn take(&mut self, chunk: u64, from: Place, to: Place) -> bool {
+        let p = &mut self.at[(chunk >> self.shift) as usize];
+        if *p != from {
+            return false;
+        }
+        *p = to;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
