@@ -91,7 +91,7 @@ use crate::ctrl::server::ControlServer;
 use crate::log::{self, Level};
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
 use crate::pipeline::Pipeline;
-use crate::service::{Port, ServiceError, ServiceTable};
+use crate::service::{Port, ServiceError, ServiceTable, SteerLimits};
 use crate::stats::{Counter, Kind, WorkerStats};
 use crate::worker::{Clock, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::Steering;
@@ -575,6 +575,17 @@ impl Director {
             self.plane.steering.push(s);
         }
         self.plane.refresh_local_addrs();
+        // The table may hold no more than the maps do: refused here, and
+        // from now on every edit that would not fit is refused whole.
+        if let Some(limits) = self.plane.steer_limits()? {
+            self.control.set_steer_limits(limits);
+            self.control
+                .fits(self.control.table())
+                .map_err(|error| DaemonError::Services {
+                    file: self.path.display().to_string(),
+                    error,
+                })?;
+        }
         self.plane.update_steering(&self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
@@ -910,7 +921,7 @@ impl Director {
         if let Err(e) = check_services(&file, &cfg) {
             return refused(e.to_string());
         }
-        if let Err(e) = self.control.table_mut().apply_config(&cfg) {
+        if let Err(e) = self.control.apply_config(&cfg) {
             return refused(format!("{file}: {e}"));
         }
         if cfg.dataplane != self.cfg.dataplane
@@ -1114,6 +1125,25 @@ impl Plane {
             }
         }
         self.local_addrs = Some(addrs);
+    }
+
+    /// What every interface's steering maps hold (the smallest of each);
+    /// `None` without interfaces.
+    fn steer_limits(&self) -> Result<Option<SteerLimits>, XskError> {
+        let mut out: Option<SteerLimits> = None;
+        for s in &self.steering {
+            let l = s.limits()?;
+            out = Some(match out {
+                None => l,
+                Some(o) => SteerLimits {
+                    vips: o.vips.min(l.vips),
+                    nat_reals: o.nat_reals.min(l.nat_reals),
+                    vip_addrs: o.vip_addrs.min(l.vip_addrs),
+                    nat_real_addrs: o.nat_real_addrs.min(l.nat_real_addrs),
+                },
+            });
+        }
+        Ok(out)
     }
 
     fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {

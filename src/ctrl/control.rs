@@ -33,7 +33,7 @@ use crate::ctrl::proto::{
     ServiceSpec, ServiceView,
 };
 use crate::dest::{DestCounters, Stats, Totals};
-use crate::service::{ServiceError, ServiceInfo, ServiceTable};
+use crate::service::{ServiceError, ServiceInfo, ServiceTable, SteerLimits};
 use crate::stats::WorkerStats;
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
@@ -177,6 +177,8 @@ pub struct Control {
     /// Requests handled, and those refused (metrics).
     requests: u64,
     request_errors: u64,
+    /// What the XDP steering maps hold; `None`: unbounded (no program).
+    steer_limits: Option<SteerLimits>,
 }
 
 impl Control {
@@ -193,6 +195,7 @@ impl Control {
             retired: Totals::default(),
             requests: 0,
             request_errors: 0,
+            steer_limits: None,
         };
         c.track();
         c
@@ -200,6 +203,37 @@ impl Control {
 
     pub fn table(&self) -> &ServiceTable {
         &self.table
+    }
+
+    /// From now on, refuses every edit (`-A`, `-E`, `-a`, `-e`, `-R`, and
+    /// [`Control::apply_config`]) after which the table's
+    /// [`ServiceTable::steer_rules`] would not fit in the XDP program's
+    /// maps: refused whole, the table as before, so that the table and
+    /// the maps never disagree.
+    pub fn set_steer_limits(&mut self, limits: SteerLimits) {
+        self.steer_limits = Some(limits);
+    }
+
+    /// Whether `t`'s rules fit the steering maps.
+    pub fn fits(&self, t: &ServiceTable) -> Result<(), ServiceError> {
+        match &self.steer_limits {
+            Some(l) => t.steer_rules().check(l),
+            None => Ok(()),
+        }
+    }
+
+    /// A configuration reload: [`ServiceTable::apply_config`], tried on a
+    /// copy of the table and kept only if it succeeds and its rules fit
+    /// the steering maps ([`Control::set_steer_limits`]); otherwise the
+    /// table is unchanged.
+    pub fn apply_config(&mut self, cfg: &crate::config::Config) -> Result<(), ServiceError> {
+        let mut trial = self.table.clone();
+        trial.apply_config(cfg)?;
+        self.fits(&trial)?;
+        self.table = trial;
+        self.changed = true;
+        self.track();
+        Ok(())
     }
 
     /// The table, for edits that do not come through the socket (a
@@ -335,6 +369,23 @@ impl Control {
                 batch
                     .into_iter()
                     .try_for_each(|r| edit(&mut trial, r))
+                    .and_then(|()| self.fits(&trial).map_err(|e| table_error(e, false)))
+                    .map(|()| {
+                        self.table = trial;
+                        self.edited()
+                    })
+            }
+            // Near the steering maps' capacity an edit is tried on a copy
+            // (one edit adds at most two keys to a map, so far from it
+            // none can overflow them).
+            edit_req
+                if self
+                    .steer_limits
+                    .is_some_and(|l| !self.table.steer_rules().room_for_an_edit(&l)) =>
+            {
+                let mut trial = self.table.clone();
+                edit(&mut trial, edit_req)
+                    .and_then(|()| self.fits(&trial).map_err(|e| table_error(e, false)))
                     .map(|()| {
                         self.table = trial;
                         self.edited()

@@ -22,6 +22,76 @@ pub struct SteerRules {
     pub nat_reals: Vec<(u8, Ipv4Addr, u16)>,
 }
 
+/// How many entries each of the XDP steering program's maps holds: the
+/// most [`SteerRules`] it can carry. The daemon reads them from the loaded
+/// program (`xsk::steer::Steering::limits`); `bpf/xdpvs_steer.bpf.c`
+/// sizes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteerLimits {
+    /// (proto, VIP, port) keys.
+    pub vips: u32,
+    /// (proto, NAT real server, port) keys.
+    pub nat_reals: u32,
+    /// Distinct VIP addresses.
+    pub vip_addrs: u32,
+    /// Distinct NAT real server addresses.
+    pub nat_real_addrs: u32,
+}
+
+impl SteerRules {
+    /// Whether the rules fit in maps of `limits`: the first map they
+    /// overflow, as the error an edit is refused with.
+    pub fn check(&self, limits: &SteerLimits) -> Result<(), ServiceError> {
+        let distinct = |v: &[(u8, Ipv4Addr, u16)]| {
+            let mut a: Vec<Ipv4Addr> = v.iter().map(|k| k.1).collect();
+            a.sort_unstable();
+            a.dedup();
+            a.len()
+        };
+        let maps = [
+            ("vips", "virtual services", self.vips.len(), limits.vips),
+            (
+                "vip_addrs",
+                "virtual addresses",
+                distinct(&self.vips),
+                limits.vip_addrs,
+            ),
+            (
+                "nat_reals",
+                "NAT real servers",
+                self.nat_reals.len(),
+                limits.nat_reals,
+            ),
+            (
+                "nat_real_addrs",
+                "NAT real server addresses",
+                distinct(&self.nat_reals),
+                limits.nat_real_addrs,
+            ),
+        ];
+        for (map, what, need, max) in maps {
+            if need > max as usize {
+                return Err(ServiceError::SteeringFull {
+                    map,
+                    what,
+                    need,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether one more edit (a service, a real server, or a change of
+    /// either, each adding at most two keys to a map, see
+    /// [`ServiceTable::steer_rules`]) surely fits in maps of `limits`.
+    pub fn room_for_an_edit(&self, limits: &SteerLimits) -> bool {
+        let n = |v: usize, max: u32| v + 2 <= max as usize;
+        n(self.vips.len(), limits.vips.min(limits.vip_addrs))
+            && n(self.nat_reals.len(), limits.nat_reals.min(limits.nat_real_addrs))
+    }
+}
+
 /// Why an edit was refused. Nothing is changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
@@ -47,6 +117,15 @@ pub enum ServiceError {
     NotImplemented(&'static str),
     #[error("too many real servers (at most {max})", max = DestRef::MAX_SLOTS)]
     TooManyDests,
+    #[error(
+        "too many {what} for the XDP steering program: {need}, its {map} map holds {max}"
+    )]
+    SteeringFull {
+        map: &'static str,
+        what: &'static str,
+        need: usize,
+        max: u32,
+    },
 }
 
 fn params(cfg: &ServiceConfig) -> Params {

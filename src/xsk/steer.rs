@@ -29,7 +29,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::XskError;
 use crate::config::XdpMode;
-use crate::service::SteerRules;
+use crate::service::{SteerLimits, SteerRules};
 
 /// The compiled program, embedded (built by `build.rs`).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpvs_steer.bpf.o"));
@@ -192,6 +192,26 @@ impl Steering {
             op,
             reason: e.to_string(),
         }
+    }
+
+    /// How many entries its steering maps hold (the most rules
+    /// [`Steering::set_rules`] can be given), as the loaded program says.
+    pub fn limits(&self) -> Result<SteerLimits, XskError> {
+        let size = |name: &'static str| -> Result<u32, XskError> {
+            let map = self.ebpf.map(name).expect("the object defines the map");
+            let info = match map {
+                aya::maps::Map::HashMap(m) => m.info(),
+                _ => return Err(self.err("map type", &format!("{name} is not a hash map"))),
+            };
+            info.map(|i| i.max_entries())
+                .map_err(|e| self.err("map info", &e))
+        };
+        Ok(SteerLimits {
+            vips: size("vips")?,
+            nat_reals: size("nat_reals")?,
+            vip_addrs: size("vip_addrs")?,
+            nat_real_addrs: size("nat_real_addrs")?,
+        })
     }
 
     /// Makes the program's maps hold exactly `rules` (and the address sets

@@ -843,3 +843,76 @@ fn metrics_see_raw_totals_deleted_services_and_requests() {
     assert!(run(&mut c, "-D -u 198.18.1.2:53").is_err());
     assert_eq!(c.requests(), (requests + 3, errors + 1));
 }
+
+/// Issue 13: more than the XDP steering maps hold is refused whole, with
+/// a message that says which map; the table stays as it was (so the maps,
+/// which the daemon fills from it, do too).
+#[test]
+fn edits_beyond_the_steering_maps_are_refused_whole() {
+    let mut c = control();
+    c.set_steer_limits(SteerLimits {
+        vips: 4,
+        nat_reals: 3,
+        vip_addrs: 3,
+        nat_real_addrs: 2,
+    });
+    for line in [
+        "-A -t 198.18.1.1:80 -s rr",
+        "-A -t 198.18.1.1:81 -s rr",
+        "-A -t 198.18.1.2:80 -s rr",
+        "-A -t 198.18.1.3:80 -s rr",
+        "-a -t 198.18.1.1:80 -r 198.18.2.11:80 -m",
+        "-a -t 198.18.1.1:81 -r 198.18.2.12:81 -m",
+        "-a -t 198.18.1.2:80 -r 198.18.2.13:80 -g",
+    ] {
+        run(&mut c, line).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+    }
+    let saved = run(&mut c, "-S -n").unwrap();
+    let rules = c.table().steer_rules();
+    let refused = |c: &mut Control, line: &str, map: &str| {
+        let (msg, status) = run(c, line).expect_err(line);
+        assert!(
+            msg.contains(&format!("its {map} map holds")),
+            "{line}: {msg}"
+        );
+        assert_ne!(status, 0, "{line}");
+    };
+    // A fifth (proto, VIP, port); a fourth VIP address.
+    refused(&mut c, "-A -t 198.18.1.3:81 -s rr", "vips");
+    refused(&mut c, "-A -u 198.18.1.4:53 -s rr", "vips");
+    run(&mut c, "-A -t 198.18.1.3:80 -s rr").expect_err("exists");
+    // A third NAT real server address, added or made so by -e.
+    refused(&mut c, "-a -t 198.18.1.2:80 -r 198.18.2.14:80 -m", "nat_real_addrs");
+    refused(
+        &mut c,
+        "-e -t 198.18.1.2:80 -r 198.18.2.13:80 -m",
+        "nat_real_addrs",
+    );
+    // A batch that deletes one service and adds two: each edit fits the
+    // moment it is made but the whole does not, so none of it is kept.
+    let (msg, _) = restore(
+        &mut c,
+        "-D -t 198.18.1.3:80\n-A -t 198.18.1.1:82 -s rr\n-A -t 198.18.1.1:83 -s rr\n",
+    )
+    .expect_err("restore");
+    assert!(msg.contains("its vips map holds 4"), "{msg}");
+    assert_eq!(run(&mut c, "-S -n").unwrap(), saved);
+    assert_eq!(c.table().steer_rules(), rules);
+    // A reload of the same kind.
+    let mut cfg = String::from("[dataplane]\ninterfaces = [\"eth1\"]\n");
+    for port in 80..85 {
+        cfg.push_str(&format!(
+            "[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:{port}\"\n\
+             [[services.reals]]\naddr = \"198.18.2.11:{port}\"\nforward = \"dr\"\n"
+        ));
+    }
+    let cfg = crate::config::Config::from_str_named(&cfg, "x.toml").unwrap();
+    let e = c.apply_config(&cfg).expect_err("reload");
+    assert!(e.to_string().contains("its vips map holds 4"), "{e}");
+    assert_eq!(run(&mut c, "-S -n").unwrap(), saved);
+    assert_eq!(c.table().steer_rules(), rules);
+    // What fits still goes in, and the room freed is usable.
+    run(&mut c, "-D -t 198.18.1.3:80").unwrap();
+    run(&mut c, "-A -t 198.18.1.1:82 -s rr").unwrap();
+    refused(&mut c, "-A -t 198.18.1.1:83 -s rr", "vips");
+}
