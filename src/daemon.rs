@@ -89,7 +89,7 @@ use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrap
 use crate::ctrl::proto::{ConnView, Response};
 use crate::ctrl::server::ControlServer;
 use crate::log::{self, Level};
-use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
+use crate::netlink::{Interface, Netlink, NetlinkError, Resolution, Resolver};
 use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable, SteerLimits};
 use crate::stats::{Counter, Kind, WorkerStats};
@@ -386,7 +386,9 @@ struct Plane {
     shared: Arc<Shared>,
     steering: Vec<Steering>,
     ifaces: Vec<Interface>,
-    nl: Netlink,
+    /// The kernel's routes and neighbours ([`Netlink`]; a failing one in
+    /// the tests).
+    nl: Box<dyn Resolver>,
     /// Next hops already reported as unresolved, so each is logged once.
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
@@ -501,7 +503,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             shared,
             steering: Vec::new(),
             ifaces,
-            nl,
+            nl: Box::new(nl),
             unresolved: Vec::new(),
             pending: 0,
             no_source: Vec::new(),
@@ -992,7 +994,11 @@ impl Plane {
         self.publish(control);
     }
 
-    /// Resolves every real server's next hop; true if any changed.
+    /// Resolves every real server's next hop; true if any changed. When
+    /// the kernel's answer fails (an error, or none within
+    /// `netlink::RECV_TIMEOUT`), every next hop stays as it was, the failure
+    /// is logged rate-limited, and the next call (a second later, or the
+    /// next edit) asks again.
     fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
         let addrs: Vec<std::net::Ipv4Addr> = control
             .table()
@@ -1209,6 +1215,8 @@ pub fn summary(s: &WorkerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     #[test]
     fn the_configuration_knows_the_data_paths_sizes() {
@@ -1217,6 +1225,130 @@ mod tests {
             crate::worker::HANDOFF_BYTES
         );
         assert_eq!(crate::xsk::RX_HEADROOM, crate::frame::RX_HEADROOM);
+    }
+
+    /// A resolver that answers `mac` for everything, or fails as told;
+    /// the test keeps handles on both and on the count of its calls.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        mac: Rc<Cell<[u8; 6]>>,
+        fail: Rc<Cell<Option<fn() -> NetlinkError>>>,
+        calls: Rc<Cell<usize>>,
+    }
+
+    impl Resolver for Flaky {
+        fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
+            self.calls.set(self.calls.get() + 1);
+            if let Some(f) = self.fail.get() {
+                return Err(f());
+            }
+            Ok(dsts
+                .iter()
+                .map(|&d| Resolution::Resolved {
+                    ifindex: 7,
+                    next_hop: d,
+                    mac: self.mac.get(),
+                    src: Some(Ipv4Addr::new(198, 18, 2, 2)),
+                })
+                .collect())
+        }
+
+        fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+            match self.fail.get() {
+                Some(f) => Err(f()),
+                None => Ok(vec![Ipv4Addr::new(198, 18, 2, 2)]),
+            }
+        }
+    }
+
+    /// Issue 13, item 2: netlink errors and timeouts during the next-hop
+    /// refresh keep the next hops the workers have, and the refresh asks
+    /// again each time until the kernel answers.
+    #[test]
+    fn a_failing_resolver_keeps_the_next_hops_and_is_asked_again() {
+        use crate::config::{Forward, Protocol, RealConfig, ServiceConfig};
+        let (a, b) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        let vip: std::net::SocketAddr = "198.18.1.1:80".parse().unwrap();
+        let real: std::net::SocketAddr = "198.18.2.11:80".parse().unwrap();
+        let mut t = ServiceTable::new(
+            vec![Port {
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+                complete_checksums: false,
+            }],
+            None,
+            crate::conn::Timeouts::default(),
+        );
+        t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "rr"))
+            .unwrap();
+        let r = RealConfig {
+            addr: real,
+            forward: Forward::Dr,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        t.add_dest(Protocol::Tcp, vip, &r).unwrap();
+        let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), &[vec![0]]));
+        let mut control = Control::new(t, 4096, Instant::now());
+        let flaky = Flaky::default();
+        flaky.mac.set(a);
+        let mut plane = Plane {
+            shared,
+            steering: Vec::new(),
+            ifaces: vec![Interface {
+                name: "d0".into(),
+                index: 7,
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+                rx_queues: 1,
+                tx_queues: 1,
+                up: true,
+            }],
+            nl: Box::new(flaky.clone()),
+            unresolved: Vec::new(),
+            pending: 0,
+            no_source: Vec::new(),
+            local_addrs: None,
+            checksum_lines: Vec::new(),
+            clock: Arc::new(Clock::default()),
+        };
+        let ip = real.ip();
+        assert!(plane.refresh_next_hops(&mut control), "first resolution");
+        plane.refresh_local_addrs();
+        assert!(!control.set_next_hop(ip, 0, a), "resolved to a");
+        let faults: [fn() -> NetlinkError; 3] = [
+            || NetlinkError::Timeout {
+                request: "neighbour dump",
+                after: Duration::from_secs(2),
+            },
+            || NetlinkError::Io(std::io::Error::from_raw_os_error(libc::ENOBUFS)),
+            || NetlinkError::Kernel {
+                request: "route lookup",
+                source: std::io::Error::from_raw_os_error(libc::EBUSY),
+            },
+        ];
+        // While the kernel fails, the MAC it would give has changed to b.
+        flaky.mac.set(b);
+        for f in faults {
+            flaky.fail.set(Some(f));
+            let before = flaky.calls.get();
+            for _ in 0..3 {
+                assert!(!plane.refresh_next_hops(&mut control), "nothing changed");
+                plane.refresh_local_addrs();
+            }
+            assert_eq!(flaky.calls.get(), before + 3, "asked again each time");
+            assert!(!control.set_next_hop(ip, 0, a), "still a");
+            assert_eq!(
+                plane.local_addrs,
+                Some(vec![Ipv4Addr::new(198, 18, 2, 2)]),
+                "the addresses as last read"
+            );
+        }
+        // The kernel answers again: the change is taken at once.
+        flaky.fail.set(None);
+        assert!(plane.refresh_next_hops(&mut control), "recovered");
+        assert!(!control.set_next_hop(ip, 0, b), "now b");
     }
 
     #[test]

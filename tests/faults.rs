@@ -17,7 +17,10 @@
 //!   takes the daemon down: it exits non-zero with a last line naming the
 //!   worker and the cause, its XDP program detached and its control socket
 //!   removed; a killed daemon leaves no XDP program behind either (the BPF
-//!   link closes with the process), and a new one starts at once.
+//!   link closes with the process), and a new one starts at once; the
+//!   same for one worker of two;
+//! - a reload with more VIPs than the XDP steering map holds is refused
+//!   with the map named, and nothing changes.
 
 #[path = "testbed/mod.rs"]
 mod testbed;
@@ -404,6 +407,81 @@ fn a_panicking_worker_takes_the_daemon_down() {
     assert!(!status.success());
     assert!(!xdp_attached(&bed), "a killed daemon left its XDP program");
     let daemon = Daemon::start(&bed, &cfg);
+    assert_eq!(
+        spread(&bed, 30),
+        counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)])
+    );
+    daemon.stop();
+}
+
+/// Issue 13, item 2: a panic in one of several workers (NAT, two queues:
+/// frames cross between workers) takes the whole daemon down just the
+/// same, and the last line names that worker.
+#[test]
+fn a_panic_in_one_of_two_workers_takes_the_daemon_down() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed(Mode::Nat, 2);
+    let cfg = bed.tempdir().join("xdpvs.toml");
+    std::fs::write(&cfg, config(&bed, &Mode::Nat, "rr", [1, 1, 1])).unwrap();
+    let daemon =
+        Daemon::start_with_env(&bed, &cfg, "RUST_BACKTRACE=0 XDPVS_FAULT_WORKER_PANIC=1:1");
+    // Connections from new source ports until worker 1 receives a frame
+    // (RSS spreads them over both queues); bounded.
+    let url = format!("http://{}/", bed.vip());
+    for _ in 0..40 {
+        let _ = bed.exec(Host::Client, &["curl", "-sS", "--max-time", "1", &url]);
+        if daemon.log().contains("panicked: fault injection") {
+            break;
+        }
+    }
+    let (status, log) = daemon.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "exit status {status}; log:\n{log}");
+    assert_eq!(
+        log.lines().last(),
+        Some("<3>xdpvs: worker 1 panicked: fault injection: panic after 1 received frames"),
+        "log:\n{log}"
+    );
+    assert!(!xdp_attached(&bed), "an XDP program was left attached");
+    assert!(
+        !director::socket(&bed).exists(),
+        "a control socket was left"
+    );
+}
+
+/// Issue 13, item 2: more VIPs than the XDP steering map holds. A reload
+/// of a file with one service more than the `vips` map's 16384 entries is
+/// refused, naming the map; the table stays as it was and the services
+/// already there keep answering.
+#[test]
+fn a_reload_beyond_the_steering_maps_changes_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed(Mode::Dr, 1);
+    let cfg = bed.tempdir().join("xdpvs.toml");
+    let good = config(&bed, &Mode::Dr, "rr", [1, 1, 1]);
+    std::fs::write(&cfg, &good).unwrap();
+    let daemon = Daemon::start(&bed, &cfg);
+    let before = xdpvsadm_ok(&bed, &["-S", "-n"]);
+    let mut big = good.clone();
+    // 16384 more UDP services on 198.18.4.0/18 (one port each), plus the
+    // file's own: 16385 keys for a map of 16384.
+    for i in 0..16384u32 {
+        let a = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i);
+        big.push_str(&format!(
+            "\n[[services]]\nproto = \"udp\"\nvip = \"{a}:53\"\n\
+             [[services.reals]]\naddr = \"{}:53\"\nforward = \"dr\"\n",
+            bed.real_addr(0)
+        ));
+    }
+    std::fs::write(&cfg, &big).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for("reload refused", Duration::from_secs(60));
+    let log = daemon.log();
+    assert!(
+        log.contains("reload refused, nothing changed: ")
+            && log.contains("too many virtual services for the XDP steering program: 16385, its vips map holds 16384"),
+        "{log}"
+    );
+    assert_eq!(xdpvsadm_ok(&bed, &["-S", "-n"]), before);
     assert_eq!(
         spread(&bed, 30),
         counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)])

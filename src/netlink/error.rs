@@ -16,4 +16,9 @@ pub enum NetlinkError {
     },
     #[error("malformed netlink answer: {0}")]
     Protocol(String),
+    #[error("no answer to {request} within {after:?}")]
+    Timeout {
+        request: &'static str,
+        after: std::time::Duration,
+    },
 }

@@ -183,6 +183,26 @@ fn verdict(entry: Option<Neighbour>) -> Verdict {
     }
 }
 
+/// What the daemon asks the kernel over and over (once a second and on
+/// every edit): next hops and its own addresses. [`Netlink`] is the real
+/// one; the daemon's tests put one that fails or times out in its place.
+pub trait Resolver {
+    /// [`Netlink::resolve_all`].
+    fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError>;
+    /// [`Netlink::local_addrs`].
+    fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError>;
+}
+
+impl Resolver for Netlink {
+    fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
+        Netlink::resolve_all(self, dsts)
+    }
+
+    fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        Netlink::local_addrs(self)
+    }
+}
+
 /// The director's NETLINK_ROUTE socket and what it remembers between calls.
 pub struct Netlink {
     socket: RouteSocket,

@@ -21,6 +21,14 @@ use super::error::NetlinkError;
 /// the reader's largest buffer, capped there); twice that never truncates.
 const RECV_BUF: usize = 64 * 1024;
 
+/// How long one receive waits for the kernel's answer. The kernel answers
+/// route, neighbour and address requests at once; a socket that stays
+/// silent this long (a wedged kernel, a lost answer) is an error of the
+/// request ([`NetlinkError::Timeout`]) rather than a control thread
+/// blocked for ever. The next request skips whatever late answer comes
+/// (module docs).
+pub(super) const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) struct RouteSocket {
     socket: Socket,
     seq: u32,
@@ -35,6 +43,11 @@ impl RouteSocket {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        rustix::net::sockopt::set_socket_timeout(
+            &socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(RECV_TIMEOUT),
+        )?;
         Ok(RouteSocket {
             socket,
             seq: 0,
@@ -68,7 +81,16 @@ impl RouteSocket {
         let until_done = flags & NLM_F_DUMP == NLM_F_DUMP || flags & NLM_F_ACK != 0;
         let mut answer = Vec::new();
         loop {
-            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let n = match self.socket.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(NetlinkError::Timeout {
+                        request: what,
+                        after: RECV_TIMEOUT,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
             let mut off = 0;
             while off < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])

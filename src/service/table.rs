@@ -88,7 +88,10 @@ impl SteerRules {
     pub fn room_for_an_edit(&self, limits: &SteerLimits) -> bool {
         let n = |v: usize, max: u32| v + 2 <= max as usize;
         n(self.vips.len(), limits.vips.min(limits.vip_addrs))
-            && n(self.nat_reals.len(), limits.nat_reals.min(limits.nat_real_addrs))
+            && n(
+                self.nat_reals.len(),
+                limits.nat_reals.min(limits.nat_real_addrs),
+            )
     }
 }
 
@@ -117,9 +120,7 @@ pub enum ServiceError {
     NotImplemented(&'static str),
     #[error("too many real servers (at most {max})", max = DestRef::MAX_SLOTS)]
     TooManyDests,
-    #[error(
-        "too many {what} for the XDP steering program: {need}, its {map} map holds {max}"
-    )]
+    #[error("too many {what} for the XDP steering program: {need}, its {map} map holds {max}")]
     SteeringFull {
         map: &'static str,
         what: &'static str,

@@ -882,7 +882,11 @@ fn edits_beyond_the_steering_maps_are_refused_whole() {
     refused(&mut c, "-A -u 198.18.1.4:53 -s rr", "vips");
     run(&mut c, "-A -t 198.18.1.3:80 -s rr").expect_err("exists");
     // A third NAT real server address, added or made so by -e.
-    refused(&mut c, "-a -t 198.18.1.2:80 -r 198.18.2.14:80 -m", "nat_real_addrs");
+    refused(
+        &mut c,
+        "-a -t 198.18.1.2:80 -r 198.18.2.14:80 -m",
+        "nat_real_addrs",
+    );
     refused(
         &mut c,
         "-e -t 198.18.1.2:80 -r 198.18.2.13:80 -m",
