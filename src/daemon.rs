@@ -1227,12 +1227,15 @@ mod tests {
         assert_eq!(crate::xsk::RX_HEADROOM, crate::frame::RX_HEADROOM);
     }
 
+    /// How a [`Flaky`] resolver fails.
+    type Fault = fn() -> NetlinkError;
+
     /// A resolver that answers `mac` for everything, or fails as told;
     /// the test keeps handles on both and on the count of its calls.
     #[derive(Clone, Default)]
     struct Flaky {
         mac: Rc<Cell<[u8; 6]>>,
-        fail: Rc<Cell<Option<fn() -> NetlinkError>>>,
+        fail: Rc<Cell<Option<Fault>>>,
         calls: Rc<Cell<usize>>,
     }
 
@@ -1317,7 +1320,7 @@ mod tests {
         assert!(plane.refresh_next_hops(&mut control), "first resolution");
         plane.refresh_local_addrs();
         assert!(!control.set_next_hop(ip, 0, a), "resolved to a");
-        let faults: [fn() -> NetlinkError; 3] = [
+        let faults: [Fault; 3] = [
             || NetlinkError::Timeout {
                 request: "neighbour dump",
                 after: Duration::from_secs(2),

@@ -27,7 +27,7 @@
 //! Addresses the kernel hands back (RX descriptors, completions) are checked
 //! against the UMEM's geometry before any slice is formed from them (see
 //! `umem.rs`), and against where the socket last put the chunk they name
-//! (a [`Place`](umem::Place) per chunk): a descriptor outside the UMEM,
+//! (a `umem::Place` per chunk): a descriptor outside the UMEM,
 //! running past its chunk's end, or naming a chunk the kernel does not
 //! hold (a completion for a chunk never sent, an RX descriptor for a chunk
 //! not on the fill ring, one chunk twice, more descriptors than chunks
