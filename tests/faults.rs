@@ -18,9 +18,7 @@
 //!   worker and the cause, its XDP program detached and its control socket
 //!   removed; a killed daemon leaves no XDP program behind either (the BPF
 //!   link closes with the process), and a new one starts at once; the
-//!   same for one worker of two;
-//! - a reload with more VIPs than the XDP steering map holds is refused
-//!   with the map named, and nothing changes.
+//!   same for one worker of two.
 
 #[path = "testbed/mod.rs"]
 mod testbed;
@@ -446,47 +444,6 @@ fn a_panic_in_one_of_two_workers_takes_the_daemon_down() {
         !director::socket(&bed).exists(),
         "a control socket was left"
     );
-}
-
-/// Issue 13, item 2: more VIPs than the XDP steering map holds. A reload
-/// of a file with one service more than the `vips` map's 16384 entries is
-/// refused, naming the map; the table stays as it was and the services
-/// already there keep answering.
-#[test]
-fn a_reload_beyond_the_steering_maps_changes_nothing() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bed = bed(Mode::Dr, 1);
-    let cfg = bed.tempdir().join("xdpvs.toml");
-    let good = config(&bed, &Mode::Dr, "rr", [1, 1, 1]);
-    std::fs::write(&cfg, &good).unwrap();
-    let daemon = Daemon::start(&bed, &cfg);
-    let before = xdpvsadm_ok(&bed, &["-S", "-n"]);
-    let mut big = good.clone();
-    // 16384 more UDP services on 198.18.4.0/18 (one port each), plus the
-    // file's own: 16385 keys for a map of 16384.
-    for i in 0..16384u32 {
-        let a = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i);
-        big.push_str(&format!(
-            "\n[[services]]\nproto = \"udp\"\nvip = \"{a}:53\"\n\
-             [[services.reals]]\naddr = \"{}:53\"\nforward = \"dr\"\n",
-            bed.real_addr(0)
-        ));
-    }
-    std::fs::write(&cfg, &big).unwrap();
-    daemon.signal("HUP");
-    daemon.wait_for("reload refused", Duration::from_secs(60));
-    let log = daemon.log();
-    assert!(
-        log.contains("reload refused, nothing changed: ")
-            && log.contains("too many virtual services for the XDP steering program: 16385, its vips map holds 16384"),
-        "{log}"
-    );
-    assert_eq!(xdpvsadm_ok(&bed, &["-S", "-n"]), before);
-    assert_eq!(
-        spread(&bed, 30),
-        counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)])
-    );
-    daemon.stop();
 }
 
 /// Issue 17, item 6: the log a supervisor reads. Every line has a syslog

@@ -450,3 +450,35 @@ fn a_queue_held_by_another_socket_is_refused_after_a_bounded_wait() {
     .join()
     .unwrap();
 }
+
+/// Issue 13, item 2: the steering maps' size as the daemon reads it is
+/// the kernel's: exactly that many VIP keys (and NAT real server keys)
+/// go in, one more is refused by the kernel. The control side refuses
+/// any table beyond these sizes before it reaches the maps
+/// (`Control::set_steer_limits`).
+#[test]
+fn the_steering_maps_hold_what_their_limits_say() {
+    let veth = VethPair::new("sl");
+    VethPair::enter(&veth.a);
+    let (mut steer, _) = Steering::attach(&veth.ia, XdpMode::Auto).expect("attach");
+    let l = steer.limits().expect("limits");
+    assert_eq!(
+        (l.vips, l.vip_addrs, l.nat_reals, l.nat_real_addrs),
+        (16384, 16384, 16384, 16384)
+    );
+    // Distinct addresses from 198.18.64.0 on (inside 198.18.0.0/15).
+    let addr = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 64, 0)) + i);
+    let full = SteerRules {
+        vips: (0..l.vips).map(|i| (17, addr(i), 53)).collect(),
+        nat_reals: (0..l.nat_reals).map(|i| (6, addr(i), 80)).collect(),
+    };
+    steer.set_rules(&full).expect("exactly the maps' size fits");
+    let mut over = full.clone();
+    over.vips.push((17, addr(l.vips), 53));
+    let e = steer
+        .set_rules(&over)
+        .expect_err("one more VIP than the map holds");
+    assert!(e.to_string().contains("vips"), "{e}");
+    // Back to a small set: the maps follow.
+    steer.set_rules(&vip_rules()).expect("shrink");
+}
