@@ -526,3 +526,85 @@ fn expiry_keeps_up_with_a_flood_of_new_flows() {
     assert_eq!(s.get(Counter::ConnsCreated), u64::from(30 * RATE));
     assert_eq!(s.get(Counter::ConnsReclaimed), 0, "expiry alone kept up");
 }
+
+/// Issue 13, item 2: workers on sockets under pressure — a TX ring with
+/// room for a few frames a batch, injects that find a few free chunks —
+/// account for every frame: received = transmitted + dropped for a full
+/// TX ring + dropped by the pipeline + not ours + hand-overs dropped (the
+/// worker's own `handoff_dropped`, which covers the short injects).
+#[test]
+fn a_socket_under_pressure_accounts_for_every_frame() {
+    use common::faultio::{FaultIo, Tally};
+    let t = director();
+    let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), &[vec![0], vec![0]]));
+    let mut ws: Vec<Worker<FaultIo>> = (0..2)
+        .map(|i| {
+            Worker::new(
+                i,
+                vec![(0, FaultIo::new(0))],
+                pipeline(&t, 4096),
+                Arc::clone(&shared),
+                OPTS,
+            )
+        })
+        .collect();
+    ws[0].io(0).unwrap().tx_room = Some(5);
+    ws[1].io(0).unwrap().tx_room = Some(7);
+    ws[0].io(0).unwrap().inject_room = Some(2);
+    ws[1].io(0).unwrap().inject_room = Some(3);
+    // NAT SYNs (handed to the client's owner half the time), DR SYNs
+    // (stay), and truncated frames (dropped), arriving at both workers.
+    let mut n = 0u64;
+    for i in 0..600u16 {
+        let p = Pkt {
+            dst: if i % 3 == 0 { VIP_DR } else { VIP_NAT },
+            sport: 20000 + i,
+            ..Pkt::default()
+        };
+        let mut bytes = p.bytes();
+        if i % 25 == 0 {
+            bytes.truncate(30);
+        }
+        ws[usize::from(i % 2)].io(0).unwrap().io.rx.push_back(bytes);
+        n += 1;
+    }
+    let mut rounds = 0;
+    loop {
+        let work: usize = ws.iter_mut().map(|w| w.round(1)).sum();
+        rounds += 1;
+        let queued: usize = ws.iter_mut().map(|w| w.io(0).unwrap().io.rx.len()).sum();
+        if work == 0 && queued == 0 {
+            break;
+        }
+        assert!(rounds < 1000, "the workers never drained their queues");
+    }
+    for w in &mut ws {
+        w.publish();
+    }
+    let tallies: Vec<Tally> = ws.iter_mut().map(|w| w.io(0).unwrap().tally).collect();
+    let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
+    let counter = |c: Counter| shared.stats(0).get(c) + shared.stats(1).get(c);
+    let (rx, tx, tx_full) = (sum(|t| t.rx), sum(|t| t.tx), sum(|t| t.tx_full));
+    let (dropped, not_ours, refused) =
+        (sum(|t| t.dropped), sum(|t| t.not_ours), sum(|t| t.refused));
+    let handoff_dropped = counter(Counter::HandoffDropped);
+    eprintln!("{tallies:?}; handoff_dropped {handoff_dropped}");
+    assert_eq!(rx, n);
+    // The faults happened.
+    assert!(tx_full > 0 && refused > 0 && dropped > 0, "{tallies:?}");
+    // Every short inject is a counted hand-over drop (the inboxes never
+    // filled), and every hand-over was injected or dropped.
+    assert_eq!(handoff_dropped, refused);
+    assert_eq!(
+        sum(|t| t.handed),
+        sum(|t| t.injected) + handoff_dropped,
+        "{tallies:?}"
+    );
+    assert_eq!(
+        rx,
+        tx + tx_full + dropped + not_ours + handoff_dropped,
+        "frames in = transmitted + dropped + not ours; {tallies:?}"
+    );
+    let sent: usize = ws.iter_mut().map(|w| w.io(0).unwrap().io.sent.len()).sum();
+    assert_eq!(sent as u64, tx);
+}

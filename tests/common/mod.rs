@@ -2,6 +2,7 @@
 //! etherparse (the oracle), and a small director setup.
 #![allow(dead_code)]
 
+pub mod faultio;
 pub mod memio;
 
 use std::net::{Ipv4Addr, SocketAddr};
