@@ -541,7 +541,13 @@ impl Converter<'_> {
                         .iter()
                         .any(|p: &RealOut| p.table.keys[0] == r.table.keys[0])
                     {
-                        self.note(&r.table.from, format!("real server {} twice in service {vip} (the second is not converted)", r.table.what));
+                        self.note(
+                            &r.table.from,
+                            format!(
+                                "{} twice in service {vip} (the second is not converted)",
+                                r.table.what
+                            ),
+                        );
                         continue;
                     }
                     placed.push(r);
@@ -696,7 +702,7 @@ impl Converter<'_> {
         let ip = self.ip(n, &args[0])?;
         let port = self.port(n, args.get(1))?;
         let mut inherited = vs_inherited.clone();
-        let mut table = Table::new(&n.at, args.join(" "));
+        let mut table = Table::new(&n.at, format!("real_server {}", args.join(" ")));
         let (mut forward, mut weight, mut upper, mut lower) = (vs_forward, 1, 0, 0);
         for s in n.children().iter().filter(|s| s.block.is_none()) {
             if inherited.read(self, s) {
@@ -757,9 +763,14 @@ impl Converter<'_> {
         let mut checks = r.checks.clone();
         if r.forward != Forward::Nat && vip.port() != 0 && port != vip.port() {
             let why = format!(
-                "real_server {} {port}: {} does not change the port, so the real server is \
+                "{} {port}: {} does not change the port, so the real server is \
                  {}:{} for clients; its checks still connect to port {port}",
-                r.ip,
+                r.table
+                    .what
+                    .split(' ')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 r.forward.config_name().to_uppercase(),
                 r.ip,
                 vip.port()

@@ -24,6 +24,9 @@ mod convert;
 mod emit;
 mod parse;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 
 pub use parse::{At, Note};
