@@ -15,7 +15,7 @@
 //! Each service and real server is judged by the same [`rules`] the
 //! configuration file is, so that what is printed is accepted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use toml::Value;
@@ -75,9 +75,14 @@ pub struct ServiceOut {
 
 /// Converts the top-level statements; what is not converted is pushed to
 /// `notes`.
-pub fn convert(nodes: &[Node], notes: &mut Vec<Note>) -> Vec<ServiceOut> {
+///
+/// Every statement the converter dispatched (to a key or to a note) is
+/// added to `read`; a statement outside it and outside every noted block
+/// was dropped, which `super::finish` turns into a note of its own.
+pub fn convert(nodes: &[Node], notes: &mut Vec<Note>, read: &mut HashSet<At>) -> Vec<ServiceOut> {
     let mut c = Converter {
         notes,
+        read,
         groups: HashMap::new(),
     };
     for n in nodes.iter().filter(|n| n.key() == "virtual_server_group") {
@@ -86,6 +91,7 @@ pub fn convert(nodes: &[Node], notes: &mut Vec<Note>) -> Vec<ServiceOut> {
     let mut out: Vec<ServiceOut> = Vec::new();
     let mut seen: HashMap<(&'static str, SocketAddr), At> = HashMap::new();
     for n in nodes {
+        c.read.insert(n.at.clone());
         match n.key() {
             "virtual_server_group" => {}
             "virtual_server" => {
@@ -109,7 +115,10 @@ pub fn convert(nodes: &[Node], notes: &mut Vec<Note>) -> Vec<ServiceOut> {
                 "SSL: client certificates and CA for SSL_GET are not supported (ignored); \
                  see verify_certificate and ca_file of https checks",
             ),
-            key => c.note(&n.at, format!("{key}: not a virtual server (ignored)")),
+            _ => {
+                let what = n.words.join(" ");
+                c.note(&n.at, format!("{what}: not a virtual server (ignored)"))
+            }
         }
     }
     out
@@ -131,6 +140,7 @@ struct Member {
 
 struct Converter<'n> {
     notes: &'n mut Vec<Note>,
+    read: &'n mut HashSet<At>,
     groups: HashMap<String, Vec<Member>>,
 }
 
@@ -315,6 +325,7 @@ impl Converter<'_> {
         };
         let mut members = Vec::new();
         for m in n.children() {
+            self.read.insert(m.at.clone());
             if m.block.is_some() {
                 self.unsupported(m, "a block inside virtual_server_group");
                 continue;
@@ -399,6 +410,7 @@ impl Converter<'_> {
         let mut inherited = Inherited::default();
         let mut vs = Vs::default();
         for s in n.children().iter().filter(|s| s.block.is_none()) {
+            self.read.insert(s.at.clone());
             if inherited.read(self, s) {
                 continue;
             }
@@ -428,6 +440,7 @@ impl Converter<'_> {
         // Pass 2: the real servers.
         let mut reals = Vec::new();
         for s in n.children().iter().filter(|s| s.block.is_some()) {
+            self.read.insert(s.at.clone());
             match s.key() {
                 "real_server" => {
                     if let Some(r) = self.real_server(s, forward, &inherited) {
@@ -705,6 +718,7 @@ impl Converter<'_> {
         let mut table = Table::new(&n.at, format!("real_server {}", args.join(" ")));
         let (mut forward, mut weight, mut upper, mut lower) = (vs_forward, 1, 0, 0);
         for s in n.children().iter().filter(|s| s.block.is_none()) {
+            self.read.insert(s.at.clone());
             if inherited.read(self, s) {
                 continue;
             }
@@ -738,6 +752,7 @@ impl Converter<'_> {
         }
         let mut checks = Vec::new();
         for s in n.children().iter().filter(|s| s.block.is_some()) {
+            self.read.insert(s.at.clone());
             if let Some(c) = self.checker(s, &inherited, vs_inherited) {
                 checks.push(c);
             }
@@ -845,6 +860,7 @@ impl Converter<'_> {
         let mut urls = Vec::new();
         let mut url_hosts: Vec<Option<String>> = Vec::new();
         for s in n.children() {
+            self.read.insert(s.at.clone());
             if s.block.is_none() && own.read(self, s) {
                 continue;
             }
@@ -1022,6 +1038,7 @@ impl Converter<'_> {
         let mut url = toml::Table::new();
         let mut host = None;
         for s in n.children() {
+            self.read.insert(s.at.clone());
             match s.key() {
                 "path" => {
                     if let Some(p) = self.arg(s) {

@@ -27,6 +27,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 pub use parse::{At, Note};
@@ -69,7 +70,10 @@ pub fn import_str(
 
 fn finish(parsed: parse::Parsed, name: &str, interfaces: &[String]) -> Import {
     let mut notes = parsed.notes;
-    let services = convert::convert(&parsed.nodes, &mut notes);
+    let mut read = HashSet::new();
+    let services = convert::convert(&parsed.nodes, &mut notes, &mut read);
+    let noted: HashSet<At> = notes.iter().map(|n| n.at.clone()).collect();
+    unread(&parsed.nodes, &read, &noted, &mut notes);
     // Reader notes and converter notes interleave in file order (files in
     // reading order: the main file's lines around its includes).
     let order: Vec<std::sync::Arc<str>> = {
@@ -90,6 +94,28 @@ fn finish(parsed: parse::Parsed, name: &str, interfaces: &[String]) -> Import {
         notes,
         services: services.len(),
         reals,
+    }
+}
+
+/// What [`UNREAD`] says of a statement the converter did not dispatch.
+pub const UNREAD: &str = "not converted (the converter has no rule for it)";
+
+/// A note for each statement that is neither read by the converter nor
+/// inside a block it named: the guarantee that nothing is dropped
+/// silently, whatever the converter's rules miss.
+fn unread(nodes: &[parse::Node], read: &HashSet<At>, noted: &HashSet<At>, notes: &mut Vec<Note>) {
+    for n in nodes {
+        if noted.contains(&n.at) {
+            continue;
+        }
+        if !read.contains(&n.at) {
+            notes.push(Note {
+                at: n.at.clone(),
+                message: format!("{}: {UNREAD}", n.words.join(" ")),
+            });
+            continue;
+        }
+        unread(n.children(), read, noted, notes);
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// A place in the configuration: file and line (from 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct At {
     pub file: Arc<str>,
     pub line: u32,
@@ -202,7 +202,7 @@ impl Reader<'_> {
                 Some(own) => format!("converting for config id {own:?}"),
                 None => "converting without --config-id".to_owned(),
             };
-            self.note(at, format!("{why}, {how} (skipped)"));
+            self.note(at, format!("{}: {why}, {how} (skipped)", line.trim()));
         }
         None
     }
