@@ -337,3 +337,41 @@ fn converted_samples_pass_xdpvs_check() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// The command itself: the TOML on stdout, the notes on stderr, and the
+/// exit status (0 when printed, even with notes; 1 when nothing converts
+/// or the file cannot be read).
+#[test]
+fn the_command_prints_and_exits_as_documented() {
+    let run = |file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xdpvs"))
+            .arg("import-keepalived")
+            .arg(file)
+            .args(["--interface", "eth1", "--interface", "eth2"])
+            .output()
+            .expect("runs xdpvs")
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keepalived");
+    let ok = run(&dir.join("keepalived.conf.sample"));
+    assert_eq!(ok.status.code(), Some(0));
+    let stdout = String::from_utf8(ok.stdout).unwrap();
+    let stderr = String::from_utf8(ok.stderr).unwrap();
+    let doc: toml::Table = stdout.parse().expect("TOML on stdout");
+    assert_eq!(
+        doc["dataplane"]["interfaces"],
+        toml::Value::Array(vec!["eth1".into(), "eth2".into()])
+    );
+    assert!(
+        stderr.contains("keepalived.conf.sample:13: vrrp_instance VI_1: not a virtual server"),
+        "{stderr}"
+    );
+    let none = run(&dir.join("keepalived.conf.vrrp"));
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        none.stdout.is_empty(),
+        "nothing printed when nothing converts"
+    );
+    let missing = run(&dir.join("no-such-file.conf"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-file.conf"));
+}

@@ -72,7 +72,7 @@ pub struct ImportArgs {
     /// keepalived's configuration file.
     #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
-    /// An interface for [dataplane] interfaces (repeat for more).
+    /// An interface for dataplane.interfaces (repeat for more).
     #[arg(long = "interface", value_name = "IF", required = true)]
     pub interfaces: Vec<String>,
     /// keepalived's --config-id: lines written `@ID ...` are read only for

@@ -464,10 +464,8 @@ impl Converter<'_> {
                 &scheduler,
             );
             service.persistence_timeout = vs.persistence_timeout.unwrap_or(0);
-            if let Some(mask) = vs.netmask {
-                if vip.is_ipv4() {
-                    service.persistence_netmask = mask;
-                }
+            if let Some(mask) = vs.netmask.filter(|_| vip.is_ipv4()) {
+                service.persistence_netmask = mask;
             }
             if let Err((field, problem)) = rules::check_service(&service) {
                 let why = format!("{field:?}: {problem} (service {vip} not converted)");
@@ -866,15 +864,13 @@ impl Converter<'_> {
             }
             match (kind, s.key()) {
                 (_, "connect_ip") | (_, "bindto") => {
-                    if let Some(a) = self.arg(s) {
-                        if let Some(ip) = self.ip(s, a) {
-                            let key = if s.key() == "bindto" {
-                                "bindto"
-                            } else {
-                                "connect_ip"
-                            };
-                            t.set(key, ip.to_string());
-                        }
+                    if let Some(ip) = self.arg(s).and_then(|a| self.ip(s, a)) {
+                        let key = if s.key() == "bindto" {
+                            "bindto"
+                        } else {
+                            "connect_ip"
+                        };
+                        t.set(key, ip.to_string());
                     }
                 }
                 (_, "connect_port") | (_, "bind_port") => {
@@ -1001,10 +997,8 @@ impl Converter<'_> {
                 );
                 own.virtualhost.clone()
             };
-            if host != vs.virtualhost {
-                if let Some(h) = host {
-                    t.set("virtualhost", h);
-                }
+            if let Some(h) = host.filter(|h| Some(h) != vs.virtualhost.as_ref()) {
+                t.set("virtualhost", h);
             }
             if urls.is_empty() {
                 let root = toml::Table::from_iter([("path".to_owned(), Value::from("/"))]);

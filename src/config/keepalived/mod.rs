@@ -97,7 +97,7 @@ fn finish(parsed: parse::Parsed, name: &str, interfaces: &[String]) -> Import {
     }
 }
 
-/// What [`UNREAD`] says of a statement the converter did not dispatch.
+/// The reason given for a statement the converter did not dispatch.
 pub const UNREAD: &str = "not converted (the converter has no rule for it)";
 
 /// A note for each statement that is neither read by the converter nor
