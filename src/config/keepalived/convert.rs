@@ -115,6 +115,14 @@ pub fn convert(nodes: &[Node], notes: &mut Vec<Note>, read: &mut HashSet<At>) ->
                 "SSL: client certificates and CA for SSL_GET are not supported (ignored); \
                  see verify_certificate and ca_file of https checks",
             ),
+            key if key.starts_with('$') => c.note(
+                &n.at,
+                format!(
+                    "{}: parameter definitions are not supported (ignored; their uses are \
+                     not substituted)",
+                    n.words.join(" ")
+                ),
+            ),
             _ => {
                 let what = n.words.join(" ");
                 c.note(&n.at, format!("{what}: not a virtual server (ignored)"))

@@ -391,3 +391,38 @@ fn output_is_a_config_without_health_keys() {
     assert_eq!(cfg.dataplane.interfaces, ["eth1"]);
     assert_eq!(cfg.services[0].reals[0].weight, 2);
 }
+
+#[test]
+fn parameter_definitions_are_named() {
+    let i =
+        import("$RS=198.18.2.11\nvirtual_server 198.18.1.1 80 {\n  real_server $RS 80 {\n  }\n}\n");
+    assert!(note(&i, 1).contains("parameter definitions are not supported"));
+    assert!(note(&i, 3).contains("\"$RS\" is not an IP address"));
+    assert_eq!(i.services, 0);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any text, however broken: notes, never a panic, and whatever is
+    /// printed is TOML.
+    #[test]
+    fn any_text_converts_without_panicking(
+        words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "virtual_server", "real_server", "virtual_server_group", "group", "fwmark",
+                "198.18.1.1", "198.18.2.11", "198.18.1.1-300", "2001:db8::1", "80", "0", "x",
+                "{", "}", "\n", "\"", "'", "#", "!", "\\", "@a", "TCP_CHECK", "HTTP_GET", "url",
+                "path", "/", "status_code", "200-100", "lb_kind", "DR", "TUN", "lb_algo", "mh",
+                "persistence_timeout", "persistence_granularity", "255.0.255.0", "sorry_server",
+                "delay_loop", "2.5", "-1", "MISC_CHECK", "misc_path", "UDP_CHECK", "payload",
+                "zz", "include", "*", "DNS_CHECK", "type", "quorum", "weight", "99999999999",
+            ]),
+            0..80,
+        )
+    ) {
+        let text = words.join(" ");
+        let i = import(&text);
+        let _: toml::Table = i.toml.parse().expect("TOML");
+    }
+}
