@@ -515,9 +515,9 @@ impl Converter<'_> {
             if let Some(i) = vs.inhibit {
                 table.set("inhibit_on_failure", i);
             }
-            if let Some((at, ip, port, fwd)) = &vs.sorry {
+            if let Some((at, ip, port)) = &vs.sorry {
                 let port = port.unwrap_or(vip.port());
-                let fwd = vs.sorry_forward.unwrap_or(*fwd).unwrap_or(forward);
+                let fwd = vs.sorry_forward.unwrap_or(forward);
                 let port = if fwd == Forward::Nat || vip.port() == 0 {
                     port
                 } else {
@@ -659,10 +659,10 @@ impl Converter<'_> {
                 let Some(port) = self.port(s, args.get(1)) else {
                     return;
                 };
-                vs.sorry = Some((s.at.clone(), ip, port, None));
+                vs.sorry = Some((s.at.clone(), ip, port));
             }
             "sorry_server_inhibit" => vs.sorry_inhibit = self.boolean(s).unwrap_or(false),
-            "sorry_server_lvs_method" => vs.sorry_forward = Some(self.forward(s)),
+            "sorry_server_lvs_method" => vs.sorry_forward = self.forward(s).or(vs.sorry_forward),
             "quorum" => vs.quorum = self.uint(s, 1, u32::MAX),
             "hysteresis" => vs.hysteresis = self.uint(s, 0, u32::MAX),
             "quorum_up" => vs.quorum_up = self.script(s),
@@ -1008,6 +1008,10 @@ impl Converter<'_> {
             if let Some(h) = host.filter(|h| Some(h) != vs.virtualhost.as_ref()) {
                 t.set("virtualhost", h);
             }
+            if kind == "https" && !t.has("sni") {
+                // keepalived sends SNI only with enable_sni.
+                t.set("sni", false);
+            }
             if urls.is_empty() {
                 let root = toml::Table::from_iter([("path".to_owned(), Value::from("/"))]);
                 urls.push(Value::Table(root));
@@ -1106,9 +1110,9 @@ struct Vs {
     netmask_node: Option<Node>,
     flags: Vec<(Node, &'static str)>,
     inhibit: Option<bool>,
-    sorry: Option<(At, IpAddr, Option<u16>, Option<Forward>)>,
+    sorry: Option<(At, IpAddr, Option<u16>)>,
     sorry_inhibit: bool,
-    sorry_forward: Option<Option<Forward>>,
+    sorry_forward: Option<Forward>,
     quorum: Option<u32>,
     hysteresis: Option<u32>,
     quorum_up: Option<String>,

@@ -282,6 +282,15 @@ fn http_and_ssl_get() {
     let https = &cs[1];
     assert_eq!(https["kind"].as_str(), Some("https"));
     assert_eq!(https["sni"].as_bool(), Some(true));
+    let plain = import(&vs(
+        "  real_server 198.18.2.11 80 {\n    SSL_GET {\n      url {\n        path /\n      }\n    }\n  }",
+    ));
+    let c = &checks(&reals(&services(&plain)[0])[0])[0];
+    assert_eq!(
+        c["sni"].as_bool(),
+        Some(false),
+        "keepalived sends no SNI by default"
+    );
     assert_eq!(https["virtualhost"].as_str(), Some("tls.example"));
 }
 
