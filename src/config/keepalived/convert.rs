@@ -22,7 +22,7 @@ use toml::Value;
 
 use super::parse::{At, Node, Note};
 use crate::config::rules::{self, Field};
-use crate::config::{Forward, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
+use crate::config::{DEFAULT_SCHEDULER, Forward, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
 use crate::sched::SCHED_FLAG_NAMES;
 
 /// A virtual server group larger than this (after range expansion) is
@@ -425,7 +425,10 @@ impl Converter<'_> {
             self.vs_setting(s, &mut vs);
         }
         let proto = vs.proto.unwrap_or("tcp");
-        let scheduler = vs.scheduler.clone().unwrap_or_else(|| "wlc".to_owned());
+        let scheduler = vs
+            .scheduler
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SCHEDULER.to_owned());
         let forward = vs.forward.unwrap_or(Forward::Nat);
         let flags: Vec<&'static str> = vs
             .flags
@@ -475,8 +478,8 @@ impl Converter<'_> {
             if let Some(mask) = vs.netmask.filter(|_| vip.is_ipv4()) {
                 service.persistence_netmask = mask;
             }
-            if let Err((field, problem)) = rules::check_service(&service) {
-                let why = format!("{field:?}: {problem} (service {vip} not converted)");
+            if let Err((_, problem)) = rules::check_service(&service) {
+                let why = format!("{problem} (service {vip} not converted)");
                 self.refuse(n, why);
                 continue;
             }
@@ -607,7 +610,7 @@ impl Converter<'_> {
                     }
                 }
             }
-            "lb_kind" | "lvs_method" => vs.forward = self.forward(s),
+            "lb_kind" | "lvs_method" => vs.forward = self.forward(s).or(vs.forward),
             "protocol" => match self.arg(s).map(str::to_uppercase).as_deref() {
                 Some("TCP") => vs.proto = Some("tcp"),
                 Some("UDP") => vs.proto = Some("udp"),
