@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use xdpvs::config::Config;
 use xdpvs::config::keepalived::{Import, UNREAD, import_file};
+use xdpvs::daemon::DaemonError;
+use xdpvs::service::ServiceError;
 
 /// Every sample, sorted.
 fn corpus() -> Vec<PathBuf> {
@@ -330,8 +332,22 @@ fn converted_samples_pass_xdpvs_check() {
         }
         let file = dir.join(format!("{}.toml", name(&path)));
         std::fs::write(&file, &i.toml).unwrap();
-        if let Err(e) = xdpvs::daemon::check(&file) {
-            failed.push(format!("{}: {e}", name(&path)));
+        match xdpvs::daemon::check(&file) {
+            Ok((services, reals)) => {
+                assert_eq!((services, reals), (i.services, i.reals), "{}", name(&path));
+            }
+            // A valid configuration that the service table cannot hold
+            // yet (IPv6 services): the file itself must still be valid.
+            Err(DaemonError::Services {
+                error: ServiceError::NotImplemented(what),
+                ..
+            }) => {
+                println!("{}: valid; the daemon lacks {what}", name(&path));
+                if let Err(e) = Config::from_file(&file) {
+                    failed.push(format!("{}: {e}", name(&path)));
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", name(&path))),
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
