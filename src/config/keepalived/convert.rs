@@ -741,14 +741,14 @@ impl Converter<'_> {
                         table.set("inhibit_on_failure", b);
                     }
                 }
-                "notify_up" | "notify_down" => {
+                "notify_up" => {
                     if let Some(cmd) = self.script(s) {
-                        let key = if s.key() == "notify_up" {
-                            "notify_up"
-                        } else {
-                            "notify_down"
-                        };
-                        table.set(key, cmd);
+                        table.set("notify_up", cmd);
+                    }
+                }
+                "notify_down" => {
+                    if let Some(cmd) = self.script(s) {
+                        table.set("notify_down", cmd);
                     }
                 }
                 "smtp_alert" => {
