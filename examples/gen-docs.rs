@@ -174,10 +174,13 @@ fn daemon_page(date: &str) -> Result<Vec<u8>, String> {
         tail.text([bold(sig)]);
         tail.text([roman(what)]);
     }
+    import_keepalived_section(&mut tail)?;
     section(&mut tail, "EXIT STATUS");
     tail.text([roman(
         "0 after a clean stop or a valid --check; 1 when the configuration is invalid, \
-         start-up fails or a worker dies (the last line on standard error says why).",
+         start-up fails or a worker dies (the last line on standard error says why). \
+         import-keepalived: 0 when a configuration was printed, 1 when nothing could be \
+         converted or the file cannot be read.",
     )]);
     files_section(&mut tail);
     see_also(
@@ -190,6 +193,39 @@ fn daemon_page(date: &str) -> Result<Vec<u8>, String> {
         ],
     );
     page(&m, &tail)
+}
+
+/// `xdpvs import-keepalived`: its description and options, from the
+/// subcommand's clap definition (clap_mangen lists subcommands by name only).
+fn import_keepalived_section(r: &mut Roff) -> Result<(), String> {
+    let cmd = xdpvs::daemon::cli::command();
+    let sub = cmd
+        .find_subcommand("import-keepalived")
+        .ok_or("no import-keepalived subcommand")?;
+    section(r, "IMPORT-KEEPALIVED");
+    r.text([bold(
+        "xdpvs import-keepalived FILE --interface IF [--interface IF2 ...] [--config-id ID]",
+    )]);
+    r.control("PP", []);
+    let about = sub
+        .get_long_about()
+        .or(sub.get_about())
+        .ok_or("no description")?;
+    r.text([roman(about.to_string())]);
+    for a in sub.get_arguments() {
+        let Some(long) = a.get_long() else { continue };
+        let value = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default();
+        r.control("TP", []);
+        r.text([bold(format!("--{long}{value}"))]);
+        r.text([roman(
+            a.get_help().map(ToString::to_string).unwrap_or_default(),
+        )]);
+    }
+    Ok(())
 }
 
 fn files_section(r: &mut Roff) {

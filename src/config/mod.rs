@@ -31,6 +31,7 @@
 
 mod dataplane;
 mod error;
+pub mod keepalived;
 mod raw;
 mod read;
 pub mod rules;

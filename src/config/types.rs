@@ -353,6 +353,17 @@ pub struct ServiceConfig {
 
 impl RealConfig {
     pub const DEFAULT_WEIGHT: u32 = 1;
+
+    /// A real server with no connection limits.
+    pub fn new(addr: SocketAddr, forward: Forward, weight: u32) -> RealConfig {
+        RealConfig {
+            addr,
+            forward,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
     /// ipvsadm `-w` accepts 0..=65535.
     pub const MAX_WEIGHT: u32 = 65535;
 }
