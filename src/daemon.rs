@@ -13,8 +13,9 @@
 //! stops what was started, detaches the programs, and reports.
 //!
 //! The control thread (the caller's) then owns the [`ServiceTable`]: it
-//! reloads the file on SIGHUP (services and real servers diffed and applied
-//! live, see [`ServiceTable::apply_config`]), keeps the real servers' next
+//! reloads the file on SIGHUP (what changed in the file since it was last
+//! loaded is applied live, live edits it does not touch are kept, see
+//! [`ServiceTable::apply_file_change`]), keeps the real servers' next
 //! hops resolved from the kernel's routing and neighbour tables, updates
 //! the XDP program's maps when services change, and publishes each change
 //! as a new [`Snapshot`](crate::service::Snapshot) that workers pick up
@@ -892,8 +893,11 @@ impl Director {
         })
     }
 
-    /// SIGHUP: the file again, applied as a diff. A bad file changes
-    /// nothing and says why. Returns the line it logged last (the service
+    /// SIGHUP: what changed in the file since it was last loaded, applied
+    /// live; live edits (`xdpvsadm`, `--set`) the change does not touch
+    /// are kept, and each one it overrides is logged
+    /// ([`ServiceTable::apply_file_change`]). A bad file changes nothing
+    /// and says why. Returns the line it logged last (the service
     /// manager's status): `Ok` when the file was applied, `Err` when it was
     /// refused.
     fn reload(&mut self) -> Result<String, String> {
@@ -910,8 +914,14 @@ impl Director {
         if let Err(e) = check_services(&file, &cfg) {
             return refused(e.to_string());
         }
-        if let Err(e) = self.control.table_mut().apply_config(&cfg) {
-            return refused(format!("{file}: {e}"));
+        // The file's change since it was last loaded, not the whole file:
+        // live edits it does not touch stay (`crate::service::reload`).
+        let overrides = match self.control.table_mut().apply_file_change(&self.cfg, &cfg) {
+            Ok(o) => o,
+            Err(e) => return refused(format!("{file}: {e}")),
+        };
+        for line in &overrides {
+            log::notice(format_args!("reload: {line}"));
         }
         if cfg.dataplane != self.cfg.dataplane
             || cfg.control != self.cfg.control

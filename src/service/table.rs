@@ -522,13 +522,19 @@ impl ServiceTable {
         keys
     }
 
-    /// Makes the table what `cfg` describes, as a reload does: services and
+    /// Whether `cfg` describes a table these ports and workers can hold:
+    /// every check [`ServiceTable::from_config`] makes, nothing changed.
+    pub fn check_config(&self, cfg: &Config) -> Result<(), ServiceError> {
+        ServiceTable::from_config(cfg, self.ports.clone(), self.workers).map(drop)
+    }
+
+    /// Makes the table what `cfg` describes: services and
     /// real servers that are in both keep their counters, connections and
     /// scheduler state (edited in place where their settings changed); the
     /// others are added or deleted. The new configuration is checked in
     /// full first, so an error leaves the table as it was.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<(), ServiceError> {
-        ServiceTable::from_config(cfg, self.ports.clone(), self.workers)?;
+        self.check_config(cfg)?;
         let c = &cfg.connections;
         self.timeouts
             .set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
