@@ -229,3 +229,113 @@ fn xdpvsadm_names_a_missing_daemon() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// An `ipvsadm-save` of a large site: `services` services of `reals` real
+/// servers each, one rule a line.
+fn large_site(services: u32, reals: u32) -> String {
+    let mut text = String::new();
+    for s in 0..services {
+        let vip = format!("198.18.{}.{}:80", 64 + s / 250, 1 + s % 250);
+        text.push_str(&format!("-A -t {vip} -s wrr\n"));
+        for r in 0..reals {
+            let n = s * reals + r;
+            let rip = format!("198.19.{}.{}:80", n / 250, 1 + n % 250);
+            text.push_str(&format!("-a -t {vip} -r {rip} -g -w {}\n", 1 + r));
+        }
+    }
+    text
+}
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = text.lines().collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn ten_thousand_rules_restore_atomically_and_round_trip() {
+    let d = Director::start("large");
+    let s = &d.socket;
+    let rules = large_site(1000, 9);
+    assert_eq!(rules.lines().count(), 10_000);
+    // Far more than one request line holds: it travels in parts.
+    assert!(rules.len() > 4 * xdpvs::ctrl::proto::MAX_REQUEST);
+    let parsed = xdpvs::adm::parse_rules(&rules).unwrap();
+    let requests = xdpvs::adm::restore_requests(parsed);
+    assert!(requests.len() > 4, "{} requests", requests.len());
+
+    let started = Instant::now();
+    let out = adm(s, "-R", &rules);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("-R of 10000 rules: {:?}", started.elapsed());
+    let saved = ok(s, "-S -n");
+    assert_eq!(sorted_lines(&saved), sorted_lines(&rules));
+
+    // -S | -R after -C gives the same -S, byte for byte.
+    assert_eq!(ok(s, "-C"), "");
+    assert_eq!(ok(s, "-S -n"), "");
+    let out = adm(s, "-R", &saved);
+    assert!(out.status.success());
+    assert_eq!(ok(s, "-S -n"), saved);
+
+    // All or nothing: a batch as large whose last rule fails changes
+    // nothing, not even the parts the daemon had already received.
+    let mut bad = format!("-C\n{}", large_site(1000, 9).replace("-s wrr", "-s rr"));
+    bad.push_str("-a -t 198.18.64.1:80 -r 198.19.0.1:80 -g -w 1\n");
+    let out = adm(s, "-R", &bad);
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Destination already exists\n"
+    );
+    assert_eq!(ok(s, "-S -n"), saved);
+}
+
+#[test]
+fn restore_parts_without_their_restore_are_never_applied() {
+    use xdpvs::ctrl::proto::{Reply, Request, Response};
+    let d = Director::start("parts");
+    let s = &d.socket;
+    let parsed = xdpvs::adm::parse_rules(&large_site(200, 4)).unwrap();
+    let mut requests = xdpvs::adm::restore_requests(parsed);
+    assert!(requests.len() > 2);
+    // The batch's end replaced by another request: the parts are dropped,
+    // and the request is refused saying so.
+    requests.pop();
+    requests.push(Request::Clear);
+    match xdpvs::adm::call_all(s, &requests).unwrap() {
+        Response::Err { message, .. } => {
+            assert!(message.contains("middle of a restore"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connection ends after parts only: nothing applied either.
+    requests.pop();
+    assert_eq!(
+        xdpvs::adm::call_all(s, &requests).unwrap(),
+        Response::Ok(Reply::Done)
+    );
+    assert_eq!(ok(s, "-S -n"), "");
+    // A lone part is kept for its connection, which ends: nothing.
+    let out = xdpvs::adm::call(s, &Request::RestorePart(Vec::new())).unwrap();
+    assert_eq!(out, Response::Ok(Reply::Done));
+    assert_eq!(ok(s, "-S -n"), "");
+}
+
+#[test]
+fn a_thousand_separate_edits() {
+    let d = Director::start("edits");
+    let s = &d.socket;
+    assert_eq!(ok(s, "-A -t 198.18.1.1:80 -s wlc"), "");
+    let started = Instant::now();
+    for n in 0..1000u32 {
+        let rip = format!("198.19.{}.{}:80", n / 250, 1 + n % 250);
+        assert_eq!(ok(s, &format!("-a -t 198.18.1.1:80 -r {rip} -g -w 1")), "");
+    }
+    eprintln!("1000 xdpvsadm -a: {:?}", started.elapsed());
+    assert_eq!(ok(s, "-S -n").lines().count(), 1001);
+}

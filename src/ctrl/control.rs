@@ -340,6 +340,11 @@ impl Control {
                         self.edited()
                     })
             }
+            // The control socket collects the parts (`ctrl::server`); one
+            // that reaches the table has no batch to join.
+            Request::RestorePart(_) => Err(Response::refused(
+                "a part of a restore is only accepted on a control connection, before its --restore",
+            )),
             edit_req => edit(&mut self.table, edit_req).map(|()| self.edited()),
         };
         match reply {
@@ -448,7 +453,7 @@ fn is(s: &ServiceInfo<'_>, k: ServiceKey) -> bool {
 }
 
 fn find<'a>(t: &'a ServiceTable, k: ServiceKey) -> Option<ServiceInfo<'a>> {
-    t.services().find(|s| is(s, k))
+    t.service(k.proto, k.vip)
 }
 
 /// A rule's refusal as one line: the ipvsadm option it concerns, then why.
@@ -625,7 +630,7 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Save => "--save",
         Request::Zero { .. } => "--zero",
         Request::SetTimeouts { .. } => "--set",
-        Request::Restore(_) => "--restore",
+        Request::Restore(_) | Request::RestorePart(_) => "--restore",
     }
 }
 

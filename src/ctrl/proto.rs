@@ -44,9 +44,14 @@ pub use crate::service::Totals;
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// Longest request line, newline included. A full `-R` of a few hundred
-/// services fits; anything longer is refused rather than buffered.
+/// Longest request line, newline included; anything longer is refused
+/// rather than buffered. A `-R` batch larger than this travels as
+/// [`Request::RestorePart`]s.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Most edits one `-R` batch may hold, all its parts together: what one
+/// connection may make the daemon buffer (a few tens of MiB).
+pub const MAX_RESTORE: usize = 200_000;
 
 /// Longest response line the client accepts (a listing of every service
 /// with all counters, or every connection of `-c`).
@@ -138,8 +143,16 @@ pub enum Request {
     /// `--counters` ([`Reply::Counters`]): every worker's statistics.
     Counters,
     /// `-R`: the requests in order, applied all or none. Only table edits
-    /// (`-A -E -D -C -a -e -d --set`) may appear in it.
+    /// (`-A -E -D -C -a -e -d --set`) may appear in it. When
+    /// [`Request::RestorePart`]s came before it on the same connection, the
+    /// batch is theirs followed by its own.
     Restore(Vec<Request>),
+    /// The first edits of a `-R` batch too large for one line, kept by the
+    /// daemon for this connection (answered [`Reply::Done`], nothing
+    /// applied yet) until the [`Request::Restore`] that ends the batch; at
+    /// most [`MAX_RESTORE`] edits in all. Any other request, or the
+    /// connection's end, discards what was kept: nothing of it is applied.
+    RestorePart(Vec<Request>),
 }
 
 /// The daemon's answer.

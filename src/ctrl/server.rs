@@ -9,6 +9,13 @@
 //! is not a request gets an error response and the connection is closed
 //! once the response is written.
 //!
+//! A `-R` batch too large for one line arrives as
+//! [`Request::RestorePart`]s before its [`Request::Restore`]: the server
+//! keeps the parts with the client (at most [`MAX_RESTORE`] edits), answers
+//! each at once, and hands the handler one `Restore` of the whole batch, so
+//! the batch is still applied all or none. Another request in between, or
+//! the client's end, discards the parts.
+//!
 //! For the caller's poll(2) there is one descriptor ([`ControlServer::as_raw_fd`]):
 //! an epoll instance holding the listening socket and every client, each
 //! registered for what the server waits on from it (a request, or room to
@@ -31,7 +38,7 @@ use rustix::event::epoll;
 use rustix::fs::Mode;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::ctrl::proto::{self, MAX_REQUEST, Request, Response};
+use crate::ctrl::proto::{self, MAX_REQUEST, MAX_RESTORE, Reply, Request, Response};
 
 /// Clients served at once; more are accepted and closed at once, so that
 /// a waiting backlog cannot keep the descriptor readable.
@@ -55,6 +62,8 @@ struct Client {
     /// The answer being sent, and how much of it is sent.
     output: Vec<u8>,
     sent: usize,
+    /// The [`Request::RestorePart`]s received so far.
+    restore: Vec<Request>,
     /// Close once `output` is sent: after an error response, or after the
     /// client shut down its side.
     closing: bool,
@@ -234,6 +243,7 @@ impl ControlServer {
                     input: Vec::new(),
                     output: Vec::new(),
                     sent: 0,
+                    restore: Vec::new(),
                     closing: false,
                     last_active: now,
                     interest,
@@ -258,7 +268,7 @@ fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Ins
         match next_line(c, now) {
             Ok(Some(line)) => {
                 let response = match proto::decode_request(&line) {
-                    Ok(req) => handler(req),
+                    Ok(req) => restore_parts(c, req, handler),
                     Err(why) => {
                         c.closing = true;
                         Response::Err {
@@ -284,6 +294,50 @@ fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Ins
         return Fate::Drop;
     }
     Fate::Keep
+}
+
+/// Serves `req` for `c`, collecting the parts of a large `-R` batch (module
+/// docs).
+fn restore_parts(
+    c: &mut Client,
+    req: Request,
+    handler: &mut impl FnMut(Request) -> Response,
+) -> Response {
+    let too_long = |c: &mut Client| {
+        c.restore = Vec::new();
+        c.closing = true;
+        Response::Err {
+            message: format!("restore longer than {MAX_RESTORE} edits"),
+            status: 2,
+        }
+    };
+    match req {
+        Request::RestorePart(part) => {
+            if c.restore.len() + part.len() > MAX_RESTORE {
+                return too_long(c);
+            }
+            c.restore.extend(part);
+            Response::Ok(Reply::Done)
+        }
+        Request::Restore(last) if !c.restore.is_empty() => {
+            if c.restore.len() + last.len() > MAX_RESTORE {
+                return too_long(c);
+            }
+            let mut batch = std::mem::take(&mut c.restore);
+            batch.extend(last);
+            handler(Request::Restore(batch))
+        }
+        other => {
+            if !c.restore.is_empty() {
+                c.restore = Vec::new();
+                return Response::refused(format!(
+                    "{} arrived in the middle of a restore: the restore's parts were discarded, nothing of them applied",
+                    crate::ctrl::control::request_name(&other)
+                ));
+            }
+            handler(other)
+        }
+    }
 }
 
 /// Writes pending output; `Ok(true)` once all is written.

@@ -115,9 +115,7 @@ impl ServiceTable {
     /// The service `proto` `vip` as it is now, with its real servers in
     /// `reals` (list order).
     fn current(&self, proto: Protocol, vip: SocketAddr) -> Option<ServiceConfig> {
-        self.services()
-            .find(|s| s.cfg.proto == proto && s.cfg.vip == vip)
-            .map(|s| ServiceConfig {
+        self.service(proto, vip).map(|s| ServiceConfig {
                 reals: s.dests.iter().map(|d| d.cfg.clone()).collect(),
                 ..s.cfg.clone()
             })

@@ -403,6 +403,24 @@ impl ServiceTable {
         })
     }
 
+    /// Service `proto` `vip`, as [`ServiceTable::services`] lists it.
+    pub fn service(&self, proto: Protocol, vip: SocketAddr) -> Option<ServiceInfo<'_>> {
+        let s = &self.services[self.find(proto, vip).ok()?];
+        Some(ServiceInfo {
+            cfg: &s.cfg,
+            stats: &s.stats,
+            dests: s
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| DestInfo {
+                    cfg: &d.cfg,
+                    counters: &d.counters,
+                })
+                .collect(),
+        })
+    }
+
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
     }

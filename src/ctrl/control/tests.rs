@@ -843,3 +843,20 @@ fn metrics_see_raw_totals_deleted_services_and_requests() {
     assert!(run(&mut c, "-D -u 198.18.1.2:53").is_err());
     assert_eq!(c.requests(), (requests + 3, errors + 1));
 }
+
+#[test]
+fn a_restore_part_that_reaches_the_table_is_refused() {
+    let mut c = small();
+    let before = run(&mut c, "-S -n").unwrap();
+    c.changed();
+    let part = Request::RestorePart(adm::parse_rules("-C").unwrap());
+    match c.handle(part, &mut NoConns) {
+        Response::Err { message, status } => {
+            assert!(message.contains("part of a restore"), "{message}");
+            assert_eq!(status, 255);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!c.changed());
+    assert_eq!(run(&mut c, "-S -n").unwrap(), before);
+}
