@@ -24,7 +24,9 @@
 //!
 //! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
 //! has for the real server (or for the gateway its route names), resolved
-//! once a second and whenever services change; a missing entry triggers
+//! once a second for every real server, and at once for a real server an
+//! edit adds (an edit resolves only addresses never asked about, so its
+//! cost does not grow with the table); a missing entry triggers
 //! resolution, and until it is there the real server's packets are counted
 //! as `no_neighbour`, not sent to a stale MAC. NAT replies go back to the
 //! MAC the client's packets came from (the router in front of us), which
@@ -392,6 +394,9 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// Real server addresses whose next hop was asked for at least once;
+    /// an edit resolves only addresses not in it.
+    asked: std::collections::HashSet<Ipv4Addr>,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
     /// The director's own IPv4 addresses as last given to the XDP
@@ -505,6 +510,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl,
             unresolved: Vec::new(),
             pending: 0,
+            asked: std::collections::HashSet::new(),
             no_source: Vec::new(),
             local_addrs: None,
             checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
@@ -984,7 +990,10 @@ impl Plane {
         if !control.changed() {
             return;
         }
-        self.refresh_next_hops(control);
+        // Only real server addresses never asked about yet: the others
+        // are refreshed once a second, so an edit costs no lookup per
+        // real server of the table.
+        self.resolve_new_next_hops(control);
         if let Err(e) = self.update_steering(control) {
             log::limited("xdp-maps", Level::Warning, format_args!("XDP maps: {e}"));
         }
@@ -993,27 +1002,40 @@ impl Plane {
 
     /// Resolves every real server's next hop; true if any changed.
     fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
-        let addrs: Vec<std::net::Ipv4Addr> = control
-            .table()
-            .dest_addrs()
+        let addrs = v4_dest_addrs(control);
+        self.asked = addrs.iter().copied().collect();
+        let (changed, pending) = self.resolve(control, &addrs);
+        self.pending = pending;
+        changed
+    }
+
+    /// Resolves the next hops of real server addresses not asked about
+    /// before (new real servers); true if any changed.
+    fn resolve_new_next_hops(&mut self, control: &mut Control) -> bool {
+        let addrs: Vec<Ipv4Addr> = v4_dest_addrs(control)
             .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
+            .filter(|a| !self.asked.contains(a))
             .collect();
+        self.asked.extend(addrs.iter().copied());
+        self.resolve(control, &addrs).0
+    }
+
+    /// Resolves `addrs`: whether any next hop changed, and how many the
+    /// kernel is still resolving.
+    fn resolve(&mut self, control: &mut Control, addrs: &[Ipv4Addr]) -> (bool, usize) {
         if addrs.is_empty() {
-            return false;
+            return (false, 0);
         }
-        let res = match self.nl.resolve_all(&addrs) {
+        let res = match self.nl.resolve_all(addrs) {
             Ok(r) => r,
             Err(e) => {
                 log::limited("next-hops", Level::Warning, format_args!("next hops: {e}"));
-                return false;
+                return (false, 0);
             }
         };
         let mut changed = false;
-        self.pending = 0;
+        let mut pending = 0;
+        let tun = control.table().tun_addrs();
         for (addr, r) in addrs.iter().zip(res) {
             let ip = IpAddr::V4(*addr);
             let src = match r {
@@ -1021,7 +1043,7 @@ impl Plane {
                 Resolution::Unreachable => None,
             };
             if let Some(src) = src {
-                changed |= self.note_source(control, *addr, src);
+                changed |= self.note_source(control, *addr, src, tun.contains(addr));
             }
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
@@ -1043,7 +1065,7 @@ impl Plane {
                     }
                 },
                 // Keep the last MAC while the kernel re-resolves.
-                Resolution::Pending { .. } => self.pending += 1,
+                Resolution::Pending { .. } => pending += 1,
                 Resolution::Unreachable => {
                     changed |= control.clear_next_hop(ip);
                     self.note_unresolved(ip, format_args!(
@@ -1052,24 +1074,25 @@ impl Plane {
                 }
             }
         }
-        changed
+        (changed, pending)
     }
 
     /// Records the source of the route to real server `addr` (the outer
     /// source of its TUN packets without `dataplane.tunnel_source`); says
     /// once when a TUN server's route gives none, and whenever a TUN
-    /// server's source changes. True if it changed.
+    /// server's source changes (`tun`: `addr` is a TUN server's). True if
+    /// it changed.
     fn note_source(
         &mut self,
         control: &mut Control,
         addr: Ipv4Addr,
         src: Option<Ipv4Addr>,
+        tun: bool,
     ) -> bool {
         let ip = IpAddr::V4(addr);
         let before = control.table().source(ip);
         let changed = control.set_source(ip, src);
-        let t = control.table();
-        if t.tunnel_source().is_some() || !t.is_tun_addr(ip) {
+        if control.table().tunnel_source().is_some() || !tun {
             return changed;
         }
         match src {
@@ -1147,6 +1170,19 @@ impl Plane {
         let next = control.table().next_snapshot_at(&prev, self.clock.now());
         self.shared.snapshot.store(Arc::new(next));
     }
+}
+
+/// Every IPv4 real server address of the table, once each.
+fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
+    control
+        .table()
+        .dest_addrs()
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 /// `xdpvsadm -c`: the workers' tables.

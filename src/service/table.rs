@@ -474,6 +474,21 @@ impl ServiceTable {
             .any(|d| d.cfg.forward == Forward::Tun && d.cfg.addr.ip() == addr)
     }
 
+    /// The IPv4 addresses of every real server forwarded by tunnel (their
+    /// packets need an outer source address): [`ServiceTable::is_tun_addr`]
+    /// for all addresses at once.
+    pub fn tun_addrs(&self) -> std::collections::HashSet<Ipv4Addr> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.dest.as_ref())
+            .filter(|d| d.cfg.forward == Forward::Tun)
+            .filter_map(|d| match d.cfg.addr.ip() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
     /// Every real server address, once each, in no particular order: what
     /// the next-hop resolver must keep resolved.
     pub fn dest_addrs(&self) -> Vec<IpAddr> {
