@@ -89,14 +89,14 @@ use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
 use crate::ctrl::http::MetricsServer;
 use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrape, SocketInfo};
-use crate::ctrl::proto::{ConnView, Response};
-use crate::ctrl::server::ControlServer;
+use crate::ctrl::proto::{CONNS_PER_LINE, ConnView, Response};
+use crate::ctrl::server::{Answer, ConnStream, ControlServer, StreamPoll};
 use crate::log::{self, Level};
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution};
 use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable};
 use crate::stats::{Counter, Kind, WorkerStats};
-use crate::worker::{Clock, Shared, Worker, WorkerOptions};
+use crate::worker::{Clock, ConnEntry, ConnListing, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::Steering;
 use crate::xsk::{Xsk, XskConfig, XskError};
 
@@ -847,12 +847,13 @@ impl Director {
         let (control, plane) = (&mut self.control, &mut self.plane);
         server.poll(&mut |req| {
             let name = crate::ctrl::control::request_name(&req);
-            let answer = control.handle(req, &mut WorkerConns(&plane.shared));
+            let answer = control.answer(req, &mut WorkerConns(&plane.shared));
             match &answer {
-                Response::Ok(_) => log::debug(format_args!("control: {name}: ok")),
-                Response::Err { message, .. } => {
+                Answer::Now(Response::Ok(_)) => log::debug(format_args!("control: {name}: ok")),
+                Answer::Now(Response::Err { message, .. }) => {
                     log::debug(format_args!("control: {name}: refused: {message}"))
                 }
+                Answer::Stream(_) => log::debug(format_args!("control: {name}: listing")),
             }
             // In effect before xdpvsadm hears so, as with ipvsadm.
             plane.apply_changes(control);
@@ -1185,23 +1186,98 @@ fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// How long a worker may leave a slice of a `-c` listing unanswered
+/// before it is left out of the listing.
+const SLICE_LIMIT: Duration = Duration::from_millis(500);
+
+/// How long one [`ConnStream::poll`] of the workers' listing may wait for
+/// slices on the control thread.
+const LISTING_POLL: Duration = Duration::from_millis(1);
+
+fn conn_view(e: ConnEntry) -> ConnView {
+    ConnView {
+        proto: e.proto,
+        client: e.client,
+        virt: e.virt,
+        dest: e.dest,
+        state: e.state.to_owned(),
+        expires: e.expires,
+    }
+}
+
 /// `xdpvsadm -c`: the workers' tables.
-struct WorkerConns<'a>(&'a Shared);
+struct WorkerConns<'a>(&'a Arc<Shared>);
+
+/// A `-c` listing of the workers' tables, a slice per worker at a time
+/// (`crate::worker::dump`), handed to the control socket a line at a
+/// time: at most [`CONNS_PER_LINE`] entries plus one slice per worker are
+/// held at once, whatever the table's size.
+/// One listing runs at a time: a second client's waits for the first.
+struct WorkerListing {
+    shared: Arc<Shared>,
+    listing: Option<ConnListing>,
+    buf: Vec<ConnView>,
+    done: bool,
+}
+
+impl ConnStream for WorkerListing {
+    fn poll(&mut self) -> StreamPoll {
+        let until = Instant::now() + LISTING_POLL;
+        while !self.done && self.buf.len() < CONNS_PER_LINE {
+            let now = Instant::now();
+            if self.listing.is_none() {
+                self.listing = ConnListing::start(&self.shared, SLICE_LIMIT);
+            }
+            let Some(listing) = self.listing.as_mut() else {
+                return StreamPoll::Pending; // another client's runs
+            };
+            let (entries, done) = listing.poll(now);
+            self.buf.extend(entries.into_iter().map(conn_view));
+            self.done = done;
+            if done && listing.skipped() > 0 {
+                log::warning(format_args!(
+                    "-L -c: {} workers did not answer within {SLICE_LIMIT:?}; the listing lacks (part of) their connections",
+                    listing.skipped()
+                ));
+            }
+            if done {
+                self.listing = None; // the next one may start
+            }
+            if now >= until {
+                break;
+            }
+            if !done {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        if self.buf.is_empty() {
+            return if self.done {
+                StreamPoll::End
+            } else {
+                StreamPoll::Pending
+            };
+        }
+        let rest = self.buf.split_off(self.buf.len().min(CONNS_PER_LINE));
+        StreamPoll::Part(std::mem::replace(&mut self.buf, rest))
+    }
+}
 
 impl ConnSource for WorkerConns<'_> {
     fn conns(&mut self) -> Vec<ConnView> {
-        let entries = self.0.connections(Duration::from_millis(500));
-        entries
+        ConnListing::collect(self.0, SLICE_LIMIT)
+            .unwrap_or_default()
             .into_iter()
-            .map(|e| ConnView {
-                proto: e.proto,
-                client: e.client,
-                virt: e.virt,
-                dest: e.dest,
-                state: e.state.to_owned(),
-                expires: e.expires,
-            })
+            .map(conn_view)
             .collect()
+    }
+
+    fn stream(&mut self) -> Box<dyn ConnStream> {
+        Box::new(WorkerListing {
+            listing: ConnListing::start(self.0, SLICE_LIMIT),
+            shared: Arc::clone(self.0),
+            buf: Vec::new(),
+            done: false,
+        })
     }
 
     fn counters(&mut self) -> Vec<WorkerStats> {

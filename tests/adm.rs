@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use xdpvs::conn::Timeouts;
-use xdpvs::ctrl::control::{Control, NoConns};
+use xdpvs::ctrl::control::Control;
+use xdpvs::ctrl::proto::ConnView;
 use xdpvs::ctrl::server::ControlServer;
 use xdpvs::service::ServiceTable;
 
@@ -27,12 +28,18 @@ struct Director {
 
 impl Director {
     fn start(name: &str) -> Director {
+        Director::with_conns(name, Vec::new())
+    }
+
+    /// A director whose `-L -c` lists `conns`.
+    fn with_conns(name: &str, conns: Vec<ConnView>) -> Director {
         let dir = std::env::temp_dir().join(format!("xdpvs-adm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let socket = dir.join("xdpvs.sock");
         let mut server = ControlServer::bind(&socket).expect("bind the control socket");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let mut conns = conns;
         let thread = thread::spawn(move || {
             let table = ServiceTable::new(Vec::new(), None, Timeouts::default());
             let mut control = Control::new(table, 4096, Instant::now());
@@ -43,7 +50,7 @@ impl Director {
                     tv_nsec: 20_000_000,
                 };
                 let _ = rustix::event::poll(&mut fds, Some(&t));
-                server.poll(&mut |req| control.handle(req, &mut NoConns));
+                server.poll(&mut |req| control.answer(req, &mut conns));
                 control.tick(Instant::now());
             }
         });
@@ -338,4 +345,74 @@ fn a_thousand_separate_edits() {
     }
     eprintln!("1000 xdpvsadm -a: {:?}", started.elapsed());
     assert_eq!(ok(s, "-S -n").lines().count(), 1001);
+}
+
+#[test]
+fn a_large_connection_listing_comes_in_bounded_lines() {
+    use std::io::{BufRead, BufReader};
+    use xdpvs::ctrl::proto::{self, CONNS_PER_LINE, Reply, Request, Response};
+    const N: u32 = 3 * CONNS_PER_LINE as u32 + 100;
+    let conns: Vec<ConnView> = (0..N)
+        .map(|i| ConnView {
+            proto: xdpvs::config::Protocol::Tcp,
+            client: format!(
+                "198.18.{}.{}:{}",
+                i >> 16,
+                (i >> 8) as u8,
+                1024 + (i & 0xff)
+            )
+            .parse()
+            .unwrap(),
+            virt: "198.18.1.1:80".parse().unwrap(),
+            dest: "198.18.2.11:80".parse().unwrap(),
+            state: "ESTABLISHED".into(),
+            expires: 899,
+        })
+        .collect();
+    let d = Director::with_conns("conns", conns);
+    // On the wire: parts of at most CONNS_PER_LINE entries, then the end.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.write_all(&proto::encode_request(&Request::ListConns))
+        .unwrap();
+    let mut lines = BufReader::new(s);
+    let (mut parts, mut total) = (0, 0);
+    loop {
+        let mut line = Vec::new();
+        lines.read_until(b'\n', &mut line).unwrap();
+        match proto::decode_response(&line).unwrap() {
+            Response::Ok(Reply::ConnsPart(v)) => {
+                assert!(v.len() <= CONNS_PER_LINE);
+                parts += 1;
+                total += v.len();
+            }
+            Response::Ok(Reply::Conns(v)) => {
+                total += v.len();
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, N as usize);
+    assert!(parts >= 4, "{parts} parts");
+    // xdpvsadm gathers them: ipvsadm's format, every entry once.
+    let out = ok(&d.socket, "-L -n -c");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"));
+    assert_eq!(
+        lines.next(),
+        Some("pro expire state       source             virtual            destination")
+    );
+    let body: Vec<&str> = lines.collect();
+    assert_eq!(body.len(), N as usize);
+    assert_eq!(
+        body[0],
+        "TCP 14:59  ESTABLISHED 198.18.0.0:1024    198.18.1.1:80      198.18.2.11:80"
+    );
+    let json = ok(&d.socket, "-L -n -c --json");
+    assert_eq!(
+        json.matches("\"client\"").count(),
+        N as usize,
+        "{}",
+        &json[..200]
+    );
 }

@@ -1,4 +1,5 @@
-//! The client end of the control socket: requests, each with its answer.
+//! The client end of the control socket: requests, each with its answer
+//! (a `-L -c` answer's lines gathered into one reply).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -38,24 +39,36 @@ pub fn call_all(socket: &Path, reqs: &[Request]) -> Result<Response, AdmError> {
         writer
             .write_all(&proto::encode_request(req))
             .map_err(|e| down("write to", e))?;
-        let mut line = Vec::new();
-        (&mut reader)
-            .take(MAX_RESPONSE as u64)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| down("read from", e))?;
-        if line.is_empty() {
-            return Err(AdmError {
-                message: format!(
-                    "the xdpvs daemon at {} closed the connection without answering",
-                    socket.display()
-                ),
+        // A `-c` answer comes in parts: gathered into one reply.
+        let mut conns = Vec::new();
+        answer = loop {
+            let mut line = Vec::new();
+            (&mut reader)
+                .take(MAX_RESPONSE as u64)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| down("read from", e))?;
+            if line.is_empty() {
+                return Err(AdmError {
+                    message: format!(
+                        "the xdpvs daemon at {} closed the connection without answering",
+                        socket.display()
+                    ),
+                    status: 2,
+                });
+            }
+            let r = proto::decode_response(&line).map_err(|e| AdmError {
+                message: format!("bad answer from {}: {e}", socket.display()),
                 status: 2,
-            });
-        }
-        answer = proto::decode_response(&line).map_err(|e| AdmError {
-            message: format!("bad answer from {}: {e}", socket.display()),
-            status: 2,
-        })?;
+            })?;
+            match r {
+                Response::Ok(Reply::ConnsPart(part)) => conns.extend(part),
+                Response::Ok(Reply::Conns(last)) => {
+                    conns.extend(last);
+                    break Response::Ok(Reply::Conns(conns));
+                }
+                other => break other,
+            }
+        };
         if let Response::Err { .. } = answer {
             break;
         }

@@ -837,6 +837,22 @@ impl<A: Addr> ConnTable<A> {
     pub fn iter(&self) -> impl Iterator<Item = &Conn<A>> {
         self.entries.0.iter().filter(|c| c.is_live())
     }
+
+    /// Entry slots, live or free: the positions [`ConnTable::live_in`]
+    /// takes.
+    pub fn slots(&self) -> usize {
+        self.entries.0.len()
+    }
+
+    /// Live connections in entry slots `range` (clamped to the table), for
+    /// listing a large table a slice at a time. An entry keeps its slot for
+    /// its whole life, so slices taken in order over the whole range list
+    /// each connection that lives throughout exactly once.
+    pub fn live_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Conn<A>> {
+        let n = self.entries.0.len();
+        let range = range.start.min(n)..range.end.min(n);
+        self.entries.0[range].iter().filter(|c| c.is_live())
+    }
 }
 
 #[cfg(test)]

@@ -29,9 +29,10 @@ use crate::config::rules::{self, Field};
 use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
 use crate::ctrl::proto::{
-    ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey,
-    ServiceSpec, ServiceView,
+    CONNS_PER_LINE, ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response,
+    ServiceKey, ServiceSpec, ServiceView,
 };
+use crate::ctrl::server::{Answer, ConnStream, StreamPoll};
 use crate::dest::{DestCounters, Stats, Totals};
 use crate::service::{ServiceError, ServiceInfo, ServiceTable};
 use crate::stats::WorkerStats;
@@ -41,10 +42,30 @@ pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where `-L -c` gets the connection entries: the daemon asks its workers.
 pub trait ConnSource {
+    /// Every entry at once.
     fn conns(&mut self) -> Vec<ConnView>;
+    /// The entries as a stream the control socket sends a line at a time
+    /// ([`Control::answer`]); by default [`ConnSource::conns`], cut up.
+    fn stream(&mut self) -> Box<dyn ConnStream> {
+        Box::new(FixedConns(self.conns()))
+    }
     /// Each worker's statistics (`--counters`), in worker order.
     fn counters(&mut self) -> Vec<WorkerStats> {
         Vec::new()
+    }
+}
+
+/// [`ConnSource::stream`]'s default: a list handed out
+/// [`CONNS_PER_LINE`] entries at a time.
+struct FixedConns(Vec<ConnView>);
+
+impl ConnStream for FixedConns {
+    fn poll(&mut self) -> StreamPoll {
+        if self.0.is_empty() {
+            return StreamPoll::End;
+        }
+        let rest = self.0.split_off(self.0.len().min(CONNS_PER_LINE));
+        StreamPoll::Part(std::mem::replace(&mut self.0, rest))
     }
 }
 
@@ -304,6 +325,20 @@ impl Control {
     /// refused.
     pub fn requests(&self) -> (u64, u64) {
         (self.requests, self.request_errors)
+    }
+
+    /// As [`Control::handle`], but `-L -c` is answered with a stream of
+    /// `conns`' entries that the control socket sends a line at a time,
+    /// so that the listing neither stops the control thread nor builds
+    /// one giant line.
+    pub fn answer(&mut self, req: Request, conns: &mut dyn ConnSource) -> Answer {
+        match req {
+            Request::ListConns => {
+                self.requests += 1;
+                Answer::Stream(conns.stream())
+            }
+            other => Answer::Now(self.handle(other, conns)),
+        }
     }
 
     /// Applies `req`; `conns` is asked only for `-L -c`.

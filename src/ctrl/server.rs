@@ -38,7 +38,40 @@ use rustix::event::epoll;
 use rustix::fs::Mode;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::ctrl::proto::{self, MAX_REQUEST, MAX_RESTORE, Reply, Request, Response};
+use crate::ctrl::proto::{self, ConnView, MAX_REQUEST, MAX_RESTORE, Reply, Request, Response};
+
+/// What a handler gives the server for a request.
+pub enum Answer {
+    /// One response line.
+    Now(Response),
+    /// A `-L -c` answer, sent as [`Reply::ConnsPart`] lines as the stream
+    /// yields entries, then one [`Reply::Conns`] line.
+    Stream(Box<dyn ConnStream>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::Now(r)
+    }
+}
+
+/// Connection entries that arrive over time (the workers' tables, a slice
+/// at a time).
+pub trait ConnStream: Send {
+    /// What has arrived, without waiting long (a millisecond or two at
+    /// most: it runs on the control thread).
+    fn poll(&mut self) -> StreamPoll;
+}
+
+/// One step of a [`ConnStream`].
+pub enum StreamPoll {
+    /// Entries; at most [`proto::CONNS_PER_LINE`] of them.
+    Part(Vec<ConnView>),
+    /// Nothing yet: ask again on the next poll.
+    Pending,
+    /// Every entry has been given.
+    End,
+}
 
 /// Clients served at once; more are accepted and closed at once, so that
 /// a waiting backlog cannot keep the descriptor readable.
@@ -64,6 +97,8 @@ struct Client {
     sent: usize,
     /// The [`Request::RestorePart`]s received so far.
     restore: Vec<Request>,
+    /// A `-L -c` answer still being sent; no request is read meanwhile.
+    listing: Option<Box<dyn ConnStream>>,
     /// Close once `output` is sent: after an error response, or after the
     /// client shut down its side.
     closing: bool,
@@ -170,7 +205,7 @@ impl ControlServer {
     /// Accepts new clients and serves every client that is ready, calling
     /// `handler` for each whole request; returns without waiting for
     /// anything.
-    pub fn poll(&mut self, handler: &mut impl FnMut(Request) -> Response) {
+    pub fn poll(&mut self, handler: &mut impl FnMut(Request) -> Answer) {
         let now = Instant::now();
         self.accept(now);
         let tokens: Vec<u64> = self.clients.keys().copied().collect();
@@ -244,6 +279,7 @@ impl ControlServer {
                     output: Vec::new(),
                     sent: 0,
                     restore: Vec::new(),
+                    listing: None,
                     closing: false,
                     last_active: now,
                     interest,
@@ -255,30 +291,50 @@ impl ControlServer {
 
 /// One turn for one client: write what is pending, then read and answer
 /// requests while the answers go out at once.
-fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Instant) -> Fate {
+fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Answer, now: Instant) -> Fate {
     for _ in 0..REQUESTS_PER_POLL {
         match flush(c, now) {
             Ok(true) => {}
             Ok(false) => break, // the client is slow to read: wait for room
             Err(()) => return Fate::Drop,
         }
+        if let Some(listing) = c.listing.as_mut() {
+            let response = match listing.poll() {
+                StreamPoll::Part(entries) => Response::Ok(Reply::ConnsPart(entries)),
+                StreamPoll::Pending => break,
+                StreamPoll::End => {
+                    c.listing = None;
+                    Response::Ok(Reply::Conns(Vec::new()))
+                }
+            };
+            c.output = proto::encode_response(&response);
+            c.sent = 0;
+            c.last_active = now;
+            continue;
+        }
         if c.closing {
             return Fate::Drop;
         }
         match next_line(c, now) {
             Ok(Some(line)) => {
-                let response = match proto::decode_request(&line) {
+                let answer = match proto::decode_request(&line) {
                     Ok(req) => restore_parts(c, req, handler),
                     Err(why) => {
                         c.closing = true;
-                        Response::Err {
+                        Answer::Now(Response::Err {
                             message: why,
                             status: 2,
-                        }
+                        })
                     }
                 };
-                c.output = proto::encode_response(&response);
-                c.sent = 0;
+                match answer {
+                    Answer::Now(response) => {
+                        c.output = proto::encode_response(&response);
+                        c.sent = 0;
+                    }
+                    // Sent from the loop's head, a line at a time.
+                    Answer::Stream(s) => c.listing = Some(s),
+                }
             }
             // An error answer to send before closing: the loop's head
             // sends it.
@@ -301,15 +357,15 @@ fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Ins
 fn restore_parts(
     c: &mut Client,
     req: Request,
-    handler: &mut impl FnMut(Request) -> Response,
-) -> Response {
+    handler: &mut impl FnMut(Request) -> Answer,
+) -> Answer {
     let too_long = |c: &mut Client| {
         c.restore = Vec::new();
         c.closing = true;
-        Response::Err {
+        Answer::Now(Response::Err {
             message: format!("restore longer than {MAX_RESTORE} edits"),
             status: 2,
-        }
+        })
     };
     match req {
         Request::RestorePart(part) => {
@@ -317,7 +373,7 @@ fn restore_parts(
                 return too_long(c);
             }
             c.restore.extend(part);
-            Response::Ok(Reply::Done)
+            Answer::Now(Response::Ok(Reply::Done))
         }
         Request::Restore(last) if !c.restore.is_empty() => {
             if c.restore.len() + last.len() > MAX_RESTORE {
@@ -330,10 +386,10 @@ fn restore_parts(
         other => {
             if !c.restore.is_empty() {
                 c.restore = Vec::new();
-                return Response::refused(format!(
+                return Answer::Now(Response::refused(format!(
                     "{} arrived in the middle of a restore: the restore's parts were discarded, nothing of them applied",
                     crate::ctrl::control::request_name(&other)
-                ));
+                )));
             }
             handler(other)
         }

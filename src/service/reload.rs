@@ -116,9 +116,9 @@ impl ServiceTable {
     /// `reals` (list order).
     fn current(&self, proto: Protocol, vip: SocketAddr) -> Option<ServiceConfig> {
         self.service(proto, vip).map(|s| ServiceConfig {
-                reals: s.dests.iter().map(|d| d.cfg.clone()).collect(),
-                ..s.cfg.clone()
-            })
+            reals: s.dests.iter().map(|d| d.cfg.clone()).collect(),
+            ..s.cfg.clone()
+        })
     }
 
     /// SIGHUP: applies what changed from file `old` (as last loaded) to

@@ -121,7 +121,8 @@ fn a_service_the_file_changes_overrides_its_live_edit_and_says_so() {
     let mut t = table(&old);
     // Live: scheduler and a weight edited.
     t.edit_service(&service(WEB, "sh")).unwrap();
-    t.edit_dest(Protocol::Tcp, addr(WEB), &real(RS1, 7)).unwrap();
+    t.edit_dest(Protocol::Tcp, addr(WEB), &real(RS1, 7))
+        .unwrap();
     // The file changes the scheduler and RS1's weight, not RS2.
     let new = file("", &[(WEB, "rr", &[(RS1, 4), (RS2, 1)])]);
     let said = t.apply_file_change(&old, &new).unwrap();
@@ -147,7 +148,8 @@ fn a_live_edit_of_what_the_file_leaves_alone_is_kept() {
         ],
     );
     let mut t = table(&old);
-    t.edit_dest(Protocol::Tcp, addr(WEB), &real(RS2, 9)).unwrap();
+    t.edit_dest(Protocol::Tcp, addr(WEB), &real(RS2, 9))
+        .unwrap();
     t.del_service(Protocol::Tcp, addr("198.18.1.2:80")).unwrap();
     // The file changes RS1's weight only.
     let new = file(
@@ -235,7 +237,10 @@ fn set_timeouts_are_kept_unless_the_files_timeouts_changed() {
     let said = t.apply_file_change(&same, &new).unwrap();
     assert_eq!(live(&t), (100, 50, 30));
     assert_eq!(said.len(), 1, "{said:?}");
-    assert!(said[0].contains("udp_timeout") && said[0].contains("60"), "{said:?}");
+    assert!(
+        said[0].contains("udp_timeout") && said[0].contains("60"),
+        "{said:?}"
+    );
 }
 
 #[test]
