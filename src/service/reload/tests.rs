@@ -10,9 +10,14 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// A file: `services` as (vip, scheduler, [(real, weight)]), all TCP DR,
-/// and `[connections]` lines.
-fn file(connections: &str, services: &[(&str, &str, &[(&str, u32)])]) -> Config {
+/// A service as the tests write it: (vip, scheduler, [(real, weight)]).
+type Svc<'a> = (&'a str, &'a str, &'a [(&'a str, u32)]);
+
+/// A service as a table lists it, real servers sorted.
+type Shown = (String, String, Vec<(String, u32)>);
+
+/// A file: `services`, all TCP DR, and `[connections]` lines.
+fn file(connections: &str, services: &[Svc<'_>]) -> Config {
     let mut text = format!("[dataplane]\ninterfaces = [\"eth1\"]\n[connections]\n{connections}\n");
     for (vip, sched, reals) in services {
         text.push_str(&format!(
@@ -53,7 +58,7 @@ fn real(a: &str, weight: u32) -> RealConfig {
 }
 
 /// Every service as (vip, scheduler, [(real, weight)]), reals sorted.
-fn shown(t: &ServiceTable) -> Vec<(String, String, Vec<(String, u32)>)> {
+fn shown(t: &ServiceTable) -> Vec<Shown> {
     let mut v: Vec<_> = t
         .services()
         .map(|s| {
@@ -70,7 +75,7 @@ fn shown(t: &ServiceTable) -> Vec<(String, String, Vec<(String, u32)>)> {
     v
 }
 
-fn svc(vip: &str, sched: &str, reals: &[(&str, u32)]) -> (String, String, Vec<(String, u32)>) {
+fn svc(vip: &str, sched: &str, reals: &[(&str, u32)]) -> Shown {
     (
         vip.to_owned(),
         sched.to_owned(),
