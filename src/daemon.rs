@@ -834,6 +834,13 @@ impl Director {
             std::thread::sleep(wait);
             return;
         };
+        // A listing in progress is paced by the workers' slices
+        // (`WorkerListing`), not by the socket: no wait for it.
+        let wait = if server.streaming() {
+            Duration::ZERO
+        } else {
+            wait
+        };
         let timeout = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: wait.subsec_nanos().into(),
@@ -1188,7 +1195,7 @@ fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
 
 /// How long a worker may leave a slice of a `-c` listing unanswered
 /// before it is left out of the listing.
-const SLICE_LIMIT: Duration = Duration::from_millis(500);
+const SLICE_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long one [`ConnStream::poll`] of the workers' listing may wait for
 /// slices on the control thread.

@@ -848,10 +848,19 @@ impl<A: Addr> ConnTable<A> {
     /// listing a large table a slice at a time. An entry keeps its slot for
     /// its whole life, so slices taken in order over the whole range list
     /// each connection that lives throughout exactly once.
-    pub fn live_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Conn<A>> {
+    /// Each comes with its slot.
+    pub fn live_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, &Conn<A>)> {
         let n = self.entries.0.len();
         let range = range.start.min(n)..range.end.min(n);
-        self.entries.0[range].iter().filter(|c| c.is_live())
+        let start = range.start;
+        self.entries.0[range]
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_live())
+            .map(move |(i, c)| (start + i, c))
     }
 }
 

@@ -202,6 +202,12 @@ impl ControlServer {
         self.clients.len()
     }
 
+    /// Whether a `-L -c` answer is being sent: then [`ControlServer::poll`]
+    /// has work without the descriptor saying so (the workers' slices).
+    pub fn streaming(&self) -> bool {
+        self.clients.values().any(|c| c.listing.is_some())
+    }
+
     /// Accepts new clients and serves every client that is ready, calling
     /// `handler` for each whole request; returns without waiting for
     /// anything.

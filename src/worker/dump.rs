@@ -22,8 +22,12 @@ use crate::conn::{Conn, ConnTable};
 use crate::frame::Tick;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 
-/// Entry slots a worker walks for one slice.
+/// Most entries in one slice.
 pub const SLICE: usize = 4096;
+
+/// Most entry slots a worker walks for one slice (free slots cost a flag
+/// test each; an empty region of the table is crossed quickly).
+pub const SLICE_SLOTS: usize = 4 * SLICE;
 
 /// One connection (or persistence template) as `xdpvsadm -c` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +87,17 @@ impl ConnDump {
             return; // withdrawn meanwhile
         }
         let from = c.next;
-        let to = from.saturating_add(SLICE);
-        let entries = conns
-            .live_in(from..to)
-            .filter_map(|e| conn_view(e, now))
-            .collect();
+        let end = from.saturating_add(SLICE_SLOTS).min(conns.slots());
+        let mut entries = Vec::with_capacity(SLICE.min(end.saturating_sub(from)));
+        // The next slice starts after the last slot this one walked.
+        let mut to = end;
+        for (i, e) in conns.live_in(from..end) {
+            if entries.len() == SLICE {
+                to = i;
+                break;
+            }
+            entries.extend(conn_view(e, now));
+        }
         c.next = to;
         c.answer = Some(ConnSlice {
             entries,
