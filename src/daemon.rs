@@ -24,7 +24,9 @@
 //!
 //! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
 //! has for the real server (or for the gateway its route names), resolved
-//! once a second for every real server, and at once for a real server an
+//! again once a second for every real server (128 per turn of the control
+//! loop, so a large table spreads its refresh over several turns), and at
+//! once for a real server an
 //! edit adds (an edit resolves only addresses never asked about, so its
 //! cost does not grow with the table); a missing entry triggers
 //! resolution, and until it is there the real server's packets are counted
@@ -394,6 +396,10 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// Where the periodic refresh is in the sorted real server addresses,
+    /// and when its next cycle may start ([`Plane::refresh_step`]).
+    cycle_pos: usize,
+    next_cycle: Instant,
     /// Real server addresses whose next hop was asked for at least once;
     /// an edit resolves only addresses not in it.
     asked: std::collections::HashSet<Ipv4Addr>,
@@ -408,6 +414,12 @@ struct Plane {
     /// The workers' clock, which also dates superseded steering rules.
     clock: Arc<Clock>,
 }
+
+/// Real server addresses the periodic next-hop refresh resolves per turn
+/// of the control loop (a route lookup each, a few µs): every one is
+/// refreshed once a second up to several thousand real servers, and more
+/// slowly beyond, without holding the control thread for long.
+const REFRESH_BATCH: usize = 128;
 
 /// How long start-up waits for the kernel to resolve real servers' next
 /// hops it did not know (ARP takes one round trip; a silent host three
@@ -511,6 +523,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             unresolved: Vec::new(),
             pending: 0,
             asked: std::collections::HashSet::new(),
+            cycle_pos: 0,
+            next_cycle: Instant::now(),
             no_source: Vec::new(),
             local_addrs: None,
             checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
@@ -801,12 +815,16 @@ impl Director {
             }
             self.control.tick(Instant::now());
             self.plane.apply_changes(&mut self.control);
+            // Next hops a batch per turn, so that a table of thousands of
+            // real servers never holds the control thread for long.
+            let mut publish = self.plane.refresh_step(&mut self.control, Instant::now());
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
                 self.plane.refresh_local_addrs();
-                if self.plane.refresh_next_hops(&mut self.control) || self.plane.history_expired() {
-                    self.plane.publish(&self.control);
-                }
+                publish |= self.plane.history_expired();
+            }
+            if publish {
+                self.plane.publish(&self.control);
             }
         }
         log::notice("stopping");
@@ -1014,6 +1032,26 @@ impl Plane {
         self.asked = addrs.iter().copied().collect();
         let (changed, pending) = self.resolve(control, &addrs);
         self.pending = pending;
+        changed
+    }
+
+    /// One step of the periodic refresh: the next [`REFRESH_BATCH`] real
+    /// server addresses (in address order) are resolved again; a cycle
+    /// over all of them starts at most once a second. True if a next hop
+    /// changed.
+    fn refresh_step(&mut self, control: &mut Control, now: Instant) -> bool {
+        if self.cycle_pos == 0 {
+            if now < self.next_cycle {
+                return false;
+            }
+            self.next_cycle = now + Duration::from_secs(1);
+        }
+        let addrs = v4_dest_addrs(control);
+        let from = self.cycle_pos.min(addrs.len());
+        let to = (from + REFRESH_BATCH).min(addrs.len());
+        self.asked.extend(addrs[from..to].iter().copied());
+        let (changed, _) = self.resolve(control, &addrs[from..to]);
+        self.cycle_pos = if to >= addrs.len() { 0 } else { to };
         changed
     }
 
