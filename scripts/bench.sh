@@ -34,6 +34,15 @@
 #   (measurements "xdpvs dr" and "xdpvs dr+scrape", runs interleaved; the
 #   scraper is one curl --rate on MAIN_CORE), with the CPU time the daemon's
 #   control and metrics threads used during the scraped runs
+#   ONLY=listing: `xdpvsadm -L -n -c` at load, xdpvs DR UDP with 1M flows
+#   at LISTING_RATE packets/s (default 20000), with and without listings
+#   running back to back on MAIN_CORE (nice 19) during the measurement (measurements
+#   "xdpvs dr" and "xdpvs dr+listing", interleaved): the frames lost beyond
+#   the baseline are what listing costs forwarding; each listing's entry
+#   count and time are printed
+#   ONLY=edits: control-plane scale on a running daemon: `xdpvsadm -R` of a
+#   generated 10000-rule ipvsadm-save, `-S | -R` of it, and 1000 separate
+#   `xdpvsadm -a` calls, each timed (no traffic)
 #   PROFILE=1 (perf record the xdpvs worker during one DR run)
 # With 2 cores the generator and the sink share a core; on a bigger box give
 # each its own: GEN_CORE=2 SINK_CORE=3 FWD_CORE=4 MAIN_CORE=0.
@@ -52,6 +61,7 @@ MAIN_CORE=${MAIN_CORE:-0}
 ONLY=${ONLY:-testpmd nftables xdpvs}
 PROFILE=${PROFILE:-0}
 SCRAPE_HZ=${SCRAPE_HZ:-10}
+LISTING_RATE=${LISTING_RATE:-20000}
 METRICS_LISTEN=127.0.0.1:9477
 WARM_RATE=${WARM_RATE:-150000}
 FLOWS_SMALL=1000
@@ -108,7 +118,8 @@ cargo build --release --bins --quiet
 tdir=${CARGO_TARGET_DIR:-$root/target}
 loadgen=$tdir/release/xdpvs-loadgen
 xdpvs=$tdir/release/xdpvs
-[[ -x $loadgen && -x $xdpvs ]] || die "release binaries missing in $tdir/release"
+adm=$tdir/release/xdpvsadm
+[[ -x $loadgen && -x $xdpvs && -x $adm ]] || die "release binaries missing in $tdir/release"
 mkdir -p "$out"
 : >"$runs"
 
@@ -320,6 +331,83 @@ side_cpu_ms() {
     echo $((total * 1000 / hz))
 }
 
+# Milliseconds since T0 (date +%s%N).
+since_ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+# One `xdpvsadm -L -n -c` after another until the file $tmp/stop-listing
+# exists; each listing's entry count and seconds go to $tmp/listings.
+listing_loop() {
+    local t0 n
+    while [[ ! -e $tmp/stop-listing ]]; do
+        t0=$(date +%s%N)
+        n=$(taskset -c "$MAIN_CORE" nice -n 19 "$adm" --socket "$tmp/xdpvs.sock" -L -n -c | wc -l)
+        printf '%s %s\n' "$((n - 2))" "$(since_ms "$t0")ms" >>"$tmp/listings"
+    done
+}
+
+xdpvs_listing_run() {
+    local rep=$1 with=$2
+    xdpvs_start dr udp
+    if ((with)); then
+        rm -f "$tmp/stop-listing" "$tmp/listings"
+        listing_loop &
+        local lister=$!
+        RATE=$LISTING_RATE measure xdpvs dr+listing udp "$FLOWS_LARGE" "$rep"
+        touch "$tmp/stop-listing"
+        wait "$lister" || true
+        say "    listings during the run (entries time): $(tr '\n' ';' <"$tmp/listings")"
+    else
+        RATE=$LISTING_RATE measure xdpvs dr udp "$FLOWS_LARGE" "$rep"
+    fi
+    stop_forwarder
+    grep "worker" "$tmp/xdpvs.log" | sed 's/^/bench:    /' >&2 || true
+}
+
+# A generated ipvsadm-save of a large site: 1000 services of 9 real
+# servers each (10000 rules).
+large_site() {
+    local s r n vip
+    for ((s = 0; s < 1000; s++)); do
+        vip="198.18.$((64 + s / 250)).$((1 + s % 250)):80"
+        echo "-A -t $vip -s wrr"
+        for ((r = 0; r < 9; r++)); do
+            n=$((s * 9 + r))
+            echo "-a -t $vip -r 198.19.$((n / 250)).$((1 + n % 250)):80 -g -w $((1 + r))"
+        done
+    done
+}
+
+xdpvs_edits_run() {
+    xdpvs_start dr udp
+    # The socket is a path: no need to enter the namespace.
+    local a=("$adm" --socket "$tmp/xdpvs.sock") t0
+    large_site >"$tmp/site.rules"
+    t0=$(date +%s%N)
+    "${a[@]}" -R <"$tmp/site.rules" || die "-R of 10000 rules failed"
+    say "  xdpvsadm -R of 10000 rules: $(since_ms "$t0") ms"
+    "${a[@]}" -S -n >"$tmp/saved.rules"
+    say "  -S after it: $(wc -l <"$tmp/saved.rules") rules"
+    t0=$(date +%s%N)
+    { echo "-C"; cat "$tmp/saved.rules"; } | "${a[@]}" -R || die "-S | -R failed"
+    say "  xdpvsadm -C + -R of the saved 10000 rules: $(since_ms "$t0") ms"
+    "${a[@]}" -S -n | cmp -s - "$tmp/saved.rules" || die "-S | -R does not round-trip"
+    say "  -S | -R round-trips: identical"
+    "${a[@]}" -A -t 198.18.9.1:80 -s wlc
+    t0=$(date +%s%N)
+    for ((n = 0; n < 1000; n++)); do
+        "${a[@]}" -a -t 198.18.9.1:80 -r "198.18.$((100 + n / 250)).$((1 + n % 250)):80" -g -w 1 ||
+            die "xdpvsadm -a failed"
+    done
+    say "  1000 separate xdpvsadm -a (table of 11000 rules): $(since_ms "$t0") ms"
+    # What 1000 starts of xdpvsadm cost alone: a request that edits nothing.
+    t0=$(date +%s%N)
+    for ((n = 0; n < 1000; n++)); do
+        "${a[@]}" -L --timeout >/dev/null || die "xdpvsadm -L --timeout failed"
+    done
+    say "  1000 separate xdpvsadm -L --timeout (the same client, no edit): $(since_ms "$t0") ms"
+    stop_forwarder
+}
+
 xdpvs_scrape_run() {
     local rep=$1
     XDPVS_METRICS=1 xdpvs_start dr udp
@@ -387,6 +475,11 @@ for rep in $(seq "$REPS"); do
             xdpvs_run dr udp "$FLOWS_SMALL" "$rep"
         fi
     fi
+    if has listing; then
+        xdpvs_listing_run "$rep" $((rep % 2))
+        xdpvs_listing_run "$rep" $(((rep + 1) % 2))
+    fi
+    ((rep == 1)) && has edits && xdpvs_edits_run
     if has xdpvs; then
         for mode in dr tun nat; do
             xdpvs_run "$mode" udp "$FLOWS_SMALL" "$rep"

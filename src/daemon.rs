@@ -13,8 +13,9 @@
 //! stops what was started, detaches the programs, and reports.
 //!
 //! The control thread (the caller's) then owns the [`ServiceTable`]: it
-//! reloads the file on SIGHUP (services and real servers diffed and applied
-//! live, see [`ServiceTable::apply_config`]), keeps the real servers' next
+//! reloads the file on SIGHUP (what changed in the file since it was last
+//! loaded is applied live, live edits it does not touch are kept, see
+//! [`ServiceTable::apply_file_change`]), keeps the real servers' next
 //! hops resolved from the kernel's routing and neighbour tables, updates
 //! the XDP program's maps when services change, and publishes each change
 //! as a new [`Snapshot`](crate::service::Snapshot) that workers pick up
@@ -23,7 +24,11 @@
 //!
 //! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
 //! has for the real server (or for the gateway its route names), resolved
-//! once a second and whenever services change; a missing entry triggers
+//! again once a second for every real server (128 per turn of the control
+//! loop, so a large table spreads its refresh over several turns), and at
+//! once for a real server an
+//! edit adds (an edit resolves only addresses never asked about, so its
+//! cost does not grow with the table); a missing entry triggers
 //! resolution, and until it is there the real server's packets are counted
 //! as `no_neighbour`, not sent to a stale MAC. NAT replies go back to the
 //! MAC the client's packets came from (the router in front of us), which
@@ -86,14 +91,14 @@ use crate::config::{CompleteChecksums, Config, ConfigError, Dataplane};
 use crate::ctrl::control::{ConnSource, Control};
 use crate::ctrl::http::MetricsServer;
 use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrape, SocketInfo};
-use crate::ctrl::proto::{ConnView, Response};
-use crate::ctrl::server::ControlServer;
+use crate::ctrl::proto::{CONNS_PER_LINE, ConnView, Response};
+use crate::ctrl::server::{Answer, ConnStream, ControlServer, StreamPoll};
 use crate::log::{self, Level};
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution, Resolver};
 use crate::pipeline::Pipeline;
 use crate::service::{Port, ServiceError, ServiceTable, SteerLimits};
 use crate::stats::{Counter, Kind, WorkerStats};
-use crate::worker::{Clock, Shared, Worker, WorkerOptions};
+use crate::worker::{Clock, ConnEntry, ConnListing, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::Steering;
 use crate::xsk::{Xsk, XskConfig, XskError};
 
@@ -393,6 +398,13 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
+    /// Where the periodic refresh is in the sorted real server addresses,
+    /// and when its next cycle may start ([`Plane::refresh_step`]).
+    cycle_pos: usize,
+    next_cycle: Instant,
+    /// Real server addresses whose next hop was asked for at least once;
+    /// an edit resolves only addresses not in it.
+    asked: std::collections::HashSet<Ipv4Addr>,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
     /// The director's own IPv4 addresses as last given to the XDP
@@ -404,6 +416,12 @@ struct Plane {
     /// The workers' clock, which also dates superseded steering rules.
     clock: Arc<Clock>,
 }
+
+/// Real server addresses the periodic next-hop refresh resolves per turn
+/// of the control loop (a route lookup each, a few µs): every one is
+/// refreshed once a second up to several thousand real servers, and more
+/// slowly beyond, without holding the control thread for long.
+const REFRESH_BATCH: usize = 128;
 
 /// How long start-up waits for the kernel to resolve real servers' next
 /// hops it did not know (ARP takes one round trip; a silent host three
@@ -506,6 +524,9 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             nl: Box::new(nl),
             unresolved: Vec::new(),
             pending: 0,
+            asked: std::collections::HashSet::new(),
+            cycle_pos: 0,
+            next_cycle: Instant::now(),
             no_source: Vec::new(),
             local_addrs: None,
             checksum_lines: checksums.into_iter().map(|(_, line)| line).collect(),
@@ -807,12 +828,16 @@ impl Director {
             }
             self.control.tick(Instant::now());
             self.plane.apply_changes(&mut self.control);
+            // Next hops a batch per turn, so that a table of thousands of
+            // real servers never holds the control thread for long.
+            let mut publish = self.plane.refresh_step(&mut self.control, Instant::now());
             if last_resolve.elapsed() >= Duration::from_secs(1) {
                 last_resolve = Instant::now();
                 self.plane.refresh_local_addrs();
-                if self.plane.refresh_next_hops(&mut self.control) || self.plane.history_expired() {
-                    self.plane.publish(&self.control);
-                }
+                publish |= self.plane.history_expired();
+            }
+            if publish {
+                self.plane.publish(&self.control);
             }
         }
         log::notice("stopping");
@@ -840,6 +865,13 @@ impl Director {
             std::thread::sleep(wait);
             return;
         };
+        // A listing in progress is paced by the workers' slices
+        // (`WorkerListing`), not by the socket: no wait for it.
+        let wait = if server.streaming() {
+            Duration::ZERO
+        } else {
+            wait
+        };
         let timeout = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: wait.subsec_nanos().into(),
@@ -853,12 +885,13 @@ impl Director {
         let (control, plane) = (&mut self.control, &mut self.plane);
         server.poll(&mut |req| {
             let name = crate::ctrl::control::request_name(&req);
-            let answer = control.handle(req, &mut WorkerConns(&plane.shared));
+            let answer = control.answer(req, &mut WorkerConns(&plane.shared));
             match &answer {
-                Response::Ok(_) => log::debug(format_args!("control: {name}: ok")),
-                Response::Err { message, .. } => {
+                Answer::Now(Response::Ok(_)) => log::debug(format_args!("control: {name}: ok")),
+                Answer::Now(Response::Err { message, .. }) => {
                     log::debug(format_args!("control: {name}: refused: {message}"))
                 }
+                Answer::Stream(_) => log::debug(format_args!("control: {name}: listing")),
             }
             // In effect before xdpvsadm hears so, as with ipvsadm.
             plane.apply_changes(control);
@@ -905,8 +938,11 @@ impl Director {
         })
     }
 
-    /// SIGHUP: the file again, applied as a diff. A bad file changes
-    /// nothing and says why. Returns the line it logged last (the service
+    /// SIGHUP: what changed in the file since it was last loaded, applied
+    /// live; live edits (`xdpvsadm`, `--set`) the change does not touch
+    /// are kept, and each one it overrides is logged
+    /// ([`ServiceTable::apply_file_change`]). A bad file changes nothing
+    /// and says why. Returns the line it logged last (the service
     /// manager's status): `Ok` when the file was applied, `Err` when it was
     /// refused.
     fn reload(&mut self) -> Result<String, String> {
@@ -923,8 +959,14 @@ impl Director {
         if let Err(e) = check_services(&file, &cfg) {
             return refused(e.to_string());
         }
-        if let Err(e) = self.control.apply_config(&cfg) {
-            return refused(format!("{file}: {e}"));
+        // The file's change since it was last loaded, not the whole file:
+        // live edits it does not touch stay (`crate::service::reload`).
+        let overrides = match self.control.apply_file_change(&self.cfg, &cfg) {
+            Ok(o) => o,
+            Err(e) => return refused(format!("{file}: {e}")),
+        };
+        for line in &overrides {
+            log::notice(format_args!("reload: {line}"));
         }
         if cfg.dataplane != self.cfg.dataplane
             || cfg.control != self.cfg.control
@@ -987,7 +1029,10 @@ impl Plane {
         if !control.changed() {
             return;
         }
-        self.refresh_next_hops(control);
+        // Only real server addresses never asked about yet: the others
+        // are refreshed once a second, so an edit costs no lookup per
+        // real server of the table.
+        self.resolve_new_next_hops(control);
         if let Err(e) = self.update_steering(control) {
             log::limited("xdp-maps", Level::Warning, format_args!("XDP maps: {e}"));
         }
@@ -1000,27 +1045,60 @@ impl Plane {
     /// is logged rate-limited, and the next call (a second later, or the
     /// next edit) asks again.
     fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
-        let addrs: Vec<std::net::Ipv4Addr> = control
-            .table()
-            .dest_addrs()
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        if addrs.is_empty() {
-            return false;
+        let addrs = v4_dest_addrs(control);
+        self.asked = addrs.iter().copied().collect();
+        let (changed, pending) = self.resolve(control, &addrs);
+        self.pending = pending;
+        changed
+    }
+
+    /// One step of the periodic refresh: the next [`REFRESH_BATCH`] real
+    /// server addresses (in address order) are resolved again; a cycle
+    /// over all of them starts at most once a second. True if a next hop
+    /// changed.
+    fn refresh_step(&mut self, control: &mut Control, now: Instant) -> bool {
+        if self.cycle_pos == 0 {
+            if now < self.next_cycle {
+                return false;
+            }
+            self.next_cycle = now + Duration::from_secs(1);
         }
-        let res = match self.nl.resolve_all(&addrs) {
+        let addrs = v4_dest_addrs(control);
+        let from = self.cycle_pos.min(addrs.len());
+        let to = (from + REFRESH_BATCH).min(addrs.len());
+        self.asked.extend(addrs[from..to].iter().copied());
+        let (changed, _) = self.resolve(control, &addrs[from..to]);
+        self.cycle_pos = if to >= addrs.len() { 0 } else { to };
+        changed
+    }
+
+    /// Resolves the next hops of real server addresses not asked about
+    /// before (new real servers); true if any changed.
+    fn resolve_new_next_hops(&mut self, control: &mut Control) -> bool {
+        let addrs: Vec<Ipv4Addr> = v4_dest_addrs(control)
+            .into_iter()
+            .filter(|a| !self.asked.contains(a))
+            .collect();
+        self.asked.extend(addrs.iter().copied());
+        self.resolve(control, &addrs).0
+    }
+
+    /// Resolves `addrs`: whether any next hop changed, and how many the
+    /// kernel is still resolving.
+    fn resolve(&mut self, control: &mut Control, addrs: &[Ipv4Addr]) -> (bool, usize) {
+        if addrs.is_empty() {
+            return (false, 0);
+        }
+        let res = match self.nl.resolve_all(addrs) {
             Ok(r) => r,
             Err(e) => {
                 log::limited("next-hops", Level::Warning, format_args!("next hops: {e}"));
-                return false;
+                return (false, 0);
             }
         };
         let mut changed = false;
-        self.pending = 0;
+        let mut pending = 0;
+        let tun = control.table().tun_addrs();
         for (addr, r) in addrs.iter().zip(res) {
             let ip = IpAddr::V4(*addr);
             let src = match r {
@@ -1028,7 +1106,7 @@ impl Plane {
                 Resolution::Unreachable => None,
             };
             if let Some(src) = src {
-                changed |= self.note_source(control, *addr, src);
+                changed |= self.note_source(control, *addr, src, tun.contains(addr));
             }
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
@@ -1050,7 +1128,7 @@ impl Plane {
                     }
                 },
                 // Keep the last MAC while the kernel re-resolves.
-                Resolution::Pending { .. } => self.pending += 1,
+                Resolution::Pending { .. } => pending += 1,
                 Resolution::Unreachable => {
                     changed |= control.clear_next_hop(ip);
                     self.note_unresolved(ip, format_args!(
@@ -1059,24 +1137,25 @@ impl Plane {
                 }
             }
         }
-        changed
+        (changed, pending)
     }
 
     /// Records the source of the route to real server `addr` (the outer
     /// source of its TUN packets without `dataplane.tunnel_source`); says
     /// once when a TUN server's route gives none, and whenever a TUN
-    /// server's source changes. True if it changed.
+    /// server's source changes (`tun`: `addr` is a TUN server's). True if
+    /// it changed.
     fn note_source(
         &mut self,
         control: &mut Control,
         addr: Ipv4Addr,
         src: Option<Ipv4Addr>,
+        tun: bool,
     ) -> bool {
         let ip = IpAddr::V4(addr);
         let before = control.table().source(ip);
         let changed = control.set_source(ip, src);
-        let t = control.table();
-        if t.tunnel_source().is_some() || !t.is_tun_addr(ip) {
+        if control.table().tunnel_source().is_some() || !tun {
             return changed;
         }
         match src {
@@ -1175,23 +1254,111 @@ impl Plane {
     }
 }
 
+/// Every IPv4 real server address of the table, once each.
+fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
+    control
+        .table()
+        .dest_addrs()
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// How long a worker may leave a slice of a `-c` listing unanswered
+/// before it is left out of the listing.
+const SLICE_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long one [`ConnStream::poll`] of the workers' listing may wait for
+/// slices on the control thread.
+const LISTING_POLL: Duration = Duration::from_millis(1);
+
+fn conn_view(e: ConnEntry) -> ConnView {
+    ConnView {
+        proto: e.proto,
+        client: e.client,
+        virt: e.virt,
+        dest: e.dest,
+        state: e.state.to_owned(),
+        expires: e.expires,
+    }
+}
+
 /// `xdpvsadm -c`: the workers' tables.
-struct WorkerConns<'a>(&'a Shared);
+struct WorkerConns<'a>(&'a Arc<Shared>);
+
+/// A `-c` listing of the workers' tables, a slice per worker at a time
+/// (`crate::worker::dump`), handed to the control socket a line at a
+/// time: at most [`CONNS_PER_LINE`] entries plus one slice per worker are
+/// held at once, whatever the table's size.
+/// One listing runs at a time: a second client's waits for the first.
+struct WorkerListing {
+    shared: Arc<Shared>,
+    listing: Option<ConnListing>,
+    buf: Vec<ConnView>,
+    done: bool,
+}
+
+impl ConnStream for WorkerListing {
+    fn poll(&mut self) -> StreamPoll {
+        let until = Instant::now() + LISTING_POLL;
+        while !self.done && self.buf.len() < CONNS_PER_LINE {
+            let now = Instant::now();
+            if self.listing.is_none() {
+                self.listing = ConnListing::start(&self.shared, SLICE_LIMIT);
+            }
+            let Some(listing) = self.listing.as_mut() else {
+                return StreamPoll::Pending; // another client's runs
+            };
+            let (entries, done) = listing.poll(now);
+            self.buf.extend(entries.into_iter().map(conn_view));
+            self.done = done;
+            if done && listing.skipped() > 0 {
+                log::warning(format_args!(
+                    "-L -c: {} workers did not answer within {SLICE_LIMIT:?}; the listing lacks (part of) their connections",
+                    listing.skipped()
+                ));
+            }
+            if done {
+                self.listing = None; // the next one may start
+            }
+            if now >= until {
+                break;
+            }
+            if !done {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        if self.buf.is_empty() {
+            return if self.done {
+                StreamPoll::End
+            } else {
+                StreamPoll::Pending
+            };
+        }
+        let rest = self.buf.split_off(self.buf.len().min(CONNS_PER_LINE));
+        StreamPoll::Part(std::mem::replace(&mut self.buf, rest))
+    }
+}
 
 impl ConnSource for WorkerConns<'_> {
     fn conns(&mut self) -> Vec<ConnView> {
-        let entries = self.0.connections(Duration::from_millis(500));
-        entries
+        ConnListing::collect(self.0, SLICE_LIMIT)
+            .unwrap_or_default()
             .into_iter()
-            .map(|e| ConnView {
-                proto: e.proto,
-                client: e.client,
-                virt: e.virt,
-                dest: e.dest,
-                state: e.state.to_owned(),
-                expires: e.expires,
-            })
+            .map(conn_view)
             .collect()
+    }
+
+    fn stream(&mut self) -> Box<dyn ConnStream> {
+        Box::new(WorkerListing {
+            listing: ConnListing::start(self.0, SLICE_LIMIT),
+            shared: Arc::clone(self.0),
+            buf: Vec::new(),
+            done: false,
+        })
     }
 
     fn counters(&mut self) -> Vec<WorkerStats> {

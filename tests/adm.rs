@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use xdpvs::conn::Timeouts;
-use xdpvs::ctrl::control::{Control, NoConns};
+use xdpvs::ctrl::control::Control;
+use xdpvs::ctrl::proto::ConnView;
 use xdpvs::ctrl::server::ControlServer;
 use xdpvs::service::ServiceTable;
 
@@ -27,12 +28,18 @@ struct Director {
 
 impl Director {
     fn start(name: &str) -> Director {
+        Director::with_conns(name, Vec::new())
+    }
+
+    /// A director whose `-L -c` lists `conns`.
+    fn with_conns(name: &str, conns: Vec<ConnView>) -> Director {
         let dir = std::env::temp_dir().join(format!("xdpvs-adm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let socket = dir.join("xdpvs.sock");
         let mut server = ControlServer::bind(&socket).expect("bind the control socket");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let mut conns = conns;
         let thread = thread::spawn(move || {
             let table = ServiceTable::new(Vec::new(), None, Timeouts::default());
             let mut control = Control::new(table, 4096, Instant::now());
@@ -43,7 +50,7 @@ impl Director {
                     tv_nsec: 20_000_000,
                 };
                 let _ = rustix::event::poll(&mut fds, Some(&t));
-                server.poll(&mut |req| control.handle(req, &mut NoConns));
+                server.poll(&mut |req| control.answer(req, &mut conns));
                 control.tick(Instant::now());
             }
         });
@@ -228,4 +235,184 @@ fn xdpvsadm_names_a_missing_daemon() {
     assert!(err.contains("is the xdpvs daemon running"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(out.stdout.is_empty());
+}
+
+/// An `ipvsadm-save` of a large site: `services` services of `reals` real
+/// servers each, one rule a line.
+fn large_site(services: u32, reals: u32) -> String {
+    let mut text = String::new();
+    for s in 0..services {
+        let vip = format!("198.18.{}.{}:80", 64 + s / 250, 1 + s % 250);
+        text.push_str(&format!("-A -t {vip} -s wrr\n"));
+        for r in 0..reals {
+            let n = s * reals + r;
+            let rip = format!("198.19.{}.{}:80", n / 250, 1 + n % 250);
+            text.push_str(&format!("-a -t {vip} -r {rip} -g -w {}\n", 1 + r));
+        }
+    }
+    text
+}
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = text.lines().collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn ten_thousand_rules_restore_atomically_and_round_trip() {
+    let d = Director::start("large");
+    let s = &d.socket;
+    let rules = large_site(1000, 9);
+    assert_eq!(rules.lines().count(), 10_000);
+    // Far more than one request line holds: it travels in parts.
+    assert!(rules.len() > 4 * xdpvs::ctrl::proto::MAX_REQUEST);
+    let parsed = xdpvs::adm::parse_rules(&rules).unwrap();
+    let requests = xdpvs::adm::restore_requests(parsed);
+    assert!(requests.len() > 4, "{} requests", requests.len());
+
+    let started = Instant::now();
+    let out = adm(s, "-R", &rules);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("-R of 10000 rules: {:?}", started.elapsed());
+    let saved = ok(s, "-S -n");
+    assert_eq!(sorted_lines(&saved), sorted_lines(&rules));
+
+    // -S | -R after -C gives the same -S, byte for byte.
+    assert_eq!(ok(s, "-C"), "");
+    assert_eq!(ok(s, "-S -n"), "");
+    let out = adm(s, "-R", &saved);
+    assert!(out.status.success());
+    assert_eq!(ok(s, "-S -n"), saved);
+
+    // All or nothing: a batch as large whose last rule fails changes
+    // nothing, not even the parts the daemon had already received.
+    let mut bad = format!("-C\n{}", large_site(1000, 9).replace("-s wrr", "-s rr"));
+    bad.push_str("-a -t 198.18.64.1:80 -r 198.19.0.1:80 -g -w 1\n");
+    let out = adm(s, "-R", &bad);
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Destination already exists\n"
+    );
+    assert_eq!(ok(s, "-S -n"), saved);
+}
+
+#[test]
+fn restore_parts_without_their_restore_are_never_applied() {
+    use xdpvs::ctrl::proto::{Reply, Request, Response};
+    let d = Director::start("parts");
+    let s = &d.socket;
+    let parsed = xdpvs::adm::parse_rules(&large_site(200, 4)).unwrap();
+    let mut requests = xdpvs::adm::restore_requests(parsed);
+    assert!(requests.len() > 2);
+    // The batch's end replaced by another request: the parts are dropped,
+    // and the request is refused saying so.
+    requests.pop();
+    requests.push(Request::Clear);
+    match xdpvs::adm::call_all(s, &requests).unwrap() {
+        Response::Err { message, .. } => {
+            assert!(message.contains("middle of a restore"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connection ends after parts only: nothing applied either.
+    requests.pop();
+    assert_eq!(
+        xdpvs::adm::call_all(s, &requests).unwrap(),
+        Response::Ok(Reply::Done)
+    );
+    assert_eq!(ok(s, "-S -n"), "");
+    // A lone part is kept for its connection, which ends: nothing.
+    let out = xdpvs::adm::call(s, &Request::RestorePart(Vec::new())).unwrap();
+    assert_eq!(out, Response::Ok(Reply::Done));
+    assert_eq!(ok(s, "-S -n"), "");
+}
+
+#[test]
+fn a_thousand_separate_edits() {
+    let d = Director::start("edits");
+    let s = &d.socket;
+    assert_eq!(ok(s, "-A -t 198.18.1.1:80 -s wlc"), "");
+    let started = Instant::now();
+    for n in 0..1000u32 {
+        let rip = format!("198.19.{}.{}:80", n / 250, 1 + n % 250);
+        assert_eq!(ok(s, &format!("-a -t 198.18.1.1:80 -r {rip} -g -w 1")), "");
+    }
+    eprintln!("1000 xdpvsadm -a: {:?}", started.elapsed());
+    assert_eq!(ok(s, "-S -n").lines().count(), 1001);
+}
+
+#[test]
+fn a_large_connection_listing_comes_in_bounded_lines() {
+    use std::io::{BufRead, BufReader};
+    use xdpvs::ctrl::proto::{self, CONNS_PER_LINE, Reply, Request, Response};
+    const N: u32 = 3 * CONNS_PER_LINE as u32 + 100;
+    let conns: Vec<ConnView> = (0..N)
+        .map(|i| ConnView {
+            proto: xdpvs::config::Protocol::Tcp,
+            client: format!(
+                "198.18.{}.{}:{}",
+                i >> 16,
+                (i >> 8) as u8,
+                1024 + (i & 0xff)
+            )
+            .parse()
+            .unwrap(),
+            virt: "198.18.1.1:80".parse().unwrap(),
+            dest: "198.18.2.11:80".parse().unwrap(),
+            state: "ESTABLISHED".into(),
+            expires: 899,
+        })
+        .collect();
+    let d = Director::with_conns("conns", conns);
+    // On the wire: parts of at most CONNS_PER_LINE entries, then the end.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.write_all(&proto::encode_request(&Request::ListConns))
+        .unwrap();
+    let mut lines = BufReader::new(s);
+    let (mut parts, mut total) = (0, 0);
+    loop {
+        let mut line = Vec::new();
+        lines.read_until(b'\n', &mut line).unwrap();
+        match proto::decode_response(&line).unwrap() {
+            Response::Ok(Reply::ConnsPart(v)) => {
+                assert!(v.len() <= CONNS_PER_LINE);
+                parts += 1;
+                total += v.len();
+            }
+            Response::Ok(Reply::Conns(v)) => {
+                total += v.len();
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, N as usize);
+    assert!(parts >= 4, "{parts} parts");
+    // xdpvsadm gathers them: ipvsadm's format, every entry once.
+    let out = ok(&d.socket, "-L -n -c");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"));
+    assert_eq!(
+        lines.next(),
+        Some("pro expire state       source             virtual            destination")
+    );
+    let body: Vec<&str> = lines.collect();
+    assert_eq!(body.len(), N as usize);
+    assert_eq!(
+        body[0],
+        "TCP 14:59  ESTABLISHED 198.18.0.0:1024    198.18.1.1:80      198.18.2.11:80"
+    );
+    let json = ok(&d.socket, "-L -n -c --json");
+    assert_eq!(
+        json.matches("\"client\"").count(),
+        N as usize,
+        "{}",
+        &json[..200]
+    );
 }

@@ -7,6 +7,9 @@
 //! evenly; a SIGHUP reload to wrr 3:2:1 splits the next 300 exactly 3:2:1
 //! while a slow download started before the reload completes intact; a
 //! reload giving one real server weight 0 leaves it without requests.
+//! Around the first reload, live edits: a service added with `xdpvsadm`
+//! and `--set` timeouts survive it, a live scheduler edit the file's change
+//! overrides is logged.
 //! NAT also runs with two workers on a two-queue interface, where the
 //! replies of most connections arrive at the worker that does not own them.
 //! TUN also runs configured by `xdpvsadm` commands alone, without
@@ -104,9 +107,33 @@ fn scenario(mode: Mode, queues: u32) {
         download.try_wait().unwrap().is_none(),
         "the download is still running at the reload"
     );
+    // Live edits around the reload (README, Signals): a service the file
+    // does not name and `--set` timeouts stay; the file's scheduler change
+    // overrides a live scheduler edit, and the log says so.
+    let vip = format!("{}:80", bed.vip());
+    director::xdpvsadm_ok(&bed, &["-A", "-t", "198.18.1.9:8080", "-s", "sh"]);
+    director::xdpvsadm_ok(&bed, &["--set", "100", "0", "0"]);
+    director::xdpvsadm_ok(&bed, &["-E", "-t", &vip, "-s", "lc"]);
     std::fs::write(&cfg_path, config(&bed, &mode, "wrr", [3, 2, 1])).unwrap();
     daemon.signal("HUP");
     daemon.wait_for("xdpvs: reloaded", Duration::from_secs(10));
+    daemon.wait_for(
+        &format!(
+            "reload: service TCP {vip}: the file's settings replace a live edit (scheduler lc → wrr)"
+        ),
+        Duration::from_secs(1),
+    );
+    let saved = director::xdpvsadm_ok(&bed, &["-S", "-n"]);
+    assert!(
+        saved.contains("-A -t 198.18.1.9:8080 -s sh\n"),
+        "the live service stays:\n{saved}"
+    );
+    assert!(saved.contains(&format!("-A -t {vip} -s wrr\n")), "{saved}");
+    assert!(
+        director::xdpvsadm_ok(&bed, &["-L", "--timeout"])
+            .starts_with("Timeout (tcp tcpfin udp): 100 "),
+        "--set stays"
+    );
     assert_eq!(
         spread(&bed, REQUESTS),
         counts(&[("rs1", 150), ("rs2", 100), ("rs3", 50)]),

@@ -444,9 +444,12 @@ fn still_works(bed: &Testbed, daemon: &Daemon, sock: &Path, uid: u32) {
     adm(bed, sock, &["-d", "-t", &vip, "-r", &rs3]);
     assert!(!adm(bed, sock, &["-L", "-n"]).contains(&rs3));
     assert_eq!(served(bed, 30), ["rs1", "rs2"]);
-    // The file still has rs3: the reload puts it back.
+    // The file is read again (as the daemon's user); it did not change,
+    // so the live deletion stays (README, Signals) until rs3 is added back.
     daemon.signal("HUP");
     daemon.wait_for("xdpvs: reloaded ", Duration::from_secs(10));
+    assert!(!adm(bed, sock, &["-L", "-n"]).contains(&rs3));
+    adm(bed, sock, &["-a", "-t", &vip, "-r", &rs3, "-g", "-w", "1"]);
     assert!(adm(bed, sock, &["-L", "-n"]).contains(&rs3));
     assert_eq!(served(bed, 30), ["rs1", "rs2", "rs3"]);
     // A new service, and its removal, rewrite the steering maps.

@@ -190,7 +190,7 @@ pub fn render(reply: &Reply, view: &View, names: &dyn Names) -> String {
                 },
             },
         ),
-        Reply::Conns(c) => doc(
+        Reply::Conns(c) | Reply::ConnsPart(c) => doc(
             "connections",
             Conns {
                 connections: c.iter().map(|c| conn(c, &named)).collect(),

@@ -52,7 +52,7 @@ mod service;
 mod tokenize;
 mod usage;
 
-pub use client::call;
+pub use client::{call, call_all, restore_requests};
 pub use invocation::{Action, AdmError, Invocation, View};
 pub use render::render;
 pub use resolve::Resolver;

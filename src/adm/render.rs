@@ -45,7 +45,7 @@ pub fn render(reply: &Reply, view: &View, names: &dyn Names) -> String {
             listing::list_one(&s[0], &view.listing, names)
         }
         Reply::Timeouts { tcp, tcpfin, udp } => listing::timeouts(*tcp, *tcpfin, *udp),
-        Reply::Conns(c) => listing::conns(c, view.persistent_conn, names),
+        Reply::Conns(c) | Reply::ConnsPart(c) => listing::conns(c, view.persistent_conn, names),
         Reply::Counters(c) if view.drops => listing::drops(c),
         Reply::Counters(c) => listing::counters(c),
     }

@@ -1,14 +1,15 @@
 //! `xdpvsadm` — ipvsadm's command line for a running xdpvs director.
 //!
 //! Everything is in [`xdpvs::adm`]: this parses the arguments, sends
-//! one request to the daemon's control socket and prints the answer.
+//! the request (a large `-R`, in parts) to the daemon's control socket and
+//! prints the answer.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use xdpvs::adm::listing::Numeric;
 use xdpvs::adm::{self, Action, AdmError, Resolver};
-use xdpvs::ctrl::proto::{Request, Response};
+use xdpvs::ctrl::proto::Response;
 
 fn run() -> Result<(), AdmError> {
     let args: Vec<String> = std::env::args_os()
@@ -38,11 +39,11 @@ fn run() -> Result<(), AdmError> {
                     status: 2,
                 })?;
             let rules = adm::parse_rules(&text)?;
-            (Request::Restore(rules), adm::View::default())
+            (adm::restore_requests(rules), adm::View::default())
         }
-        Action::Send { request, view } => (request, view),
+        Action::Send { request, view } => (vec![request], view),
     };
-    match adm::call(&inv.socket, &request)? {
+    match adm::call_all(&inv.socket, &request)? {
         Response::Ok(reply) => {
             let text = if view.numeric {
                 adm::render(&reply, &view, &Numeric)

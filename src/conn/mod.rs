@@ -837,6 +837,31 @@ impl<A: Addr> ConnTable<A> {
     pub fn iter(&self) -> impl Iterator<Item = &Conn<A>> {
         self.entries.0.iter().filter(|c| c.is_live())
     }
+
+    /// Entry slots, live or free: the positions [`ConnTable::live_in`]
+    /// takes.
+    pub fn slots(&self) -> usize {
+        self.entries.0.len()
+    }
+
+    /// Live connections in entry slots `range` (clamped to the table), for
+    /// listing a large table a slice at a time. An entry keeps its slot for
+    /// its whole life, so slices taken in order over the whole range list
+    /// each connection that lives throughout exactly once.
+    /// Each comes with its slot.
+    pub fn live_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, &Conn<A>)> {
+        let n = self.entries.0.len();
+        let range = range.start.min(n)..range.end.min(n);
+        let start = range.start;
+        self.entries.0[range]
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_live())
+            .map(move |(i, c)| (start + i, c))
+    }
 }
 
 #[cfg(test)]

@@ -29,9 +29,10 @@ use crate::config::rules::{self, Field};
 use crate::config::{Connections, Problem, RealConfig, ServiceConfig};
 use crate::conn::TcpState;
 use crate::ctrl::proto::{
-    ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response, ServiceKey,
-    ServiceSpec, ServiceView,
+    CONNS_PER_LINE, ConnView, CounterView, DestSpec, DestView, Rates, Reply, Request, Response,
+    ServiceKey, ServiceSpec, ServiceView,
 };
+use crate::ctrl::server::{Answer, ConnStream, StreamPoll};
 use crate::dest::{DestCounters, Stats, Totals};
 use crate::service::{ServiceError, ServiceInfo, ServiceTable, SteerLimits};
 use crate::stats::WorkerStats;
@@ -41,10 +42,30 @@ pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where `-L -c` gets the connection entries: the daemon asks its workers.
 pub trait ConnSource {
+    /// Every entry at once.
     fn conns(&mut self) -> Vec<ConnView>;
+    /// The entries as a stream the control socket sends a line at a time
+    /// ([`Control::answer`]); by default [`ConnSource::conns`], cut up.
+    fn stream(&mut self) -> Box<dyn ConnStream> {
+        Box::new(FixedConns(self.conns()))
+    }
     /// Each worker's statistics (`--counters`), in worker order.
     fn counters(&mut self) -> Vec<WorkerStats> {
         Vec::new()
+    }
+}
+
+/// [`ConnSource::stream`]'s default: a list handed out
+/// [`CONNS_PER_LINE`] entries at a time.
+struct FixedConns(Vec<ConnView>);
+
+impl ConnStream for FixedConns {
+    fn poll(&mut self) -> StreamPoll {
+        if self.0.is_empty() {
+            return StreamPoll::End;
+        }
+        let rest = self.0.split_off(self.0.len().min(CONNS_PER_LINE));
+        StreamPoll::Part(std::mem::replace(&mut self.0, rest))
     }
 }
 
@@ -236,6 +257,24 @@ impl Control {
         Ok(())
     }
 
+    /// A SIGHUP reload: [`ServiceTable::apply_file_change`] (what changed
+    /// in the file since `old`, live edits it does not touch kept), tried
+    /// on a copy and kept only if its rules fit the steering maps; on
+    /// error the table is unchanged. Returns the live edits it overrode.
+    pub fn apply_file_change(
+        &mut self,
+        old: &crate::config::Config,
+        new: &crate::config::Config,
+    ) -> Result<Vec<crate::service::Override>, ServiceError> {
+        let mut trial = self.table.clone();
+        let overrides = trial.apply_file_change(old, new)?;
+        self.fits(&trial)?;
+        self.table = trial;
+        self.changed = true;
+        self.track();
+        Ok(overrides)
+    }
+
     /// The table, for edits that do not come through the socket (a
     /// configuration reload). Counts as a change: see [`Control::changed`].
     pub fn table_mut(&mut self) -> &mut ServiceTable {
@@ -340,6 +379,20 @@ impl Control {
         (self.requests, self.request_errors)
     }
 
+    /// As [`Control::handle`], but `-L -c` is answered with a stream of
+    /// `conns`' entries that the control socket sends a line at a time,
+    /// so that the listing neither stops the control thread nor builds
+    /// one giant line.
+    pub fn answer(&mut self, req: Request, conns: &mut dyn ConnSource) -> Answer {
+        match req {
+            Request::ListConns => {
+                self.requests += 1;
+                Answer::Stream(conns.stream())
+            }
+            other => Answer::Now(self.handle(other, conns)),
+        }
+    }
+
     /// Applies `req`; `conns` is asked only for `-L -c`.
     pub fn handle(&mut self, req: Request, conns: &mut dyn ConnSource) -> Response {
         self.requests += 1;
@@ -391,6 +444,11 @@ impl Control {
                         self.edited()
                     })
             }
+            // The control socket collects the parts (`ctrl::server`); one
+            // that reaches the table has no batch to join.
+            Request::RestorePart(_) => Err(Response::refused(
+                "a part of a restore is only accepted on a control connection, before its --restore",
+            )),
             edit_req => edit(&mut self.table, edit_req).map(|()| self.edited()),
         };
         match reply {
@@ -499,7 +557,7 @@ fn is(s: &ServiceInfo<'_>, k: ServiceKey) -> bool {
 }
 
 fn find<'a>(t: &'a ServiceTable, k: ServiceKey) -> Option<ServiceInfo<'a>> {
-    t.services().find(|s| is(s, k))
+    t.service(k.proto, k.vip)
 }
 
 /// A rule's refusal as one line: the ipvsadm option it concerns, then why.
@@ -676,7 +734,7 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Save => "--save",
         Request::Zero { .. } => "--zero",
         Request::SetTimeouts { .. } => "--set",
-        Request::Restore(_) => "--restore",
+        Request::Restore(_) | Request::RestorePart(_) => "--restore",
     }
 }
 

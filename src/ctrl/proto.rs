@@ -6,7 +6,11 @@
 //! A Unix stream socket carrying one JSON object per line (`\n`-terminated,
 //! UTF-8), request and response alternating: the client writes one request
 //! line, the daemon answers with one response line, and the client may send
-//! the next request on the same connection or hang up.
+//! the next request on the same connection or hang up. The one exception is
+//! `-L -c` ([`Request::ListConns`]): its answer is any number of
+//! [`Reply::ConnsPart`] lines (each at most [`CONNS_PER_LINE`] entries)
+//! followed by one [`Reply::Conns`] line, so a table of millions of
+//! connections never becomes one giant line.
 //!
 //! A request line is at most [`MAX_REQUEST`] bytes, its newline included;
 //! the daemon answers a longer one, a line that is not a request, or one of
@@ -44,13 +48,21 @@ pub use crate::service::Totals;
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// Longest request line, newline included. A full `-R` of a few hundred
-/// services fits; anything longer is refused rather than buffered.
+/// Longest request line, newline included; anything longer is refused
+/// rather than buffered. A `-R` batch larger than this travels as
+/// [`Request::RestorePart`]s.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Most edits one `-R` batch may hold, all its parts together: what one
+/// connection may make the daemon buffer (a few tens of MiB).
+pub const MAX_RESTORE: usize = 200_000;
 
 /// Longest response line the client accepts (a listing of every service
 /// with all counters, or every connection of `-c`).
 pub const MAX_RESPONSE: usize = 256 << 20;
+
+/// Most connection entries in one line of a `-L -c` answer.
+pub const CONNS_PER_LINE: usize = 8192;
 
 /// A virtual service: `-t|-u host:port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,8 +150,16 @@ pub enum Request {
     /// `--counters` ([`Reply::Counters`]): every worker's statistics.
     Counters,
     /// `-R`: the requests in order, applied all or none. Only table edits
-    /// (`-A -E -D -C -a -e -d --set`) may appear in it.
+    /// (`-A -E -D -C -a -e -d --set`) may appear in it. When
+    /// [`Request::RestorePart`]s came before it on the same connection, the
+    /// batch is theirs followed by its own.
     Restore(Vec<Request>),
+    /// The first edits of a `-R` batch too large for one line, kept by the
+    /// daemon for this connection (answered [`Reply::Done`], nothing
+    /// applied yet) until the [`Request::Restore`] that ends the batch; at
+    /// most [`MAX_RESTORE`] edits in all. Any other request, or the
+    /// connection's end, discards what was kept: nothing of it is applied.
+    RestorePart(Vec<Request>),
 }
 
 /// The daemon's answer.
@@ -171,8 +191,11 @@ pub enum Reply {
     Service(Box<ServiceView>),
     /// `--timeout`, in seconds.
     Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
-    /// Connection entries (`-c`).
+    /// Connection entries (`-c`): the last line of the answer, with the
+    /// entries the [`Reply::ConnsPart`] lines before it did not carry.
     Conns(Vec<ConnView>),
+    /// Some of the connection entries of a `-c` answer; more lines follow.
+    ConnsPart(Vec<ConnView>),
     /// Every counter of the workers' statistics, in their order.
     Counters(Vec<CounterView>),
 }

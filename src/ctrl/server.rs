@@ -9,6 +9,13 @@
 //! is not a request gets an error response and the connection is closed
 //! once the response is written.
 //!
+//! A `-R` batch too large for one line arrives as
+//! [`Request::RestorePart`]s before its [`Request::Restore`]: the server
+//! keeps the parts with the client (at most [`MAX_RESTORE`] edits), answers
+//! each at once, and hands the handler one `Restore` of the whole batch, so
+//! the batch is still applied all or none. Another request in between, or
+//! the client's end, discards the parts.
+//!
 //! For the caller's poll(2) there is one descriptor ([`ControlServer::as_raw_fd`]):
 //! an epoll instance holding the listening socket and every client, each
 //! registered for what the server waits on from it (a request, or room to
@@ -31,7 +38,40 @@ use rustix::event::epoll;
 use rustix::fs::Mode;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::ctrl::proto::{self, MAX_REQUEST, Request, Response};
+use crate::ctrl::proto::{self, ConnView, MAX_REQUEST, MAX_RESTORE, Reply, Request, Response};
+
+/// What a handler gives the server for a request.
+pub enum Answer {
+    /// One response line.
+    Now(Response),
+    /// A `-L -c` answer, sent as [`Reply::ConnsPart`] lines as the stream
+    /// yields entries, then one [`Reply::Conns`] line.
+    Stream(Box<dyn ConnStream>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::Now(r)
+    }
+}
+
+/// Connection entries that arrive over time (the workers' tables, a slice
+/// at a time).
+pub trait ConnStream: Send {
+    /// What has arrived, without waiting long (a millisecond or two at
+    /// most: it runs on the control thread).
+    fn poll(&mut self) -> StreamPoll;
+}
+
+/// One step of a [`ConnStream`].
+pub enum StreamPoll {
+    /// Entries; at most [`proto::CONNS_PER_LINE`] of them.
+    Part(Vec<ConnView>),
+    /// Nothing yet: ask again on the next poll.
+    Pending,
+    /// Every entry has been given.
+    End,
+}
 
 /// Clients served at once; more are accepted and closed at once, so that
 /// a waiting backlog cannot keep the descriptor readable.
@@ -55,6 +95,10 @@ struct Client {
     /// The answer being sent, and how much of it is sent.
     output: Vec<u8>,
     sent: usize,
+    /// The [`Request::RestorePart`]s received so far.
+    restore: Vec<Request>,
+    /// A `-L -c` answer still being sent; no request is read meanwhile.
+    listing: Option<Box<dyn ConnStream>>,
     /// Close once `output` is sent: after an error response, or after the
     /// client shut down its side.
     closing: bool,
@@ -158,10 +202,16 @@ impl ControlServer {
         self.clients.len()
     }
 
+    /// Whether a `-L -c` answer is being sent: then [`ControlServer::poll`]
+    /// has work without the descriptor saying so (the workers' slices).
+    pub fn streaming(&self) -> bool {
+        self.clients.values().any(|c| c.listing.is_some())
+    }
+
     /// Accepts new clients and serves every client that is ready, calling
     /// `handler` for each whole request; returns without waiting for
     /// anything.
-    pub fn poll(&mut self, handler: &mut impl FnMut(Request) -> Response) {
+    pub fn poll(&mut self, handler: &mut impl FnMut(Request) -> Answer) {
         let now = Instant::now();
         self.accept(now);
         let tokens: Vec<u64> = self.clients.keys().copied().collect();
@@ -234,6 +284,8 @@ impl ControlServer {
                     input: Vec::new(),
                     output: Vec::new(),
                     sent: 0,
+                    restore: Vec::new(),
+                    listing: None,
                     closing: false,
                     last_active: now,
                     interest,
@@ -245,30 +297,50 @@ impl ControlServer {
 
 /// One turn for one client: write what is pending, then read and answer
 /// requests while the answers go out at once.
-fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Instant) -> Fate {
+fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Answer, now: Instant) -> Fate {
     for _ in 0..REQUESTS_PER_POLL {
         match flush(c, now) {
             Ok(true) => {}
             Ok(false) => break, // the client is slow to read: wait for room
             Err(()) => return Fate::Drop,
         }
+        if let Some(listing) = c.listing.as_mut() {
+            let response = match listing.poll() {
+                StreamPoll::Part(entries) => Response::Ok(Reply::ConnsPart(entries)),
+                StreamPoll::Pending => break,
+                StreamPoll::End => {
+                    c.listing = None;
+                    Response::Ok(Reply::Conns(Vec::new()))
+                }
+            };
+            c.output = proto::encode_response(&response);
+            c.sent = 0;
+            c.last_active = now;
+            continue;
+        }
         if c.closing {
             return Fate::Drop;
         }
         match next_line(c, now) {
             Ok(Some(line)) => {
-                let response = match proto::decode_request(&line) {
-                    Ok(req) => handler(req),
+                let answer = match proto::decode_request(&line) {
+                    Ok(req) => restore_parts(c, req, handler),
                     Err(why) => {
                         c.closing = true;
-                        Response::Err {
+                        Answer::Now(Response::Err {
                             message: why,
                             status: 2,
-                        }
+                        })
                     }
                 };
-                c.output = proto::encode_response(&response);
-                c.sent = 0;
+                match answer {
+                    Answer::Now(response) => {
+                        c.output = proto::encode_response(&response);
+                        c.sent = 0;
+                    }
+                    // Sent from the loop's head, a line at a time.
+                    Answer::Stream(s) => c.listing = Some(s),
+                }
             }
             // An error answer to send before closing: the loop's head
             // sends it.
@@ -284,6 +356,50 @@ fn serve(c: &mut Client, handler: &mut impl FnMut(Request) -> Response, now: Ins
         return Fate::Drop;
     }
     Fate::Keep
+}
+
+/// Serves `req` for `c`, collecting the parts of a large `-R` batch (module
+/// docs).
+fn restore_parts(
+    c: &mut Client,
+    req: Request,
+    handler: &mut impl FnMut(Request) -> Answer,
+) -> Answer {
+    let too_long = |c: &mut Client| {
+        c.restore = Vec::new();
+        c.closing = true;
+        Answer::Now(Response::Err {
+            message: format!("restore longer than {MAX_RESTORE} edits"),
+            status: 2,
+        })
+    };
+    match req {
+        Request::RestorePart(part) => {
+            if c.restore.len() + part.len() > MAX_RESTORE {
+                return too_long(c);
+            }
+            c.restore.extend(part);
+            Answer::Now(Response::Ok(Reply::Done))
+        }
+        Request::Restore(last) if !c.restore.is_empty() => {
+            if c.restore.len() + last.len() > MAX_RESTORE {
+                return too_long(c);
+            }
+            let mut batch = std::mem::take(&mut c.restore);
+            batch.extend(last);
+            handler(Request::Restore(batch))
+        }
+        other => {
+            if !c.restore.is_empty() {
+                c.restore = Vec::new();
+                return Answer::Now(Response::refused(format!(
+                    "{} arrived in the middle of a restore: the restore's parts were discarded, nothing of them applied",
+                    crate::ctrl::control::request_name(&other)
+                )));
+            }
+            handler(other)
+        }
+    }
 }
 
 /// Writes pending output; `Ok(true)` once all is written.

@@ -7,10 +7,12 @@
 //! snapshot — a real server's counters — is shared by `Arc`; the real
 //! server itself, as workers see it, is [`crate::dest`]'s.
 
+mod reload;
 mod snapshot;
 mod steer;
 mod table;
 
+pub use reload::Override;
 pub use snapshot::{Port, Service, Snapshot, ip_proto};
 pub use steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, Owner, SteerRule, Superseded};
 pub use table::{DestInfo, ServiceError, ServiceInfo, ServiceTable, SteerLimits, SteerRules};

@@ -483,6 +483,24 @@ impl ServiceTable {
         })
     }
 
+    /// Service `proto` `vip`, as [`ServiceTable::services`] lists it.
+    pub fn service(&self, proto: Protocol, vip: SocketAddr) -> Option<ServiceInfo<'_>> {
+        let s = &self.services[self.find(proto, vip).ok()?];
+        Some(ServiceInfo {
+            cfg: &s.cfg,
+            stats: &s.stats,
+            dests: s
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| DestInfo {
+                    cfg: &d.cfg,
+                    counters: &d.counters,
+                })
+                .collect(),
+        })
+    }
+
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
     }
@@ -534,6 +552,21 @@ impl ServiceTable {
             .iter()
             .filter_map(|s| s.dest.as_ref())
             .any(|d| d.cfg.forward == Forward::Tun && d.cfg.addr.ip() == addr)
+    }
+
+    /// The IPv4 addresses of every real server forwarded by tunnel (their
+    /// packets need an outer source address): [`ServiceTable::is_tun_addr`]
+    /// for all addresses at once.
+    pub fn tun_addrs(&self) -> std::collections::HashSet<Ipv4Addr> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.dest.as_ref())
+            .filter(|d| d.cfg.forward == Forward::Tun)
+            .filter_map(|d| match d.cfg.addr.ip() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
     }
 
     /// Every real server address, once each, in no particular order: what
@@ -602,13 +635,19 @@ impl ServiceTable {
         keys
     }
 
-    /// Makes the table what `cfg` describes, as a reload does: services and
+    /// Whether `cfg` describes a table these ports and workers can hold:
+    /// every check [`ServiceTable::from_config`] makes, nothing changed.
+    pub fn check_config(&self, cfg: &Config) -> Result<(), ServiceError> {
+        ServiceTable::from_config(cfg, self.ports.clone(), self.workers).map(drop)
+    }
+
+    /// Makes the table what `cfg` describes: services and
     /// real servers that are in both keep their counters, connections and
     /// scheduler state (edited in place where their settings changed); the
     /// others are added or deleted. The new configuration is checked in
     /// full first, so an error leaves the table as it was.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<(), ServiceError> {
-        ServiceTable::from_config(cfg, self.ports.clone(), self.workers)?;
+        self.check_config(cfg)?;
         let c = &cfg.connections;
         self.timeouts
             .set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);

@@ -21,10 +21,10 @@ pub mod io;
 mod route;
 pub mod shared;
 
-pub use dump::ConnEntry;
+pub use dump::{ConnEntry, ConnSlice, SLICE};
 pub use handover::{Chain, HANDOFF_BYTES, HANDOFF_SLOTS, Handoff, Mailbox, owner};
 pub use io::FrameIo;
-pub use shared::Shared;
+pub use shared::{ConnListing, Shared};
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -421,7 +421,8 @@ impl<S: FrameIo> Worker<S> {
         s.add(Counter::NoTxPort, c.no_tx_port);
     }
 
-    /// Copies this worker's connection table out for `xdpvsadm -c`.
+    /// Copies the next slice of this worker's connection table out for
+    /// `xdpvsadm -c`.
     pub fn answer_dump(&mut self, now: Tick) {
         self.shared.dumps[self.id].answer(self.pipeline.conns(), now);
     }

@@ -22,6 +22,8 @@ pub struct Shared {
     port_workers: Box<[Box<[usize]>]>,
     stats: Box<[PublishedStats]>,
     pub(super) dumps: Box<[ConnDump]>,
+    /// A [`ConnListing`] runs (the workers' dump cursors are its).
+    listing: AtomicBool,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             port_workers,
             stats: ports_of.iter().map(|_| PublishedStats::default()).collect(),
             dumps: ports_of.iter().map(|_| ConnDump::default()).collect(),
+            listing: AtomicBool::new(false),
         }
     }
 
@@ -82,32 +85,108 @@ impl Shared {
             .filter(|w| !w.is_empty())?;
         Some(ws[me % ws.len()])
     }
+}
 
-    /// Every worker's connection entries, asked for and collected within
-    /// `limit` (workers answer between rounds, so within a millisecond or
-    /// two unless one is stuck; a worker that does not answer is left out).
-    pub fn connections(&self, limit: Duration) -> Vec<ConnEntry> {
-        for d in self.dumps.iter() {
-            d.requested.store(true, Ordering::Release);
+/// Where one worker's part of a listing is.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// A slice is asked for, since then.
+    Asked(Instant),
+    Done,
+}
+
+/// A `-c` listing in progress over every worker, a slice per worker at a
+/// time (`worker::dump`): [`ConnListing::poll`] never waits, so the
+/// control thread keeps serving while workers keep forwarding.
+/// One runs at a time (each worker has one cursor); it ends when dropped.
+pub struct ConnListing {
+    shared: Arc<Shared>,
+    parts: Vec<Part>,
+    limit: Duration,
+    /// Workers left out because they did not answer.
+    skipped: usize,
+}
+
+impl ConnListing {
+    /// Asks every worker for its first slice; a worker that leaves a slice
+    /// unanswered for `limit` is left out. `None` while another listing
+    /// runs.
+    pub fn start(shared: &Arc<Shared>, limit: Duration) -> Option<ConnListing> {
+        shared
+            .listing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        let now = Instant::now();
+        for d in shared.dumps.iter() {
+            d.request(0);
         }
-        let end = Instant::now() + limit;
+        Some(ConnListing {
+            shared: Arc::clone(shared),
+            parts: vec![Part::Asked(now); shared.dumps.len()],
+            limit,
+            skipped: 0,
+        })
+    }
+
+    /// Every worker's connection entries, waiting for them (tests, and
+    /// callers that need them all at once); `None` while another listing
+    /// runs.
+    pub fn collect(shared: &Arc<Shared>, limit: Duration) -> Option<Vec<ConnEntry>> {
+        let mut listing = ConnListing::start(shared, limit)?;
         let mut out = Vec::new();
-        let mut pending: Vec<usize> = (0..self.dumps.len()).collect();
-        while !pending.is_empty() && Instant::now() < end {
-            pending.retain(|&w| match self.dumps[w].take() {
-                Some(v) => {
-                    out.extend(v);
-                    false
+        loop {
+            let (entries, done) = listing.poll(Instant::now());
+            out.extend(entries);
+            if done {
+                return Some(out);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// The entries of the slices that have arrived, each worker asked for
+    /// its next; and whether the listing is complete.
+    pub fn poll(&mut self, now: Instant) -> (Vec<ConnEntry>, bool) {
+        let shared = &self.shared;
+        let mut out = Vec::new();
+        for (w, part) in self.parts.iter_mut().enumerate() {
+            let Part::Asked(since) = *part else { continue };
+            let dump = &shared.dumps[w];
+            match dump.take() {
+                Some((slice, next)) => {
+                    out.extend(slice.entries);
+                    *part = if slice.last {
+                        Part::Done
+                    } else {
+                        dump.request(next);
+                        Part::Asked(now)
+                    };
                 }
-                None => true,
-            });
-            if !pending.is_empty() {
-                std::thread::sleep(Duration::from_millis(1));
+                None if now.duration_since(since) > self.limit => {
+                    dump.cancel();
+                    self.skipped += 1;
+                    *part = Part::Done;
+                }
+                None => {}
             }
         }
-        for &w in &pending {
-            self.dumps[w].requested.store(false, Ordering::Relaxed);
+        let done = self.parts.iter().all(|p| matches!(p, Part::Done));
+        (out, done)
+    }
+
+    /// Workers left out so far because they did not answer in time.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+}
+
+impl Drop for ConnListing {
+    fn drop(&mut self) {
+        for (w, part) in self.parts.iter().enumerate() {
+            if let Part::Asked(_) = part {
+                self.shared.dumps[w].cancel();
+            }
         }
-        out
+        self.shared.listing.store(false, Ordering::Release);
     }
 }

@@ -69,6 +69,11 @@ pub struct Steering {
     ebpf: Ebpf,
     link: Option<XdpLinkId>,
     ifname: String,
+    /// Per map, the keys known to be in it after the last successful
+    /// update: the next update writes only the difference, so one edit of
+    /// a large table costs a few map operations, not a walk of every key.
+    /// Forgotten after a failed update (the map is then read again).
+    written: std::collections::HashMap<&'static str, HashSet<Vec<u8>>>,
 }
 
 /// Map keys as the program lays them out: address and port in network
@@ -136,6 +141,7 @@ impl Steering {
                             ebpf,
                             link: Some(link),
                             ifname: ifname.to_string(),
+                            written: std::collections::HashMap::new(),
                         };
                         return Ok((s, info));
                     }
@@ -257,13 +263,27 @@ impl Steering {
         let map = self.ebpf.map_mut(name).expect("the object defines the map");
         let mut m: HashMap<&mut MapData, [u8; N], u8> =
             HashMap::try_from(map).map_err(|e| err(&e))?;
-        let have: Vec<[u8; N]> = m.keys().collect::<Result<_, _>>().map_err(|e| err(&e))?;
+        // Until it succeeds the map's content is not known.
+        let known = self.written.remove(name);
+        let have: Vec<[u8; N]> = match &known {
+            Some(k) => k
+                .iter()
+                .filter_map(|v| <[u8; N]>::try_from(v.as_slice()).ok())
+                .collect(),
+            None => m.keys().collect::<Result<_, _>>().map_err(|e| err(&e))?,
+        };
         for k in have.iter().filter(|k| !want.contains(*k)) {
             m.remove(k).map_err(|e| err(&e))?;
         }
-        for k in want {
+        let had: HashSet<[u8; N]> = match known {
+            Some(_) => have.into_iter().collect(),
+            None => HashSet::new(),
+        };
+        for k in want.iter().filter(|k| !had.contains(*k)) {
             m.insert(*k, 1, 0).map_err(|e| err(&e))?;
         }
+        self.written
+            .insert(name, want.iter().map(|k| k.to_vec()).collect());
         Ok(())
     }
 

@@ -920,3 +920,20 @@ fn edits_beyond_the_steering_maps_are_refused_whole() {
     run(&mut c, "-A -t 198.18.1.1:82 -s rr").unwrap();
     refused(&mut c, "-A -t 198.18.1.1:83 -s rr", "vips");
 }
+
+#[test]
+fn a_restore_part_that_reaches_the_table_is_refused() {
+    let mut c = small();
+    let before = run(&mut c, "-S -n").unwrap();
+    c.changed();
+    let part = Request::RestorePart(adm::parse_rules("-C").unwrap());
+    match c.handle(part, &mut NoConns) {
+        Response::Err { message, status } => {
+            assert!(message.contains("part of a restore"), "{message}");
+            assert_eq!(status, 255);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!c.changed());
+    assert_eq!(run(&mut c, "-S -n").unwrap(), before);
+}

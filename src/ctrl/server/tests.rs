@@ -42,7 +42,7 @@ fn serve(mut server: ControlServer, stop: Arc<AtomicBool>) -> thread::JoinHandle
                 tv_nsec: 20_000_000,
             };
             let _ = rustix::event::poll(&mut fds, Some(&timeout));
-            server.poll(&mut |_req| Response::Ok(Reply::Done));
+            server.poll(&mut |_req| Response::Ok(Reply::Done).into());
         }
         server
     })
@@ -189,12 +189,12 @@ fn the_descriptor_is_quiet_when_there_is_nothing_to_do() {
     assert!(!ready(&server));
     let mut c = connect(&path);
     assert!(ready(&server), "a connection waiting to be accepted");
-    server.poll(&mut |_| Response::Ok(Reply::Done));
+    server.poll(&mut |_| Response::Ok(Reply::Done).into());
     assert_eq!(server.clients(), 1);
     assert!(!ready(&server), "accepted, nothing sent yet");
     c.write_all(&encode_request(&Request::Clear)).unwrap();
     assert!(ready(&server), "a request waiting");
-    server.poll(&mut |_| Response::Ok(Reply::Done));
+    server.poll(&mut |_| Response::Ok(Reply::Done).into());
     assert!(!ready(&server), "answered");
     let mut line = String::new();
     BufReader::new(c.try_clone().unwrap())
@@ -203,7 +203,7 @@ fn the_descriptor_is_quiet_when_there_is_nothing_to_do() {
     assert_eq!(line, done());
     drop(c);
     assert!(ready(&server), "a hang-up to notice");
-    server.poll(&mut |_| Response::Ok(Reply::Done));
+    server.poll(&mut |_| Response::Ok(Reply::Done).into());
     assert_eq!(server.clients(), 0);
     assert!(!ready(&server));
 }
