@@ -42,6 +42,7 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, Location, Problem};
+pub use services::command_words;
 pub use types::{
     CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Daemon,
     Dataplane, Idle, Log, Metrics, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning,

@@ -64,6 +64,8 @@ pub(super) struct RawConnections {
     pub drop_entry: Leaf,
     pub secure_tcp: Leaf,
     pub secure_tcp_timeout: Leaf,
+    pub expire_nodest_conn: Leaf,
+    pub expire_quiescent_template: Leaf,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,23 @@ pub(super) struct RawService {
     pub scheduler_flags: List,
     pub mh_table_size: Leaf,
     pub reals: Option<Vec<Spanned<RawReal>>>,
+    pub sorry_server: Option<Spanned<RawSorry>>,
+    pub sorry_server_inhibit: Leaf,
+    pub quorum: Leaf,
+    pub hysteresis: Leaf,
+    pub quorum_up: Leaf,
+    pub quorum_down: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a sorry server, e.g. { addr = \"198.18.2.99:80\", forward = \"dr\", weight = 1 }"
+)]
+pub(super) struct RawSorry {
+    pub addr: Leaf,
+    pub forward: Leaf,
+    pub weight: Leaf,
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{RawReal, RawService};
+use super::raw::{Leaf, RawReal, RawService, RawSorry};
 use super::read::{Result, Source, one_of};
 use super::rules::{self, Field, is_contiguous};
 use super::types::{DEFAULT_SCHEDULER, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
@@ -86,6 +86,7 @@ impl Source<'_> {
             scheduler_flags,
             mh_table_size,
             reals: Vec::new(),
+            ..ServiceConfig::new(proto, vip, scheduler)
         };
         // What the checks above let through, the shared rules judge (the
         // scheduler, timeout, mask and table size were checked where they
@@ -114,7 +115,87 @@ impl Source<'_> {
         }
 
         service.reals = reals;
+        self.quorum(raw, key, &mut service)?;
+        if let Some(sorry) = &raw.sorry_server {
+            let skey = k("sorry_server");
+            let parsed = self.sorry(sorry, &skey, vip)?;
+            if let Some(first) = service.reals.iter().position(|r| r.addr == parsed.addr) {
+                let what = format!("real server {}", parsed.addr);
+                let problem = Problem::Duplicate {
+                    what,
+                    first_line: lines[first],
+                };
+                let span = sorry.get_ref().addr.as_ref().map(Spanned::span);
+                return Err(self.invalid(span, &format!("{skey}.addr"), problem));
+            }
+            service.sorry_server = Some(parsed);
+        }
         Ok(service)
+    }
+
+    /// `sorry_server_inhibit`, `quorum`, `hysteresis`, `quorum_up`,
+    /// `quorum_down` (keepalived's names and defaults).
+    fn quorum(&self, raw: &RawService, key: &str, service: &mut ServiceConfig) -> Result<()> {
+        let k = |name: &str| format!("{key}.{name}");
+        service.sorry_server_inhibit = self
+            .boolean(&raw.sorry_server_inhibit, &k("sorry_server_inhibit"))?
+            .unwrap_or(false);
+        service.quorum = self
+            .int(&raw.quorum, &k("quorum"), 1, u32::MAX)?
+            .unwrap_or(ServiceConfig::DEFAULT_QUORUM);
+        service.hysteresis = self
+            .int(&raw.hysteresis, &k("hysteresis"), 0, u32::MAX)?
+            .unwrap_or(0);
+        service.quorum_up = self.command(&raw.quorum_up, &k("quorum_up"))?;
+        service.quorum_down = self.command(&raw.quorum_down, &k("quorum_down"))?;
+        Ok(())
+    }
+
+    /// A command line (`quorum_up`, `quorum_down`), split into words.
+    fn command(&self, leaf: &Leaf, key: &str) -> Result<Option<Vec<String>>> {
+        let expected = "a command line: a program's absolute path and its arguments, \
+                        quoted with '...' or \"...\" where they hold spaces";
+        self.string(leaf, key, expected, |s| {
+            command_words(s).filter(|w| w[0].starts_with('/'))
+        })
+    }
+
+    /// `sorry_server = { addr, forward, weight }`: a real server as
+    /// `[[services.reals]]` describes one, without thresholds.
+    fn sorry(&self, table: &Spanned<RawSorry>, key: &str, vip: SocketAddr) -> Result<RealConfig> {
+        let raw = table.get_ref();
+        let k = |name: &str| format!("{key}.{name}");
+        let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
+            let expected = "the sorry server's address and port, e.g. \"198.18.2.99:80\"";
+            self.missing(Some(table.span()), &k("addr"), expected)
+        })?;
+        let modes = [
+            ("dr", Forward::Dr),
+            ("tun", Forward::Tun),
+            ("nat", Forward::Nat),
+        ];
+        let forward = self
+            .choice(&raw.forward, &k("forward"), &modes)?
+            .unwrap_or_default();
+        let weight = self
+            .int(&raw.weight, &k("weight"), 0, RealConfig::MAX_WEIGHT)?
+            .unwrap_or(RealConfig::DEFAULT_WEIGHT);
+        let real = RealConfig {
+            addr,
+            forward,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        rules::check_real(vip, &real).map_err(|(field, problem)| {
+            let (name, leaf) = match field {
+                Field::Forward => ("forward", &raw.forward),
+                Field::Weight => ("weight", &raw.weight),
+                _ => ("addr", &raw.addr),
+            };
+            self.invalid(leaf.as_ref().map(Spanned::span), &k(name), problem)
+        })?;
+        Ok(real)
     }
 
     /// `scheduler_flags`: the names ipvsadm `-b` accepts
@@ -228,4 +309,47 @@ impl Source<'_> {
         })?;
         Ok(real)
     }
+}
+
+/// A command line split into words as keepalived splits its scripts'
+/// (`notify_up`, `quorum_up`, MISC_CHECK): at blanks, except inside '...'
+/// or "..." (the quotes removed); a backslash outside single quotes takes
+/// the next character as it is. No shell: no variables, globs or pipes.
+/// `None` for an empty line or an unclosed quote.
+pub fn command_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => w.push(c),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => w.push(chars.next()?),
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).push(chars.next()?),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    (!words.is_empty()).then_some(words)
 }

@@ -246,6 +246,18 @@ pub struct Connections {
     /// Flood defences: `unreplied_share`, `defense_threshold`,
     /// `drop_entry`, `secure_tcp`, `secure_tcp_timeout`.
     pub defense: crate::conn::Defense,
+    /// IPVS's `expire_nodest_conn` (default off): a packet of a connection
+    /// whose real server is gone or out of service (failed its health
+    /// checks) ends the connection at once, and is scheduled afresh as a new
+    /// flow would be; a client's SYN on the 5-tuple of a connection to a
+    /// quiescent (weight 0) server is rescheduled too. Off: such packets are
+    /// dropped and the connection waits for its server (or its timeout).
+    pub expire_nodest_conn: bool,
+    /// IPVS's `expire_quiescent_template` (default off): a persistence
+    /// template whose real server is quiescent (weight 0, e.g. inhibited by
+    /// a failed health check) is expired when a new connection of its
+    /// client would use it, so the client is scheduled afresh.
+    pub expire_quiescent_template: bool,
 }
 
 impl Connections {
@@ -269,6 +281,8 @@ impl Default for Connections {
             udp_timeout: Self::DEFAULT_UDP_TIMEOUT,
             ftp_ports: vec![Self::DEFAULT_FTP_PORT],
             defense: crate::conn::Defense::default(),
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
         }
     }
 }
@@ -349,6 +363,24 @@ pub struct ServiceConfig {
     /// Size of the Maglev lookup table (`mh`); a prime.
     pub mh_table_size: u32,
     pub reals: Vec<RealConfig>,
+    /// keepalived's `sorry_server`: in service while the service has no
+    /// quorum (with the default quorum of 1: while no real server is up),
+    /// and out again when it has. Its thresholds are 0.
+    pub sorry_server: Option<RealConfig>,
+    /// keepalived's `sorry_server_inhibit`: while not needed the sorry
+    /// server stays listed with weight 0 rather than being taken out.
+    pub sorry_server_inhibit: bool,
+    /// keepalived's `quorum`: the sum of the weights of the real servers
+    /// that are up that the service needs (default 1).
+    pub quorum: u32,
+    /// keepalived's `hysteresis`: quorum is gained at `quorum + hysteresis`
+    /// and lost below `quorum - hysteresis` (default 0).
+    pub hysteresis: u32,
+    /// Command run when the service gains quorum (keepalived `quorum_up`):
+    /// its words, split as keepalived splits them, run without a shell.
+    pub quorum_up: Option<Vec<String>>,
+    /// Command run when the service loses quorum (`quorum_down`).
+    pub quorum_down: Option<Vec<String>>,
 }
 
 impl RealConfig {
@@ -366,6 +398,8 @@ impl ServiceConfig {
     pub const MIN_MH_TABLE_SIZE: u32 = Params::MIN_MH_TABLE_SIZE;
     /// Largest `mh_table_size`: [`Params::MAX_MH_TABLE_SIZE`].
     pub const MAX_MH_TABLE_SIZE: u32 = Params::MAX_MH_TABLE_SIZE;
+    /// keepalived's default `quorum`.
+    pub const DEFAULT_QUORUM: u32 = 1;
 
     /// A service with every optional setting at its default.
     pub fn new(proto: Protocol, vip: SocketAddr, scheduler: &str) -> ServiceConfig {
@@ -378,6 +412,12 @@ impl ServiceConfig {
             scheduler_flags: SchedFlags::default(),
             mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
             reals: Vec::new(),
+            sorry_server: None,
+            sorry_server_inhibit: false,
+            quorum: Self::DEFAULT_QUORUM,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
         }
     }
 }

@@ -416,7 +416,7 @@ impl Control {
                     DestView {
                         addr: d.cfg.addr,
                         forward: d.cfg.forward,
-                        weight: d.cfg.weight,
+                        weight: d.weight,
                         upper_threshold: d.cfg.upper_threshold,
                         lower_threshold: d.cfg.lower_threshold,
                         active,
@@ -530,8 +530,10 @@ fn real_config(spec: &DestSpec) -> Result<RealConfig, Response> {
     Ok(real)
 }
 
-fn has_dest(s: &ServiceInfo<'_>, addr: SocketAddr) -> bool {
-    s.dests.iter().any(|d| d.cfg.addr == addr)
+/// Whether `s` has real server `addr`, listed or not (one its health
+/// checks took out can still be edited and deleted).
+fn has_dest(t: &ServiceTable, s: &ServiceInfo<'_>, addr: SocketAddr) -> bool {
+    t.has_dest(s.cfg.proto, s.cfg.vip, addr)
 }
 
 /// Applies one table edit, checked in the order IPVS checks (the service,
@@ -563,7 +565,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, spec.service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if has_dest(&s, spec.addr) {
+            if has_dest(t, &s, spec.addr) {
                 return Err(Response::refused("Destination already exists"));
             }
             let real = real_config(&spec)?;
@@ -575,7 +577,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, spec.service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if !has_dest(&s, spec.addr) {
+            if !has_dest(t, &s, spec.addr) {
                 return Err(Response::refused("No such destination"));
             }
             let real = real_config(&spec)?;
@@ -587,7 +589,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if !has_dest(&s, dest) {
+            if !has_dest(t, &s, dest) {
                 return Err(Response::refused("No such destination"));
             }
             t.del_dest(service.proto, service.vip, dest)
