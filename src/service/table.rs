@@ -1336,4 +1336,158 @@ addr = "198.18.2.13:80"
         let t = ServiceTable::from_config(&config(&persistent), Vec::new(), 2).unwrap();
         assert!(t.snapshot().handover);
     }
+
+    const SORRY: &str = r#"
+[dataplane]
+interfaces = ["eth1"]
+[[services]]
+proto = "tcp"
+vip = "198.18.1.1:80"
+scheduler = "wrr"
+sorry_server = { addr = "198.18.2.99:80" }
+quorum = 3
+hysteresis = 1
+quorum_up = "/bin/echo up"
+quorum_down = "/bin/echo 'quorum down'"
+[[services.reals]]
+addr = "198.18.2.11:80"
+weight = 2
+[[services.reals]]
+addr = "198.18.2.12:80"
+weight = 2
+"#;
+
+    fn key(n: u8) -> HealthKey {
+        (
+            Protocol::Tcp,
+            "198.18.1.1:80".parse().unwrap(),
+            SocketAddr::from((Ipv4Addr::new(198, 18, 2, n), 80)),
+        )
+    }
+
+    const DOWN: Health = Health {
+        up: false,
+        weight: None,
+        inhibit: false,
+    };
+
+    /// (address, weight) as `-L` lists them, and the scheduler's order.
+    fn listed(t: &ServiceTable) -> (Vec<(String, u32)>, Vec<String>) {
+        let l = t
+            .services()
+            .next()
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| (d.cfg.addr.to_string(), d.weight))
+            .collect();
+        let s = t.snapshot();
+        let svc = &s.services()[0];
+        let order = s
+            .dests_of(svc)
+            .iter()
+            .map(|d| format!("{}={}", d.addr, d.weight))
+            .collect();
+        (l, order)
+    }
+
+    /// keepalived's quorum with hysteresis: lost below quorum - hysteresis
+    /// (or at 0), gained at quorum + hysteresis; while lost the sorry
+    /// server takes the new connections and the reals still up are at 0.
+    #[test]
+    fn quorum_and_sorry_server() {
+        let mut t = ServiceTable::from_config(&config(SORRY), Vec::new(), 1).unwrap();
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        assert_eq!(t.has_quorum(Protocol::Tcp, vip), Some(true), "4 >= 3");
+        assert_eq!(
+            listed(&t).0,
+            [("198.18.2.12:80".into(), 2), ("198.18.2.11:80".into(), 2)]
+        );
+        assert!(t.update_quorum().is_empty());
+        // 2 is not below 3 - 1: kept.
+        t.set_health(key(11), DOWN);
+        assert!(t.update_quorum().is_empty());
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        // A dynamic weight of 1 is: lost, the sorry server comes in.
+        t.set_health(
+            key(12),
+            Health {
+                weight: Some(1),
+                ..Health::UP
+            },
+        );
+        let q = t.update_quorum();
+        assert_eq!(q.len(), 1);
+        assert!(!q[0].up && q[0].sum == 1);
+        assert_eq!(
+            q[0].command.as_deref(),
+            Some(&["/bin/echo".to_owned(), "quorum down".to_owned()][..])
+        );
+        assert_eq!(
+            listed(&t),
+            (
+                vec![("198.18.2.99:80".into(), 1), ("198.18.2.12:80".into(), 0)],
+                vec!["198.18.2.99=1".into(), "198.18.2.12=0".into()]
+            )
+        );
+        // Back to 3: not yet (needs 3 + 1); 4: gained, the sorry server out.
+        t.set_health(key(12), Health::UP);
+        t.set_health(
+            key(11),
+            Health {
+                weight: Some(1),
+                ..Health::UP
+            },
+        );
+        assert!(t.update_quorum().is_empty());
+        t.set_health(key(11), Health::UP);
+        let q = t.update_quorum();
+        assert!(q.len() == 1 && q[0].up && q[0].sum == 4);
+        assert_eq!(q[0].command.as_ref().unwrap()[1], "up");
+        assert_eq!(listed(&t).1, ["198.18.2.12=2", "198.18.2.11=2"]);
+        // sorry_server_inhibit: listed at 0 while not needed.
+        let inhibit = SORRY.replace("quorum = 3", "quorum = 3\nsorry_server_inhibit = true");
+        t.apply_config(&config(&inhibit)).unwrap();
+        assert_eq!(listed(&t).0[0], ("198.18.2.99:80".into(), 0));
+    }
+
+    /// `-e` and the health state: the configured weight changes, a down
+    /// server stays out and returns with it; a dynamic weight yields to
+    /// `-e` until the next verdict. A reload keeps the health state.
+    #[test]
+    fn edits_and_reloads_combine_with_health() {
+        let mut t = ServiceTable::from_config(&config(SORRY), Vec::new(), 1).unwrap();
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        let real = |n: u8, weight| RealConfig {
+            addr: SocketAddr::from((Ipv4Addr::new(198, 18, 2, n), 80)),
+            forward: Forward::Dr,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        t.set_health(key(11), DOWN);
+        t.edit_dest(Protocol::Tcp, vip, &real(11, 5)).unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        t.set_health(
+            key(12),
+            Health {
+                weight: Some(7),
+                ..Health::UP
+            },
+        );
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 7)]);
+        t.edit_dest(Protocol::Tcp, vip, &real(12, 3)).unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 3)]);
+        // A reload that changes nothing of .11 leaves it down.
+        t.apply_config(&config(&SORRY.replace("weight = 2\n[[", "weight = 9\n[[")))
+            .unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        assert!(!t.health_of(key(11).0, key(11).1, key(11).2).up);
+        t.set_health(key(11), Health::UP);
+        assert_eq!(listed(&t).0[1], ("198.18.2.11:80".into(), 9));
+        // A record the reload no longer plans is dropped: up again.
+        t.set_health(key(12), DOWN);
+        t.retain_health(|k| (k.2 != key(12).2).then_some(false));
+        assert_eq!(listed(&t).0.len(), 2);
+    }
 }
