@@ -73,6 +73,7 @@
 //! (health checks, an admin's curl) stay with the kernel.
 
 pub mod cli;
+pub mod commands;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

@@ -33,7 +33,7 @@ use crate::ctrl::proto::{
     ServiceSpec, ServiceView,
 };
 use crate::dest::{DestCounters, Stats, Totals};
-use crate::service::{ServiceError, ServiceInfo, ServiceTable};
+use crate::service::{Health, HealthKey, QuorumChange, ServiceError, ServiceInfo, ServiceTable};
 use crate::stats::WorkerStats;
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
@@ -225,6 +225,22 @@ impl Control {
     /// Forgets `addr`'s next hop; as [`Control::set_next_hop`].
     pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
         self.table.clear_next_hop(addr)
+    }
+
+    /// Applies a health verdict ([`ServiceTable::set_health`]); returns
+    /// what it replaced when that changed anything (then it is published).
+    pub fn set_health(&mut self, key: HealthKey, h: Health) -> Option<Health> {
+        let old = self.table.set_health(key, h);
+        self.changed |= old.is_some();
+        old
+    }
+
+    /// Moves the services' quorums after whatever changed since the last
+    /// call ([`ServiceTable::update_quorum`]); cheap when nothing did.
+    pub fn update_quorum(&mut self) -> Vec<QuorumChange> {
+        let q = self.table.update_quorum();
+        self.changed |= !q.is_empty();
+        q
     }
 
     /// Whether the table changed since the last call: the daemon then

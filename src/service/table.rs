@@ -184,6 +184,8 @@ pub struct ServiceTable {
     sources: HashMap<IpAddr, Ipv4Addr>,
     /// The last version handed to a service.
     versions: u64,
+    /// `versions` when [`ServiceTable::update_quorum`] last looked.
+    quorum_seen: u64,
     /// Workers that count traffic.
     workers: usize,
     /// `connections.ftp_ports`.
@@ -211,6 +213,7 @@ impl ServiceTable {
             next_hops: HashMap::new(),
             sources: HashMap::new(),
             versions: 0,
+            quorum_seen: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
             defense: crate::conn::Defense::default(),
@@ -704,6 +707,10 @@ impl ServiceTable {
     /// a service with a sorry server changes its scheduling with it.
     pub fn update_quorum(&mut self) -> Vec<QuorumChange> {
         let mut out = Vec::new();
+        if self.quorum_seen == self.versions {
+            // Nothing changed since: no weight, health or setting moved.
+            return out;
+        }
         for i in 0..self.services.len() {
             let s = &self.services[i];
             let sum = self.live_weight(s);
@@ -734,6 +741,7 @@ impl ServiceTable {
             s.quorum_up = up;
             s.version = v;
         }
+        self.quorum_seen = self.versions;
         out
     }
 
