@@ -44,7 +44,6 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, Location, Problem};
-pub use services::command_words;
 pub use types::{
     CheckConfig, CheckKind, CommandLine, DNS_RCODES, DNS_TYPES, DnsCheck, HttpCheck, RealHealth,
     ScriptCheck, ServiceHealth, UdpCheck, UrlCheck, Via,

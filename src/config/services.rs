@@ -14,7 +14,8 @@ use super::raw::{Leaf, RawReal, RawService, RawSorry};
 use super::read::{Result, Source, one_of};
 use super::rules::{self, Field, is_contiguous};
 use super::types::{
-    DEFAULT_SCHEDULER, Protocol, RealConfig, RealHealth, SCHEDULERS, ServiceConfig, ServiceHealth,
+    CommandLine, DEFAULT_SCHEDULER, Protocol, RealConfig, RealHealth, SCHEDULERS, ServiceConfig,
+    ServiceHealth,
 };
 use crate::dest::Forward;
 use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
@@ -155,11 +156,11 @@ impl Source<'_> {
     }
 
     /// A command line (`quorum_up`, `quorum_down`), split into words.
-    fn command(&self, leaf: &Leaf, key: &str) -> Result<Option<Vec<String>>> {
+    fn command(&self, leaf: &Leaf, key: &str) -> Result<Option<CommandLine>> {
         let expected = "a command line: a program's absolute path and its arguments, \
                         quoted with '...' or \"...\" where they hold spaces";
         self.string(leaf, key, expected, |s| {
-            command_words(s).filter(|w| w[0].starts_with('/'))
+            CommandLine::parse(s).filter(|c| c.argv[0].starts_with('/'))
         })
     }
 
@@ -189,6 +190,7 @@ impl Source<'_> {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         rules::check_real(vip, &real).map_err(|(field, problem)| {
             let (name, leaf) = match field {
@@ -322,47 +324,4 @@ impl Source<'_> {
             ..real
         })
     }
-}
-
-/// A command line split into words as keepalived splits its scripts'
-/// (`notify_up`, `quorum_up`, MISC_CHECK): at blanks, except inside '...'
-/// or "..." (the quotes removed); a backslash outside single quotes takes
-/// the next character as it is. No shell: no variables, globs or pipes.
-/// `None` for an empty line or an unclosed quote.
-pub fn command_words(line: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if let Some(w) = word.take() {
-                    words.push(w);
-                }
-            }
-            '\'' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => w.push(c),
-                    }
-                }
-            }
-            '"' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => w.push(chars.next()?),
-                        c => w.push(c),
-                    }
-                }
-            }
-            '\\' => word.get_or_insert_with(String::new).push(chars.next()?),
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    (!words.is_empty()).then_some(words)
 }

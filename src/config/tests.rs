@@ -166,10 +166,10 @@ fn sorry_server_quorum_and_expiry_keys() {
     assert!(s.sorry_server_inhibit);
     assert_eq!((s.quorum, s.hysteresis), (4, 1));
     assert_eq!(
-        s.quorum_up.as_deref().unwrap(),
+        s.quorum_up.as_ref().unwrap().argv,
         ["/usr/bin/logger", "quorum up", "x y"]
     );
-    assert_eq!(s.quorum_down.as_deref().unwrap(), ["/bin/true"]);
+    assert_eq!(s.quorum_down.as_ref().unwrap().argv, ["/bin/true"]);
     let svc = "[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n";
     for (bad, key) in [
         ("quorum = 0\n", "services[0].quorum"),
@@ -194,19 +194,6 @@ fn sorry_server_quorum_and_expiry_keys() {
         let e = parse(&format!("{HEAD}{svc}{bad}")).unwrap_err().to_string();
         assert!(e.contains(key), "{bad}: {e}");
     }
-}
-
-#[test]
-fn command_lines_split_as_keepalived_splits_them() {
-    use crate::config::command_words;
-    assert_eq!(
-        command_words(r#"/bin/a "b c" 'd "e"' f\ g  h"#).unwrap(),
-        ["/bin/a", "b c", "d \"e\"", "f g", "h"]
-    );
-    assert_eq!(command_words("''").unwrap(), [""]);
-    assert!(command_words("  ").is_none());
-    assert!(command_words("/bin/a 'b").is_none());
-    assert!(command_words("/bin/a \\").is_none());
 }
 
 #[test]

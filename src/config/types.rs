@@ -381,9 +381,9 @@ pub struct ServiceConfig {
     pub hysteresis: u32,
     /// Command run when the service gains quorum (keepalived `quorum_up`):
     /// its words, split as keepalived splits them, run without a shell.
-    pub quorum_up: Option<Vec<String>>,
+    pub quorum_up: Option<CommandLine>,
     /// Command run when the service loses quorum (`quorum_down`).
-    pub quorum_down: Option<Vec<String>>,
+    pub quorum_down: Option<CommandLine>,
 }
 
 impl RealConfig {

@@ -83,7 +83,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn words(s: &str) -> Vec<String> {
-        crate::config::command_words(s).unwrap()
+        crate::config::CommandLine::parse(s).unwrap().argv
     }
 
     /// A command that takes a while does not hold the caller up, and is

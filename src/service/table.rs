@@ -120,7 +120,7 @@ pub struct QuorumChange {
     pub quorum: u32,
     pub hysteresis: u32,
     /// `quorum_up` or `quorum_down`, to run.
-    pub command: Option<Vec<String>>,
+    pub command: Option<crate::config::CommandLine>,
 }
 
 /// How a real server takes part, health and quorum applied.
@@ -1430,8 +1430,8 @@ weight = 2
         assert_eq!(q.len(), 1);
         assert!(!q[0].up && q[0].sum == 1);
         assert_eq!(
-            q[0].command.as_deref(),
-            Some(&["/bin/echo".to_owned(), "quorum down".to_owned()][..])
+            q[0].command.as_ref().unwrap().argv,
+            ["/bin/echo", "quorum down"]
         );
         assert_eq!(
             listed(&t),
@@ -1453,7 +1453,7 @@ weight = 2
         t.set_health(key(11), Health::UP);
         let q = t.update_quorum();
         assert!(q.len() == 1 && q[0].up && q[0].sum == 4);
-        assert_eq!(q[0].command.as_ref().unwrap()[1], "up");
+        assert_eq!(q[0].command.as_ref().unwrap().argv[1], "up");
         assert_eq!(listed(&t).1, ["198.18.2.12=2", "198.18.2.11=2"]);
         // sorry_server_inhibit: listed at 0 while not needed.
         let inhibit = SORRY.replace("quorum = 3", "quorum = 3\nsorry_server_inhibit = true");
@@ -1474,6 +1474,7 @@ weight = 2
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         t.set_health(key(11), DOWN);
         t.edit_dest(Protocol::Tcp, vip, &real(11, 5)).unwrap();

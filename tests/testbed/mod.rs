@@ -896,7 +896,11 @@ impl Testbed {
         let url = format!("http://{}/", self.real_addr(i));
         let deadline = Instant::now() + READY_TIMEOUT;
         while self.curl_from(Host::Real(i), &url).is_ok() {
-            assert!(Instant::now() < deadline, "testbed: rs{} still answers", i + 1);
+            assert!(
+                Instant::now() < deadline,
+                "testbed: rs{} still answers",
+                i + 1
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -908,7 +912,11 @@ impl Testbed {
         let url = format!("http://{}/", self.real_addr(i));
         let deadline = Instant::now() + READY_TIMEOUT;
         while self.curl_from(Host::Real(i), &url).is_err() {
-            assert!(Instant::now() < deadline, "testbed: rs{} does not answer", i + 1);
+            assert!(
+                Instant::now() < deadline,
+                "testbed: rs{} does not answer",
+                i + 1
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
