@@ -113,10 +113,7 @@ pub async fn attempt(ctx: &Context, cfg: &CheckConfig) -> Result<Outcome, String
             };
             match tokio::time::timeout_at(deadline, work).await {
                 Ok(result) => result,
-                Err(_) => Err(format!(
-                    "timed out after {}",
-                    seconds(cfg.connect_timeout)
-                )),
+                Err(_) => Err(format!("timed out after {}", seconds(cfg.connect_timeout))),
             }
         }
     }
@@ -167,7 +164,10 @@ pub fn source(cfg: &CheckConfig, to: SocketAddr) -> Option<SocketAddr> {
             } else {
                 IpAddr::from([0u16; 8])
             };
-            Some(SocketAddr::new(ip.unwrap_or(unspecified), port.unwrap_or(0)))
+            Some(SocketAddr::new(
+                ip.unwrap_or(unspecified),
+                port.unwrap_or(0),
+            ))
         }
     }
 }

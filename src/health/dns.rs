@@ -18,7 +18,10 @@ pub async fn query(cfg: &CheckConfig, dns: &DnsCheck) -> Result<Outcome, String>
     let id = message.metadata.id;
     let bytes = message.to_vec().map_err(|e| format!("query: {e}"))?;
     let socket = udp::socket(cfg).await?;
-    socket.send(&bytes).await.map_err(|e| io_reason("send", &e))?;
+    socket
+        .send(&bytes)
+        .await
+        .map_err(|e| io_reason("send", &e))?;
     let mut buf = vec![0u8; 4096];
     for _ in 0..16 {
         let n = socket

@@ -271,7 +271,11 @@ fn judge(
     response: &Response,
 ) -> Result<(), String> {
     let status = response.status;
-    if !url.status.iter().any(|&(lo, hi)| (lo..=hi).contains(&status)) {
+    if !url
+        .status
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    {
         let ranges: Vec<String> = url
             .status
             .iter()

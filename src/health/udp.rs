@@ -30,7 +30,11 @@ pub async fn socket(cfg: &CheckConfig) -> Result<UdpSocket, String> {
     Ok(socket)
 }
 
-pub async fn probe(cfg: &CheckConfig, udp: &UdpCheck, deadline: Instant) -> Result<Outcome, String> {
+pub async fn probe(
+    cfg: &CheckConfig,
+    udp: &UdpCheck,
+    deadline: Instant,
+) -> Result<Outcome, String> {
     let socket = socket(cfg).await?;
     socket
         .send(&udp.payload)
