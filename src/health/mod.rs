@@ -25,9 +25,15 @@ use std::net::SocketAddr;
 
 use crate::config::{CheckConfig, Config, Forward, Protocol};
 
+mod check;
+mod dns;
+mod http;
 mod monitor;
+mod script;
+mod udp;
 
-pub use monitor::Monitor;
+pub use check::Outcome;
+pub use monitor::{Monitor, THREAD_NAME};
 
 /// A real server to check, with its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
