@@ -100,6 +100,11 @@ pub struct Health {
 }
 
 impl Health {
+    /// What takes effect: `inhibit` only while down.
+    fn applied(self) -> (bool, Option<u32>, bool) {
+        (self.up, self.weight, !self.up && self.inhibit)
+    }
+
     /// A real server no check has spoken of.
     pub const UP: Health = Health {
         up: true,
@@ -603,7 +608,8 @@ impl ServiceTable {
     /// server not (or no longer) in the table, for when it is added.
     pub fn set_health(&mut self, key: HealthKey, h: Health) -> Option<Health> {
         let old = self.health.insert(key, h).unwrap_or(Health::UP);
-        if old == h {
+        if old.applied() == h.applied() {
+            // `inhibit` matters only while down.
             return None;
         }
         if let Ok(i) = self.find(key.0, key.1) {
@@ -621,7 +627,9 @@ impl ServiceTable {
             Some(inhibit) => {
                 if h.inhibit != inhibit {
                     h.inhibit = inhibit;
-                    changed.push(*k);
+                    if !h.up {
+                        changed.push(*k);
+                    }
                 }
                 true
             }
