@@ -14,6 +14,7 @@
 //! 3. rs1 (`inhibit_on_failure`) stops: it is listed with weight 0 in
 //!    `xdpvsadm -L -n` and no new connection reaches it afterwards (its
 //!    `--stats` connection count stays put).
+//!    A SIGHUP reload of the same file keeps that state.
 //! 4. rs2 and rs3 stop too: no real server is up, the sorry server rs4
 //!    answers; rs3 starts: it answers again and the sorry server is out.
 //!
@@ -79,8 +80,9 @@ fn config(bed: &Testbed, mode: Mode) -> String {
     s
 }
 
-/// One request of the loop: when it started, and who answered (or why not).
-type Sample = (Instant, Result<String, String>);
+/// One request of the loop: when it started, who answered (or why not),
+/// and when it ended.
+type Sample = (Instant, Result<String, String>, Instant);
 
 /// The steady client: one request for `/` on a new connection every 50 ms
 /// (at most `MAX` of them, for at most `LIMIT`), each bounded by curl's own
@@ -119,7 +121,7 @@ impl Loop {
                     Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
                     Err(e) => Err(e.to_string()),
                 };
-                v.lock().unwrap().push((t, r));
+                v.lock().unwrap().push((t, r, Instant::now()));
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
@@ -132,7 +134,7 @@ impl Loop {
 
     fn since(&self, t: Instant) -> Vec<Sample> {
         let v = self.samples.lock().unwrap();
-        v.iter().filter(|(at, _)| *at >= t).cloned().collect()
+        v.iter().filter(|(at, ..)| *at >= t).cloned().collect()
     }
 
     /// Waits (bounded) until `n` requests started after `t` have finished.
@@ -187,13 +189,13 @@ fn logged(daemon: &Daemon, needle: &str, count: usize, limit: Duration) -> Insta
 fn answered(samples: &[Sample]) -> (String, usize) {
     let mut who: Vec<&str> = samples
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().map(String::as_str))
+        .filter_map(|(_, r, _)| r.as_ref().ok().map(String::as_str))
         .collect();
     who.sort();
     who.dedup();
     (
         who.join(" "),
-        samples.iter().filter(|(_, r)| r.is_err()).count(),
+        samples.iter().filter(|(_, r, _)| r.is_err()).count(),
     )
 }
 
@@ -282,6 +284,16 @@ fn failover(mode: Mode) {
     let (who, failed) = answered(&lp.wait_for(t, 30));
     assert_eq!((who.as_str(), failed), ("rs2 rs3", 0));
     assert_eq!(listed(&bed, &real(0)).1, conns, "no new connection to rs1");
+    // A reload keeps the health state: rs1 stays inhibited, no check
+    // restarts (an unchanged check keeps its state), nothing is logged.
+    let changes = daemon.log().matches("health: TCP").count();
+    daemon.signal("HUP");
+    daemon.wait_for("xdpvs: reloaded", Duration::from_secs(10));
+    assert_eq!(listed(&bed, &real(0)).0, Some(0), "still inhibited");
+    let t = Instant::now();
+    let (who, failed) = answered(&lp.wait_for(t, 20));
+    assert_eq!((who.as_str(), failed), ("rs2 rs3", 0), "after the reload");
+    assert_eq!(daemon.log().matches("health: TCP").count(), changes);
 
     // 4. rs2 and rs3 stop: nobody is up, the sorry server answers.
     let stopped = Instant::now();
@@ -311,17 +323,18 @@ fn failover(mode: Mode) {
     assert_eq!((who.as_str(), failed), ("rs3", 0), "sorry server out");
     assert_eq!(listed(&bed, &real(3)).0, None);
 
-    // The loop failed only inside the windows.
+    // The loop failed only in requests that overlap a window (one that
+    // began just before a stop may be reset by the stopping server).
     let samples = lp.finish();
     let outside: Vec<&Sample> = samples
         .iter()
-        .filter(|(at, r)| r.is_err() && !windows.iter().any(|(a, b)| at >= a && at <= b))
+        .filter(|(at, r, end)| r.is_err() && !windows.iter().any(|(a, b)| end >= a && at <= b))
         .collect();
     assert!(
         outside.is_empty(),
         "{mode:?}: failures outside: {outside:?}"
     );
-    let failures = samples.iter().filter(|(_, r)| r.is_err()).count();
+    let failures = samples.iter().filter(|(_, r, _)| r.is_err()).count();
     eprintln!(
         "health_e2e {mode:?}: detection {:.2} s (bound {:.1} s), recovery {:.2} s \
          (rise x interval = {:.1} s); {} requests, {failures} failed, all inside \
