@@ -21,6 +21,21 @@
 //! between batches. SIGTERM or SIGINT stops the workers, detaches the XDP
 //! programs and removes the control socket.
 //!
+//! Health checks: once the workers run, a [`health::Monitor`] checks every
+//! real server with checks ([`health::plan`]); on every turn of its loop
+//! (at most 20 ms apart) the control thread takes the verdicts without
+//! waiting, applies each one that changes something to the table
+//! ([`ServiceTable::set_health`]: out of scheduling, inhibited at weight 0,
+//! a dynamic weight) and publishes it like any edit, logs one line per
+//! change (`health: TCP 198.18.1.1:80 real 198.18.2.11:80 up -> down:
+//! <check>: <reason>`), starts the real server's `notify_up`/`notify_down`,
+//! then moves the services' quorums ([`ServiceTable::update_quorum`]: the
+//! sorry server in or out, a line, `quorum_up`/`quorum_down`). Commands
+//! run in the background and are reaped without blocking ([`commands`]).
+//! A reload hands the checker the new targets (an unchanged check keeps
+//! its state, and so does its server's state here) and drops the state of
+//! servers no longer checked.
+//!
 //! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
 //! has for the real server (or for the gateway its route names), resolved
 //! once a second and whenever services change; a missing entry triggers

@@ -18,6 +18,18 @@
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
 //! connections), `frag.rs` (fragments of NAT replies).
 //!
+//! A connection whose real server is gone or out of service (its health
+//! checks failed, [`Dest::in_service`]) is treated as IPVS's `ip_vs_in`
+//! treats one whose destination lost `IP_VS_DEST_F_AVAILABLE`, with its
+//! sysctls' names and defaults: `expire_nodest_conn` off drops the
+//! client's packets (`dest_down`) and keeps the connection for the
+//! server's return (a deleted server's ends: `dest_gone`); on ends it and
+//! schedules the packet afresh as a new flow's; on also reschedules a
+//! client's SYN on a connection to a quiescent (weight 0) server. The
+//! server's replies still go back (NAT). Persistence templates to a
+//! server out of service are replaced, to a quiescent one only with
+//! `expire_quiescent_template` (`persist.rs`).
+//!
 //! Partial checksums: on a port with `complete_checksums` (virtual
 //! drivers by default), a TCP/UDP frame whose checksum field holds only
 //! the pseudo-header sum (`CHECKSUM_PARTIAL` from a sender on veth,

@@ -307,8 +307,8 @@ impl ServiceTable {
         Ok(())
     }
 
-    /// `ipvsadm -A`. The service's `reals` are ignored: add them with
-    /// [`ServiceTable::add_dest`].
+    /// `ipvsadm -A`. The service's `reals` and `sorry_server` are ignored:
+    /// add them with [`ServiceTable::add_dest`], [`ServiceTable::set_sorry`].
     pub fn add_service(&mut self, cfg: &ServiceConfig) -> Result<(), ServiceError> {
         if self.find(cfg.proto, cfg.vip).is_ok() {
             return Err(ServiceError::ServiceExists {
@@ -321,6 +321,8 @@ impl ServiceTable {
         self.services.push(SvcEntry {
             cfg: ServiceConfig {
                 reals: Vec::new(),
+                // Set with its server by `set_sorry`.
+                sorry_server: None,
                 ..cfg.clone()
             },
             dests: Vec::new(),
@@ -516,7 +518,7 @@ impl ServiceTable {
                 .iter()
                 .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
                 .filter_map(|d| {
-                    let e = self.effective(s, d);
+                    let e = self.effective(s, d, self.has_sorry(s));
                     e.listed.then_some(DestInfo {
                         cfg: &d.cfg,
                         weight: e.weight,
@@ -527,9 +529,14 @@ impl ServiceTable {
         })
     }
 
-    /// How real server `d` of service `s` takes part (see
-    /// [`ServiceTable::set_health`]).
-    fn effective(&self, s: &SvcEntry, d: &DestEntry) -> Effective {
+    /// Whether service `s` has a sorry server.
+    fn has_sorry(&self, s: &SvcEntry) -> bool {
+        s.cfg.sorry_server.is_some()
+    }
+
+    /// How real server `d` of service `s` (`sorry`: which has a sorry
+    /// server) takes part (see [`ServiceTable::set_health`]).
+    fn effective(&self, s: &SvcEntry, d: &DestEntry, sorry: bool) -> Effective {
         let (configured, quorum) = (d.cfg.weight, s.quorum_up);
         if d.sorry {
             return match (quorum, s.cfg.sorry_server_inhibit) {
@@ -565,12 +572,6 @@ impl ServiceTable {
             Health { weight, .. } => {
                 // Without quorum the sorry server takes the new
                 // connections; the reals still up finish theirs.
-                let sorry = s.dests.iter().any(|&slot| {
-                    self.slots[slot as usize]
-                        .dest
-                        .as_ref()
-                        .is_some_and(|d| d.sorry)
-                });
                 Effective {
                     weight: if sorry && !quorum {
                         0
@@ -988,9 +989,10 @@ impl ServiceTable {
         // Health and quorum applied, per slot.
         let mut effective: Vec<Option<Effective>> = vec![None; self.slots.len()];
         for s in &self.services {
+            let sorry = self.has_sorry(s);
             for &slot in &s.dests {
                 if let Some(d) = &self.slots[slot as usize].dest {
-                    effective[slot as usize] = Some(self.effective(s, d));
+                    effective[slot as usize] = Some(self.effective(s, d, sorry));
                 }
             }
         }
