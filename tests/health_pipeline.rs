@@ -33,7 +33,7 @@ fn down(inhibit: bool) -> Health {
 
 /// The MAC a frame went to, or `None` if it was not transmitted.
 fn sent_to(p: &mut Pipeline, pkt: &Pkt, now: u32) -> Result<[u8; 6], Verdict> {
-    let (v, out) = run(p, &pkt.bytes(), now.into());
+    let (v, out) = run(p, &pkt.bytes(), now);
     match v {
         Verdict::Tx { .. } => Ok(out[0..6].try_into().unwrap()),
         v => Err(v),
