@@ -239,6 +239,8 @@ fn failover(mode: Mode) {
     assert!(!daemon.log().contains("health: TCP"), "{}", daemon.log());
 
     let lp = Loop::start(&bed);
+    let t_loop = Instant::now();
+    let mut events: Vec<(&str, Instant)> = Vec::new();
     let t = Instant::now();
     let (who, failed) = answered(&lp.wait_for(t, 30));
     assert_eq!((who.as_str(), failed), ("rs1 rs2 rs3", 0));
@@ -247,6 +249,7 @@ fn failover(mode: Mode) {
 
     // 1. rs2 stops: out within fall x interval + connect timeout.
     let stopped = Instant::now();
+    events.push(("stop rs2", Instant::now()));
     bed.stop_apache(1);
     let down = logged(&daemon, &line(1, "up -> down"), 1, down_bound + SLACK);
     let detection = down - stopped;
@@ -260,6 +263,7 @@ fn failover(mode: Mode) {
 
     // 2. rs2 back: in after rise x interval.
     let started = Instant::now();
+    events.push(("start rs2", Instant::now()));
     bed.start_apache(1);
     let up = logged(&daemon, &line(1, "down -> up"), 1, up_bound + SLACK);
     let recovery = up - started;
@@ -274,6 +278,7 @@ fn failover(mode: Mode) {
 
     // 3. rs1, inhibit_on_failure: weight 0, listed, no new connection.
     let stopped = Instant::now();
+    events.push(("stop rs1", Instant::now()));
     bed.stop_apache(0);
     let down1 = logged(&daemon, &line(0, "up -> down"), 1, down_bound + SLACK);
     windows.push((stopped, down1 + PUBLISH));
@@ -287,6 +292,7 @@ fn failover(mode: Mode) {
     // A reload keeps the health state: rs1 stays inhibited, no check
     // restarts (an unchanged check keeps its state), nothing is logged.
     let changes = daemon.log().matches("health: TCP").count();
+    events.push(("HUP", Instant::now()));
     daemon.signal("HUP");
     daemon.wait_for("xdpvs: reloaded", Duration::from_secs(10));
     assert_eq!(listed(&bed, &real(0)).0, Some(0), "still inhibited");
@@ -297,6 +303,7 @@ fn failover(mode: Mode) {
 
     // 4. rs2 and rs3 stop: nobody is up, the sorry server answers.
     let stopped = Instant::now();
+    events.push(("stop rs2 rs3", Instant::now()));
     bed.stop_apache(1);
     bed.stop_apache(2);
     let down2 = logged(&daemon, &line(1, "up -> down"), 2, down_bound + SLACK);
@@ -316,6 +323,7 @@ fn failover(mode: Mode) {
         daemon.log()
     );
     // rs3 back: the sorry server goes out again.
+    events.push(("start rs3", Instant::now()));
     bed.start_apache(2);
     let up3 = logged(&daemon, &line(2, "down -> up"), 1, up_bound + SLACK);
     std::thread::sleep(PUBLISH);
@@ -330,10 +338,30 @@ fn failover(mode: Mode) {
         .iter()
         .filter(|(at, r, end)| r.is_err() && !windows.iter().any(|(a, b)| end >= a && at <= b))
         .collect();
-    assert!(
-        outside.is_empty(),
-        "{mode:?}: failures outside: {outside:?}"
-    );
+    if !outside.is_empty() {
+        let at = |t: &Instant| t.saturating_duration_since(t_loop).as_secs_f64();
+        let ev: Vec<String> = events
+            .iter()
+            .map(|(n, t)| format!("{n} {:.2}", at(t)))
+            .collect();
+        let win: Vec<String> = windows
+            .iter()
+            .map(|(a, b)| format!("{:.2}-{:.2}", at(a), at(b)))
+            .collect();
+        let fails: Vec<String> = outside
+            .iter()
+            .map(|(a, r, b)| format!("{:.2}-{:.2} {r:?}", at(a), at(b)))
+            .collect();
+        let health: Vec<String> = daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("health: TCP"))
+            .map(str::to_owned)
+            .collect();
+        panic!(
+            "{mode:?}: failures outside the windows: {fails:#?}\nevents {ev:?}\nwindows {win:?}\n{health:#?}"
+        );
+    }
     let failures = samples.iter().filter(|(_, r, _)| r.is_err()).count();
     eprintln!(
         "health_e2e {mode:?}: detection {:.2} s (bound {:.1} s), recovery {:.2} s \
