@@ -51,3 +51,26 @@ pub fn plan(cfg: &Config) -> Vec<Target> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_real_with_a_check_is_a_target() {
+        let text = "[dataplane]\ninterfaces = [\"eth1\"]\n\
+            [[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\ndelay_loop = 2\n\
+            [[services.reals]]\naddr = \"198.18.2.11:80\"\n\
+            [[services.reals.checks]]\nkind = \"tcp\"\n\
+            [[services.reals.checks]]\nkind = \"http\"\n\
+            [[services.reals]]\naddr = \"198.18.2.12:80\"\nforward = \"nat\"\n";
+        let cfg = Config::from_str_named(text, "t.toml").unwrap();
+        let targets = plan(&cfg);
+        assert_eq!(targets.len(), 1);
+        let t = &targets[0];
+        assert_eq!(t.real, "198.18.2.11:80".parse().unwrap());
+        assert_eq!((t.proto, t.forward), (Protocol::Tcp, Forward::Dr));
+        assert_eq!(t.checks.len(), 2);
+        assert!(t.checks.iter().all(|c| c.interval.as_secs() == 2));
+    }
+}
