@@ -140,7 +140,7 @@ impl Bed {
         let m = "/usr/lib/apache2/modules";
         let conf = format!(
             "ServerRoot \"{d}\"\nServerName rs.test\nListen {SERVER}:80\nListen {SERVER}:443\n\
-             PidFile \"{d}/apache2.pid\"\nErrorLog \"{d}/error.log\"\nLogLevel warn\n\
+             PidFile \"{d}/apache2.pid\"\nErrorLog \"{d}/error.log\"\nLogLevel notice\n\
              DefaultRuntimeDir \"{d}/run\"\nMutex file:{d}/run default\n\
              LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
              LoadModule authz_core_module {m}/mod_authz_core.so\n\
@@ -166,6 +166,17 @@ impl Bed {
             conf.to_str().unwrap(),
             "-DFOREGROUND",
         ]);
+        // Listening is not enough: apache may still be between its two
+        // configuration passes; it is ready once it says so.
+        let log = d.join("error.log");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("resuming normal operations")
+        {
+            assert!(start.elapsed() < BOUND, "apache did not start: {log:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.wait_tcp(80);
         self.wait_tcp(443);
     }
@@ -215,6 +226,15 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.extension().is_some_and(|x| x == "err" || x == "log") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    eprintln!("--- {}:\n{text}", p.display());
+                }
+            }
+        }
         for child in &mut self.children {
             let _ = child.kill();
         }

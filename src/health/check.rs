@@ -1,71 +1,20 @@
-//! One attempt of a check, whatever its kind: the shared parts (the
-//! address to probe, the source to bind, the time bound) and the dispatch
-//! to the kind's file.
+//! One attempt of a check, whatever its kind: its time bound and the
+//! dispatch to the kind's file; what a check prepares once ([`Context`]);
+//! the check's name in verdicts.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::{dns, http, script, udp};
+use super::http;
+pub use super::http::Context;
+use super::net::{Outcome, connect, seconds};
+use super::{dns, script, udp};
 use crate::config::{CheckConfig, CheckKind, Via};
-
-/// A passed attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// misc_dynamic's weight.
-    pub weight: Option<u32>,
-    /// What passed, for the verdict ("connected", "status 200").
-    pub detail: String,
-}
-
-impl Outcome {
-    pub fn pass(detail: impl Into<String>) -> Outcome {
-        Outcome {
-            weight: None,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// What a check prepares once and reuses at every attempt.
-pub struct Context {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub regexes: Vec<Option<regex::bytes::Regex>>,
-}
-
-impl Context {
-    pub fn new(cfg: &CheckConfig, _real: SocketAddr) -> Result<Context, String> {
-        let mut ctx = Context {
-            tls: None,
-            regexes: Vec::new(),
-        };
-        match &cfg.kind {
-            CheckKind::Http(h) | CheckKind::Https(h) => {
-                for url in &h.urls {
-                    let re = url
-                        .regex
-                        .as_deref()
-                        .map(regex::bytes::Regex::new)
-                        .transpose()
-                        .map_err(|e| format!("regex: {e}"))?;
-                    ctx.regexes.push(re);
-                }
-                if let CheckKind::Https(h) = &cfg.kind {
-                    ctx.tls = Some(http::tls_config(h)?);
-                }
-            }
-            _ => {}
-        }
-        Ok(ctx)
-    }
-}
 
 /// keepalived's name of the check, with its target: "TCP_CHECK
 /// 198.18.2.11:80", "HTTP_GET 198.18.2.11:80/health", "MISC_CHECK /bin/x".
-pub fn name(cfg: &CheckConfig, _real: SocketAddr) -> String {
+pub fn name(cfg: &CheckConfig) -> String {
     let host = match cfg.connect_ip.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, cfg.connect_port).to_string(),
         Err(_) => format!("{}:{}", cfg.connect_ip, cfg.connect_port),
@@ -117,82 +66,4 @@ pub async fn attempt(ctx: &Context, cfg: &CheckConfig) -> Result<Outcome, String
             }
         }
     }
-}
-
-/// `5s`, `0.25s`.
-pub fn seconds(d: std::time::Duration) -> String {
-    format!("{}s", d.as_secs_f64())
-}
-
-/// An I/O error as a reason, without Rust's "(os error N)".
-pub fn io_reason(what: &str, e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    format!("{what}: {text}")
-}
-
-/// The address to probe: `connect_ip` (resolved if it is a name) and
-/// `connect_port`.
-pub async fn target(cfg: &CheckConfig) -> Result<SocketAddr, String> {
-    if let Ok(ip) = cfg.connect_ip.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, cfg.connect_port));
-    }
-    let want_v4 = cfg.bindto.map(|b| b.is_ipv4());
-    let addrs = tokio::net::lookup_host((cfg.connect_ip.as_str(), cfg.connect_port))
-        .await
-        .map_err(|e| format!("resolve {}: {}", cfg.connect_ip, io_text(&e)))?;
-    addrs
-        .into_iter()
-        .find(|a| want_v4.is_none_or(|v4| a.is_ipv4() == v4))
-        .ok_or_else(|| format!("resolve {}: no address", cfg.connect_ip))
-}
-
-fn io_text(e: &io::Error) -> String {
-    io_reason("", e).trim_start_matches(": ").to_owned()
-}
-
-/// The source to bind, if any: `bindto` and/or `bind_port`.
-pub fn source(cfg: &CheckConfig, to: SocketAddr) -> Option<SocketAddr> {
-    match (cfg.bindto, cfg.bind_port) {
-        (None, None) => None,
-        (ip, port) => {
-            let unspecified = if to.is_ipv4() {
-                IpAddr::from([0u8; 4])
-            } else {
-                IpAddr::from([0u16; 8])
-            };
-            Some(SocketAddr::new(
-                ip.unwrap_or(unspecified),
-                port.unwrap_or(0),
-            ))
-        }
-    }
-}
-
-/// A TCP connection to the check's target from its source.
-pub async fn connect(cfg: &CheckConfig) -> Result<TcpStream, String> {
-    let to = target(cfg).await?;
-    let socket = if to.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| io_reason("socket", &e))?;
-    if let Some(from) = source(cfg, to) {
-        if cfg.bind_port.is_some() {
-            socket
-                .set_reuseaddr(true)
-                .map_err(|e| io_reason("bind", &e))?;
-        }
-        socket
-            .bind(from)
-            .map_err(|e| io_reason(&format!("bind {from}"), &e))?;
-    }
-    socket
-        .connect(to)
-        .await
-        .map_err(|e| io_reason("connect", &e))
 }

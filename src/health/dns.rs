@@ -6,7 +6,7 @@
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::check::{Outcome, io_reason};
+use super::net::{Outcome, io_reason};
 use super::udp;
 use crate::config::{CheckConfig, DnsCheck};
 

@@ -14,13 +14,46 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::check::{self, Context, Outcome, io_reason};
-use crate::config::{CheckConfig, HttpCheck, UrlCheck};
+use super::net::{self, Outcome, io_reason};
+use crate::config::{CheckConfig, CheckKind, HttpCheck, UrlCheck};
 
 /// The most header bytes read.
 pub const MAX_HEADER: usize = 64 * 1024;
 /// The most body bytes read.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What a check prepares once and reuses at every attempt.
+pub struct Context {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub regexes: Vec<Option<regex::bytes::Regex>>,
+}
+
+impl Context {
+    pub fn new(cfg: &CheckConfig) -> Result<Context, String> {
+        let mut ctx = Context {
+            tls: None,
+            regexes: Vec::new(),
+        };
+        match &cfg.kind {
+            CheckKind::Http(h) | CheckKind::Https(h) => {
+                for url in &h.urls {
+                    let re = url
+                        .regex
+                        .as_deref()
+                        .map(regex::bytes::Regex::new)
+                        .transpose()
+                        .map_err(|e| format!("regex: {e}"))?;
+                    ctx.regexes.push(re);
+                }
+                if let CheckKind::Https(h) = &cfg.kind {
+                    ctx.tls = Some(tls_config(h)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(ctx)
+    }
+}
 
 /// All URLs in order; the first failure is the check's.
 pub async fn get(
@@ -48,7 +81,7 @@ async fn one(
     regex: Option<&regex::bytes::Regex>,
     tls: bool,
 ) -> Result<u16, String> {
-    let stream = check::connect(cfg).await?;
+    let stream = net::connect(cfg).await?;
     let host = http.virtualhost.clone().unwrap_or_else(|| {
         let ip = &cfg.connect_ip;
         let ip = if ip.contains(':') {

@@ -15,8 +15,9 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-use super::check::{self, Outcome};
-use super::{Target, Verdict};
+use super::check;
+use super::net::Outcome;
+use super::plan::{Target, Verdict};
 use crate::config::{CheckConfig, CheckKind, Forward, Protocol};
 
 type Key = (Protocol, SocketAddr, SocketAddr);
@@ -136,7 +137,7 @@ impl Monitor {
                     None => {
                         shared.next_id += 1;
                         let id = shared.next_id;
-                        let name = check::name(&cfg, target.real);
+                        let name = check::name(&cfg);
                         let state = CheckState {
                             up: !cfg.alpha,
                             streak: 0,
@@ -255,7 +256,7 @@ fn first_delay(id: u64, interval: Duration) -> Duration {
 }
 
 async fn run(shared: Arc<Mutex<Shared>>, key: Key, id: u64, cfg: CheckConfig) {
-    let ctx = match check::Context::new(&cfg, key.2) {
+    let ctx = match check::Context::new(&cfg) {
         Ok(ctx) => Some(ctx),
         Err(reason) => {
             // A setting that cannot work (a CA file that does not parse):

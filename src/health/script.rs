@@ -7,7 +7,7 @@ use std::process::Stdio;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, User};
 
-use super::check::{Outcome, io_reason, seconds};
+use super::net::{Outcome, io_reason, seconds};
 use crate::config::ScriptCheck;
 
 /// Kills the process group when dropped, unless disarmed.

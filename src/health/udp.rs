@@ -6,13 +6,13 @@
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::check::{self, Outcome, io_reason};
+use super::net::{self, Outcome, io_reason};
 use crate::config::{CheckConfig, UdpCheck};
 
 /// Binds a UDP socket (to `bindto`/`bind_port`, if set) connected to the target.
 pub async fn socket(cfg: &CheckConfig) -> Result<UdpSocket, String> {
-    let to = check::target(cfg).await?;
-    let from = check::source(cfg, to).unwrap_or_else(|| {
+    let to = net::target(cfg).await?;
+    let from = net::source(cfg, to).unwrap_or_else(|| {
         let any: std::net::IpAddr = if to.is_ipv4() {
             [0u8; 4].into()
         } else {
