@@ -22,6 +22,21 @@
 //! between batches. SIGTERM or SIGINT stops the workers, detaches the XDP
 //! programs and removes the control socket.
 //!
+//! Health checks: once the workers run, a [`health::Monitor`] checks every
+//! real server with checks ([`health::plan`]); on every turn of its loop
+//! (at most 20 ms apart) the control thread takes the verdicts without
+//! waiting, applies each one that changes something to the table
+//! ([`ServiceTable::set_health`]: out of scheduling, inhibited at weight 0,
+//! a dynamic weight) and publishes it like any edit, logs one line per
+//! change (`health: TCP 198.18.1.1:80 real 198.18.2.11:80 up -> down:
+//! <check>: <reason>`), starts the real server's `notify_up`/`notify_down`,
+//! then moves the services' quorums ([`ServiceTable::update_quorum`]: the
+//! sorry server in or out, a line, `quorum_up`/`quorum_down`). Commands
+//! run in the background and are reaped without blocking ([`commands`]).
+//! A reload hands the checker the new targets (an unchanged check keeps
+//! its state, and so does its server's state here) and drops the state of
+//! servers no longer checked.
+//!
 //! Next hops: DR and TUN frames go to the MAC the kernel's neighbour table
 //! has for the real server (or for the gateway its route names), resolved
 //! again once a second for every real server (128 per turn of the control
@@ -78,6 +93,7 @@
 //! (health checks, an admin's curl) stay with the kernel.
 
 pub mod cli;
+pub mod commands;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -93,10 +109,11 @@ use crate::ctrl::http::MetricsServer;
 use crate::ctrl::metrics::{self, DaemonInfo, InterfaceInfo, ProgramCounts, Scrape, SocketInfo};
 use crate::ctrl::proto::{CONNS_PER_LINE, ConnView, Response};
 use crate::ctrl::server::{Answer, ConnStream, ControlServer, StreamPoll};
+use crate::health::{self, Monitor};
 use crate::log::{self, Level};
 use crate::netlink::{Interface, Netlink, NetlinkError, Resolution, Resolver};
 use crate::pipeline::Pipeline;
-use crate::service::{Port, ServiceError, ServiceTable, SteerLimits};
+use crate::service::{Health, HealthKey, Port, ServiceError, ServiceTable, SteerLimits};
 use crate::stats::{Counter, Kind, WorkerStats};
 use crate::worker::{Clock, ConnEntry, ConnListing, Shared, Worker, WorkerOptions};
 use crate::xsk::steer::Steering;
@@ -113,6 +130,8 @@ use privilege::{Identity, PrivilegeError};
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot start the health checker: {0}")]
+    Health(std::io::Error),
     #[error("{file}: {error}")]
     Services { file: String, error: ServiceError },
     #[error("{file}: service {proto} {vip} has no real servers (services[{index}].reals)")]
@@ -355,6 +374,35 @@ fn mac_string(m: [u8; 6]) -> String {
         .join(":")
 }
 
+/// Real server `real` of service `proto` `vip` in `cfg`.
+fn real_config(
+    cfg: &Config,
+    proto: crate::config::Protocol,
+    vip: std::net::SocketAddr,
+    real: std::net::SocketAddr,
+) -> Option<&crate::config::RealConfig> {
+    cfg.services
+        .iter()
+        .find(|s| s.proto == proto && s.vip == vip)?
+        .reals
+        .iter()
+        .find(|r| r.addr == real)
+}
+
+/// A health state as the log line says it.
+fn state(h: Health) -> String {
+    match h {
+        Health {
+            up: true,
+            weight: Some(w),
+            ..
+        } => format!("up (weight {w})"),
+        Health { up: true, .. } => "up".to_owned(),
+        Health { inhibit: true, .. } => "down (inhibited, weight 0)".to_owned(),
+        Health { .. } => "down".to_owned(),
+    }
+}
+
 /// The running director, owned by the control thread.
 struct Director {
     path: PathBuf,
@@ -363,6 +411,10 @@ struct Director {
     control: Control,
     server: Option<ControlServer>,
     plane: Plane,
+    /// The health checker, once some real server has checks.
+    health: Option<Monitor>,
+    /// notify_up/notify_down and quorum_up/quorum_down still running.
+    commands: commands::Commands,
     /// (worker id, its thread).
     threads: Vec<(usize, JoinHandle<()>)>,
     /// Fault injection: (worker, frames), from [`FAULT_PANIC_ENV`].
@@ -517,6 +569,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         cfg,
         control,
         server: Some(server),
+        health: None,
+        commands: commands::Commands::default(),
         plane: Plane {
             shared,
             steering: Vec::new(),
@@ -545,7 +599,9 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             reload_failures: 0,
         },
     };
-    let started = d.start(&plans);
+    // Checks start once the workers run, so that their first verdicts
+    // find a data path to apply to.
+    let started = d.start(&plans).and_then(|()| d.start_health());
     if let Err(e) = started {
         d.shutdown(false);
         return Err(e);
@@ -821,6 +877,7 @@ impl Director {
                 self.notify.ready(&status);
             }
             self.serve(Duration::from_millis(20));
+            self.apply_health();
             log::flush();
             if let Some(m) = self.metrics.server.take() {
                 m.answer(|| self.scrape());
@@ -979,12 +1036,113 @@ impl Director {
         let n = cfg.services.len();
         self.cfg.services = cfg.services;
         self.cfg.connections = cfg.connections;
+        self.reload_health();
         // Published before it is reported: from the log line on, every
         // new connection is scheduled by the new table.
         self.plane.apply_changes(&mut self.control);
         let line = format!("reloaded {file}: {n} services");
         log::notice(&line);
         Ok(line)
+    }
+
+    /// Starts the health checker if some real server has checks.
+    fn start_health(&mut self) -> Result<(), DaemonError> {
+        let targets = health::plan(&self.cfg);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let n = targets.len();
+        self.health = Some(Monitor::start(targets).map_err(DaemonError::Health)?);
+        log::info(format_args!("health: checking {n} real servers"));
+        Ok(())
+    }
+
+    /// After a reload: the checker gets the new targets (an unchanged
+    /// check keeps its state, and so does its server here); the health
+    /// state of servers no longer checked is dropped, the others take the
+    /// file's `inhibit_on_failure`.
+    fn reload_health(&mut self) {
+        let targets = health::plan(&self.cfg);
+        let cfg = &self.cfg;
+        self.control
+            .table_mut()
+            .retain_health(|&(proto, vip, real)| {
+                real_config(cfg, proto, vip, real)
+                    .filter(|r| !r.health.checks.is_empty())
+                    .map(|r| r.health.inhibit_on_failure)
+            });
+        match &self.health {
+            Some(m) => m.update(targets),
+            None if targets.is_empty() => {}
+            None => {
+                if let Err(e) = self.start_health() {
+                    log::error(&e);
+                }
+            }
+        }
+    }
+
+    /// Applies the checker's verdicts: each change of a real server's
+    /// state is one log line and, up or down, its notify command; then
+    /// each service whose quorum moved logs a line and runs its command.
+    /// Never blocks: the verdicts are taken as they are, the commands run
+    /// in the background ([`commands`]).
+    fn apply_health(&mut self) {
+        if let Some(m) = &self.health {
+            for v in m.verdicts() {
+                let real = real_config(&self.cfg, v.proto, v.vip, v.real);
+                let h = Health {
+                    up: v.up,
+                    weight: v.weight.filter(|_| v.up),
+                    inhibit: real.is_some_and(|r| r.health.inhibit_on_failure),
+                };
+                let key: HealthKey = (v.proto, v.vip, v.real);
+                let Some(old) = self.control.set_health(key, h) else {
+                    continue;
+                };
+                log::notice(format_args!(
+                    "health: {} {} real {} {} -> {}: {}: {}",
+                    v.proto,
+                    v.vip,
+                    v.real,
+                    state(old),
+                    state(h),
+                    v.check,
+                    v.reason
+                ));
+                let notify = match (old.up, h.up) {
+                    (false, true) => real.and_then(|r| r.health.notify_up.as_ref()),
+                    (true, false) => real.and_then(|r| r.health.notify_down.as_ref()),
+                    _ => None,
+                };
+                if let Some(c) = notify {
+                    let why = format!("health: {} {} real {}", v.proto, v.vip, v.real);
+                    self.commands.spawn(&why, &c.argv);
+                }
+            }
+        }
+        for q in self.control.update_quorum() {
+            let (from, to) = if q.up { ("down", "up") } else { ("up", "down") };
+            let sorry = self
+                .cfg
+                .services
+                .iter()
+                .find(|s| s.proto == q.proto && s.vip == q.vip)
+                .and_then(|s| s.sorry_server.as_ref())
+                .map_or(String::new(), |r| {
+                    let inout = if q.up { "out" } else { "in" };
+                    format!("; sorry server {} {inout}", r.addr)
+                });
+            log::notice(format_args!(
+                "health: {} {} quorum {from} -> {to}: live weight {}, quorum {}, hysteresis {}{sorry}",
+                q.proto, q.vip, q.sum, q.quorum, q.hysteresis
+            ));
+            if let Some(c) = &q.command {
+                let why = format!("health: {} {} quorum_{to}", q.proto, q.vip);
+                self.commands.spawn(&why, &c.argv);
+            }
+        }
+        self.commands.reap();
     }
 
     /// Stops and joins the workers, detaches the programs, and reports the

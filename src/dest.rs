@@ -310,6 +310,12 @@ pub struct Dest {
     /// (RTA_PREFSRC): the outer source of its TUN packets, and of the
     /// ICMP errors the director sends it. `None` until known.
     pub src: Option<Ipv4Addr>,
+    /// In service: false while its health checks have taken it out (IPVS
+    /// without `IP_VS_DEST_F_AVAILABLE`, as keepalived leaves a real server
+    /// it removed). Such a server is in no service's scheduling order; its
+    /// connections' packets are dropped, or end them with
+    /// `connections.expire_nodest_conn` (`pipeline`), until it is back.
+    pub in_service: bool,
     pub counters: Arc<DestCounters>,
 }
 
@@ -411,6 +417,7 @@ mod tests {
             mac: None,
             src: None,
             tx_port: 0,
+            in_service: true,
             counters: Arc::new(DestCounters::default()),
         };
         d.bind();

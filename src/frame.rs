@@ -226,6 +226,10 @@ named_counters! {
         /// An ICMP error about one of our connections with a wrong ICMP
         /// checksum (IPVS drops these too).
         BadIcmpChecksum = "bad_icmp_checksum",
+        /// A packet of a connection whose real server its health checks
+        /// took out of service, with `expire_nodest_conn` off: dropped, the
+        /// connection kept for the server's return (IPVS drops these too).
+        DestDown = "dest_down",
     }
 }
 

@@ -266,7 +266,18 @@ impl Source<'_> {
                 )?
                 .unwrap_or(dd.secure_tcp_timeout),
         };
+        let expire_nodest_conn = self
+            .boolean(&raw.expire_nodest_conn, "connections.expire_nodest_conn")?
+            .unwrap_or(d.expire_nodest_conn);
+        let expire_quiescent_template = self
+            .boolean(
+                &raw.expire_quiescent_template,
+                "connections.expire_quiescent_template",
+            )?
+            .unwrap_or(d.expire_quiescent_template);
         Ok(Connections {
+            expire_nodest_conn,
+            expire_quiescent_template,
             defense,
             ftp_ports,
             max_entries: max_entries.unwrap_or(d.max_entries),

@@ -10,10 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::Spanned;
 
 use super::error::Problem;
-use super::raw::{RawReal, RawService};
+use super::raw::{Leaf, RawReal, RawService, RawSorry};
 use super::read::{Result, Source, one_of};
 use super::rules::{self, Field, is_contiguous};
-use super::types::{DEFAULT_SCHEDULER, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
+use super::types::{
+    CommandLine, DEFAULT_SCHEDULER, Protocol, RealConfig, RealHealth, SCHEDULERS, ServiceConfig,
+    ServiceHealth,
+};
 use crate::dest::Forward;
 use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
 
@@ -85,7 +88,9 @@ impl Source<'_> {
             persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
             scheduler_flags,
             mh_table_size,
+            health: self.service_health(raw, key)?,
             reals: Vec::new(),
+            ..ServiceConfig::new(proto, vip, scheduler)
         };
         // What the checks above let through, the shared rules judge (the
         // scheduler, timeout, mask and table size were checked where they
@@ -99,7 +104,7 @@ impl Source<'_> {
         let mut lines = Vec::new();
         for (j, real) in raw.reals.as_deref().unwrap_or(&[]).iter().enumerate() {
             let key = format!("{key}.reals[{j}]");
-            let parsed = self.real(real, &key, vip)?;
+            let parsed = self.real(real, &key, vip, &service.health)?;
             let span = real.get_ref().addr.as_ref().map(Spanned::span);
             if let Some(first) = reals.iter().position(|r| r.addr == parsed.addr) {
                 let what = format!("real server {}", parsed.addr);
@@ -114,7 +119,88 @@ impl Source<'_> {
         }
 
         service.reals = reals;
+        self.quorum(raw, key, &mut service)?;
+        if let Some(sorry) = &raw.sorry_server {
+            let skey = k("sorry_server");
+            let parsed = self.sorry(sorry, &skey, vip)?;
+            if let Some(first) = service.reals.iter().position(|r| r.addr == parsed.addr) {
+                let what = format!("real server {}", parsed.addr);
+                let problem = Problem::Duplicate {
+                    what,
+                    first_line: lines[first],
+                };
+                let span = sorry.get_ref().addr.as_ref().map(Spanned::span);
+                return Err(self.invalid(span, &format!("{skey}.addr"), problem));
+            }
+            service.sorry_server = Some(parsed);
+        }
         Ok(service)
+    }
+
+    /// `sorry_server_inhibit`, `quorum`, `hysteresis`, `quorum_up`,
+    /// `quorum_down` (keepalived's names and defaults).
+    fn quorum(&self, raw: &RawService, key: &str, service: &mut ServiceConfig) -> Result<()> {
+        let k = |name: &str| format!("{key}.{name}");
+        service.sorry_server_inhibit = self
+            .boolean(&raw.sorry_server_inhibit, &k("sorry_server_inhibit"))?
+            .unwrap_or(false);
+        service.quorum = self
+            .int(&raw.quorum, &k("quorum"), 1, u32::MAX)?
+            .unwrap_or(ServiceConfig::DEFAULT_QUORUM);
+        service.hysteresis = self
+            .int(&raw.hysteresis, &k("hysteresis"), 0, u32::MAX)?
+            .unwrap_or(0);
+        service.quorum_up = self.command(&raw.quorum_up, &k("quorum_up"))?;
+        service.quorum_down = self.command(&raw.quorum_down, &k("quorum_down"))?;
+        Ok(())
+    }
+
+    /// A command line (`quorum_up`, `quorum_down`), split into words.
+    fn command(&self, leaf: &Leaf, key: &str) -> Result<Option<CommandLine>> {
+        let expected = "a command line: a program's absolute path and its arguments, \
+                        quoted with '...' or \"...\" where they hold spaces";
+        self.string(leaf, key, expected, |s| {
+            CommandLine::parse(s).filter(|c| c.argv[0].starts_with('/'))
+        })
+    }
+
+    /// `sorry_server = { addr, forward, weight }`: a real server as
+    /// `[[services.reals]]` describes one, without thresholds.
+    fn sorry(&self, table: &Spanned<RawSorry>, key: &str, vip: SocketAddr) -> Result<RealConfig> {
+        let raw = table.get_ref();
+        let k = |name: &str| format!("{key}.{name}");
+        let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
+            let expected = "the sorry server's address and port, e.g. \"198.18.2.99:80\"";
+            self.missing(Some(table.span()), &k("addr"), expected)
+        })?;
+        let modes = [
+            ("dr", Forward::Dr),
+            ("tun", Forward::Tun),
+            ("nat", Forward::Nat),
+        ];
+        let forward = self
+            .choice(&raw.forward, &k("forward"), &modes)?
+            .unwrap_or_default();
+        let weight = self
+            .int(&raw.weight, &k("weight"), 0, RealConfig::MAX_WEIGHT)?
+            .unwrap_or(RealConfig::DEFAULT_WEIGHT);
+        let real = RealConfig {
+            addr,
+            forward,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            health: Default::default(),
+        };
+        rules::check_real(vip, &real).map_err(|(field, problem)| {
+            let (name, leaf) = match field {
+                Field::Forward => ("forward", &raw.forward),
+                Field::Weight => ("weight", &raw.weight),
+                _ => ("addr", &raw.addr),
+            };
+            self.invalid(leaf.as_ref().map(Spanned::span), &k(name), problem)
+        })?;
+        Ok(real)
     }
 
     /// `scheduler_flags`: the names ipvsadm `-b` accepts
@@ -187,7 +273,13 @@ impl Source<'_> {
         Ok(size)
     }
 
-    fn real(&self, table: &Spanned<RawReal>, key: &str, vip: SocketAddr) -> Result<RealConfig> {
+    fn real(
+        &self,
+        table: &Spanned<RawReal>,
+        key: &str,
+        vip: SocketAddr,
+        service: &ServiceHealth,
+    ) -> Result<RealConfig> {
         let raw = table.get_ref();
         let k = |name: &str| format!("{key}.{name}");
         let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
@@ -215,6 +307,7 @@ impl Source<'_> {
             weight: weight.unwrap_or(RealConfig::DEFAULT_WEIGHT),
             upper_threshold: upper,
             lower_threshold: lower,
+            health: RealHealth::default(),
         };
         rules::check_real(vip, &real).map_err(|(field, problem)| {
             let (name, leaf) = match field {
@@ -226,6 +319,9 @@ impl Source<'_> {
             };
             self.invalid(leaf.as_ref().map(Spanned::span), &k(name), problem)
         })?;
-        Ok(real)
+        Ok(RealConfig {
+            health: self.real_health(raw, key, service, addr)?,
+            ..real
+        })
     }
 }

@@ -98,6 +98,8 @@ fn minimal_file_gets_every_default() {
             udp_timeout: 300,
             ftp_ports: vec![21],
             defense: xdpvs_defense_default(),
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
         },
         control: Control {
             socket: PathBuf::from("/run/xdpvs/xdpvs.sock"),
@@ -123,15 +125,75 @@ fn service_and_real_defaults() {
         persistence_netmask: Ipv4Addr::BROADCAST,
         scheduler_flags: SchedFlags::default(),
         mh_table_size: 65537,
+        health: Default::default(),
         reals: vec![RealConfig {
             addr: addr("198.18.2.11:80"),
             forward: Forward::Dr,
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         }],
+        sorry_server: None,
+        sorry_server_inhibit: false,
+        quorum: 1,
+        hysteresis: 0,
+        quorum_up: None,
+        quorum_down: None,
     };
     assert_eq!(config.services, [expected]);
+}
+
+/// The keys of issue 14 this module reads for the service side of health
+/// checking: the sorry server, quorum, and the connection expiry sysctls.
+#[test]
+fn sorry_server_quorum_and_expiry_keys() {
+    let text = format!(
+        "{HEAD}[connections]\nexpire_nodest_conn = true\nexpire_quiescent_template = true\n\
+         [[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n\
+         sorry_server = {{ addr = \"198.18.2.99:8080\", forward = \"nat\", weight = 3 }}\n\
+         sorry_server_inhibit = true\nquorum = 4\nhysteresis = 1\n\
+         quorum_up = \"/usr/bin/logger 'quorum up' x\\\\ y\"\nquorum_down = \"/bin/true\"\n"
+    );
+    let c = parse(&text).unwrap();
+    assert!(c.connections.expire_nodest_conn && c.connections.expire_quiescent_template);
+    let s = &c.services[0];
+    let sorry = s.sorry_server.as_ref().unwrap();
+    assert_eq!(
+        (sorry.addr, sorry.forward, sorry.weight),
+        (addr("198.18.2.99:8080"), Forward::Nat, 3)
+    );
+    assert!(s.sorry_server_inhibit);
+    assert_eq!((s.quorum, s.hysteresis), (4, 1));
+    assert_eq!(
+        s.quorum_up.as_ref().unwrap().argv,
+        ["/usr/bin/logger", "quorum up", "x y"]
+    );
+    assert_eq!(s.quorum_down.as_ref().unwrap().argv, ["/bin/true"]);
+    let svc = "[[services]]\nproto = \"tcp\"\nvip = \"198.18.1.1:80\"\n";
+    for (bad, key) in [
+        ("quorum = 0\n", "services[0].quorum"),
+        ("quorum_up = \"echo hi\"\n", "services[0].quorum_up"),
+        (
+            "quorum_down = \"/bin/x 'open\"\n",
+            "services[0].quorum_down",
+        ),
+        (
+            "sorry_server = { addr = \"198.18.2.99:81\" }\n",
+            "services[0].sorry_server.addr",
+        ),
+        (
+            "sorry_server = { addr = \"198.18.2.99:80\", port = 1 }\n",
+            "services[0].sorry_server",
+        ),
+        (
+            "sorry_server = { addr = \"198.18.2.11:80\" }\n[[services.reals]]\naddr = \"198.18.2.11:80\"\n",
+            "services[0].sorry_server.addr",
+        ),
+    ] {
+        let e = parse(&format!("{HEAD}{svc}{bad}")).unwrap_err().to_string();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
 }
 
 #[test]
@@ -265,7 +327,8 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         real_error("addr = \"198.18.2.11:80\"\nwieght = 2\n"),
         "t.toml:8: services[0].reals[0].wieght: unknown field `wieght`, expected one of \
-         `addr`, `forward`, `weight`, `upper_threshold`, `lower_threshold`"
+         `addr`, `forward`, `weight`, `upper_threshold`, `lower_threshold`, \
+         `inhibit_on_failure`, `notify_up`, `notify_down`, `checks`"
     );
     assert_eq!(
         error(&format!("{HEAD}batch = 3\n")),

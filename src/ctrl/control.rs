@@ -34,7 +34,9 @@ use crate::ctrl::proto::{
 };
 use crate::ctrl::server::{Answer, ConnStream, StreamPoll};
 use crate::dest::{DestCounters, Stats, Totals};
-use crate::service::{ServiceError, ServiceInfo, ServiceTable, SteerLimits};
+use crate::service::{
+    Health, HealthKey, QuorumChange, ServiceError, ServiceInfo, ServiceTable, SteerLimits,
+};
 use crate::stats::WorkerStats;
 
 /// How often [`Control::tick`] samples the counters (IPVS: 2 s).
@@ -300,6 +302,22 @@ impl Control {
         self.table.clear_next_hop(addr)
     }
 
+    /// Applies a health verdict ([`ServiceTable::set_health`]); returns
+    /// what it replaced when that changed anything (then it is published).
+    pub fn set_health(&mut self, key: HealthKey, h: Health) -> Option<Health> {
+        let old = self.table.set_health(key, h);
+        self.changed |= old.is_some();
+        old
+    }
+
+    /// Moves the services' quorums after whatever changed since the last
+    /// call ([`ServiceTable::update_quorum`]); cheap when nothing did.
+    pub fn update_quorum(&mut self) -> Vec<QuorumChange> {
+        let q = self.table.update_quorum();
+        self.changed |= !q.is_empty();
+        q
+    }
+
     /// Whether the table changed since the last call: the daemon then
     /// publishes a new snapshot to the workers.
     pub fn changed(&mut self) -> bool {
@@ -525,7 +543,7 @@ impl Control {
                     DestView {
                         addr: d.cfg.addr,
                         forward: d.cfg.forward,
-                        weight: d.cfg.weight,
+                        weight: d.weight,
                         upper_threshold: d.cfg.upper_threshold,
                         lower_threshold: d.cfg.lower_threshold,
                         active,
@@ -628,6 +646,7 @@ fn real_config(spec: &DestSpec) -> Result<RealConfig, Response> {
         weight: spec.weight,
         upper_threshold: spec.upper_threshold,
         lower_threshold: spec.lower_threshold,
+        health: Default::default(),
     };
     if spec.addr.is_ipv4() != spec.service.vip.is_ipv4() {
         // libipvs's EAFNOSUPPORT.
@@ -639,8 +658,10 @@ fn real_config(spec: &DestSpec) -> Result<RealConfig, Response> {
     Ok(real)
 }
 
-fn has_dest(s: &ServiceInfo<'_>, addr: SocketAddr) -> bool {
-    s.dests.iter().any(|d| d.cfg.addr == addr)
+/// Whether `s` has real server `addr`, listed or not (one its health
+/// checks took out can still be edited and deleted).
+fn has_dest(t: &ServiceTable, s: &ServiceInfo<'_>, addr: SocketAddr) -> bool {
+    t.has_dest(s.cfg.proto, s.cfg.vip, addr)
 }
 
 /// Applies one table edit, checked in the order IPVS checks (the service,
@@ -672,7 +693,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, spec.service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if has_dest(&s, spec.addr) {
+            if has_dest(t, &s, spec.addr) {
                 return Err(Response::refused("Destination already exists"));
             }
             let real = real_config(&spec)?;
@@ -684,7 +705,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, spec.service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if !has_dest(&s, spec.addr) {
+            if !has_dest(t, &s, spec.addr) {
                 return Err(Response::refused("No such destination"));
             }
             let real = real_config(&spec)?;
@@ -696,7 +717,7 @@ fn edit(t: &mut ServiceTable, req: Request) -> Result<(), Response> {
             let Some(s) = find(t, service) else {
                 return Err(Response::refused("Service not defined"));
             };
-            if !has_dest(&s, dest) {
+            if !has_dest(t, &s, dest) {
                 return Err(Response::refused("No such destination"));
             }
             t.del_dest(service.proto, service.vip, dest)

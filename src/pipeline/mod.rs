@@ -18,6 +18,18 @@
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
 //! connections), `frag.rs` (fragments of NAT replies).
 //!
+//! A connection whose real server is gone or out of service (its health
+//! checks failed, [`Dest::in_service`]) is treated as IPVS's `ip_vs_in`
+//! treats one whose destination lost `IP_VS_DEST_F_AVAILABLE`, with its
+//! sysctls' names and defaults: `expire_nodest_conn` off drops the
+//! client's packets (`dest_down`) and keeps the connection for the
+//! server's return (a deleted server's ends: `dest_gone`); on ends it and
+//! schedules the packet afresh as a new flow's; on also reschedules a
+//! client's SYN on a connection to a quiescent (weight 0) server. The
+//! server's replies still go back (NAT). Persistence templates to a
+//! server out of service are replaced, to a quiescent one only with
+//! `expire_quiescent_template` (`persist.rs`).
+//!
 //! Partial checksums: on a port with `complete_checksums` (virtual
 //! drivers by default), a TCP/UDP frame whose checksum field holds only
 //! the pseudo-header sum (`CHECKSUM_PARTIAL` from a sender on veth,
@@ -421,12 +433,19 @@ impl State {
         hash: u64,
         now: Tick,
     ) -> Verdict {
-        let class = self.classify(frame.data(), p, hash, now);
+        let class = match self.classify(frame.data(), p, hash, now) {
+            Packet::Established(i, Side::Client)
+                if snap.expire_nodest_conn && self.syn_to_quiescent(snap, i, p) =>
+            {
+                Packet::New(Some(i))
+            }
+            class => class,
+        };
         if !matches!(class, Packet::BadChecksum) {
             self.complete_checksum(snap, frame, p);
         }
         match class {
-            Packet::Established(i, side) => self.established(snap, frame, p, i, side, now),
+            Packet::Established(i, side) => self.established(snap, frame, p, (i, hash), side, now),
             Packet::New(ends) => {
                 if let Some(i) = ends {
                     // Expired, or a new connection on the 5-tuple of one
@@ -485,22 +504,73 @@ impl State {
         }
     }
 
+    /// Whether `p` is a client's SYN (without ACK) on connection `i`,
+    /// whose real server is quiescent (weight 0): with
+    /// `expire_nodest_conn`, IPVS reschedules it (`ip_vs_in`).
+    #[inline]
+    fn syn_to_quiescent(&self, snap: &Snapshot, i: u32, p: &Parsed) -> bool {
+        p.tcp_flags & (parse::TCP_SYN | parse::TCP_ACK) == parse::TCP_SYN
+            && snap
+                .dest(self.conns.get(i).dest())
+                .is_some_and(|d| d.weight == 0)
+    }
+
+    /// A client's packet of connection `i`, whose real server is deleted
+    /// (`found` false) or out of service (health checks), as IPVS's
+    /// `ip_vs_in` treats it. With `expire_nodest_conn` the connection ends
+    /// and the packet goes on as a new flow's (a UDP datagram or a SYN is
+    /// scheduled afresh). Without it, a deleted server's connection ends
+    /// and the packet is dropped (`dest_gone`: its `DestRef` can never
+    /// come back), while an out-of-service server's connection is kept,
+    /// its timer not refreshed, and the packet dropped (`dest_down`): it
+    /// flows again if the server comes back in time.
+    #[cold]
+    fn no_dest(
+        &mut self,
+        snap: &Snapshot,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        (i, hash): (u32, u64),
+        found: bool,
+        now: Tick,
+    ) -> Verdict {
+        if snap.expire_nodest_conn {
+            self.end(snap, i);
+            return self.new_conn(snap, frame, p, hash, now);
+        }
+        if found {
+            return Verdict::Drop(DropReason::DestDown);
+        }
+        self.conns.remove(i);
+        self.stats.inc(Counter::ConnsExpired);
+        Verdict::Drop(DropReason::DestGone)
+    }
+
     /// A packet of a known, live connection.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn established(
         &mut self,
         snap: &Snapshot,
         frame: &mut Frame<'_>,
         p: &Parsed,
-        i: u32,
+        (i, hash): (u32, u64),
         side: Side,
         now: Tick,
     ) -> Verdict {
         let c = *self.conns.get(i);
-        let Some(dest) = snap.dest(c.dest()) else {
-            self.conns.remove(i);
-            self.stats.inc(Counter::ConnsExpired);
-            return Verdict::Drop(DropReason::DestGone);
+        // Replies of an out-of-service server still go back to the client
+        // (IPVS's `ip_vs_out` does not look at the server's state).
+        let dest = match snap.dest(c.dest()) {
+            Some(d) if d.in_service || side == Side::Server => d,
+            found if side == Side::Client => {
+                return self.no_dest(snap, frame, p, (i, hash), found.is_some(), now);
+            }
+            _ => {
+                self.conns.remove(i);
+                self.stats.inc(Counter::ConnsExpired);
+                return Verdict::Drop(DropReason::DestGone);
+            }
         };
         let dir = match side {
             Side::Server => Direction::Output,

@@ -46,7 +46,8 @@ impl State {
             .lookup(&tkey, self.conns.hash(&tkey))
             .is_some_and(|(t, _)| {
                 let tc = self.conns.get(t);
-                (tc.expires() > now || tc.controls() > 0) && snap.dest(tc.dest()).is_some()
+                (tc.expires() > now || tc.controls() > 0)
+                    && snap.dest(tc.dest()).is_some_and(|d| usable(snap, d))
             })
     }
 
@@ -61,9 +62,10 @@ impl State {
     /// template for the persistence timeout; when it comes due while it
     /// still controls connections it is re-armed again, so it expires a
     /// timeout after its last connection is gone. A template whose real
-    /// server has been deleted is replaced; one whose server is quiescent
-    /// (weight 0) or overloaded is still honoured, as in IPVS (whose
-    /// `expire_quiescent_template` is off by default).
+    /// server has been deleted or taken out of service (health checks) is
+    /// replaced; one whose server is overloaded is still honoured, and one
+    /// whose server is quiescent (weight 0) too unless
+    /// `expire_quiescent_template` is on (`ip_vs_check_template`).
     pub(super) fn persistent_dest<'s>(
         &mut self,
         snap: &'s Snapshot,
@@ -80,7 +82,7 @@ impl State {
             // have re-armed it: it is alive.
             let alive = tc.expires() > now || tc.controls() > 0;
             match snap.dest(tc.dest()) {
-                Some(d) if alive => {
+                Some(d) if alive && usable(snap, d) => {
                     self.conns.set_expires(t, now.saturating_add(timeout));
                     return Ok((d, t));
                 }
@@ -111,4 +113,12 @@ impl State {
         dest.counters.set_persistent(true);
         Ok((dest, t))
     }
+}
+
+/// Whether a template may keep sending its client to `d`
+/// (`ip_vs_check_template`): the server is in service, and not quiescent
+/// where `expire_quiescent_template` is on.
+#[inline]
+fn usable(snap: &Snapshot, d: &Dest) -> bool {
+    d.in_service && !(snap.expire_quiescent_template && d.weight == 0)
 }

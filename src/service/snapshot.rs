@@ -57,6 +57,10 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// The connection tables' flood defences (`[connections]`).
     pub defense: crate::conn::Defense,
+    /// `connections.expire_nodest_conn` (IPVS's sysctl).
+    pub expire_nodest_conn: bool,
+    /// `connections.expire_quiescent_template` (IPVS's sysctl).
+    pub expire_quiescent_template: bool,
     pub(super) services: Box<[Service]>,
     /// (proto, IPv4 VIP, port) → index in `services`.
     pub(super) v4: hashbrown::HashMap<(u8, Ipv4Addr, u16), u32, foldhash::fast::FixedState>,

@@ -156,7 +156,66 @@ pub struct ServiceInfo<'a> {
 /// A real server as the control side lists it.
 pub struct DestInfo<'a> {
     pub cfg: &'a RealConfig,
+    /// The weight in effect: the configured one, misc_dynamic's, or 0
+    /// while inhibited (see [`ServiceTable::set_health`]).
+    pub weight: u32,
     pub counters: &'a Arc<DestCounters>,
+}
+
+/// A real server of a service, as health checks name it: (protocol,
+/// VIP, real server).
+pub type HealthKey = (Protocol, SocketAddr, SocketAddr);
+
+/// What the health checks last said of a real server, and how a failure
+/// is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// All its checks pass.
+    pub up: bool,
+    /// misc_dynamic's weight while up, in place of the configured one.
+    pub weight: Option<u32>,
+    /// `inhibit_on_failure`: while down it stays with weight 0 (listed,
+    /// its connections flowing) rather than being taken out of service.
+    pub inhibit: bool,
+}
+
+impl Health {
+    /// What takes effect: `inhibit` only while down.
+    fn applied(self) -> (bool, Option<u32>, bool) {
+        (self.up, self.weight, !self.up && self.inhibit)
+    }
+
+    /// A real server no check has spoken of.
+    pub const UP: Health = Health {
+        up: true,
+        weight: None,
+        inhibit: false,
+    };
+}
+
+/// A service gained or lost its quorum ([`ServiceTable::update_quorum`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumChange {
+    pub proto: Protocol,
+    pub vip: SocketAddr,
+    /// Gained (true) or lost.
+    pub up: bool,
+    /// The sum of the weights of its real servers that are up.
+    pub sum: u64,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    /// `quorum_up` or `quorum_down`, to run.
+    pub command: Option<crate::config::CommandLine>,
+}
+
+/// How a real server takes part, health and quorum applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Effective {
+    weight: u32,
+    /// Listed (`-L`) and in its scheduler's order.
+    listed: bool,
+    /// Its connections flow ([`Dest::in_service`]).
+    in_service: bool,
 }
 
 #[derive(Clone)]
@@ -168,11 +227,16 @@ struct SvcEntry {
     /// snapshot reuses the previous one's scheduler while it is the same.
     version: u64,
     stats: Arc<Stats>,
+    /// Has quorum (keepalived's `quorum_state_up`): the sum of the weights
+    /// of its real servers that are up is high enough.
+    quorum_up: bool,
 }
 
 #[derive(Clone)]
 struct DestEntry {
     cfg: RealConfig,
+    /// The service's sorry server (`sorry_server`), not one of its reals.
+    sorry: bool,
     /// See [`Dest::last_weight`].
     last_weight: u32,
     r: DestRef,
@@ -205,12 +269,21 @@ pub struct ServiceTable {
     sources: HashMap<IpAddr, Ipv4Addr>,
     /// The last version handed to a service.
     versions: u64,
+    /// `versions` when [`ServiceTable::update_quorum`] last looked.
+    quorum_seen: u64,
     /// Workers that count traffic.
     workers: usize,
     /// `connections.ftp_ports`.
     ftp_ports: Vec<u16>,
     /// `connections`' flood defences.
     defense: crate::conn::Defense,
+    /// `connections.expire_nodest_conn`, `expire_quiescent_template`.
+    expire_nodest_conn: bool,
+    expire_quiescent_template: bool,
+    /// What the health checks said last, per (service, real server). Kept
+    /// apart from the servers, so that it outlives an `xdpvsadm -d`/`-a`
+    /// and a reload; [`ServiceTable::retain_health`] prunes it.
+    health: HashMap<HealthKey, Health>,
 }
 
 impl ServiceTable {
@@ -225,10 +298,21 @@ impl ServiceTable {
             next_hops: HashMap::new(),
             sources: HashMap::new(),
             versions: 0,
+            quorum_seen: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
             defense: crate::conn::Defense::default(),
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            health: HashMap::new(),
         }
+    }
+
+    /// Sets IPVS's `expire_nodest_conn` and `expire_quiescent_template`
+    /// (from the next snapshot; see `config::Connections`).
+    pub fn set_expiry(&mut self, nodest_conn: bool, quiescent_template: bool) {
+        self.expire_nodest_conn = nodest_conn;
+        self.expire_quiescent_template = quiescent_template;
     }
 
     /// Sets the connection tables' flood defences (from the next snapshot).
@@ -261,11 +345,14 @@ impl ServiceTable {
         t.set_workers(workers);
         t.set_ftp_ports(c.ftp_ports.clone());
         t.set_defense(c.defense);
+        t.set_expiry(c.expire_nodest_conn, c.expire_quiescent_template);
         for s in &cfg.services {
             t.add_service(s)?;
             for r in &s.reals {
                 t.add_dest(s.proto, s.vip, r)?;
             }
+            t.set_sorry(s.proto, s.vip, s.sorry_server.as_ref())?;
+            t.init_quorum(s.proto, s.vip)?;
         }
         Ok(t)
     }
@@ -300,8 +387,8 @@ impl ServiceTable {
         Ok(())
     }
 
-    /// `ipvsadm -A`. The service's `reals` are ignored: add them with
-    /// [`ServiceTable::add_dest`].
+    /// `ipvsadm -A`. The service's `reals` and `sorry_server` are ignored:
+    /// add them with [`ServiceTable::add_dest`], [`ServiceTable::set_sorry`].
     pub fn add_service(&mut self, cfg: &ServiceConfig) -> Result<(), ServiceError> {
         if self.find(cfg.proto, cfg.vip).is_ok() {
             return Err(ServiceError::ServiceExists {
@@ -314,11 +401,14 @@ impl ServiceTable {
         self.services.push(SvcEntry {
             cfg: ServiceConfig {
                 reals: Vec::new(),
+                // Set with its server by `set_sorry`.
+                sorry_server: None,
                 ..cfg.clone()
             },
             dests: Vec::new(),
             version,
             stats: Arc::new(Stats::new(self.workers)),
+            quorum_up: true,
         });
         Ok(())
     }
@@ -346,6 +436,7 @@ impl ServiceTable {
         Ok(())
     }
 
+    /// List position and slot of real server `addr` (not the sorry server).
     fn find_dest(&self, svc: usize, addr: SocketAddr) -> Option<(usize, u32)> {
         self.services[svc]
             .dests
@@ -353,8 +444,14 @@ impl ServiceTable {
             .enumerate()
             .find_map(|(pos, &slot)| {
                 let d = self.slots[slot as usize].dest.as_ref()?;
-                (d.cfg.addr == addr).then_some((pos, slot))
+                (d.cfg.addr == addr && !d.sorry).then_some((pos, slot))
             })
+    }
+
+    /// Whether service `proto` `vip` has real server `addr`, listed or
+    /// not (one its health checks took out is still there for `-e`, `-d`).
+    pub fn has_dest(&self, proto: Protocol, vip: SocketAddr, addr: SocketAddr) -> bool {
+        self.locate(proto, vip, addr).is_ok()
     }
 
     /// Service index, list position and slot of an existing destination.
@@ -386,6 +483,16 @@ impl ServiceTable {
                 dest: real.addr,
             });
         }
+        self.insert_dest(svc, real, false)
+    }
+
+    /// Puts `real` in a free slot at the head of service `svc`'s list.
+    fn insert_dest(
+        &mut self,
+        svc: usize,
+        real: &RealConfig,
+        sorry: bool,
+    ) -> Result<(), ServiceError> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None if self.slots.len() < DestRef::MAX_SLOTS as usize => {
@@ -399,6 +506,7 @@ impl ServiceTable {
         s.generation += 1;
         s.dest = Some(DestEntry {
             cfg: real.clone(),
+            sorry,
             last_weight: real.weight,
             r: DestRef::new(slot, s.generation),
             counters: Arc::new(DestCounters::new(
@@ -413,6 +521,12 @@ impl ServiceTable {
 
     /// `ipvsadm -e`: weight, forwarding method and thresholds. Existing
     /// connections keep the forwarding method they started with.
+    ///
+    /// With health checks: the new weight is the configured one. While the
+    /// checks say the server is down it stays out (or at 0, inhibited)
+    /// whatever weight this gives, and comes back with it. A weight that
+    /// misc_dynamic set is replaced by this one until the next dynamic
+    /// verdict: the latest word wins.
     pub fn edit_dest(
         &mut self,
         proto: Protocol,
@@ -421,6 +535,9 @@ impl ServiceTable {
     ) -> Result<(), ServiceError> {
         let (svc, _, slot) = self.locate(proto, vip, real.addr)?;
         self.services[svc].version = self.next_version();
+        if let Some(h) = self.health.get_mut(&(proto, vip, real.addr)) {
+            h.weight = None;
+        }
         if let Some(d) = self.slots[slot as usize].dest.as_mut() {
             // As `__ip_vs_update_dest`: keep the latest non-zero weight.
             if real.weight != 0 {
@@ -467,38 +584,272 @@ impl ServiceTable {
 
     /// Services in the order they were added, each with its real servers
     /// in IPVS list order (newest first).
+    ///
+    /// Health applied: a real server its checks took out is not listed
+    /// (keepalived removes it from IPVS), an inhibited one is listed with
+    /// weight 0, and the sorry server is listed while in service (or, with
+    /// `sorry_server_inhibit`, always, at weight 0 while not needed).
     pub fn services(&self) -> impl Iterator<Item = ServiceInfo<'_>> {
-        self.services.iter().map(|s| ServiceInfo {
-            cfg: &s.cfg,
-            stats: &s.stats,
-            dests: s
-                .dests
-                .iter()
-                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
-                .map(|d| DestInfo {
-                    cfg: &d.cfg,
-                    counters: &d.counters,
-                })
-                .collect(),
-        })
+        self.services.iter().map(|s| self.info(s))
     }
 
     /// Service `proto` `vip`, as [`ServiceTable::services`] lists it.
     pub fn service(&self, proto: Protocol, vip: SocketAddr) -> Option<ServiceInfo<'_>> {
-        let s = &self.services[self.find(proto, vip).ok()?];
-        Some(ServiceInfo {
+        Some(self.info(&self.services[self.find(proto, vip).ok()?]))
+    }
+
+    /// Service `s` as the listings see it: only its listed real servers,
+    /// each with the weight in effect.
+    fn info<'a>(&'a self, s: &'a SvcEntry) -> ServiceInfo<'a> {
+        ServiceInfo {
             cfg: &s.cfg,
             stats: &s.stats,
             dests: s
                 .dests
                 .iter()
                 .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
-                .map(|d| DestInfo {
-                    cfg: &d.cfg,
-                    counters: &d.counters,
+                .filter_map(|d| {
+                    let e = self.effective(s, d, self.has_sorry(s));
+                    e.listed.then_some(DestInfo {
+                        cfg: &d.cfg,
+                        weight: e.weight,
+                        counters: &d.counters,
+                    })
                 })
                 .collect(),
-        })
+        }
+    }
+
+    /// Whether service `s` has a sorry server.
+    fn has_sorry(&self, s: &SvcEntry) -> bool {
+        s.cfg.sorry_server.is_some()
+    }
+
+    /// How real server `d` of service `s` (`sorry`: which has a sorry
+    /// server) takes part (see [`ServiceTable::set_health`]).
+    fn effective(&self, s: &SvcEntry, d: &DestEntry, sorry: bool) -> Effective {
+        let (configured, quorum) = (d.cfg.weight, s.quorum_up);
+        if d.sorry {
+            return match (quorum, s.cfg.sorry_server_inhibit) {
+                (false, _) => Effective {
+                    weight: configured,
+                    listed: true,
+                    in_service: true,
+                },
+                (true, inhibit) => Effective {
+                    weight: 0,
+                    listed: inhibit,
+                    // Sessions that began while it was needed finish.
+                    in_service: true,
+                },
+            };
+        }
+        let h = self.health_of(s.cfg.proto, s.cfg.vip, d.cfg.addr);
+        match h {
+            Health {
+                up: false,
+                inhibit: false,
+                ..
+            } => Effective {
+                weight: configured,
+                listed: false,
+                in_service: false,
+            },
+            Health { up: false, .. } => Effective {
+                weight: 0,
+                listed: true,
+                in_service: true,
+            },
+            Health { weight, .. } => {
+                // Without quorum the sorry server takes the new
+                // connections; the reals still up finish theirs.
+                Effective {
+                    weight: if sorry && !quorum {
+                        0
+                    } else {
+                        weight.unwrap_or(configured)
+                    },
+                    listed: true,
+                    in_service: true,
+                }
+            }
+        }
+    }
+
+    /// What the checks said last of real server `real` of service `proto`
+    /// `vip` ([`Health::UP`] if nothing).
+    pub fn health_of(&self, proto: Protocol, vip: SocketAddr, real: SocketAddr) -> Health {
+        self.health
+            .get(&(proto, vip, real))
+            .copied()
+            .unwrap_or(Health::UP)
+    }
+
+    /// Records a health verdict for real server `key.2` of service
+    /// `key.0` `key.1` and applies it from the next snapshot. Returns what
+    /// it replaced when that differs (then log the change), else `None`.
+    ///
+    /// Down: the server leaves its scheduler's order and the listing, its
+    /// connections wait ([`Dest::in_service`] false) — keepalived removes
+    /// it from IPVS — but it is remembered, so it comes back with its
+    /// configured weight, its counters and any connection still waiting.
+    /// Down with `inhibit`: weight 0, listed, connections flowing. Up with
+    /// a weight (misc_dynamic): that weight until the next verdict or
+    /// `-e`. Healthy servers are untouched: their scheduler keeps its state
+    /// but for the weights (`Sched::rebuild`). The record is kept for a
+    /// server not (or no longer) in the table, for when it is added.
+    pub fn set_health(&mut self, key: HealthKey, h: Health) -> Option<Health> {
+        let old = self.health.insert(key, h).unwrap_or(Health::UP);
+        if old.applied() == h.applied() {
+            // `inhibit` matters only while down.
+            return None;
+        }
+        if let Ok(i) = self.find(key.0, key.1) {
+            self.services[i].version = self.next_version();
+        }
+        Some(old)
+    }
+
+    /// Keeps the health records `keep` returns a value for, with the
+    /// `inhibit` it returns (a reload's checks and `inhibit_on_failure`);
+    /// drops the others, whose servers are then up as far as checks go.
+    pub fn retain_health(&mut self, mut keep: impl FnMut(&HealthKey) -> Option<bool>) {
+        let mut changed = Vec::new();
+        self.health.retain(|k, h| match keep(k) {
+            Some(inhibit) => {
+                if h.inhibit != inhibit {
+                    h.inhibit = inhibit;
+                    if !h.up {
+                        changed.push(*k);
+                    }
+                }
+                true
+            }
+            None => {
+                if *h != Health::UP {
+                    changed.push(*k);
+                }
+                false
+            }
+        });
+        for k in changed {
+            if let Ok(i) = self.find(k.0, k.1) {
+                self.services[i].version = self.next_version();
+            }
+        }
+    }
+
+    /// Makes `sorry` the sorry server of service `proto` `vip` (`None`:
+    /// none). An unchanged one keeps its slot, counters and connections.
+    pub fn set_sorry(
+        &mut self,
+        proto: Protocol,
+        vip: SocketAddr,
+        sorry: Option<&RealConfig>,
+    ) -> Result<(), ServiceError> {
+        let i = self.find(proto, vip)?;
+        let current = self.services[i]
+            .dests
+            .iter()
+            .enumerate()
+            .find_map(|(pos, &slot)| {
+                let d = self.slots[slot as usize].dest.as_ref()?;
+                d.sorry.then_some((pos, slot, &d.cfg))
+            });
+        match (current, sorry) {
+            (None, None) => return Ok(()),
+            (Some((_, _, cfg)), Some(new)) if cfg == new => return Ok(()),
+            (Some((pos, slot, _)), _) => {
+                self.services[i].dests.remove(pos);
+                self.release(slot);
+            }
+            (None, Some(_)) => {}
+        }
+        if let Some(new) = sorry {
+            self.insert_dest(i, new, true)?;
+        }
+        self.services[i].cfg.sorry_server = sorry.cloned();
+        self.services[i].version = self.next_version();
+        Ok(())
+    }
+
+    /// The sum of the weights of service `svc`'s real servers that are up
+    /// (keepalived's `weigh_live_realservers`).
+    fn live_weight(&self, svc: &SvcEntry) -> u64 {
+        svc.dests
+            .iter()
+            .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+            .filter(|d| !d.sorry)
+            .map(|d| {
+                let h = self.health_of(svc.cfg.proto, svc.cfg.vip, d.cfg.addr);
+                if h.up {
+                    u64::from(h.weight.unwrap_or(d.cfg.weight))
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    /// A service's quorum as it starts: held when its live weight reaches
+    /// `quorum` (no command runs for it).
+    fn init_quorum(&mut self, proto: Protocol, vip: SocketAddr) -> Result<(), ServiceError> {
+        let i = self.find(proto, vip)?;
+        let sum = self.live_weight(&self.services[i]);
+        self.services[i].quorum_up = sum >= u64::from(self.services[i].cfg.quorum);
+        Ok(())
+    }
+
+    /// Moves every service's quorum as keepalived does
+    /// (`update_quorum_state`): gained when the live weight reaches
+    /// `quorum + hysteresis`, lost when it is 0 or below `quorum -
+    /// hysteresis`. Returns the changes, each with its command to run;
+    /// a service with a sorry server changes its scheduling with it.
+    pub fn update_quorum(&mut self) -> Vec<QuorumChange> {
+        let mut out = Vec::new();
+        if self.quorum_seen == self.versions {
+            // Nothing changed since: no weight, health or setting moved.
+            return out;
+        }
+        for i in 0..self.services.len() {
+            let s = &self.services[i];
+            let sum = self.live_weight(s);
+            let (q, h) = (u64::from(s.cfg.quorum), u64::from(s.cfg.hysteresis));
+            let up = if s.quorum_up {
+                !(sum == 0 || sum < q.saturating_sub(h))
+            } else {
+                sum >= q + h
+            };
+            if up == s.quorum_up {
+                continue;
+            }
+            out.push(QuorumChange {
+                proto: s.cfg.proto,
+                vip: s.cfg.vip,
+                up,
+                sum,
+                quorum: s.cfg.quorum,
+                hysteresis: s.cfg.hysteresis,
+                command: if up {
+                    s.cfg.quorum_up.clone()
+                } else {
+                    s.cfg.quorum_down.clone()
+                },
+            });
+            let v = self.next_version();
+            let s = &mut self.services[i];
+            s.quorum_up = up;
+            s.version = v;
+        }
+        self.quorum_seen = self.versions;
+        out
+    }
+
+    /// Whether service `proto` `vip` has its quorum.
+    pub fn has_quorum(&self, proto: Protocol, vip: SocketAddr) -> Option<bool> {
+        self.find(proto, vip)
+            .ok()
+            .map(|i| self.services[i].quorum_up)
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -652,6 +1003,7 @@ impl ServiceTable {
         self.timeouts
             .set(c.tcp_timeout, c.tcpfin_timeout, c.udp_timeout);
         self.defense = c.defense;
+        self.set_expiry(c.expire_nodest_conn, c.expire_quiescent_template);
         let gone: Vec<(Protocol, SocketAddr)> = self
             .services
             .iter()
@@ -671,6 +1023,8 @@ impl ServiceTable {
                 for r in &s.reals {
                     self.add_dest(s.proto, s.vip, r)?;
                 }
+                self.set_sorry(s.proto, s.vip, s.sorry_server.as_ref())?;
+                self.init_quorum(s.proto, s.vip)?;
                 continue;
             };
             let old = &self.services[i].cfg;
@@ -686,6 +1040,7 @@ impl ServiceTable {
                 .dests
                 .iter()
                 .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .filter(|d| !d.sorry)
                 .map(|d| d.cfg.addr)
                 .filter(|a| !s.reals.iter().any(|r| r.addr == *a))
                 .collect();
@@ -706,6 +1061,16 @@ impl ServiceTable {
                     }
                 }
             }
+            self.set_sorry(s.proto, s.vip, s.sorry_server.as_ref())?;
+            let q = &mut self.services[i].cfg;
+            let quorum = (s.quorum, s.hysteresis, s.sorry_server_inhibit);
+            if (q.quorum, q.hysteresis, q.sorry_server_inhibit) != quorum {
+                (q.quorum, q.hysteresis, q.sorry_server_inhibit) = quorum;
+                self.services[i].version = self.next_version();
+            }
+            let q = &mut self.services[i].cfg;
+            q.quorum_up.clone_from(&s.quorum_up);
+            q.quorum_down.clone_from(&s.quorum_down);
         }
         Ok(())
     }
@@ -733,18 +1098,35 @@ impl ServiceTable {
     }
 
     fn build_snapshot(&self, prev: Option<&Snapshot>, now: Tick) -> Snapshot {
+        // Health and quorum applied, per slot.
+        let mut effective: Vec<Option<Effective>> = vec![None; self.slots.len()];
+        for s in &self.services {
+            let sorry = self.has_sorry(s);
+            for &slot in &s.dests {
+                if let Some(d) = &self.slots[slot as usize].dest {
+                    effective[slot as usize] = Some(self.effective(s, d, sorry));
+                }
+            }
+        }
         let dests: Box<[Option<Dest>]> = self
             .slots
             .iter()
-            .map(|s| {
+            .zip(&effective)
+            .map(|(s, e)| {
                 let d = s.dest.as_ref()?;
+                let e = e.unwrap_or(Effective {
+                    weight: d.cfg.weight,
+                    listed: true,
+                    in_service: true,
+                });
                 let hop = self.next_hops.get(&d.cfg.addr.ip());
                 Some(Dest {
                     r: d.r,
                     addr: d.cfg.addr.ip(),
                     port: d.cfg.addr.port(),
                     fwd: d.cfg.forward,
-                    weight: d.cfg.weight,
+                    weight: e.weight,
+                    in_service: e.in_service,
                     last_weight: d.last_weight,
                     upper_threshold: d.cfg.upper_threshold,
                     lower_threshold: d.cfg.lower_threshold,
@@ -764,7 +1146,12 @@ impl ServiceTable {
                 if let IpAddr::V4(a) = s.cfg.vip.ip() {
                     v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
                 }
-                let order = s.dests.clone().into_boxed_slice();
+                let order: Box<[u32]> = s
+                    .dests
+                    .iter()
+                    .copied()
+                    .filter(|&slot| effective[slot as usize].is_some_and(|e| e.listed))
+                    .collect();
                 let (name, d) = (&s.cfg.scheduler, Dests::new(&order, &dests));
                 let before = prev.and_then(|p| same_service(p, s.cfg.proto, s.cfg.vip));
                 let sched = match before {
@@ -903,6 +1290,8 @@ impl ServiceTable {
             tunnel_source: self.tunnel_source,
             timeouts: self.timeouts,
             defense: self.defense,
+            expire_nodest_conn: self.expire_nodest_conn,
+            expire_quiescent_template: self.expire_quiescent_template,
             services,
             v4,
             dests,
@@ -934,6 +1323,7 @@ mod tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         let weights = |t: &ServiceTable| {
             let s = t.snapshot();
@@ -967,6 +1357,7 @@ mod tests {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         // A second server keeps its slot throughout.
         t.add_dest(Protocol::Tcp, vip, &real("198.18.2.12:80"))
@@ -1076,5 +1467,160 @@ addr = "198.18.2.13:80"
         );
         let t = ServiceTable::from_config(&config(&persistent), Vec::new(), 2).unwrap();
         assert!(t.snapshot().handover);
+    }
+
+    const SORRY: &str = r#"
+[dataplane]
+interfaces = ["eth1"]
+[[services]]
+proto = "tcp"
+vip = "198.18.1.1:80"
+scheduler = "wrr"
+sorry_server = { addr = "198.18.2.99:80" }
+quorum = 3
+hysteresis = 1
+quorum_up = "/bin/echo up"
+quorum_down = "/bin/echo 'quorum down'"
+[[services.reals]]
+addr = "198.18.2.11:80"
+weight = 2
+[[services.reals]]
+addr = "198.18.2.12:80"
+weight = 2
+"#;
+
+    fn key(n: u8) -> HealthKey {
+        (
+            Protocol::Tcp,
+            "198.18.1.1:80".parse().unwrap(),
+            SocketAddr::from((Ipv4Addr::new(198, 18, 2, n), 80)),
+        )
+    }
+
+    const DOWN: Health = Health {
+        up: false,
+        weight: None,
+        inhibit: false,
+    };
+
+    /// (address, weight) as `-L` lists them, and the scheduler's order.
+    fn listed(t: &ServiceTable) -> (Vec<(String, u32)>, Vec<String>) {
+        let l = t
+            .services()
+            .next()
+            .unwrap()
+            .dests
+            .iter()
+            .map(|d| (d.cfg.addr.to_string(), d.weight))
+            .collect();
+        let s = t.snapshot();
+        let svc = &s.services()[0];
+        let order = s
+            .dests_of(svc)
+            .iter()
+            .map(|d| format!("{}={}", d.addr, d.weight))
+            .collect();
+        (l, order)
+    }
+
+    /// keepalived's quorum with hysteresis: lost below quorum - hysteresis
+    /// (or at 0), gained at quorum + hysteresis; while lost the sorry
+    /// server takes the new connections and the reals still up are at 0.
+    #[test]
+    fn quorum_and_sorry_server() {
+        let mut t = ServiceTable::from_config(&config(SORRY), Vec::new(), 1).unwrap();
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        assert_eq!(t.has_quorum(Protocol::Tcp, vip), Some(true), "4 >= 3");
+        assert_eq!(
+            listed(&t).0,
+            [("198.18.2.12:80".into(), 2), ("198.18.2.11:80".into(), 2)]
+        );
+        assert!(t.update_quorum().is_empty());
+        // 2 is not below 3 - 1: kept.
+        t.set_health(key(11), DOWN);
+        assert!(t.update_quorum().is_empty());
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        // A dynamic weight of 1 is: lost, the sorry server comes in.
+        t.set_health(
+            key(12),
+            Health {
+                weight: Some(1),
+                ..Health::UP
+            },
+        );
+        let q = t.update_quorum();
+        assert_eq!(q.len(), 1);
+        assert!(!q[0].up && q[0].sum == 1);
+        assert_eq!(
+            q[0].command.as_ref().unwrap().argv,
+            ["/bin/echo", "quorum down"]
+        );
+        assert_eq!(
+            listed(&t),
+            (
+                vec![("198.18.2.99:80".into(), 1), ("198.18.2.12:80".into(), 0)],
+                vec!["198.18.2.99=1".into(), "198.18.2.12=0".into()]
+            )
+        );
+        // Back to 3: not yet (needs 3 + 1); 4: gained, the sorry server out.
+        t.set_health(key(12), Health::UP);
+        t.set_health(
+            key(11),
+            Health {
+                weight: Some(1),
+                ..Health::UP
+            },
+        );
+        assert!(t.update_quorum().is_empty());
+        t.set_health(key(11), Health::UP);
+        let q = t.update_quorum();
+        assert!(q.len() == 1 && q[0].up && q[0].sum == 4);
+        assert_eq!(q[0].command.as_ref().unwrap().argv[1], "up");
+        assert_eq!(listed(&t).1, ["198.18.2.12=2", "198.18.2.11=2"]);
+        // sorry_server_inhibit: listed at 0 while not needed.
+        let inhibit = SORRY.replace("quorum = 3", "quorum = 3\nsorry_server_inhibit = true");
+        t.apply_config(&config(&inhibit)).unwrap();
+        assert_eq!(listed(&t).0[0], ("198.18.2.99:80".into(), 0));
+    }
+
+    /// `-e` and the health state: the configured weight changes, a down
+    /// server stays out and returns with it; a dynamic weight yields to
+    /// `-e` until the next verdict. A reload keeps the health state.
+    #[test]
+    fn edits_and_reloads_combine_with_health() {
+        let mut t = ServiceTable::from_config(&config(SORRY), Vec::new(), 1).unwrap();
+        let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+        let real = |n: u8, weight| RealConfig {
+            addr: SocketAddr::from((Ipv4Addr::new(198, 18, 2, n), 80)),
+            forward: Forward::Dr,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            health: Default::default(),
+        };
+        t.set_health(key(11), DOWN);
+        t.edit_dest(Protocol::Tcp, vip, &real(11, 5)).unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        t.set_health(
+            key(12),
+            Health {
+                weight: Some(7),
+                ..Health::UP
+            },
+        );
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 7)]);
+        t.edit_dest(Protocol::Tcp, vip, &real(12, 3)).unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 3)]);
+        // A reload that changes nothing of .11 leaves it down.
+        t.apply_config(&config(&SORRY.replace("weight = 2\n[[", "weight = 9\n[[")))
+            .unwrap();
+        assert_eq!(listed(&t).0, [("198.18.2.12:80".into(), 2)]);
+        assert!(!t.health_of(key(11).0, key(11).1, key(11).2).up);
+        t.set_health(key(11), Health::UP);
+        assert_eq!(listed(&t).0[1], ("198.18.2.11:80".into(), 9));
+        // A record the reload no longer plans is dropped: up again.
+        t.set_health(key(12), DOWN);
+        t.retain_health(|k| (k.2 != key(12).2).then_some(false));
+        assert_eq!(listed(&t).0.len(), 2);
     }
 }

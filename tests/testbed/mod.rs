@@ -850,20 +850,75 @@ impl Testbed {
             std::fs::hard_link(&big, docroot.join("big.bin")).expect("link big.bin");
             let conf = dir.join("apache2.conf");
             std::fs::write(&conf, apache_config(&dir, i)).expect("testbed: write apache2.conf");
-            let log = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
-            let child = self
-                .command(
-                    Host::Real(i),
-                    &[APACHE, "-f", conf.to_str().unwrap(), "-DFOREGROUND"],
-                )
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("testbed: cannot start {APACHE}: {e}"));
+            let child = self.spawn_apache(i);
             self.apaches.push(child);
         }
         self.wait_for_servers("apache", "http", "/", &["stderr.log", "error.log"]);
+    }
+
+    /// Starts real server `i`'s apache on its configuration.
+    fn spawn_apache(&self, i: usize) -> Child {
+        let dir = self.tempdir.join(format!("rs{}", i + 1));
+        let conf = dir.join("apache2.conf");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))
+            .expect("open stderr.log");
+        self.command(
+            Host::Real(i),
+            &[APACHE, "-f", conf.to_str().unwrap(), "-DFOREGROUND"],
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("testbed: cannot start {APACHE}: {e}"))
+    }
+
+    /// Stops real server `i`'s apache (SIGTERM, then SIGKILL), bounded:
+    /// from here its address refuses connections to port 80.
+    pub fn stop_apache(&mut self, i: usize) {
+        let child = &mut self.apaches[i];
+        for signal in ["-TERM", "-KILL"] {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Its workers go with it; wait until nothing listens on :80.
+        let url = format!("http://{}/", self.real_addr(i));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.curl_from(Host::Real(i), &url).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "testbed: rs{} still answers",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts real server `i`'s apache again and waits (bounded) until it
+    /// answers from its own namespace.
+    pub fn start_apache(&mut self, i: usize) {
+        self.apaches[i] = self.spawn_apache(i);
+        let url = format!("http://{}/", self.real_addr(i));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.curl_from(Host::Real(i), &url).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "testbed: rs{} does not answer",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until every real server answers `{scheme}://its-address{path}`

@@ -937,3 +937,51 @@ fn a_restore_part_that_reaches_the_table_is_refused() {
     assert!(!c.changed());
     assert_eq!(run(&mut c, "-S -n").unwrap(), before);
 }
+
+/// Health verdicts as `xdpvsadm` sees them: a server taken out is not
+/// listed but can still be edited (`-e`, its weight for when it returns)
+/// and deleted; an inhibited one is listed at weight 0 and `-S` saves 0.
+#[test]
+fn health_states_in_listings_and_edits() {
+    let mut c = control();
+    run(&mut c, "-A -t 198.18.1.1:80 -s rr").unwrap();
+    for r in ["198.18.2.11", "198.18.2.12"] {
+        run(&mut c, &format!("-a -t 198.18.1.1:80 -r {r} -g -w 2")).unwrap();
+    }
+    let vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    let key = |r: &str| (crate::config::Protocol::Tcp, vip, r.parse().unwrap());
+    let down = |inhibit| Health {
+        up: false,
+        weight: None,
+        inhibit,
+    };
+    assert!(c.set_health(key("198.18.2.11:80"), down(false)).is_some());
+    assert!(c.changed());
+    assert!(c.set_health(key("198.18.2.11:80"), down(false)).is_none());
+    assert!(!c.changed(), "the same verdict again changes nothing");
+    let saved = run(&mut c, "-S -n").unwrap();
+    assert!(!saved.contains("198.18.2.11"), "{saved}");
+    assert_eq!(
+        run(&mut c, "-a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 1").unwrap_err(),
+        ("Destination already exists".to_owned(), 255)
+    );
+    run(&mut c, "-e -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 5").unwrap();
+    c.set_health(key("198.18.2.11:80"), Health::UP);
+    let saved = run(&mut c, "-S -n").unwrap();
+    assert!(
+        saved.contains("-a -t 198.18.1.1:80 -r 198.18.2.11:80 -g -w 5"),
+        "{saved}"
+    );
+    c.set_health(key("198.18.2.12:80"), down(true));
+    let saved = run(&mut c, "-S -n").unwrap();
+    assert!(
+        saved.contains("-a -t 198.18.1.1:80 -r 198.18.2.12:80 -g -w 0"),
+        "{saved}"
+    );
+    c.set_health(key("198.18.2.11:80"), down(false));
+    run(&mut c, "-d -t 198.18.1.1:80 -r 198.18.2.11:80").unwrap();
+    assert_eq!(
+        run(&mut c, "-d -t 198.18.1.1:80 -r 198.18.2.11:80").unwrap_err(),
+        ("No such destination".to_owned(), 255)
+    );
+}
