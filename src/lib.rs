@@ -34,6 +34,7 @@ pub mod ctrl;
 pub mod daemon;
 pub mod dest;
 pub mod frame;
+pub mod health;
 pub mod log;
 pub mod mem;
 pub mod netlink;
