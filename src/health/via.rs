@@ -536,8 +536,14 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
         ident: random_u32()? as u16,
     };
     let outer = p.tunnel_source.or(p.route_src).unwrap_or(p.src);
-    let sock = PacketSocket::open(p.ifindex, &filter(p.vip, p.src, sport, outer))
-        .map_err(|e| format!("AF_PACKET socket on {}: {e}", p.iface))?;
+    let sock = PacketSocket::open(p.ifindex, &filter(p.vip, p.src, sport, outer)).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (needs CAP_NET_RAW)"
+        } else {
+            ""
+        };
+        format!("AF_PACKET socket on {}: {e}{hint}", p.iface)
+    })?;
     let seg = |flags, seq| Segment {
         sport,
         seq,
@@ -552,10 +558,11 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
         let now = Instant::now();
         if now >= deadline {
             return Err(format!(
-                "no SYN-ACK from {} through {} to {} within {timeout:?}",
+                "no SYN-ACK from {} through {} to {} within {} ms",
                 p.vip,
                 mode_name(p.forward),
-                p.real
+                p.real,
+                timeout.as_millis()
             ));
         }
         if now >= next_send {

@@ -206,7 +206,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// 20..=60).
     #[inline]
     pub fn set_header_len(&mut self, len: usize) {
-        debug_assert!(len % 4 == 0 && (MIN_HEADER_LEN..=60).contains(&len));
+        debug_assert!(len.is_multiple_of(4) && (MIN_HEADER_LEN..=60).contains(&len));
         self.buffer.as_mut()[field::DATA_OFF] = ((len / 4) as u8) << 4;
     }
 

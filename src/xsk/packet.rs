@@ -223,7 +223,7 @@ impl PacketSocket {
                     _ => return Err(io::Error::new(e.kind(), format!("recv: {e}"))),
                 }
             }
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(n as usize));
