@@ -288,3 +288,22 @@ fn bindto_must_be_a_director_address() {
     let e = results[2].as_ref().unwrap_err();
     assert!(e.contains("not one of dataplane.interfaces"), "{e}");
 }
+
+/// The kernel selftest's shape: the director holds the VIP on its own
+/// `lo`, so the SYN-ACK from the VIP is a martian source to its kernel
+/// (dropped before any IP socket): the probe still reads it, as it reads
+/// frames before IP. Without the VIP the check fails there too.
+#[test]
+fn a_director_holding_the_vip_still_reads_the_answer() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::two_armed(Options {
+        mode: Mode::Dr,
+        reals: 1,
+        ..Options::default()
+    });
+    passes(&bed, 0, Forward::Dr, "two-armed, VIP on both lo");
+    no_half_open(&bed, 0);
+    vip_on_lo(&bed, 0, false);
+    no_reply(&fails(&bed, 0, Forward::Dr, "two-armed, VIP removed"));
+    direct_ok(&bed, 0);
+}
