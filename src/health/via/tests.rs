@@ -286,9 +286,8 @@ fn icmp_errors_quoting_the_probe_fail_it_with_their_name() {
 
 #[test]
 fn nat_and_ipv6_are_refused() {
-    let ifs = ["lan0".to_string()];
     let mut v = Via {
-        interfaces: &ifs,
+        interfaces: vec!["lan0".to_string()],
         mtu: 1500,
         tunnel_source: None,
         vip: "198.18.1.1:80".parse().unwrap(),
