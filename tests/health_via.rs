@@ -327,7 +327,7 @@ fn thread_cpu() -> Duration {
 /// once it is back. Prints what a passing probe costs.
 #[test]
 fn a_cached_check_follows_the_real_server() {
-    const RUNS: u32 = 500;
+    const RUNS: u32 = 200;
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bed = Testbed::new(Options {
         mode: Mode::Dr,

@@ -69,8 +69,8 @@
 //! of CPU in a debug build and a round trip of 0.1–0.2 ms on the test
 //! bed; closing the AF_PACKET socket then waits for an RCU grace period
 //! (the kernel's `synchronize_net`, 8–15 ms of wall time, no CPU), so a
-//! probe holds its blocking thread for ~15 ms (`a_cached_check_follows_
-//! the_real_server` in tests/health_via.rs prints the figures). Resolving
+//! probe holds its blocking thread for ~15 ms (the cached check's test in
+//! tests/health_via.rs prints the figures). Resolving
 //! reads the kernel's whole neighbour table: a checker keeps a [`Cached`]
 //! per real server rather than resolving on every run.
 //!
