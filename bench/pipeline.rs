@@ -94,6 +94,7 @@ fn table_with(complete_checksums: bool) -> ServiceTable {
                     weight: 1,
                     upper_threshold: 0,
                     lower_threshold: 0,
+                    health: Default::default(),
                 },
             )
             .unwrap();

@@ -75,6 +75,7 @@ fn main() {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         t.add_dest(Protocol::Tcp, svc, &real).expect("real server");
         t.set_next_hop(rip.into(), 0, [2, 0, 0, 0, 2, 10 + i]);

@@ -60,6 +60,7 @@ fn check(
             real,
             forward,
             bindto: None,
+            bind_port: None,
         };
         let start = Instant::now();
         let r = via::check(&v, timeout);
@@ -270,6 +271,7 @@ fn bindto_must_be_a_director_address() {
                 real: SocketAddr::V4(SocketAddrV4::new(real, 80)),
                 forward: Forward::Dr,
                 bindto: Some(IpAddr::V4(bindto)),
+                bind_port: None,
             };
             via::check(&v, PASS)
         };
@@ -343,6 +345,7 @@ fn a_cached_check_follows_the_real_server() {
         real: SocketAddr::V4(SocketAddrV4::new(bed.real_addr(0), HTTP_PORT)),
         forward: Forward::Dr,
         bindto: None,
+        bind_port: None,
     };
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -130,4 +130,11 @@ pub enum Problem {
         "expected at most upper_threshold ({upper}; 0 = no limit, which allows only 0 here), got {lower}"
     )]
     ThresholdOrder { lower: u32, upper: u32 },
+    /// A health-check key of another kind of check (`urls` on a TCP check).
+    #[error("{what} is only valid with kind = \"{kinds}\", not \"{actual}\"")]
+    KindOnly {
+        what: &'static str,
+        kinds: String,
+        actual: String,
+    },
 }

@@ -11,7 +11,8 @@
 //!    (`types`), judged by the [`rules`] it shares with the control socket.
 //!    `validate` holds the entry points and the walk over the tables,
 //!    `read` the typed value readers with their positions, `dataplane`
-//!    and `services` the checks of their sections.
+//!    and `services` the checks of their sections, `checks` the health
+//!    keys of services, real servers and `[[services.reals.checks]]`.
 //!
 //! The files build on each other in one direction: `types` and `error` at
 //! the bottom, `rules` on them, `raw` on its own, `read` on `raw` and
@@ -29,6 +30,7 @@
 //! cannot know (does `eth1` exist, is core 3 online) is checked when the data
 //! plane starts.
 
+mod checks;
 mod dataplane;
 mod error;
 mod raw;
@@ -42,6 +44,10 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, Location, Problem};
+pub use types::{
+    CheckConfig, CheckKind, CommandLine, DNS_RCODES, DNS_TYPES, DnsCheck, HttpCheck, RealHealth,
+    ScriptCheck, ServiceHealth, UdpCheck, UrlCheck, Via,
+};
 pub use types::{
     CompleteChecksums, Config, Connections, Control, DEFAULT_SCHEDULER, DEFAULT_SOCKET, Daemon,
     Dataplane, Idle, Log, Metrics, Protocol, RealConfig, SCHEDULERS, ServiceConfig, Tuning,

@@ -101,6 +101,10 @@ pub(super) struct RawService {
     pub persistence_netmask: Leaf,
     pub scheduler_flags: List,
     pub mh_table_size: Leaf,
+    pub delay_loop: Leaf,
+    pub alpha: Leaf,
+    pub virtualhost: Leaf,
+    pub inhibit_on_failure: Leaf,
     pub reals: Option<Vec<Spanned<RawReal>>>,
 }
 
@@ -112,4 +116,52 @@ pub(super) struct RawReal {
     pub weight: Leaf,
     pub upper_threshold: Leaf,
     pub lower_threshold: Leaf,
+    pub inhibit_on_failure: Leaf,
+    pub notify_up: Leaf,
+    pub notify_down: Leaf,
+    pub checks: Option<Vec<Spanned<RawCheck>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[services.reals.checks]] table")]
+pub(super) struct RawCheck {
+    pub kind: Leaf,
+    pub interval: Leaf,
+    pub connect_timeout: Leaf,
+    pub retry: Leaf,
+    pub delay_before_retry: Leaf,
+    pub rise: Leaf,
+    pub fall: Leaf,
+    pub alpha: Leaf,
+    pub bindto: Leaf,
+    pub bind_port: Leaf,
+    pub connect_ip: Leaf,
+    pub connect_port: Leaf,
+    pub via: Leaf,
+    pub urls: Option<Spanned<Vec<Spanned<RawUrl>>>>,
+    pub virtualhost: Leaf,
+    pub sni: Leaf,
+    pub verify_certificate: Leaf,
+    pub ca_file: Leaf,
+    pub command: Leaf,
+    pub timeout: Leaf,
+    pub dynamic: Leaf,
+    pub user: Leaf,
+    pub payload: Leaf,
+    pub require_reply: Leaf,
+    pub query_name: Leaf,
+    pub query_type: Leaf,
+    pub rcode: Leaf,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a URL table { path = ..., status = [...] }"
+)]
+pub(super) struct RawUrl {
+    pub path: Leaf,
+    pub status: List,
+    pub digest: Leaf,
+    pub regex: Leaf,
 }

@@ -13,7 +13,9 @@ use super::error::Problem;
 use super::raw::{RawReal, RawService};
 use super::read::{Result, Source, one_of};
 use super::rules::{self, Field, is_contiguous};
-use super::types::{DEFAULT_SCHEDULER, Protocol, RealConfig, SCHEDULERS, ServiceConfig};
+use super::types::{
+    DEFAULT_SCHEDULER, Protocol, RealConfig, RealHealth, SCHEDULERS, ServiceConfig, ServiceHealth,
+};
 use crate::dest::Forward;
 use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
 
@@ -85,6 +87,7 @@ impl Source<'_> {
             persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
             scheduler_flags,
             mh_table_size,
+            health: self.service_health(raw, key)?,
             reals: Vec::new(),
         };
         // What the checks above let through, the shared rules judge (the
@@ -99,7 +102,7 @@ impl Source<'_> {
         let mut lines = Vec::new();
         for (j, real) in raw.reals.as_deref().unwrap_or(&[]).iter().enumerate() {
             let key = format!("{key}.reals[{j}]");
-            let parsed = self.real(real, &key, vip)?;
+            let parsed = self.real(real, &key, vip, &service.health)?;
             let span = real.get_ref().addr.as_ref().map(Spanned::span);
             if let Some(first) = reals.iter().position(|r| r.addr == parsed.addr) {
                 let what = format!("real server {}", parsed.addr);
@@ -187,7 +190,13 @@ impl Source<'_> {
         Ok(size)
     }
 
-    fn real(&self, table: &Spanned<RawReal>, key: &str, vip: SocketAddr) -> Result<RealConfig> {
+    fn real(
+        &self,
+        table: &Spanned<RawReal>,
+        key: &str,
+        vip: SocketAddr,
+        service: &ServiceHealth,
+    ) -> Result<RealConfig> {
         let raw = table.get_ref();
         let k = |name: &str| format!("{key}.{name}");
         let addr = self.socket_addr(&raw.addr, &k("addr"))?.ok_or_else(|| {
@@ -215,6 +224,7 @@ impl Source<'_> {
             weight: weight.unwrap_or(RealConfig::DEFAULT_WEIGHT),
             upper_threshold: upper,
             lower_threshold: lower,
+            health: RealHealth::default(),
         };
         rules::check_real(vip, &real).map_err(|(field, problem)| {
             let (name, leaf) = match field {
@@ -226,6 +236,9 @@ impl Source<'_> {
             };
             self.invalid(leaf.as_ref().map(Spanned::span), &k(name), problem)
         })?;
-        Ok(real)
+        Ok(RealConfig {
+            health: self.real_health(raw, key, service, addr)?,
+            ..real
+        })
     }
 }

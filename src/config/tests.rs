@@ -123,12 +123,14 @@ fn service_and_real_defaults() {
         persistence_netmask: Ipv4Addr::BROADCAST,
         scheduler_flags: SchedFlags::default(),
         mh_table_size: 65537,
+        health: Default::default(),
         reals: vec![RealConfig {
             addr: addr("198.18.2.11:80"),
             forward: Forward::Dr,
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         }],
     };
     assert_eq!(config.services, [expected]);
@@ -265,7 +267,8 @@ fn unknown_keys_are_rejected() {
     assert_eq!(
         real_error("addr = \"198.18.2.11:80\"\nwieght = 2\n"),
         "t.toml:8: services[0].reals[0].wieght: unknown field `wieght`, expected one of \
-         `addr`, `forward`, `weight`, `upper_threshold`, `lower_threshold`"
+         `addr`, `forward`, `weight`, `upper_threshold`, `lower_threshold`, \
+         `inhibit_on_failure`, `notify_up`, `notify_down`, `checks`"
     );
     assert_eq!(
         error(&format!("{HEAD}batch = 3\n")),

@@ -3,8 +3,9 @@
 //! services and real servers; everything else only reads it.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::dest::Forward;
 use crate::sched::{Params, SchedFlags};
@@ -348,6 +349,8 @@ pub struct ServiceConfig {
     pub scheduler_flags: SchedFlags,
     /// Size of the Maglev lookup table (`mh`); a prime.
     pub mh_table_size: u32,
+    /// Health-check defaults of the service's real servers.
+    pub health: ServiceHealth,
     pub reals: Vec<RealConfig>,
 }
 
@@ -377,6 +380,7 @@ impl ServiceConfig {
             persistence_netmask: Ipv4Addr::BROADCAST,
             scheduler_flags: SchedFlags::default(),
             mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
+            health: ServiceHealth::default(),
             reals: Vec::new(),
         }
     }
@@ -396,4 +400,270 @@ pub struct RealConfig {
     pub upper_threshold: u32,
     /// Resume below this many (ipvsadm `-y`); at most `upper_threshold`.
     pub lower_threshold: u32,
+    /// Health checks and what to do on a state change.
+    pub health: RealHealth,
 }
+
+// ---- health checks (issue 14) ----------------------------------------------
+
+/// A service's health-check settings: the defaults of its real servers'
+/// checks (keepalived's `virtual_server` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealth {
+    /// `delay_loop`: the default interval of the service's checks.
+    pub delay_loop: Duration,
+    /// `alpha`: the default of the checks' `alpha`.
+    pub alpha: bool,
+    /// `virtualhost`: the default Host header / SNI of HTTP(S) checks.
+    pub virtualhost: Option<String>,
+    /// `inhibit_on_failure`: the default of the real servers' (a failed
+    /// real server keeps its place at weight 0 instead of being removed).
+    pub inhibit_on_failure: bool,
+}
+
+impl ServiceHealth {
+    /// keepalived's `delay_loop` default.
+    pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+    /// The longest interval or timeout a check may have: one day.
+    pub const MAX_SECONDS: u32 = 86_400;
+}
+
+impl Default for ServiceHealth {
+    fn default() -> Self {
+        ServiceHealth {
+            delay_loop: Self::DEFAULT_DELAY_LOOP,
+            alpha: false,
+            virtualhost: None,
+            inhibit_on_failure: false,
+        }
+    }
+}
+
+/// A real server's health-check settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RealHealth {
+    /// Weight 0 and keep, rather than remove, while the checks fail (the
+    /// service's `inhibit_on_failure` unless the real server sets its own).
+    pub inhibit_on_failure: bool,
+    /// Run when the real server goes up.
+    pub notify_up: Option<CommandLine>,
+    /// Run when it goes down.
+    pub notify_down: Option<CommandLine>,
+    /// Zero or more checks; all must pass for the real server to be up.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// A command line split into words as keepalived does (quotes group words,
+/// no shell): `argv[0]` is the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// As written in the file (for messages).
+    pub text: String,
+    /// Never empty.
+    pub argv: Vec<String>,
+}
+
+impl CommandLine {
+    /// Splits `text` into words (POSIX shell quoting, no expansion);
+    /// `None` if a quote is unbalanced or there are no words.
+    pub fn parse(text: &str) -> Option<CommandLine> {
+        let argv = shlex::split(text).filter(|words| !words.is_empty())?;
+        Some(CommandLine {
+            text: text.to_owned(),
+            argv,
+        })
+    }
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Where a check's probe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// Straight to `connect_ip:connect_port` (the real server).
+    #[default]
+    Direct,
+    /// To the VIP, forwarded to this one real server as a client's packet
+    /// would be (DR: MAC rewrite; TUN: encapsulated). NAT reals: direct.
+    Forwarding,
+}
+
+/// One `[[services.reals.checks]]` table, with every default resolved
+/// (the service's `delay_loop`, `alpha`, `virtualhost`; the real server's
+/// address and port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub kind: CheckKind,
+    /// Time between the starts of two checks.
+    pub interval: Duration,
+    /// Bounds one attempt (connect and exchange; a script has its own `timeout`).
+    pub connect_timeout: Duration,
+    /// Extra attempts before a failure counts (keepalived `retry`).
+    pub retry: u32,
+    pub delay_before_retry: Duration,
+    /// Consecutive passes to go down → up; at least 1.
+    pub rise: u32,
+    /// Consecutive failures to go up → down; at least 1.
+    pub fall: u32,
+    /// Start failed until a check passes.
+    pub alpha: bool,
+    /// Source address of the probe.
+    pub bindto: Option<IpAddr>,
+    /// Source port of the probe (with or without `bindto`).
+    pub bind_port: Option<u16>,
+    /// An address, or a host name resolved at each check.
+    pub connect_ip: String,
+    pub connect_port: u16,
+    pub via: Via,
+}
+
+impl CheckConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_RETRY: u32 = 1;
+    pub const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+    pub const MAX_RETRY: u32 = 100;
+    pub const MAX_RISE_FALL: u32 = 1000;
+
+    /// A check of `kind` against `real` with every other setting at its
+    /// default (interval: keepalived's `delay_loop` default).
+    pub fn new(kind: CheckKind, real: SocketAddr) -> CheckConfig {
+        CheckConfig {
+            kind,
+            interval: ServiceHealth::DEFAULT_DELAY_LOOP,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            retry: Self::DEFAULT_RETRY,
+            delay_before_retry: Self::DEFAULT_DELAY_BEFORE_RETRY,
+            rise: 1,
+            fall: 1,
+            alpha: false,
+            bindto: None,
+            bind_port: None,
+            connect_ip: real.ip().to_string(),
+            connect_port: real.port(),
+            via: Via::Direct,
+        }
+    }
+}
+
+/// What a check does, with the settings of its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connect (keepalived `TCP_CHECK`).
+    Tcp,
+    /// `HTTP_GET`.
+    Http(HttpCheck),
+    /// `SSL_GET`: HTTP over TLS.
+    Https(HttpCheck),
+    /// `MISC_CHECK`: a program's exit code.
+    Script(ScriptCheck),
+    /// `UDP_CHECK`.
+    Udp(UdpCheck),
+    /// `DNS_CHECK`.
+    Dns(DnsCheck),
+}
+
+impl CheckKind {
+    /// The name in the file (`kind = "..."`).
+    pub fn config_name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http(_) => "http",
+            CheckKind::Https(_) => "https",
+            CheckKind::Script(_) => "script",
+            CheckKind::Udp(_) => "udp",
+            CheckKind::Dns(_) => "dns",
+        }
+    }
+}
+
+/// An HTTP(S) check's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// At least one; every URL must pass.
+    pub urls: Vec<UrlCheck>,
+    /// Host header (and SNI); default the connect address.
+    pub virtualhost: Option<String>,
+    /// https: send SNI (virtualhost, else connect_ip when it is a name).
+    pub sni: bool,
+    /// https: verify the chain and the host name.
+    pub verify_certificate: bool,
+    /// https: trust anchors (PEM) instead of the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One URL of an HTTP(S) check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlCheck {
+    /// Starts with `/`.
+    pub path: String,
+    /// Accepted status codes as inclusive ranges; default 200-299.
+    pub status: Vec<(u16, u16)>,
+    /// MD5 of the body.
+    pub digest: Option<[u8; 16]>,
+    /// A regular expression the body must match (checked when read).
+    pub regex: Option<String>,
+}
+
+/// A script check's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCheck {
+    pub command: CommandLine,
+    /// Killed (SIGKILL to its process group) when it runs longer.
+    pub timeout: Duration,
+    /// misc_dynamic: exit 0 = up, 1 = down, 2..=255 = up with weight code − 2.
+    pub dynamic: bool,
+    /// Run as this user (and its primary group).
+    pub user: Option<String>,
+}
+
+/// A UDP check's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UdpCheck {
+    pub payload: Vec<u8>,
+    /// Pass only if a reply arrives (else: pass unless ICMP unreachable).
+    pub require_reply: bool,
+}
+
+/// A DNS check's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheck {
+    pub query_name: String,
+    /// The record type's number (A = 1, AAAA = 28, ...).
+    pub query_type: u16,
+    /// The expected response code (NOERROR = 0, NXDOMAIN = 3, ...).
+    pub rcode: u16,
+}
+
+/// Record types `query_type` accepts, by name.
+pub const DNS_TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("PTR", 12),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+    ("SRV", 33),
+    ("CAA", 257),
+    ("ANY", 255),
+];
+
+/// Response codes `rcode` accepts, by name (RFC 1035, 2136).
+pub const DNS_RCODES: &[(&str, u16)] = &[
+    ("NOERROR", 0),
+    ("FORMERR", 1),
+    ("SERVFAIL", 2),
+    ("NXDOMAIN", 3),
+    ("NOTIMP", 4),
+    ("REFUSED", 5),
+    ("YXDOMAIN", 6),
+    ("YXRRSET", 7),
+    ("NXRRSET", 8),
+    ("NOTAUTH", 9),
+    ("NOTZONE", 10),
+];

@@ -519,6 +519,7 @@ fn real_config(spec: &DestSpec) -> Result<RealConfig, Response> {
         weight: spec.weight,
         upper_threshold: spec.upper_threshold,
         lower_threshold: spec.lower_threshold,
+        health: Default::default(),
     };
     if spec.addr.is_ipv4() != spec.service.vip.is_ipv4() {
         // libipvs's EAFNOSUPPORT.

@@ -80,6 +80,8 @@ use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use super::Target;
+use crate::config::{CheckConfig, Dataplane};
 use crate::dest::Forward;
 use crate::frame::{Frame, RX_HEADROOM, Verdict};
 use crate::netlink::{Netlink, Resolution};
@@ -88,7 +90,7 @@ use crate::wire::Layout;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, EthernetFrame, HEADER_LEN as ETH_LEN};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_IPIP, PROTO_TCP};
 use crate::wire::tcp::{self, TcpPacket};
-use crate::xmit::{Egress, Hop, Target, Transmitter};
+use crate::xmit::{self, Egress, Hop, Transmitter};
 use crate::xsk::packet::{Insn, PacketSocket, bpf};
 
 /// What a forwarding-path probe needs to know of the director and the
@@ -111,6 +113,32 @@ pub struct Via {
     /// The check's `bindto`: the probe's source address; default the
     /// source of the kernel's route to the real server.
     pub bindto: Option<IpAddr>,
+    /// The check's `bind_port`: the probe's source port; default an
+    /// ephemeral one per probe.
+    pub bind_port: Option<u16>,
+}
+
+impl Via {
+    /// The forwarding-path check `check` of `target` under the
+    /// configuration's `[dataplane]`. The probe goes to the VIP's port
+    /// (a port-0 service: the check's `connect_port`); `connect_ip` does
+    /// not apply (the path is the one to the real server's address).
+    pub fn new(dp: &Dataplane, target: &Target, check: &CheckConfig) -> Via {
+        let mut vip = target.vip;
+        if vip.port() == 0 {
+            vip.set_port(check.connect_port);
+        }
+        Via {
+            interfaces: dp.interfaces.clone(),
+            mtu: dp.mtu,
+            tunnel_source: dp.tunnel_source,
+            vip,
+            real: target.real,
+            forward: target.forward,
+            bindto: check.bindto,
+            bind_port: check.bind_port,
+        }
+    }
 }
 
 /// A probe ready to send: everything [`probe`] needs, resolved.
@@ -136,6 +164,8 @@ pub struct ViaProbe {
     /// source without `tunnel_source`).
     pub route_src: Option<Ipv4Addr>,
     pub tunnel_source: Option<Ipv4Addr>,
+    /// The source port when the check sets one (`bind_port`).
+    pub bind_port: Option<u16>,
 }
 
 /// Whether `via = "forwarding"` sends a forwarded probe for this mode
@@ -245,6 +275,7 @@ impl ViaProbe {
             next_hop_mac: mac,
             route_src,
             tunnel_source: v.tunnel_source,
+            bind_port: v.bind_port,
         })
     }
 
@@ -377,7 +408,7 @@ fn forwarded(p: &ViaProbe, s: Segment) -> Result<Vec<u8>, String> {
     let mut frame = Frame::new(&mut buf, RX_HEADROOM, ETH_LEN + ip_len, 0);
     let mut tx = Transmitter::new(0);
     tx.set_tunnel_source(p.tunnel_source);
-    let t = Target {
+    let t = xmit::Target {
         fwd: p.forward,
         proto: PROTO_TCP,
         daddr: *p.real.ip(),
@@ -565,13 +596,15 @@ fn random_u32() -> Result<u32, String> {
     Ok(u32::from_ne_bytes(b))
 }
 
-/// A kernel-chosen ephemeral port on `src`, held while the returned
-/// socket lives (bound, never listening or connected).
-fn reserve_port(src: Ipv4Addr) -> Result<(rustix::fd::OwnedFd, u16), String> {
+/// Port `port` on `src` (0: one the kernel chooses among its ephemeral
+/// ports), held while the returned socket lives (bound, never listening
+/// or connected).
+fn reserve_port(src: Ipv4Addr, port: u16) -> Result<(rustix::fd::OwnedFd, u16), String> {
     use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
     let fd = socket(AddressFamily::INET, SocketType::STREAM, None)
         .map_err(|e| format!("source port: socket: {e}"))?;
-    bind(&fd, &SocketAddrV4::new(src, 0)).map_err(|e| format!("source port on {src}: {e}"))?;
+    bind(&fd, &SocketAddrV4::new(src, port))
+        .map_err(|e| format!("source port {port} on {src}: {e}"))?;
     let a = getsockname(&fd).map_err(|e| format!("source port: getsockname: {e}"))?;
     let a = SocketAddrV4::try_from(a).map_err(|e| format!("source port: {e}"))?;
     Ok((fd, a.port()))
@@ -583,7 +616,7 @@ fn reserve_port(src: Ipv4Addr) -> Result<(rustix::fd::OwnedFd, u16), String> {
 /// CAP_NET_RAW, in the network namespace of the director's interface.
 pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let (_port, sport) = reserve_port(p.src)?;
+    let (_port, sport) = reserve_port(p.src, p.bind_port.unwrap_or(0))?;
     let pr = Probe {
         src: p.src,
         vip: p.vip,

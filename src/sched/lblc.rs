@@ -237,6 +237,7 @@ mod tests {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
         t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "lblc"))

@@ -815,6 +815,7 @@ mod tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         let weights = |t: &ServiceTable| {
             let s = t.snapshot();
@@ -848,6 +849,7 @@ mod tests {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         // A second server keeps its slot throughout.
         t.add_dest(Protocol::Tcp, vip, &real("198.18.2.12:80"))

@@ -424,6 +424,7 @@ mod tests {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            health: Default::default(),
         };
         t.add_dest(Protocol::Tcp, nat, &real).unwrap();
         let mut snap = t.snapshot();

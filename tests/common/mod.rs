@@ -169,6 +169,7 @@ pub fn real(addr: &str, forward: Forward, weight: u32) -> RealConfig {
         weight,
         upper_threshold: 0,
         lower_threshold: 0,
+        health: Default::default(),
     }
 }
 

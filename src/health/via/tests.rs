@@ -22,6 +22,7 @@ fn probe_for(forward: Forward) -> ViaProbe {
         next_hop_mac: REAL_MAC,
         route_src: Some(SRC),
         tunnel_source: None,
+        bind_port: None,
     }
 }
 
@@ -294,6 +295,7 @@ fn nat_and_ipv6_are_refused() {
         real: "198.18.2.11:80".parse().unwrap(),
         forward: Forward::Nat,
         bindto: None,
+        bind_port: None,
     };
     assert!(!forwards(Forward::Nat) && forwards(Forward::Dr) && forwards(Forward::Tun));
     let e = check(&v, Duration::from_millis(10)).unwrap_err();
@@ -303,4 +305,34 @@ fn nat_and_ipv6_are_refused() {
     v.real = "[2001:db8:2::11]:80".parse().unwrap();
     let e = check(&v, Duration::from_millis(10)).unwrap_err();
     assert!(e.contains("IPv4 only"), "{e}");
+}
+
+#[test]
+fn a_check_config_gives_the_probe_its_ports_and_source() {
+    let text = "[dataplane]\ninterfaces = [\"lan0\", \"lan1\"]\nmtu = 1520\n\
+                tunnel_source = \"198.18.2.3\"\n";
+    let dp = crate::config::Config::from_str_named(text, "t.toml")
+        .unwrap()
+        .dataplane;
+    let real: SocketAddr = "198.18.2.11:8080".parse().unwrap();
+    let mut check = CheckConfig::new(crate::config::CheckKind::Tcp, real);
+    check.bindto = Some(IpAddr::V4(SRC));
+    check.bind_port = Some(4242);
+    let mut target = Target {
+        proto: crate::config::Protocol::Tcp,
+        vip: "198.18.1.1:80".parse().unwrap(),
+        real,
+        forward: Forward::Tun,
+        checks: vec![check.clone()],
+    };
+    let v = Via::new(&dp, &target, &check);
+    assert_eq!(v.interfaces, ["lan0", "lan1"]);
+    assert_eq!((v.mtu, v.tunnel_source), (1520, Some(OUTER)));
+    assert_eq!((v.vip, v.real), (target.vip, real));
+    assert_eq!((v.bindto, v.bind_port), (Some(IpAddr::V4(SRC)), Some(4242)));
+    assert_eq!(v.forward, Forward::Tun);
+    // A port-0 service: the check's connect_port.
+    target.vip.set_port(0);
+    check.connect_port = 8443;
+    assert_eq!(Via::new(&dp, &target, &check).vip.port(), 8443);
 }
