@@ -80,7 +80,6 @@ use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use super::Target;
 use crate::config::{CheckConfig, Dataplane};
 use crate::dest::Forward;
 use crate::frame::{Frame, RX_HEADROOM, Verdict};
@@ -119,12 +118,20 @@ pub struct Via {
 }
 
 impl Via {
-    /// The forwarding-path check `check` of `target` under the
-    /// configuration's `[dataplane]`. The probe goes to the VIP's port
-    /// (a port-0 service: the check's `connect_port`); `connect_ip` does
-    /// not apply (the path is the one to the real server's address).
-    pub fn new(dp: &Dataplane, target: &Target, check: &CheckConfig) -> Via {
-        let mut vip = target.vip;
+    /// The forwarding-path check `check` of real server `real` (reached
+    /// by `forward`) of the service on `vip`, under the configuration's
+    /// `[dataplane]` (a health `Target`'s fields; this file does not
+    /// import it, so that the engine's files may import this one without
+    /// a cycle). The probe goes to the VIP's port (a port-0 service: the
+    /// check's `connect_port`); `connect_ip` does not apply (the path is
+    /// the one to the real server's address).
+    pub fn new(
+        dp: &Dataplane,
+        mut vip: SocketAddr,
+        real: SocketAddr,
+        forward: Forward,
+        check: &CheckConfig,
+    ) -> Via {
         if vip.port() == 0 {
             vip.set_port(check.connect_port);
         }
@@ -133,8 +140,8 @@ impl Via {
             mtu: dp.mtu,
             tunnel_source: dp.tunnel_source,
             vip,
-            real: target.real,
-            forward: target.forward,
+            real,
+            forward,
             bindto: check.bindto,
             bind_port: check.bind_port,
         }

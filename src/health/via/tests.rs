@@ -318,21 +318,16 @@ fn a_check_config_gives_the_probe_its_ports_and_source() {
     let mut check = CheckConfig::new(crate::config::CheckKind::Tcp, real);
     check.bindto = Some(IpAddr::V4(SRC));
     check.bind_port = Some(4242);
-    let mut target = Target {
-        proto: crate::config::Protocol::Tcp,
-        vip: "198.18.1.1:80".parse().unwrap(),
-        real,
-        forward: Forward::Tun,
-        checks: vec![check.clone()],
-    };
-    let v = Via::new(&dp, &target, &check);
+    let mut vip: SocketAddr = "198.18.1.1:80".parse().unwrap();
+    let v = Via::new(&dp, vip, real, Forward::Tun, &check);
     assert_eq!(v.interfaces, ["lan0", "lan1"]);
     assert_eq!((v.mtu, v.tunnel_source), (1520, Some(OUTER)));
-    assert_eq!((v.vip, v.real), (target.vip, real));
+    assert_eq!((v.vip, v.real), (vip, real));
     assert_eq!((v.bindto, v.bind_port), (Some(IpAddr::V4(SRC)), Some(4242)));
     assert_eq!(v.forward, Forward::Tun);
     // A port-0 service: the check's connect_port.
-    target.vip.set_port(0);
+    vip.set_port(0);
     check.connect_port = 8443;
-    assert_eq!(Via::new(&dp, &target, &check).vip.port(), 8443);
+    let v = Via::new(&dp, vip, real, Forward::Tun, &check);
+    assert_eq!(v.vip.port(), 8443);
 }
