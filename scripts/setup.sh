@@ -33,7 +33,7 @@ PACKAGES=(
     build-essential pkg-config clang llvm m4 libelf-dev zlib1g-dev libpcap-dev
     libbpf-dev linux-libc-dev
     iproute2 iputils-ping nftables curl ethtool tcpdump apache2 vsftpd lftp socat
-    prometheus
+    prometheus dnsmasq-base openssl
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
     systemd util-linux
     lintian

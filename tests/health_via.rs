@@ -374,3 +374,73 @@ fn a_cached_check_follows_the_real_server() {
     });
     no_half_open(&bed, 0);
 }
+
+/// Through the checker engine (`health::Monitor`): a TCP check with
+/// `via = "forwarding"` to a DR real server goes down when its VIP goes
+/// and up when it is back, with the probe's reason in the verdict.
+#[test]
+fn the_monitor_runs_forwarding_checks() {
+    use xdpvs::config::{CheckConfig, CheckKind, Protocol, Via as ViaKey};
+    use xdpvs::health::{Monitor, Target, Verdict};
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Testbed::new(Options {
+        mode: Mode::Dr,
+        reals: 1,
+        ..Options::default()
+    });
+    let ns = format!("/run/netns/{}", bed.ns(Host::Director));
+    let real = SocketAddr::V4(SocketAddrV4::new(bed.real_addr(0), HTTP_PORT));
+    let check = CheckConfig {
+        interval: Duration::from_millis(200),
+        connect_timeout: Duration::from_millis(1000),
+        retry: 0,
+        via: ViaKey::Forwarding,
+        ..CheckConfig::new(CheckKind::Tcp, real)
+    };
+    let target = Target {
+        proto: Protocol::Tcp,
+        vip: SocketAddr::V4(SocketAddrV4::new(bed.vip(), HTTP_PORT)),
+        real,
+        forward: Forward::Dr,
+        checks: vec![check],
+        dataplane: via::Path {
+            interfaces: vec![bed.director_iface()],
+            ..via::Path::default()
+        },
+    };
+    // Waits (bounded) for the next verdict.
+    let next = |m: &Monitor| -> Verdict {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = m.verdicts().into_iter().next() {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no verdict in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            use nix::sched::{CloneFlags, setns};
+            // The monitor's threads are created from this one, in the
+            // director's namespace.
+            setns(std::fs::File::open(&ns).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+            let m = Monitor::start(vec![target]).expect("Monitor::start");
+            let v = next(&m);
+            assert!(v.up, "initial: {v:?}");
+            // A few runs pass: no verdict.
+            std::thread::sleep(Duration::from_millis(800));
+            assert_eq!(m.verdicts(), vec![], "passing runs change nothing");
+            vip_on_lo(&bed, 0, false);
+            let v = next(&m);
+            assert!(!v.up, "{v:?}");
+            assert!(v.reason.contains("no SYN-ACK from 198.18.1.1:80"), "{v:?}");
+            vip_on_lo(&bed, 0, true);
+            let v = next(&m);
+            assert!(v.up, "{v:?}");
+        });
+    });
+}

@@ -201,7 +201,7 @@ impl Source<'_> {
     }
 
     /// Rejects a key that belongs to another kind of check.
-    fn kind_keys(&self, raw: &RawCheck, key: &str, kind: &str) -> Result<()> {
+    fn kind_keys(&self, raw: &RawCheck, key: &str, kind: &'static str) -> Result<()> {
         let present: [(&str, Option<std::ops::Range<usize>>); 14] = [
             ("urls", raw.urls.as_ref().map(Spanned::span)),
             ("virtualhost", span(&raw.virtualhost)),
@@ -226,15 +226,17 @@ impl Source<'_> {
             if let Some(at) = at
                 && !allowed.contains(&name)
             {
-                let kinds: Vec<&str> = KIND_KEYS
-                    .iter()
-                    .filter(|(_, keys)| keys.contains(&name))
-                    .map(|(n, _)| *n)
-                    .collect();
+                let kinds = match name {
+                    "urls" | "virtualhost" => "http\" or \"https",
+                    "sni" | "verify_certificate" | "ca_file" => "https",
+                    "command" | "timeout" | "dynamic" | "user" => "script",
+                    "payload" | "require_reply" => "udp",
+                    _ => "dns",
+                };
                 let problem = Problem::KindOnly {
                     what: name,
-                    kinds: kinds.join("\" or \""),
-                    actual: kind.to_owned(),
+                    kinds,
+                    actual: kind,
                 };
                 return Err(self.invalid(Some(at), &format!("{key}.{name}"), problem));
             }

@@ -134,7 +134,7 @@ pub enum Problem {
     #[error("{what} is only valid with kind = \"{kinds}\", not \"{actual}\"")]
     KindOnly {
         what: &'static str,
-        kinds: String,
-        actual: String,
+        kinds: &'static str,
+        actual: &'static str,
     },
 }

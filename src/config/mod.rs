@@ -41,6 +41,8 @@ mod types;
 mod validate;
 
 #[cfg(test)]
+mod checks_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{ConfigError, Location, Problem};

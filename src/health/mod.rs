@@ -29,10 +29,16 @@ use std::net::SocketAddr;
 
 use crate::config::{CheckConfig, Config, Forward, Protocol};
 
+mod check;
+mod dns;
+mod http;
 mod monitor;
+mod script;
+mod udp;
 pub mod via;
 
-pub use monitor::Monitor;
+pub use check::Outcome;
+pub use monitor::{Monitor, THREAD_NAME};
 
 /// A real server to check, with its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub struct Target {
     pub forward: Forward,
     /// At least one; all must pass for the real server to be up.
     pub checks: Vec<CheckConfig>,
+    /// The `[dataplane]` settings a `via = "forwarding"` check follows.
+    pub dataplane: via::Path,
 }
 
 /// A change of a target's state (or its initial state).
@@ -76,6 +84,7 @@ pub fn plan(cfg: &Config) -> Vec<Target> {
                     real: real.addr,
                     forward: real.forward,
                     checks: real.health.checks.clone(),
+                    dataplane: via::Path::from(&cfg.dataplane),
                 })
         })
         .collect()

@@ -117,16 +117,46 @@ pub struct Via {
     pub bind_port: Option<u16>,
 }
 
+/// What of `[dataplane]` a forwarding-path probe follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub interfaces: Vec<String>,
+    pub mtu: u16,
+    pub tunnel_source: Option<Ipv4Addr>,
+}
+
+impl Default for Path {
+    /// No interface: a forwarding-path check fails, naming the real
+    /// server's route as "not one of dataplane.interfaces".
+    fn default() -> Path {
+        Path {
+            interfaces: Vec::new(),
+            mtu: 1500,
+            tunnel_source: None,
+        }
+    }
+}
+
+impl From<&Dataplane> for Path {
+    fn from(dp: &Dataplane) -> Path {
+        Path {
+            interfaces: dp.interfaces.clone(),
+            mtu: dp.mtu,
+            tunnel_source: dp.tunnel_source,
+        }
+    }
+}
+
 impl Via {
     /// The forwarding-path check `check` of real server `real` (reached
-    /// by `forward`) of the service on `vip`, under the configuration's
-    /// `[dataplane]` (a health `Target`'s fields; this file does not
-    /// import it, so that the engine's files may import this one without
-    /// a cycle). The probe goes to the VIP's port (a port-0 service: the
-    /// check's `connect_port`); `connect_ip` does not apply (the path is
-    /// the one to the real server's address).
+    /// by `forward`) of the service on `vip`, along `dp` (a health
+    /// `Target`'s fields; this file does not import it, so that the
+    /// engine's files may import this one without a cycle). The probe
+    /// goes to the VIP's port (a port-0 service: the check's
+    /// `connect_port`); `connect_ip` does not apply (the path is the one
+    /// to the real server's address).
     pub fn new(
-        dp: &Dataplane,
+        dp: &Path,
         mut vip: SocketAddr,
         real: SocketAddr,
         forward: Forward,

@@ -311,9 +311,11 @@ fn nat_and_ipv6_are_refused() {
 fn a_check_config_gives_the_probe_its_ports_and_source() {
     let text = "[dataplane]\ninterfaces = [\"lan0\", \"lan1\"]\nmtu = 1520\n\
                 tunnel_source = \"198.18.2.3\"\n";
-    let dp = crate::config::Config::from_str_named(text, "t.toml")
-        .unwrap()
-        .dataplane;
+    let dp = Path::from(
+        &crate::config::Config::from_str_named(text, "t.toml")
+            .unwrap()
+            .dataplane,
+    );
     let real: SocketAddr = "198.18.2.11:8080".parse().unwrap();
     let mut check = CheckConfig::new(crate::config::CheckKind::Tcp, real);
     check.bindto = Some(IpAddr::V4(SRC));
