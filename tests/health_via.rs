@@ -309,18 +309,10 @@ fn a_director_holding_the_vip_still_reads_the_answer() {
     direct_ok(&bed, 0);
 }
 
-/// CPU time of the calling thread so far (utime + stime of
-/// /proc/thread-self/stat, in clock ticks of 10 ms).
+/// CPU time of the calling thread so far.
 fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    Duration::from_millis((f[0] + f[1]) * 10)
+    use nix::time::{ClockId, clock_gettime};
+    Duration::from(clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap())
 }
 
 /// What a checker keeps between runs (`via::Cached`): it passes run after

@@ -65,14 +65,15 @@
 //!
 //! # Cost
 //!
-//! A passing probe (socket, filter, SYN, SYN-ACK, RST) takes about 0.3 ms
-//! of CPU in a debug build and a round trip of 0.1–0.2 ms on the test
-//! bed; closing the AF_PACKET socket then waits for an RCU grace period
-//! (the kernel's `synchronize_net`, 8–15 ms of wall time, no CPU), so a
-//! probe holds its blocking thread for ~15 ms (the cached check's test in
-//! tests/health_via.rs prints the figures). Resolving
-//! reads the kernel's whole neighbour table: a checker keeps a [`Cached`]
-//! per real server rather than resolving on every run.
+//! A passing probe takes a round trip of 0.1–0.2 ms on the test bed and
+//! about 60 µs of CPU in a debug build (the cached check's test in
+//! tests/health_via.rs prints both). Closing an AF_PACKET socket waits
+//! for an RCU grace period (the kernel's `synchronize_net`, 8–15 ms), so
+//! sockets are not closed after a probe but kept, with a filter that
+//! takes nothing, for the next one on the same interface (at most
+//! [`POOL_MAX`]). Resolving reads the kernel's whole neighbour table: a
+//! checker keeps a [`Cached`] per real server rather than resolving on
+//! every run.
 //!
 //! IPv4 only, as the data path's forwarding is.
 
@@ -647,6 +648,74 @@ fn reserve_port(src: Ipv4Addr, port: u16) -> Result<(rustix::fd::OwnedFd, u16), 
     Ok((fd, a.port()))
 }
 
+/// Most AF_PACKET sockets kept open for later probes (about the blocking
+/// threads that probe at once).
+pub const POOL_MAX: usize = 16;
+
+/// A socket kept for later probes on interface `ifindex` of the network
+/// namespace whose nsfs inode is `netns`.
+struct Pooled {
+    netns: u64,
+    ifindex: u32,
+    sock: PacketSocket,
+}
+
+/// Sockets between probes: closing an AF_PACKET socket waits for an RCU
+/// grace period (8–15 ms), so they are reused rather than closed. While
+/// pooled they hold a filter that takes nothing.
+static POOL: std::sync::Mutex<Vec<Pooled>> = std::sync::Mutex::new(Vec::new());
+
+/// The classic BPF program that accepts nothing.
+const NOTHING: [Insn; 1] = [Insn {
+    code: bpf::RET | bpf::K,
+    jt: 0,
+    jf: 0,
+    k: 0,
+}];
+
+fn netns_id() -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+}
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Pooled>> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A socket on `ifindex` with `filter`: a pooled one of this namespace
+/// (`true`: it may be stale, its interface gone) or a new one.
+fn take_socket(netns: u64, ifindex: u32, filter: &[Insn]) -> std::io::Result<(PacketSocket, bool)> {
+    let pooled = {
+        let mut pool = pool();
+        let i = pool
+            .iter()
+            .position(|p| p.netns == netns && p.ifindex == ifindex);
+        i.map(|i| pool.swap_remove(i).sock)
+    };
+    if let Some(sock) = pooled
+        && sock.set_filter(filter).is_ok()
+    {
+        // Whatever the nothing-filter let in before it was set.
+        sock.drain(64);
+        return Ok((sock, true));
+    }
+    Ok((PacketSocket::open(ifindex, filter)?, false))
+}
+
+fn give_back(netns: u64, ifindex: u32, sock: PacketSocket) {
+    if sock.set_filter(&NOTHING).is_err() {
+        return;
+    }
+    let mut pool = pool();
+    if pool.len() < POOL_MAX {
+        pool.push(Pooled {
+            netns,
+            ifindex,
+            sock,
+        });
+    }
+}
+
 /// Sends the probe and waits, at most `timeout`, for its answer: `Ok`
 /// on a SYN-ACK from VIP:port, else `Err` with the reason (RST, an ICMP
 /// error, nothing). Blocking; run it off the control thread. Needs
@@ -662,15 +731,6 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
         isn: random_u32()?,
         ident: random_u32()? as u16,
     };
-    let outer = p.tunnel_source.or(p.route_src).unwrap_or(p.src);
-    let sock = PacketSocket::open(p.ifindex, &filter(p.vip, p.src, sport, outer)).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            " (needs CAP_NET_RAW)"
-        } else {
-            ""
-        };
-        format!("AF_PACKET socket on {}: {e}{hint}", p.iface)
-    })?;
     let seg = |flags, seq| Segment {
         sport,
         seq,
@@ -678,6 +738,53 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
         ident: pr.ident,
     };
     let syn = forwarded(p, seg(tcp::SYN, pr.isn))?;
+    let outer = p.tunnel_source.or(p.route_src).unwrap_or(p.src);
+    let netns = netns_id().map_err(|e| format!("network namespace: {e}"))?;
+    let filter = filter(p.vip, p.src, sport, outer);
+    let socket_err = |e: std::io::Error| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (needs CAP_NET_RAW)"
+        } else {
+            ""
+        };
+        format!("AF_PACKET socket on {}: {e}{hint}", p.iface)
+    };
+    // Drained before the SYN leaves: nothing of this probe's is lost.
+    let (mut sock, mut pooled) = take_socket(netns, p.ifindex, &filter).map_err(socket_err)?;
+    let r = exchange(
+        p,
+        &pr,
+        &mut sock,
+        &mut pooled,
+        &syn,
+        deadline,
+        timeout,
+        &filter,
+        &socket_err,
+    );
+    give_back(netns, p.ifindex, sock);
+    r
+}
+
+/// The SYN (again after 1 s, 2 s …) and the wait for its answer.
+#[allow(clippy::too_many_arguments)]
+fn exchange(
+    p: &ViaProbe,
+    pr: &Probe,
+    sock: &mut PacketSocket,
+    pooled: &mut bool,
+    syn: &[u8],
+    deadline: Instant,
+    timeout: Duration,
+    filter: &[Insn],
+    socket_err: &dyn Fn(std::io::Error) -> String,
+) -> Result<(), String> {
+    let seg = |flags, seq| Segment {
+        sport: pr.sport,
+        seq,
+        flags,
+        ident: pr.ident,
+    };
     let mut next_send = Instant::now();
     let mut backoff = Duration::from_secs(1);
     let mut buf = [0u8; 2048];
@@ -693,8 +800,15 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
             ));
         }
         if now >= next_send {
-            sock.send(&syn)
-                .map_err(|e| format!("sending the probe on {}: {e}", p.iface))?;
+            if let Err(e) = sock.send(syn) {
+                if !*pooled {
+                    return Err(format!("sending the probe on {}: {e}", p.iface));
+                }
+                // A pooled socket whose interface went away: a new one.
+                *sock = PacketSocket::open(p.ifindex, filter).map_err(socket_err)?;
+                *pooled = false;
+                continue;
+            }
             next_send = now + backoff;
             backoff *= 2;
         }
@@ -704,7 +818,7 @@ pub fn probe(p: &ViaProbe, timeout: Duration) -> Result<(), String> {
         else {
             continue;
         };
-        match classify(&buf[..n], &pr) {
+        match classify(&buf[..n], pr) {
             Some(Answer::SynAck) => {
                 // Closes the real server's half-open connection. Best
                 // effort: the check has passed whatever happens to it,

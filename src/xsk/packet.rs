@@ -74,8 +74,6 @@ impl PacketSocket {
     /// IPv4 frames `filter` accepts (it sees each from its Ethernet
     /// header). Needs CAP_NET_RAW.
     pub fn open(ifindex: u32, filter: &[Insn]) -> io::Result<PacketSocket> {
-        let len = u16::try_from(filter.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF filter too long"))?;
         // SAFETY: plain system call with constant arguments; protocol 0
         // receives nothing until the bind below.
         let raw = unsafe {
@@ -89,6 +87,39 @@ impl PacketSocket {
         // SAFETY: `raw` is a descriptor just returned to us and owned by
         // nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sock = PacketSocket { fd, ifindex };
+        sock.set_filter(filter)?;
+        let one: libc::c_int = 1;
+        // SAFETY: an int option, its size given. Kernels before 4.20 lack
+        // the option; outgoing frames are skipped in `recv` anyway.
+        let _ = unsafe {
+            libc::setsockopt(
+                sock.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        let sll = sockaddr_ll(ifindex, ETH_P_IP, None);
+        // SAFETY: `sll` is a valid sockaddr_ll and its size is given.
+        let rc = unsafe {
+            libc::bind(
+                sock.fd.as_raw_fd(),
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        check(rc, "bind(AF_PACKET)")?;
+        Ok(sock)
+    }
+
+    /// Replaces the filter (atomically: each frame meets the old or the
+    /// new one). Frames the old one queued stay queued: see
+    /// [`PacketSocket::drain`].
+    pub fn set_filter(&self, filter: &[Insn]) -> io::Result<()> {
+        let len = u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF filter too long"))?;
         let mut insns: Vec<libc::sock_filter> = filter
             .iter()
             .map(|i| libc::sock_filter {
@@ -107,37 +138,34 @@ impl PacketSocket {
         // size of the struct passed.
         let rc = unsafe {
             libc::setsockopt(
-                fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_ATTACH_FILTER,
                 (&raw const prog).cast(),
                 size_of::<libc::sock_fprog>() as libc::socklen_t,
             )
         };
-        check(rc, "SO_ATTACH_FILTER")?;
-        let one: libc::c_int = 1;
-        // SAFETY: an int option, its size given. Kernels before 4.20 lack
-        // the option; outgoing frames are skipped in `recv` anyway.
-        let _ = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_IGNORE_OUTGOING,
-                (&raw const one).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        let sll = sockaddr_ll(ifindex, ETH_P_IP, None);
-        // SAFETY: `sll` is a valid sockaddr_ll and its size is given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        check(rc, "bind(AF_PACKET)")?;
-        Ok(PacketSocket { fd, ifindex })
+        check(rc, "SO_ATTACH_FILTER")
+    }
+
+    /// Discards the frames queued now (at most `limit`); returns how many.
+    pub fn drain(&self, limit: usize) -> usize {
+        let mut buf = [0u8; 64];
+        for n in 0..limit {
+            // SAFETY: `buf` is writable for its length; no address wanted.
+            let rc = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
+            if rc < 0 {
+                return n;
+            }
+        }
+        limit
     }
 
     /// Sends one whole Ethernet frame (its header included) out of the
