@@ -97,6 +97,7 @@ fn main() {
                 real,
                 forward: Forward::Dr,
                 checks: vec![check],
+                dataplane: Default::default(),
             }
         })
         .collect();

@@ -20,7 +20,7 @@
 //! Modules import only downward, in these layers (checked by
 //! `tests/layers.rs`): [`wire`], [`mem`], [`netlink`], [`log`] → [`frame`],
 //! [`stats`] → [`dest`], [`conn`], [`sched`] → [`config`] → [`service`] →
-//! [`xmit`], [`app`] → [`pipeline`] → [`worker`], [`xsk`] → [`ctrl`] →
+//! [`xmit`], [`app`] → [`pipeline`] → [`worker`], [`xsk`] → [`ctrl`], [`health`] →
 //! [`daemon`], [`adm`]. `unsafe` is denied everywhere but [`xsk`] and
 //! [`mem`].
 

@@ -291,6 +291,7 @@ fn target(port: u16, checks: Vec<CheckConfig>) -> Target {
         real: real(port),
         forward: Forward::Dr,
         checks,
+        dataplane: Default::default(),
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::http;
 pub use super::http::Context;
 use super::net::{Outcome, connect, seconds};
-use super::{dns, script, udp};
+use super::{dns, script, udp, via};
 use crate::config::{CheckConfig, CheckKind, Via};
 
 /// keepalived's name of the check, with its target: "TCP_CHECK
@@ -33,12 +33,65 @@ pub fn name(cfg: &CheckConfig) -> String {
     }
 }
 
-/// One attempt, bounded in time.
-pub async fn attempt(ctx: &Context, cfg: &CheckConfig) -> Result<Outcome, String> {
-    if let (Via::Forwarding, false) = (cfg.via, matches!(cfg.kind, CheckKind::Script(_))) {
-        // The probe through the forwarding path is built by health::via
-        // (issue 14, helper C); until it is merged such a check cannot pass.
-        return Err("via = \"forwarding\" is not built in this version".to_owned());
+/// A check's probe through the forwarding path ([`super::via`]): what it
+/// follows, and the resolved probe it keeps between attempts.
+pub struct Forwarding {
+    via: via::Via,
+    cached: std::sync::Arc<std::sync::Mutex<via::Cached>>,
+}
+
+impl Forwarding {
+    /// For check `cfg` of the real server `real` of the service on `vip`
+    /// (`(proto, vip, real)`), reached by `forward` along `dp`, when it
+    /// goes through the forwarding path: `via = "forwarding"` to a DR or
+    /// TUN real server (NAT: `None`, the direct check).
+    pub fn of(
+        dp: &via::Path,
+        (_, vip, real): (crate::config::Protocol, SocketAddr, SocketAddr),
+        forward: crate::config::Forward,
+        cfg: &CheckConfig,
+    ) -> Option<Forwarding> {
+        if cfg.via != Via::Forwarding || !via::forwards(forward) {
+            return None;
+        }
+        Some(Forwarding {
+            via: via::Via::new(dp, vip, real, forward, cfg),
+            cached: Default::default(),
+        })
+    }
+
+    /// One probe, in the runtime's blocking pool (it blocks on its
+    /// socket, bounded by `timeout`).
+    async fn probe(&self, timeout: std::time::Duration) -> Result<Outcome, String> {
+        let (v, cached) = (self.via.clone(), self.cached.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut c = cached.lock().unwrap_or_else(|e| e.into_inner());
+            c.run(&v, timeout)
+        })
+        .await
+        .map_err(|e| format!("forwarding-path probe: {e}"))??;
+        Ok(Outcome::pass("SYN-ACK through the forwarding path"))
+    }
+}
+
+/// One attempt, bounded in time. `forwarding`: the check goes through the
+/// forwarding path ([`Forwarding::of`]).
+pub async fn attempt(
+    ctx: &Context,
+    forwarding: Option<&Forwarding>,
+    cfg: &CheckConfig,
+) -> Result<Outcome, String> {
+    // Through the forwarding path: a TCP check's SYN to the VIP,
+    // forwarded to this real server (health::via). NAT real servers have
+    // no `forwarding` and are checked directly.
+    if let Some(f) = forwarding {
+        return match cfg.kind {
+            CheckKind::Tcp => f.probe(cfg.connect_timeout).await,
+            _ => Err(format!(
+                "via = \"forwarding\" probes TCP only, not kind = \"{}\"",
+                cfg.kind.config_name()
+            )),
+        };
     }
     let deadline = Instant::now() + cfg.connect_timeout;
     match &cfg.kind {

@@ -20,6 +20,10 @@
 //! script that hangs, a TLS server with a bad certificate or an endpoint
 //! that answers garbage or never closes is a failed check with its
 //! reason, never a stuck checker.
+//!
+//! [`via`]: the TCP check through the forwarding path (`via =
+//! "forwarding"`): a SYN to VIP:port forwarded to the one real server as
+//! the data path would (DR, TUN); for NAT it is the direct check.
 
 mod check;
 mod dns;
@@ -29,6 +33,7 @@ mod net;
 mod plan;
 mod script;
 mod udp;
+pub mod via;
 
 pub use monitor::{Monitor, THREAD_NAME};
 pub use net::Outcome;

@@ -143,7 +143,9 @@ impl Monitor {
                             streak: 0,
                             weight: None,
                         };
-                        let task = run(self.shared.clone(), key, id, cfg.clone());
+                        let fwd =
+                            check::Forwarding::of(&target.dataplane, key, target.forward, &cfg);
+                        let task = run(self.shared.clone(), key, id, cfg.clone(), fwd);
                         let abort = self.handle.spawn(task).abort_handle();
                         Slot {
                             id,
@@ -255,7 +257,13 @@ fn first_delay(id: u64, interval: Duration) -> Duration {
     Duration::from_micros(if span == 0 { 0 } else { spread % span })
 }
 
-async fn run(shared: Arc<Mutex<Shared>>, key: Key, id: u64, cfg: CheckConfig) {
+async fn run(
+    shared: Arc<Mutex<Shared>>,
+    key: Key,
+    id: u64,
+    cfg: CheckConfig,
+    forwarding: Option<check::Forwarding>,
+) {
     let ctx = match check::Context::new(&cfg) {
         Ok(ctx) => Some(ctx),
         Err(reason) => {
@@ -268,30 +276,44 @@ async fn run(shared: Arc<Mutex<Shared>>, key: Key, id: u64, cfg: CheckConfig) {
     let mut next = tokio::time::Instant::now() + first_delay(id, cfg.interval);
     loop {
         tokio::time::sleep_until(next).await;
-        next += cfg.interval;
+        let (outcome, retried) = match &ctx {
+            Some(ctx) => attempts(ctx, forwarding.as_ref(), &cfg).await,
+            None => {
+                next += cfg.interval;
+                continue;
+            }
+        };
+        record(&shared, key, id, &cfg, outcome);
+        // After retries the next check comes a whole interval after this
+        // one ended, as keepalived schedules it: a pass on the last retry
+        // and the next round's must not land together, or `rise` would not
+        // be paced by the interval. Otherwise the cadence holds.
         let now = tokio::time::Instant::now();
+        next = if retried { now } else { next } + cfg.interval;
         if next < now {
             next = now + cfg.interval; // fell behind: skip, do not burst
         }
-        let outcome = match &ctx {
-            Some(ctx) => attempts(ctx, &cfg).await,
-            None => continue,
-        };
-        record(&shared, key, id, &cfg, outcome);
     }
 }
 
-/// One check: the first attempt and up to `retry` more while they fail.
-async fn attempts(ctx: &check::Context, cfg: &CheckConfig) -> Result<Outcome, String> {
-    let mut result = check::attempt(ctx, cfg).await;
+/// One check: the first attempt and up to `retry` more while they fail;
+/// and whether a retry was made.
+async fn attempts(
+    ctx: &check::Context,
+    forwarding: Option<&check::Forwarding>,
+    cfg: &CheckConfig,
+) -> (Result<Outcome, String>, bool) {
+    let mut result = check::attempt(ctx, forwarding, cfg).await;
+    let mut retried = false;
     for _ in 0..cfg.retry {
         if result.is_ok() {
             break;
         }
         tokio::time::sleep(cfg.delay_before_retry).await;
-        result = check::attempt(ctx, cfg).await;
+        retried = true;
+        result = check::attempt(ctx, forwarding, cfg).await;
     }
-    result
+    (result, retried)
 }
 
 fn record(

@@ -14,6 +14,8 @@ pub struct Target {
     pub forward: Forward,
     /// At least one; all must pass for the real server to be up.
     pub checks: Vec<CheckConfig>,
+    /// The `[dataplane]` settings a `via = "forwarding"` check follows.
+    pub dataplane: super::via::Path,
 }
 
 /// A change of a target's state (or its initial state).
@@ -47,6 +49,7 @@ pub fn plan(cfg: &Config) -> Vec<Target> {
                     real: real.addr,
                     forward: real.forward,
                     checks: real.health.checks.clone(),
+                    dataplane: super::via::Path::from(&cfg.dataplane),
                 })
         })
         .collect()

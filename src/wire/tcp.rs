@@ -202,6 +202,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
 
+    /// Sets the data offset: a header of `len` bytes (a multiple of 4,
+    /// 20..=60).
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
+        debug_assert!(len.is_multiple_of(4) && (MIN_HEADER_LEN..=60).contains(&len));
+        self.buffer.as_mut()[field::DATA_OFF] = ((len / 4) as u8) << 4;
+    }
+
+    #[inline]
+    pub fn set_window(&mut self, window: u16) {
+        write_u16(&mut self.buffer.as_mut()[field::WIN_SIZE], window);
+    }
+
     #[inline]
     pub fn set_checksum(&mut self, checksum: u16) {
         write_u16(&mut self.buffer.as_mut()[field::CHECKSUM], checksum);

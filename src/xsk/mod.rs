@@ -53,12 +53,15 @@
 //! `umem.rs` are the shared memory it works on; `config.rs`, `stats.rs`
 //! and `error.rs` hold what it is opened with, what it counts and how
 //! opening fails; `steer.rs` loads the XDP program that feeds it.
+//! `packet.rs` is apart from the data path: an AF_PACKET socket for the
+//! control side's probes through the forwarding path (`health::via`).
 
 #![allow(unsafe_code)]
 
 mod config;
 pub mod driver;
 mod error;
+pub mod packet;
 mod ring;
 mod socket;
 mod stats;
