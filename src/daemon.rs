@@ -813,7 +813,17 @@ impl Director {
             })?;
         }
         let steering = &self.plane.steering;
-        let done = privilege::drop_control(self.identity.as_ref(), || {
+        // Forwarding-path checks need a packet socket (health::via), now
+        // and for the checker thread started after this.
+        let raw = self.cfg.services.iter().any(|s| {
+            s.reals.iter().any(|r| {
+                r.health
+                    .checks
+                    .iter()
+                    .any(|c| c.via == crate::config::Via::Forwarding)
+            })
+        });
+        let done = privilege::drop_control(self.identity.as_ref(), raw, || {
             steering
                 .iter()
                 .try_for_each(|s| s.stats().map(drop).map_err(|e| e.to_string()))
@@ -1609,13 +1619,7 @@ mod tests {
         );
         t.add_service(&ServiceConfig::new(Protocol::Tcp, vip, "rr"))
             .unwrap();
-        let r = RealConfig {
-            addr: real,
-            forward: Forward::Dr,
-            weight: 1,
-            upper_threshold: 0,
-            lower_threshold: 0,
-        };
+        let r = RealConfig::new(real, Forward::Dr, 1);
         t.add_dest(Protocol::Tcp, vip, &r).unwrap();
         let shared = Arc::new(Shared::new(Arc::new(t.snapshot()), &[vec![0]]));
         let mut control = Control::new(t, 4096, Instant::now());
@@ -1638,6 +1642,9 @@ mod tests {
             pending: 0,
             no_source: Vec::new(),
             local_addrs: None,
+            asked: std::collections::HashSet::new(),
+            cycle_pos: 0,
+            next_cycle: Instant::now(),
             checksum_lines: Vec::new(),
             clock: Arc::new(Clock::default()),
         };

@@ -16,6 +16,10 @@
 //! - `CAP_NET_ADMIN`: the neighbour requests (`RTM_NEWNEIGH` with
 //!   `NTF_USE`) that make the kernel resolve a real server's next hop, and
 //!   detaching an XDP program attached through netlink at stop;
+//! - `CAP_NET_RAW`, only when the configuration at start-up has a health
+//!   check through the forwarding path (`via = "forwarding"`): its probe
+//!   sends and reads frames on a packet socket (`health::via`). A check of
+//!   that kind first added by a reload fails, saying it needs it;
 //! - `CAP_BPF`, or failing that `CAP_SYS_ADMIN`, only where this kernel
 //!   asks for it to read and update the steering program's maps (kernels
 //!   before 6.5 with `kernel.unprivileged_bpf_disabled` set check the
@@ -270,12 +274,14 @@ impl std::fmt::Display for Dropped {
 }
 
 /// The control thread's part (module docs): switches to `identity` if
-/// given (every thread), then keeps [`ALWAYS_KEPT`] plus the smallest
+/// given (every thread), then keeps [`ALWAYS_KEPT`] (and `CAP_NET_RAW` if
+/// `raw`: forwarding-path checks, threads started later inherit it) plus the smallest
 /// candidate (nothing more, `CAP_BPF`, `CAP_SYS_ADMIN`) with which `maps_work` succeeds (it must
 /// read the XDP maps and say why not). Call it while the workers wait,
 /// then have each call [`drop_worker`].
 pub fn drop_control(
     identity: Option<&Identity>,
+    raw: bool,
     mut maps_work: impl FnMut() -> Result<(), String>,
 ) -> Result<Dropped, PrivilegeError> {
     if let Some(id) = identity {
@@ -285,8 +291,10 @@ pub fn drop_control(
     // probing below needs it in effect.
     let permitted = read(CapSet::Permitted)?;
     caps::set(None, CapSet::Effective, &permitted).map_err(caps_err("set the effective set"))?;
-    let base: HashSet<Capability> = [ALWAYS_KEPT]
+    let raw = raw.then_some(Capability::CAP_NET_RAW);
+    let base: HashSet<Capability> = [Some(ALWAYS_KEPT), raw]
         .into_iter()
+        .flatten()
         .filter(|c| permitted.contains(c))
         .collect();
     let mut tried = Vec::new();
@@ -425,7 +433,7 @@ mod tests {
         );
         let (dropped, eff) = std::thread::spawn(|| {
             // Maps that want CAP_BPF, as an older kernel's would.
-            let d = drop_control(None, || {
+            let d = drop_control(None, false, || {
                 match caps::has_cap(None, CapSet::Effective, Capability::CAP_BPF) {
                     Ok(true) => Ok(()),
                     _ => Err("Operation not permitted".into()),
@@ -438,7 +446,7 @@ mod tests {
         .unwrap();
         assert_eq!(dropped.kept, ["CAP_BPF", "CAP_NET_ADMIN"]);
         assert_eq!(eff, [Capability::CAP_BPF, Capability::CAP_NET_ADMIN].into());
-        let e = std::thread::spawn(|| drop_control(None, || Err("no".into())).unwrap_err())
+        let e = std::thread::spawn(|| drop_control(None, false, || Err("no".into())).unwrap_err())
             .join()
             .unwrap();
         assert_eq!(

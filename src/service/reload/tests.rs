@@ -48,13 +48,7 @@ fn service(vip: &str, sched: &str) -> ServiceConfig {
 }
 
 fn real(a: &str, weight: u32) -> RealConfig {
-    RealConfig {
-        addr: addr(a),
-        forward: Forward::Dr,
-        weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
+    RealConfig::new(addr(a), Forward::Dr, weight)
 }
 
 /// Every service as (vip, scheduler, [(real, weight)]), reals sorted.
