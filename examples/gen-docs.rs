@@ -347,16 +347,23 @@ fn parse_reference(text: &str) -> Vec<Item> {
                 notes.push(b);
                 continue;
             }
-            // `# name = value` closing the block: an optional key.
-            if let Some((name, value)) = b.last().and_then(|l| key_line(l)) {
-                let (name, value) = (name.to_owned(), value.to_owned());
-                let key = format!("{}.{name}", table.as_deref().unwrap_or(""));
-                if !seen_keys.contains(&key) {
-                    seen_keys.push(key);
+            // `# name = value` lines closing the block: optional keys,
+            // sharing the text above them (`# notify_up = …`, `# notify_down = …`).
+            let text_len = b.len() - b.iter().rev().take_while(|l| key_line(l).is_some()).count();
+            if text_len < b.len() {
+                let mut heads = Vec::new();
+                for (name, value) in b[text_len..].iter().filter_map(|l| key_line(l)) {
+                    let key = format!("{}.{name}", table.as_deref().unwrap_or(""));
+                    if !seen_keys.contains(&key) {
+                        seen_keys.push(key);
+                        heads.push(format!("{name} = {value}  (optional; unset by default)"));
+                    }
+                }
+                if !heads.is_empty() {
                     items.extend(notes.drain(..).map(Item::Note));
                     items.push(Item::Key(Entry {
-                        heads: vec![format!("{name} = {value}  (optional; unset by default)")],
-                        text: b[..b.len() - 1].to_vec(),
+                        heads,
+                        text: b[..text_len].to_vec(),
                     }));
                 }
                 continue;
