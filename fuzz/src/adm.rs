@@ -31,7 +31,7 @@ pub fn run(data: &[u8]) {
     };
     if mode & 1 == 0 {
         let args: Vec<String> = text
-            .split(|c: char| c == '\0' || c == ' ')
+            .split(['\0', ' '])
             .filter(|w| !w.is_empty())
             .take(64)
             .map(str::to_owned)

@@ -13,8 +13,11 @@ pub mod ftp;
 pub mod icmp;
 pub mod pipeline;
 
+/// A target's entry point: one input.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name, as `fuzz_targets/` and `corpus/` name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pipeline", pipeline::run),
     ("icmp", icmp::run),
     ("ftp", ftp::run),

@@ -516,7 +516,11 @@ impl Harness {
                 assert_ne!(o.l4, Some(false), "L4 checksum of a transmitted frame");
             }
             if self.p.stats().get(Counter::TxReplies) > before_replies {
-                let src = Ipv4Addr::from(<[u8; 4]>::try_from(&out[26..30]).unwrap());
+                let s = SlicedPacket::from_ethernet(out).unwrap();
+                let Some(NetSlice::Ipv4(ip)) = &s.net else {
+                    unreachable!("checked above")
+                };
+                let src = ip.header().source_addr();
                 assert!(
                     SERVICES
                         .iter()
