@@ -22,6 +22,9 @@
 #   package      lintian (scripts/package.sh --check, tests/package.rs), and
 #                cargo-deb (a cargo tool, installed with cargo install from
 #                crates.io when missing or of another version)
+#   fuzzing      cargo-fuzz (likewise; scripts/fuzz.sh, the fuzz smoke of
+#                scripts/test.sh; it runs on the stable toolchain with
+#                RUSTC_BOOTSTRAP=1 for -Zsanitizer)
 #
 # The Rust toolchain is not installed here: bookworm's rustc (1.63) is too old
 # for edition 2024 and has no rustup package, and rustup's installer downloads
@@ -41,6 +44,9 @@ PACKAGES=(
 # scripts/package.sh's cargo-deb, pinned: its output format (the .deb's path
 # on the last line) and options (--strip, --profile) are relied on.
 CARGO_DEB_VERSION=3.8.0
+# scripts/fuzz.sh's cargo-fuzz, pinned (its build layout, fuzz/target/TRIPLE/
+# release/TARGET, is relied on).
+CARGO_FUZZ_VERSION=0.13.2
 # Edition 2024 needs Rust 1.85.
 MIN_RUST_MINOR=85
 
@@ -133,6 +139,17 @@ else
         die "cargo install cargo-deb $CARGO_DEB_VERSION failed"
     have_deb=$(cargo deb --version 2>/dev/null) || die "cargo-deb installed but does not run"
     step "cargo-deb: installed ($have_deb)"
+fi
+
+have_fuzz=$(cargo fuzz --version 2>/dev/null || true)
+if [[ $have_fuzz == *" $CARGO_FUZZ_VERSION" ]]; then
+    step "cargo-fuzz: $have_fuzz present"
+else
+    step "cargo-fuzz: installing $CARGO_FUZZ_VERSION (have: ${have_fuzz:-none}; cargo install, a few minutes)"
+    cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" ||
+        die "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed"
+    have_fuzz=$(cargo fuzz --version 2>/dev/null) || die "cargo-fuzz installed but does not run"
+    step "cargo-fuzz: installed ($have_fuzz)"
 fi
 
 step "done"

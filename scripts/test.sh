@@ -72,6 +72,15 @@ cargo_step "doc tests" test --doc "${locked[@]}"
 cargo_step "formatting" fmt --all -- --check
 cargo_step "lints" clippy --all-targets "${locked[@]}" -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo_step "API docs" doc --no-deps "${locked[@]}"
+# The fuzz targets (fuzz/, a crate of its own): their corpora replayed
+# through the harnesses as a plain test, their lints, then each target
+# built with libFuzzer and the sanitizer and run briefly (scripts/fuzz.sh
+# --smoke: the corpus plus 2000 fixed-seed executions each).
+cargo_step "fuzz corpora" test --manifest-path fuzz/Cargo.toml --lib "${locked[@]}"
+cargo_step "fuzz lints" clippy --manifest-path fuzz/Cargo.toml --all-targets "${locked[@]}" -- -D warnings
+cargo_step "fuzz formatting" fmt --manifest-path fuzz/Cargo.toml -- --check
+step "fuzz smoke: scripts/fuzz.sh --smoke"
+scripts/fuzz.sh --smoke 2>&1 | tee -a "$log" || fail "fuzz smoke (scripts/fuzz.sh --smoke)"
 
 # A namespace left behind fails the run even when every test passed.
 check_netns || exit 1
