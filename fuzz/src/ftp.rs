@@ -78,13 +78,7 @@ fn table() -> ServiceTable {
     t.add_dest(
         Protocol::Tcp,
         vip,
-        &RealConfig {
-            addr: std::net::SocketAddr::new(RIP.into(), 21),
-            forward: Forward::Nat,
-            weight: 1,
-            upper_threshold: 0,
-            lower_threshold: 0,
-        },
+        &RealConfig::new(std::net::SocketAddr::new(RIP.into(), 21), Forward::Nat, 1),
     )
     .unwrap();
     let o = RIP.octets();

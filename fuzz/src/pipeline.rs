@@ -164,13 +164,7 @@ pub fn table_empty() -> ServiceTable {
 }
 
 fn real(addr: &str, forward: Forward, weight: u32) -> RealConfig {
-    RealConfig {
-        addr: addr.parse().unwrap(),
-        forward,
-        weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
+    RealConfig::new(addr.parse().unwrap(), forward, weight)
 }
 
 /// What a step's payload is: bytes, or an FTP line built from the flow's
