@@ -174,6 +174,17 @@ impl Source<'_> {
                 &[("direct", Via::Direct), ("forwarding", Via::Forwarding)],
             )?
             .unwrap_or_default();
+        // The forwarding path's probe is a SYN (health::via): TCP only.
+        if let (Via::Forwarding, Some(leaf)) = (via, &raw.via)
+            && kind != "tcp"
+        {
+            let problem = Problem::KindOnly {
+                what: "via = \"forwarding\"",
+                kinds: "tcp",
+                actual: kind,
+            };
+            return Err(self.invalid(Some(leaf.span()), &k("via"), problem));
+        }
 
         let kind = match kind {
             "tcp" => CheckKind::Tcp,

@@ -69,7 +69,7 @@ fn every_check_key() {
         "kind = \"https\"\ninterval = 0.5\nconnect_timeout = 2\nretry = 3\n\
          delay_before_retry = 0\nrise = 2\nfall = 4\nalpha = true\nbindto = \"198.18.2.2\"\n\
          bind_port = 40000\nconnect_ip = \"rs1.example.test\"\nconnect_port = 8443\n\
-         via = \"forwarding\"\n\
+         via = \"direct\"\n\
          urls = [ { path = \"/h\", status = [200, \"300-399\"], \
          digest = \"0123456789abcdef0123456789ABCDEF\", regex = \"O[K]\" }, { path = \"/b\" } ]\n\
          virtualhost = \"v.test\"\nsni = false\nverify_certificate = true\nca_file = \"/etc/ca.pem\"",
@@ -83,7 +83,7 @@ fn every_check_key() {
     assert_eq!(check.bind_port, Some(40000));
     assert_eq!(check.connect_ip, "rs1.example.test");
     assert_eq!(check.connect_port, 8443);
-    assert_eq!(check.via, Via::Forwarding);
+    assert_eq!(check.via, Via::Direct);
     let CheckKind::Https(http) = check.kind else {
         panic!("not https")
     };
@@ -180,6 +180,11 @@ fn errors_name_the_key() {
         error(&doc("", "kind = \"tcp\"\nurls = [{ path = \"/\" }]")),
         "t.toml:11: services[0].reals[0].checks[0].urls: urls is only valid with kind = \
          \"http\" or \"https\", not \"tcp\""
+    );
+    assert_eq!(
+        error(&doc("", "kind = \"http\"\nvia = \"forwarding\"")),
+        "t.toml:11: services[0].reals[0].checks[0].via: via = \"forwarding\" is only valid \
+         with kind = \"tcp\", not \"http\""
     );
     assert_eq!(
         error(&doc("", "kind = \"tcp\"\nfall = 0")),
