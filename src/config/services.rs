@@ -20,6 +20,14 @@ use super::types::{
 use crate::dest::Forward;
 use crate::sched::{Params, SCHED_FLAG_NAMES, SchedFlags};
 
+/// The `forward` values of a real server (and a sorry server), as
+/// ipvsadm's -g, -i, -m.
+const FORWARDS: [(&str, Forward); 3] = [
+    ("dr", Forward::Dr),
+    ("tun", Forward::Tun),
+    ("nat", Forward::Nat),
+];
+
 impl Source<'_> {
     pub(super) fn services(&self, raw: &[Spanned<RawService>]) -> Result<Vec<ServiceConfig>> {
         let mut first_line = HashMap::new();
@@ -173,25 +181,13 @@ impl Source<'_> {
             let expected = "the sorry server's address and port, e.g. \"198.18.2.99:80\"";
             self.missing(Some(table.span()), &k("addr"), expected)
         })?;
-        let modes = [
-            ("dr", Forward::Dr),
-            ("tun", Forward::Tun),
-            ("nat", Forward::Nat),
-        ];
         let forward = self
-            .choice(&raw.forward, &k("forward"), &modes)?
+            .choice(&raw.forward, &k("forward"), &FORWARDS)?
             .unwrap_or_default();
         let weight = self
             .int(&raw.weight, &k("weight"), 0, RealConfig::MAX_WEIGHT)?
             .unwrap_or(RealConfig::DEFAULT_WEIGHT);
-        let real = RealConfig {
-            addr,
-            forward,
-            weight,
-            upper_threshold: 0,
-            lower_threshold: 0,
-            health: Default::default(),
-        };
+        let real = RealConfig::new(addr, forward, weight);
         rules::check_real(vip, &real).map_err(|(field, problem)| {
             let (name, leaf) = match field {
                 Field::Forward => ("forward", &raw.forward),
@@ -286,13 +282,8 @@ impl Source<'_> {
             let expected = "the real server's address and port, e.g. \"198.18.2.11:80\"";
             self.missing(Some(table.span()), &k("addr"), expected)
         })?;
-        let modes = [
-            ("dr", Forward::Dr),
-            ("tun", Forward::Tun),
-            ("nat", Forward::Nat),
-        ];
         let forward = self
-            .choice(&raw.forward, &k("forward"), &modes)?
+            .choice(&raw.forward, &k("forward"), &FORWARDS)?
             .unwrap_or_default();
         let weight = self.int(&raw.weight, &k("weight"), 0, RealConfig::MAX_WEIGHT)?;
         // ipvsadm -x / -y accept 0..=INT_MAX.
