@@ -46,6 +46,7 @@ fn servers(n: usize, weight: impl Fn(usize) -> u32) -> (Vec<u32>, Vec<Option<Des
                 mac: Some([2, 0, 0, 0, 2, i as u8]),
                 tx_port: 0,
                 src: None,
+                src6: None,
                 in_service: true,
                 counters,
             })

@@ -310,6 +310,9 @@ pub struct Dest {
     /// (RTA_PREFSRC): the outer source of its TUN packets, and of the
     /// ICMP errors the director sends it. `None` until known.
     pub src: Option<Ipv4Addr>,
+    /// The same for an IPv6 real server: the outer source of its ip6ip6
+    /// packets and of ICMPv6 errors sent to it.
+    pub src6: Option<std::net::Ipv6Addr>,
     /// In service: false while its health checks have taken it out (IPVS
     /// without `IP_VS_DEST_F_AVAILABLE`, as keepalived leaves a real server
     /// it removed). Such a server is in no service's scheduling order; its
@@ -416,6 +419,7 @@ mod tests {
             lower_threshold: 0,
             mac: None,
             src: None,
+            src6: None,
             tx_port: 0,
             in_service: true,
             counters: Arc::new(DestCounters::default()),

@@ -208,6 +208,7 @@ pub(crate) mod testutil {
                     mac: Some([2, 0, 0, 0, 2, 11 + i as u8]),
                     tx_port: 0,
                     src: None,
+                    src6: None,
                     in_service: true,
                     counters: Arc::new(DestCounters::default()),
                 })

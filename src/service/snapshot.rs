@@ -1,7 +1,7 @@
 //! The immutable view of the services and real servers that the packet
 //! path reads; [`super::ServiceTable`] builds a new one for every change.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::steer::{SteerRule, Superseded};
@@ -23,6 +23,9 @@ pub struct Service {
     pub dests: Box<[u32]>,
     pub persistence_timeout: u32,
     pub persistence_netmask: Ipv4Addr,
+    /// IPv6 services: the persistence prefix length (`ipvsadm -M` takes
+    /// one for IPv6, 128 by default); unused for IPv4.
+    pub persistence_prefix6: u8,
     /// The service's traffic (`ipvsadm --stats`).
     pub stats: Arc<Stats>,
     /// Some real server is NAT: replies come back through the director, so
@@ -69,6 +72,11 @@ pub struct Snapshot {
     pub(super) nat_rips_v4: hashbrown::HashSet<Ipv4Addr, foldhash::fast::FixedState>,
     /// IPv4 VIP → its persistent TCP port-21 service (see `service_v4`).
     pub(super) ftp_v4: hashbrown::HashMap<Ipv4Addr, u32, foldhash::fast::FixedState>,
+    /// The same four for IPv6 services.
+    pub(super) v6: hashbrown::HashMap<(u8, Ipv6Addr, u16), u32, foldhash::fast::FixedState>,
+    pub(super) vips_v6: hashbrown::HashSet<Ipv6Addr, foldhash::fast::FixedState>,
+    pub(super) nat_rips_v6: hashbrown::HashSet<Ipv6Addr, foldhash::fast::FixedState>,
+    pub(super) ftp_v6: hashbrown::HashMap<Ipv6Addr, u32, foldhash::fast::FixedState>,
     /// Virtual ports whose NAT connections get the FTP helper
     /// (`connections.ftp_ports`, IPVS's `ip_vs_ftp ports=`).
     pub ftp_ports: Box<[u16]>,
@@ -146,6 +154,40 @@ impl Snapshot {
     #[inline]
     pub fn is_nat_real_v4(&self, addr: Ipv4Addr) -> bool {
         self.nat_rips_v4.contains(&addr)
+    }
+
+    /// [`Snapshot::service_v4`] for an IPv6 VIP.
+    #[inline]
+    pub fn service_v6(&self, proto: u8, addr: Ipv6Addr, port: u16) -> Option<&Service> {
+        let i = self
+            .v6
+            .get(&(proto, addr, port))
+            .or_else(|| {
+                if proto == crate::wire::ipv4::PROTO_TCP && (port == 20 || port >= 1024) {
+                    self.ftp_v6.get(&addr)
+                } else {
+                    None
+                }
+            })
+            .or_else(|| self.v6.get(&(proto, addr, 0)))?;
+        Some(&self.services[*i as usize])
+    }
+
+    /// Whether `addr` is an IPv6 VIP (of any service).
+    #[inline]
+    pub fn is_vip_v6(&self, addr: Ipv6Addr) -> bool {
+        self.vips_v6.contains(&addr)
+    }
+
+    /// [`Snapshot::is_ours_v4`] for IPv6.
+    pub fn is_ours_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+        self.vips_v6.contains(&dst) || self.nat_rips_v6.contains(&src)
+    }
+
+    /// Whether `addr` is an IPv6 NAT real server's.
+    #[inline]
+    pub fn is_nat_real_v6(&self, addr: Ipv6Addr) -> bool {
+        self.nat_rips_v6.contains(&addr)
     }
 
     /// The real server a connection refers to, unless it has been deleted.

@@ -267,6 +267,8 @@ pub struct ServiceTable {
     /// Source address of the kernel's route to each real server address:
     /// the outer source of its TUN packets unless `tunnel_source` is set.
     sources: HashMap<IpAddr, Ipv4Addr>,
+    /// The same for IPv6 real servers (their route's IPv6 source).
+    sources6: HashMap<IpAddr, std::net::Ipv6Addr>,
     /// The last version handed to a service.
     versions: u64,
     /// `versions` when [`ServiceTable::update_quorum`] last looked.
@@ -297,6 +299,7 @@ impl ServiceTable {
             free: Vec::new(),
             next_hops: HashMap::new(),
             sources: HashMap::new(),
+            sources6: HashMap::new(),
             versions: 0,
             quorum_seen: 0,
             workers: 1,
@@ -891,6 +894,14 @@ impl ServiceTable {
         }
     }
 
+    /// [`ServiceTable::set_source`] for an IPv6 real server's route.
+    pub fn set_source6(&mut self, addr: IpAddr, src: Option<std::net::Ipv6Addr>) -> bool {
+        match src {
+            Some(s) => self.sources6.insert(addr, s) != Some(s),
+            None => self.sources6.remove(&addr).is_some(),
+        }
+    }
+
     /// The source of the route to `addr`, as last recorded.
     pub fn source(&self, addr: IpAddr) -> Option<Ipv4Addr> {
         self.sources.get(&addr).copied()
@@ -1133,18 +1144,25 @@ impl ServiceTable {
                     mac: hop.map(|h| h.1),
                     tx_port: hop.map_or(0, |h| h.0),
                     src: self.sources.get(&d.cfg.addr.ip()).copied(),
+                    src6: self.sources6.get(&d.cfg.addr.ip()).copied(),
                     counters: Arc::clone(&d.counters),
                 })
             })
             .collect();
         let mut v4 = hashbrown::HashMap::with_hasher(Default::default());
+        let mut v6 = hashbrown::HashMap::with_hasher(Default::default());
         let services: Box<[Service]> = self
             .services
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                if let IpAddr::V4(a) = s.cfg.vip.ip() {
-                    v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
+                match s.cfg.vip.ip() {
+                    IpAddr::V4(a) => {
+                        v4.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
+                    }
+                    IpAddr::V6(a) => {
+                        v6.insert((ip_proto(s.cfg.proto), a, s.cfg.vip.port()), i as u32);
+                    }
                 }
                 let order: Box<[u32]> = s
                     .dests
@@ -1176,6 +1194,7 @@ impl ServiceTable {
                     dests: order,
                     persistence_timeout: s.cfg.persistence_timeout,
                     persistence_netmask: s.cfg.persistence_netmask,
+                    persistence_prefix6: 128,
                     stats: Arc::clone(&s.stats),
                     has_nat: s.dests.iter().any(|&slot| {
                         dests[slot as usize]
@@ -1196,6 +1215,27 @@ impl ServiceTable {
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let vips_v6: hashbrown::HashSet<std::net::Ipv6Addr, foldhash::fast::FixedState> =
+            v6.keys().map(|k| k.1).collect();
+        let nat_rips_v6: hashbrown::HashSet<std::net::Ipv6Addr, foldhash::fast::FixedState> = dests
+            .iter()
+            .flatten()
+            .filter(|d| d.fwd == Forward::Nat)
+            .filter_map(|d| match d.addr {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let mut ftp_v6 = hashbrown::HashMap::with_hasher(Default::default());
+        for (i, s) in services.iter().enumerate() {
+            if let IpAddr::V6(a) = s.vip
+                && s.persistence_timeout > 0
+                && s.proto == Protocol::Tcp
+                && s.port == FTP_PORT
+            {
+                ftp_v6.insert(a, i as u32);
+            }
+        }
         let mut ftp_v4 = hashbrown::HashMap::with_hasher(Default::default());
         let mut steer_mask = u32::MAX;
         let mut persistent = false;
@@ -1297,6 +1337,10 @@ impl ServiceTable {
             dests,
             vips_v4,
             nat_rips_v4,
+            v6,
+            vips_v6,
+            nat_rips_v6,
+            ftp_v6,
         }
     }
 }
