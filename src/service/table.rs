@@ -133,6 +133,7 @@ fn params(cfg: &ServiceConfig) -> Params {
     Params {
         flags: cfg.scheduler_flags,
         mh_table_size: cfg.mh_table_size,
+        mh_seed: None,
     }
 }
 
