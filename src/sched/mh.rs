@@ -35,6 +35,14 @@
 //! bits; here that is half the bit length of `M`, which is the same number
 //! for each of the kernel's sizes.
 //!
+//! With [`Params::mh_seed`] set, the fill goes through the servers sorted
+//! by address, then port, instead of list order, and both hash keys are
+//! XORed with the seed: the table then depends only on the set of servers,
+//! their weights, the table size and the seed, so directors behind ECMP
+//! that share those send a client to the same server without talking
+//! (whatever order each one's servers were added in). It is no longer the
+//! kernel's table.
+//!
 //! Properties: with equal weights every server holds ⌊M/N⌋ or ⌈M/N⌉
 //! entries; removing one of N servers remaps its own ≈ 1/N of the keys
 //! plus a small disturbance elsewhere (measured in the tests); quiescing or
