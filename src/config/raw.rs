@@ -103,6 +103,7 @@ pub(super) struct RawService {
     pub persistence_netmask: Leaf,
     pub scheduler_flags: List,
     pub mh_table_size: Leaf,
+    pub mh_seed: Leaf,
     pub delay_loop: Leaf,
     pub alpha: Leaf,
     pub virtualhost: Leaf,

@@ -88,6 +88,7 @@ impl Source<'_> {
         }
         let scheduler_flags = self.scheduler_flags(raw, key, scheduler)?;
         let mh_table_size = self.mh_table_size(raw, key, scheduler)?;
+        let mh_seed = self.mh_seed(raw, key, scheduler)?;
         let mut service = ServiceConfig {
             proto,
             vip,
@@ -96,6 +97,7 @@ impl Source<'_> {
             persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
             scheduler_flags,
             mh_table_size,
+            mh_seed,
             health: self.service_health(raw, key)?,
             reals: Vec::new(),
             ..ServiceConfig::new(proto, vip, scheduler)
@@ -237,6 +239,30 @@ impl Source<'_> {
             .filter_map(|f| FLAGS.iter().find(|(name, ..)| name == f))
             .fold(0, |bits, (_, bit, _)| bits | bit);
         Ok(SchedFlags(bits))
+    }
+
+    /// `mh_seed`: a non-negative integer, and only for the mh scheduler.
+    fn mh_seed(&self, raw: &RawService, key: &str, scheduler: &'static str) -> Result<Option<u64>> {
+        let Some(value) = &raw.mh_seed else {
+            return Ok(None);
+        };
+        let key = format!("{key}.mh_seed");
+        let seed = value
+            .get_ref()
+            .as_integer()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                self.expected(value, &key, "an integer 0..=9223372036854775807".to_owned())
+            })?;
+        if scheduler != "mh" {
+            let problem = Problem::SchedulerOnly {
+                what: "mh_seed",
+                scheduler: "mh",
+                actual: scheduler,
+            };
+            return Err(self.invalid(Some(value.span()), &key, problem));
+        }
+        Ok(Some(seed))
     }
 
     /// `mh_table_size`: a prime, and only for the mh scheduler.

@@ -125,6 +125,7 @@ fn service_and_real_defaults() {
         persistence_netmask: Ipv4Addr::BROADCAST,
         scheduler_flags: SchedFlags::default(),
         mh_table_size: 65537,
+        mh_seed: None,
         health: Default::default(),
         reals: vec![RealConfig {
             addr: addr("198.18.2.11:80"),
@@ -814,6 +815,34 @@ fn mh_table_size_is_a_prime_for_mh() {
     );
     let absent = parse(&scheduler_text("mh", "")).unwrap();
     assert_eq!(absent.services[0].mh_table_size, 65537);
+}
+
+#[test]
+fn mh_seed_is_an_integer_for_mh() {
+    let seed = |n: &str| {
+        let text = scheduler_text("mh", &format!("mh_seed = {n}"));
+        parse(&text).map(|c| c.services[0].mh_seed)
+    };
+    assert_eq!(seed("0").unwrap(), Some(0));
+    assert_eq!(seed("9223372036854775807").unwrap(), Some(i64::MAX as u64));
+    for bad in ["-1", "\"x\"", "1.5"] {
+        assert_eq!(
+            seed(bad).unwrap_err().to_string(),
+            format!(
+                "t.toml:7: services[0].mh_seed: expected an integer \
+                 0..=9223372036854775807, got {bad}"
+            )
+        );
+    }
+    assert_eq!(
+        error(&scheduler_text("sh", "mh_seed = 1")),
+        "t.toml:7: services[0].mh_seed: mh_seed is only valid with \
+         scheduler = \"mh\", not \"sh\""
+    );
+    assert_eq!(
+        parse(&scheduler_text("mh", "")).unwrap().services[0].mh_seed,
+        None
+    );
 }
 
 #[test]

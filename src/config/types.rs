@@ -363,6 +363,9 @@ pub struct ServiceConfig {
     pub scheduler_flags: SchedFlags,
     /// Size of the Maglev lookup table (`mh`); a prime.
     pub mh_table_size: u32,
+    /// Maglev seed (`mh`): set, the table is built in canonical order
+    /// under seed-derived keys ([`Params::mh_seed`]).
+    pub mh_seed: Option<u64>,
     /// Health-check defaults of the service's real servers.
     pub health: ServiceHealth,
     pub reals: Vec<RealConfig>,
@@ -427,6 +430,7 @@ impl ServiceConfig {
             persistence_netmask: Ipv4Addr::BROADCAST,
             scheduler_flags: SchedFlags::default(),
             mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
+            mh_seed: None,
             health: ServiceHealth::default(),
             reals: Vec::new(),
             sorry_server: None,

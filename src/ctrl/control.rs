@@ -634,6 +634,7 @@ fn service_config(
     cfg.scheduler_flags = spec.flags;
     if let Some(e) = existing.filter(|e| e.scheduler == "mh" && spec.scheduler == "mh") {
         cfg.mh_table_size = e.mh_table_size;
+        cfg.mh_seed = e.mh_seed;
     }
     rules::check_service(&cfg).map_err(rule_error)?;
     Ok(cfg)

@@ -35,6 +35,14 @@
 //! bits; here that is half the bit length of `M`, which is the same number
 //! for each of the kernel's sizes.
 //!
+//! With [`Params::mh_seed`] set, the fill goes through the servers sorted
+//! by address, then port, instead of list order, and both hash keys are
+//! XORed with the seed: the table then depends only on the set of servers,
+//! their weights, the table size and the seed, so directors behind ECMP
+//! that share those send a client to the same server without talking
+//! (whatever order each one's servers were added in). It is no longer the
+//! kernel's table.
+//!
 //! Properties: with equal weights every server holds ⌊M/N⌋ or ⌈M/N⌉
 //! entries; removing one of N servers remaps its own ≈ 1/N of the keys
 //! plus a small disturbance elsewhere (measured in the tests); quiescing or
@@ -152,7 +160,20 @@ impl Scheduler for Mh {
 
     fn build(dests: &Dests<'_>, params: &Params) -> Mh {
         let m = table_size(params.mh_table_size);
-        let (h1, h2) = (hasher(HASH1_KEY), hasher(HASH2_KEY));
+        // A seed mixes into both keys (a seed of 0 still differs from the
+        // kernel's keys only through the canonical order).
+        let (k1, k2) = match params.mh_seed {
+            None => (HASH1_KEY, HASH2_KEY),
+            Some(seed) => (HASH1_KEY ^ seed, HASH2_KEY ^ seed.rotate_left(32)),
+        };
+        let (h1, h2) = (hasher(k1), hasher(k2));
+        // Fill order: list order as IPVS, or sorted by address:port when
+        // seeded, so that the add order does not shape the table.
+        let mut fill: Vec<usize> = (0..dests.len()).collect();
+        if params.mh_seed.is_some() {
+            let keys: Vec<(IpAddr, u16)> = dests.iter().map(|d| (d.addr, d.port)).collect();
+            fill.sort_by_key(|&p| keys[p]);
+        }
         let weights: Vec<u32> = dests.iter().map(|d| d.last_weight).collect();
         let mut setup: Vec<Setup> = dests
             .iter()
@@ -168,7 +189,8 @@ impl Scheduler for Mh {
         let mut filled = 0;
         if setup.iter().any(|s| s.turns > 0) {
             'rounds: loop {
-                for (pos, s) in setup.iter_mut().enumerate() {
+                for &pos in &fill {
+                    let s = &mut setup[pos];
                     for _ in 0..s.turns {
                         // m is prime and 0 < skip < m: the walk reaches
                         // every position, so a free one is found.
@@ -253,6 +275,7 @@ mod tests {
         Params {
             flags: SchedFlags(flags),
             mh_table_size: m,
+            mh_seed: None,
         }
     }
 
@@ -406,6 +429,64 @@ mod tests {
         let d = Dests::new(&order, &all);
         let never = Mh::build(&d, &params(0, KERNEL_DEFAULT));
         assert_eq!(counts(&never, 3)[1], 0);
+    }
+
+    /// The table as addresses, to compare tables built from lists in
+    /// different orders.
+    fn addrs(mh: &Mh, d: &Dests<'_>) -> Vec<Option<(IpAddr, u16)>> {
+        mh.lookup
+            .iter()
+            .map(|&p| (p != NONE).then(|| (d.at(p as usize).addr, d.at(p as usize).port)))
+            .collect()
+    }
+
+    /// With a seed the table depends only on the set of servers (and
+    /// weights and seed), not on the order they were added in; another
+    /// seed gives another table.
+    #[test]
+    fn seeded_table_ignores_add_order() {
+        let seeded = |seed| Params {
+            mh_seed: Some(seed),
+            ..params(0, KERNEL_DEFAULT)
+        };
+        let (order, all) = dests(&[1, 2, 3, 1, 5]);
+        let orders: [Vec<u32>; 3] = [
+            order.clone(),
+            order.iter().rev().copied().collect(),
+            vec![2, 4, 0, 3, 1],
+        ];
+        let tables: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                let d = Dests::new(o, &all);
+                addrs(&Mh::build(&d, &seeded(7)), &d)
+            })
+            .collect();
+        assert_eq!(tables[0], tables[1]);
+        assert_eq!(tables[0], tables[2]);
+        let d = Dests::new(&orders[1], &all);
+        assert_ne!(addrs(&Mh::build(&d, &seeded(8)), &d), tables[0]);
+        // Unseeded, as IPVS: list order shapes the table.
+        let d0 = Dests::new(&orders[0], &all);
+        let d1 = Dests::new(&orders[1], &all);
+        let plain = params(0, KERNEL_DEFAULT);
+        assert_ne!(
+            addrs(&Mh::build(&d0, &plain), &d0),
+            addrs(&Mh::build(&d1, &plain), &d1)
+        );
+        // The same client lands on the same server on every director.
+        for o in &orders {
+            let d = Dests::new(o, &all);
+            let mh = Mh::build(&d, &seeded(7));
+            let first = Dests::new(&orders[0], &all);
+            let mh0 = Mh::build(&first, &seeded(7));
+            for c in 0..64u8 {
+                let f = from([198, 18, 0, c], 1000 + u16::from(c));
+                let a = mh.schedule(&d, &f).map(|p| d.at(p).addr);
+                let b = mh0.schedule(&first, &f).map(|p| first.at(p).addr);
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

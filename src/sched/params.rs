@@ -11,6 +11,12 @@ pub struct Params {
     pub flags: SchedFlags,
     /// Maglev lookup table size (a prime).
     pub mh_table_size: u32,
+    /// Maglev seed: `Some` builds the table in canonical order (real
+    /// servers sorted by address, then port) under hash keys derived from
+    /// the seed, so directors with the same seed and the same servers
+    /// agree whatever order the servers were added in. `None`: list order
+    /// and the kernel's fixed keys (IPVS-exact tables).
+    pub mh_seed: Option<u64>,
 }
 
 impl Params {
@@ -35,6 +41,7 @@ impl Default for Params {
         Params {
             flags: SchedFlags::default(),
             mh_table_size: Self::DEFAULT_MH_TABLE_SIZE,
+            mh_seed: None,
         }
     }
 }

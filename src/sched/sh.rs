@@ -119,6 +119,7 @@ mod tests {
 
     fn params(flags: u8) -> Params {
         Params {
+            mh_seed: None,
             flags: SchedFlags(flags),
             ..Params::default()
         }

@@ -79,6 +79,9 @@ fn settings_diff(from: &ServiceConfig, to: &ServiceConfig) -> String {
             from.mh_table_size, to.mh_table_size
         ));
     }
+    if from.mh_seed != to.mh_seed {
+        parts.push(format!("mh_seed {:?} → {:?}", from.mh_seed, to.mh_seed));
+    }
     parts.join(", ")
 }
 

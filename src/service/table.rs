@@ -133,6 +133,7 @@ fn params(cfg: &ServiceConfig) -> Params {
     Params {
         flags: cfg.scheduler_flags,
         mh_table_size: cfg.mh_table_size,
+        mh_seed: cfg.mh_seed,
     }
 }
 
@@ -427,6 +428,7 @@ impl ServiceTable {
         s.persistence_netmask = cfg.persistence_netmask;
         s.scheduler_flags = cfg.scheduler_flags;
         s.mh_table_size = cfg.mh_table_size;
+        s.mh_seed = cfg.mh_seed;
         Ok(())
     }
 
@@ -1043,7 +1045,8 @@ impl ServiceTable {
                 && old.persistence_timeout == s.persistence_timeout
                 && old.persistence_netmask == s.persistence_netmask
                 && old.scheduler_flags == s.scheduler_flags
-                && old.mh_table_size == s.mh_table_size;
+                && old.mh_table_size == s.mh_table_size
+                && old.mh_seed == s.mh_seed;
             if !same {
                 self.edit_service(s)?;
             }
