@@ -230,6 +230,15 @@ named_counters! {
         /// took out of service, with `expire_nodest_conn` off: dropped, the
         /// connection kept for the server's return (IPVS drops these too).
         DestDown = "dest_down",
+        /// A malformed IPv6 packet for us: extension-header chain
+        /// truncated, too long, or its transport header cut short.
+        BadIpv6 = "bad_ipv6",
+        /// An IPv6 packet for a VIP carrying a Fragment header (not
+        /// reassembled here; ports may be in another fragment).
+        Ipv6Fragment = "ipv6_fragment",
+        /// An IPv6 packet toward a real server with hop limit at most 1
+        /// (no ICMPv6 time exceeded is sent).
+        HopLimit = "hop_limit",
     }
 }
 

@@ -45,6 +45,7 @@ mod ftp;
 mod icmp;
 mod new_conn;
 mod parse;
+mod parse6;
 mod persist;
 
 use std::net::Ipv4Addr;
