@@ -7,6 +7,17 @@
 #   scripts/realserver.sh nat start|stop VIP   nothing on the server but the
 #                                              route: prints what to check
 #
+# VIP may be IPv6 (2001:db8:1::1): DR puts it on lo as a /128, TUN on
+# ip6tnl0 (module ip6_tunnel, ip6ip6 decapsulation). IPv6 needs no
+# arp_ignore counterpart: the kernel answers neighbour solicitations only
+# for addresses of the interface asked on (ndisc_recv_ns looks the target
+# up strictly on that device), so a VIP on lo or ip6tnl0 gets no NDP
+# answer on the LAN. The VIP is added with nodad (duplicate address
+# detection would find the director's VIP and disable ours) and
+# preferred_lft 0: deprecated, so source selection never picks it for the
+# server's own traffic (the arp_announce counterpart), while packets to it
+# are still accepted. There is no IPv6 rp_filter sysctl.
+#
 # DR and TUN real servers accept packets addressed to the VIP, so they must
 # hold it — without answering ARP for it, or the LAN would send the VIP's
 # traffic to a real server instead of the director. That is what the old
@@ -32,8 +43,13 @@ mode=$1 action=$2 vip=$3
 case $mode in dr|tun|nat) ;; *) usage ;; esac
 case $action in start|stop) ;; *) usage ;; esac
 case $vip in
-    *[!0-9.]*|'') echo "$0: VIP must be an IPv4 address: $vip" >&2; exit 2 ;;
+    *:*)
+        case $vip in *[!0-9a-fA-F:]*) echo "$0: VIP must be an IPv4 or IPv6 address: $vip" >&2; exit 2 ;; esac
+        ;;
+    *[!0-9.]*|'') echo "$0: VIP must be an IPv4 or IPv6 address: $vip" >&2; exit 2 ;;
 esac
+v6=0
+case $vip in *:*) v6=1 ;; esac
 
 conf=/proc/sys/net/ipv4/conf
 state=${XDPVS_RS_STATE:-/run/xdpvs-realserver}
@@ -44,6 +60,41 @@ arp() { # arp_ignore arp_announce
         echo "$2" > "$conf/$c/arp_announce"
     done
 }
+
+if [ $v6 = 1 ]; then
+    case $mode-$action in
+    dr-start)
+        ip -6 addr replace "$vip/128" dev lo nodad preferred_lft 0
+        ;;
+    dr-stop)
+        ip -6 addr del "$vip/128" dev lo 2>/dev/null || true
+        ;;
+    tun-start)
+        if [ ! -d /sys/class/net/ip6tnl0 ]; then
+            modprobe ip6_tunnel 2>/dev/null || true
+        fi
+        if [ ! -d /sys/class/net/ip6tnl0 ]; then
+            echo "$0: no ip6tnl0: this kernel has no ip6ip6 (CONFIG_IPV6_TUNNEL, module ip6_tunnel)" >&2
+            exit 1
+        fi
+        ip -6 addr replace "$vip/128" dev ip6tnl0 nodad preferred_lft 0
+        ip link set ip6tnl0 up
+        ;;
+    tun-stop)
+        if [ -d /sys/class/net/ip6tnl0 ]; then
+            ip -6 addr del "$vip/128" dev ip6tnl0 2>/dev/null || true
+            ip link set ip6tnl0 down
+        fi
+        ;;
+    nat-start)
+        ip -6 route show default | grep -q . || echo "$0: warning: no IPv6 default route; point it at the director" >&2
+        ip -6 addr show | grep -qi " $vip/" && echo "$0: warning: $vip is configured here; a NAT real server must not hold the VIP" >&2
+        ip -6 route show default
+        ;;
+    nat-stop) ;;
+    esac
+    exit 0
+fi
 
 case $mode-$action in
 dr-start)
