@@ -39,7 +39,7 @@ PACKAGES=(
     prometheus dnsmasq-base openssl
     dpdk dpdk-dev librte-net-af-xdp23 valgrind linux-perf fonts-dejavu-core
     systemd util-linux
-    lintian
+    lintian tshark
 )
 # scripts/package.sh's cargo-deb, pinned: its output format (the .deb's path
 # on the last line) and options (--strip, --profile) are relied on.
@@ -79,6 +79,12 @@ else
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         trap 'rm -f "$policy"' EXIT
+    fi
+    # tshark's postinst asks whether non-root users may capture; answer no
+    # beforehand so the install never prompts (the tests run it as root).
+    if [[ " ${missing[*]} " == *" tshark "* ]]; then
+        echo 'wireshark-common wireshark-common/install-setuid boolean false' |
+            debconf-set-selections
     fi
     step "packages: apt-get update"
     apt-get update -qq || die "apt-get update failed"

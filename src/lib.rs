@@ -20,7 +20,7 @@
 //! Modules import only downward, in these layers (checked by
 //! `tests/layers.rs`): [`wire`], [`mem`], [`netlink`], [`log`] → [`frame`],
 //! [`stats`] → [`dest`], [`conn`], [`sched`] → [`config`] → [`service`] →
-//! [`xmit`], [`app`] → [`pipeline`] → [`worker`], [`xsk`] → [`ctrl`], [`health`] →
+//! [`xmit`], [`app`] → [`pipeline`] → [`worker`], [`xsk`] → [`ctrl`], [`health`], [`sync`] →
 //! [`daemon`], [`adm`]. `unsafe` is denied everywhere but [`xsk`] and
 //! [`mem`].
 
@@ -42,6 +42,7 @@ pub mod pipeline;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

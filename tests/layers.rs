@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["xmit", "app"],
     &["pipeline"],
     &["worker", "xsk"],
-    &["ctrl", "health"],
+    &["ctrl", "health", "sync"],
     &["daemon", "adm"],
 ];
 
