@@ -1229,24 +1229,25 @@ impl ServiceTable {
                 IpAddr::V4(_) => None,
             })
             .collect();
-        let mut ftp_v6 = hashbrown::HashMap::with_hasher(Default::default());
-        for (i, s) in services.iter().enumerate() {
-            if let IpAddr::V6(a) = s.vip
-                && s.persistence_timeout > 0
-                && s.proto == Protocol::Tcp
-                && s.port == FTP_PORT
-            {
-                ftp_v6.insert(a, i as u32);
-            }
-        }
         let mut ftp_v4 = hashbrown::HashMap::with_hasher(Default::default());
+        let mut ftp_v6 = hashbrown::HashMap::with_hasher(Default::default());
         let mut steer_mask = u32::MAX;
         let mut persistent = false;
         let mut ftp_nat = false;
         let mut nat = false;
         for (i, s) in services.iter().enumerate() {
             nat |= s.has_nat;
-            let IpAddr::V4(a) = s.vip else { continue };
+            let a = match s.vip {
+                IpAddr::V4(a) => a,
+                // IPv6 services get only their FTP lookup here; workers do
+                // not steer IPv6 by client yet.
+                IpAddr::V6(a) => {
+                    if s.persistence_timeout > 0 && s.proto == Protocol::Tcp && s.port == FTP_PORT {
+                        ftp_v6.insert(a, i as u32);
+                    }
+                    continue;
+                }
+            };
             if s.persistence_timeout > 0 {
                 persistent = true;
                 steer_mask &= s.persistence_netmask.to_bits();
