@@ -7,8 +7,10 @@
 //! The scenario, per mode:
 //! 1. rs2's apache stops: the daemon logs `up -> down` within fall ×
 //!    interval plus a connect timeout (asserted with a margin for a busy
-//!    machine), and the loop's failures all lie between the stop and that
-//!    line (plus the half second a snapshot needs to reach the workers).
+//!    machine), and the loop's failures all lie between the stop and the
+//!    moment the data path follows that line: the first of 30 requests in
+//!    a row answered by the servers still in, which must come within
+//!    `PUBLISH` + `SLACK` of the line (each change's delay is printed).
 //! 2. rs2 starts again: `down -> up` after about rise × interval, and rs2
 //!    answers again.
 //! 3. rs1 (`inhibit_on_failure`) stops: it is listed with weight 0 in
@@ -43,7 +45,8 @@ const RISE: u32 = 2;
 const CONNECT_TIMEOUT: f64 = 1.0;
 /// Slack on top of every timing bound: a busy two-core machine.
 const SLACK: Duration = Duration::from_secs(3);
-/// From a verdict's log line until every worker schedules by it.
+/// From a verdict's log line until every worker schedules by it, on an
+/// idle machine (`SLACK` is added for a busy one).
 const PUBLISH: Duration = Duration::from_millis(500);
 
 fn config(bed: &Testbed, mode: Mode) -> String {
@@ -150,6 +153,47 @@ impl Loop {
         }
     }
 
+    /// When the data path follows a change logged at `logged`: the start
+    /// of the first request from which `n` in a row succeed, answered by
+    /// exactly the servers `who`. It must come within `PUBLISH` + `SLACK`
+    /// of the log line (a busy machine); otherwise this panics with the
+    /// loop's failures since the line (seconds since `t0`) and `log()`.
+    fn settled(
+        &self,
+        logged: Instant,
+        who: &str,
+        n: usize,
+        t0: Instant,
+        log: &dyn Fn() -> String,
+    ) -> Instant {
+        let bound = logged + PUBLISH + SLACK;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let got = self.since(logged);
+            let mut open = false;
+            for k in (0..got.len()).take_while(|&k| got[k].0 <= bound) {
+                match got.get(k..k + n) {
+                    Some(w) if answered(w) == (who.to_owned(), 0) => return got[k].0,
+                    Some(_) => {}
+                    None => open = true,
+                }
+            }
+            let late = got.last().is_some_and(|l| l.0 > bound);
+            if (!open && late) || Instant::now() > deadline {
+                panic!(
+                    "no {n} requests in a row answered by {who:?} from within {:?} of the \
+                     change logged at {:.2} s; answered {:?}, failures {:#?}\n{}",
+                    PUBLISH + SLACK,
+                    logged.saturating_duration_since(t0).as_secs_f64(),
+                    answered(&got),
+                    failures(&got, t0),
+                    log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -183,6 +227,20 @@ fn logged(daemon: &Daemon, needle: &str, count: usize, limit: Duration) -> Insta
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The failed samples, for an assertion's message: when each started and
+/// ended (seconds since `t0`) and why.
+fn failures(samples: &[Sample], t0: Instant) -> Vec<String> {
+    let at = |t: &Instant| t.saturating_duration_since(t0).as_secs_f64();
+    samples
+        .iter()
+        .filter_map(|(a, r, b)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("{:.2}-{:.2} {e}", at(a), at(b)))
+        })
+        .collect()
 }
 
 /// Who answered, among `samples`, and how many failed.
@@ -240,6 +298,10 @@ fn failover(mode: Mode) {
 
     let lp = Loop::start(&bed);
     let t_loop = Instant::now();
+    let log = || daemon.log();
+    // From each change's log line to the first request of the data path
+    // that follows it.
+    let mut settle: Vec<Duration> = Vec::new();
     let mut events: Vec<(&str, Instant)> = Vec::new();
     let t = Instant::now();
     let (who, failed) = answered(&lp.wait_for(t, 30));
@@ -253,11 +315,9 @@ fn failover(mode: Mode) {
     bed.stop_apache(1);
     let down = logged(&daemon, &line(1, "up -> down"), 1, down_bound + SLACK);
     let detection = down - stopped;
-    windows.push((stopped, down + PUBLISH));
-    let after = down + PUBLISH;
-    std::thread::sleep(PUBLISH);
-    let (who, failed) = answered(&lp.wait_for(after, 30));
-    assert_eq!((who.as_str(), failed), ("rs1 rs3", 0), "{mode:?}");
+    let out = lp.settled(down, "rs1 rs3", 30, t_loop, &log);
+    windows.push((stopped, out));
+    settle.push(out.saturating_duration_since(down));
     assert_eq!(listed(&bed, &real(1)).0, None, "taken out, not listed");
     assert!(detection <= down_bound, "{mode:?}: detection {detection:?}");
 
@@ -267,9 +327,8 @@ fn failover(mode: Mode) {
     bed.start_apache(1);
     let up = logged(&daemon, &line(1, "down -> up"), 1, up_bound + SLACK);
     let recovery = up - started;
-    std::thread::sleep(PUBLISH);
-    let (who, failed) = answered(&lp.wait_for(up + PUBLISH, 30));
-    assert_eq!((who.as_str(), failed), ("rs1 rs2 rs3", 0));
+    let back = lp.settled(up, "rs1 rs2 rs3", 30, t_loop, &log);
+    settle.push(back.saturating_duration_since(up));
     assert!(recovery <= up_bound, "{mode:?}: recovery {recovery:?}");
     // rise - 1 intervals at least: the first pass may come at once.
     let least = Duration::from_secs_f64(f64::from(RISE - 1) * INTERVAL * 0.9);
@@ -281,13 +340,19 @@ fn failover(mode: Mode) {
     events.push(("stop rs1", Instant::now()));
     bed.stop_apache(0);
     let down1 = logged(&daemon, &line(0, "up -> down"), 1, down_bound + SLACK);
-    windows.push((stopped, down1 + PUBLISH));
-    std::thread::sleep(PUBLISH);
+    let out = lp.settled(down1, "rs2 rs3", 30, t_loop, &log);
+    windows.push((stopped, out));
+    settle.push(out.saturating_duration_since(down1));
     let (weight, conns) = listed(&bed, &real(0));
     assert_eq!(weight, Some(0), "inhibited: listed with weight 0");
     let t = Instant::now();
     let (who, failed) = answered(&lp.wait_for(t, 30));
-    assert_eq!((who.as_str(), failed), ("rs2 rs3", 0));
+    assert_eq!(
+        (who.as_str(), failed),
+        ("rs2 rs3", 0),
+        "{:#?}",
+        failures(&lp.since(t), t_loop)
+    );
     assert_eq!(listed(&bed, &real(0)).1, conns, "no new connection to rs1");
     // A reload keeps the health state: rs1 stays inhibited, no check
     // restarts (an unchanged check keeps its state), nothing is logged.
@@ -309,10 +374,9 @@ fn failover(mode: Mode) {
     let down2 = logged(&daemon, &line(1, "up -> down"), 2, down_bound + SLACK);
     let down3 = logged(&daemon, &line(2, "up -> down"), 1, down_bound + SLACK);
     let last = down2.max(down3);
-    windows.push((stopped, last + PUBLISH));
-    std::thread::sleep(PUBLISH);
-    let (who, failed) = answered(&lp.wait_for(last + PUBLISH, 30));
-    assert_eq!((who.as_str(), failed), ("rs4", 0), "sorry server");
+    let out = lp.settled(last, "rs4", 30, t_loop, &log);
+    windows.push((stopped, out));
+    settle.push(out.saturating_duration_since(last));
     assert!(
         listed(&bed, &real(3)).0.is_some(),
         "the sorry server is listed"
@@ -326,9 +390,8 @@ fn failover(mode: Mode) {
     events.push(("start rs3", Instant::now()));
     bed.start_apache(2);
     let up3 = logged(&daemon, &line(2, "down -> up"), 1, up_bound + SLACK);
-    std::thread::sleep(PUBLISH);
-    let (who, failed) = answered(&lp.wait_for(up3 + PUBLISH, 30));
-    assert_eq!((who.as_str(), failed), ("rs3", 0), "sorry server out");
+    let back = lp.settled(up3, "rs3", 30, t_loop, &log);
+    settle.push(back.saturating_duration_since(up3));
     assert_eq!(listed(&bed, &real(3)).0, None);
 
     // The loop failed only in requests that overlap a window (one that
@@ -366,12 +429,13 @@ fn failover(mode: Mode) {
     eprintln!(
         "health_e2e {mode:?}: detection {:.2} s (bound {:.1} s), recovery {:.2} s \
          (rise x interval = {:.1} s); {} requests, {failures} failed, all inside \
-         the stop-to-out windows",
+         the stop-to-out windows; the data path followed each change {:?} after its log line",
         detection.as_secs_f64(),
         down_bound.as_secs_f64(),
         recovery.as_secs_f64(),
         f64::from(RISE) * INTERVAL,
-        samples.len()
+        samples.len(),
+        settle
     );
     let log = daemon.stop();
     // One line per change, with the check and its reason.
