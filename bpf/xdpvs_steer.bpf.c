@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 //
 // xdpvs steering: send to the AF_XDP socket of the receiving queue only the
-// packets the load balancer handles, and everything else (ARP, ICMP echo to
-// the director, SSH, routing protocols, IPv6) to the kernel stack.
+// packets the load balancer handles, and everything else (ARP, neighbour
+// discovery, ICMP echo to the director, SSH, routing protocols) to the
+// kernel stack.
 //
-// Redirected:
+// IPv4 and IPv6 follow the same rules, each family with maps of its own
+// (the IPv6 ones end in 6). Redirected:
 //   - TCP/UDP to a virtual service: (daddr, dport, proto) in `vips`, or
 //     (daddr, 0, proto) for a port-0 (all ports) service;
 //   - TCP/UDP replies of NAT real servers: (saddr, sport, proto) in
@@ -16,7 +18,16 @@
 //     forward a real server's fragments untranslated, leaking its address);
 //   - ICMP errors (dest unreachable, source quench, time exceeded, parameter
 //     problem) to a VIP address or from a NAT real server's address: they
-//     concern the forwarder's connections.
+//     concern the forwarder's connections. ICMPv6 likewise for destination
+//     unreachable, packet too big, time exceeded and parameter problem;
+//     neighbour discovery, router advertisements, MLD and echo are always
+//     the kernel's.
+//
+// IPv6 extension headers (hop-by-hop, routing, destination options,
+// authentication) are walked, at most MAX_EXT6 of them, as the forwarder's
+// own parser (src/wire/ipv6.rs) walks them; a longer or truncated chain is
+// the kernel's. A Fragment header makes the packet a fragment: it goes by
+// address alone, as an IPv4 fragment does.
 //
 // The director's own traffic stays the kernel's: a packet from a NAT real
 // server addressed to one of the director's own addresses (`local_addrs`,
@@ -32,6 +43,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -42,6 +54,19 @@ struct svc_key {
 	__u16 port;
 	__u8 proto;
 	__u8 pad;
+};
+
+// IPv6: the same layout with a 16-byte address (20 bytes, no padding
+// inside).
+struct svc6_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct addr6 {
+	__u8 b[16];
 };
 
 struct {
@@ -86,6 +111,41 @@ struct {
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct svc6_key);
+	__type(value, __u8);
+} vips6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct svc6_key);
+	__type(value, __u8);
+} nat_reals6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct addr6);
+	__type(value, __u8);
+} vip_addrs6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct addr6);
+	__type(value, __u8);
+} nat_real_addrs6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct addr6);
+	__type(value, __u8);
+} local_addrs6 SEC(".maps");
+
 enum { CNT_REDIRECTED, CNT_PASSED, CNT_REDIRECT_FAILED, CNT_MAX };
 
 struct {
@@ -120,6 +180,95 @@ static __always_inline int from_nat_real(struct iphdr *ip)
 	       !bpf_map_lookup_elem(&local_addrs, &ip->daddr);
 }
 
+// IPv6 next-header values the walk steps over, and the Fragment header.
+#define NH_HOPOPTS 0
+#define NH_ROUTING 43
+#define NH_FRAGMENT 44
+#define NH_AUTH 51
+#define NH_DSTOPTS 60
+#define NH_ICMPV6 58
+#define MAX_EXT6 8
+
+struct ext6_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+// From a NAT real server's IPv6 address, to someone other than the
+// director.
+static __always_inline int from_nat_real6(struct ipv6hdr *ip6)
+{
+	return bpf_map_lookup_elem(&nat_real_addrs6, &ip6->saddr) &&
+	       !bpf_map_lookup_elem(&local_addrs6, &ip6->daddr);
+}
+
+static __always_inline int wanted6(void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	void *p = ip6 + 1;
+	__u8 nh;
+	int i;
+
+	if ((void *)(ip6 + 1) > end)
+		return 0;
+	nh = ip6->nexthdr;
+#pragma unroll
+	for (i = 0; i < MAX_EXT6; i++) {
+		struct ext6_hdr *h = p;
+
+		if (nh != NH_HOPOPTS && nh != NH_ROUTING && nh != NH_DSTOPTS &&
+		    nh != NH_AUTH && nh != NH_FRAGMENT)
+			break;
+		if ((void *)(h + 1) > end)
+			return 0;
+		if (nh == NH_FRAGMENT)
+			return bpf_map_lookup_elem(&vip_addrs6, &ip6->daddr) ||
+			       from_nat_real6(ip6);
+		if (nh == NH_AUTH)
+			p += ((__u32)h->hdrlen + 2) * 4;
+		else
+			p += ((__u32)h->hdrlen + 1) * 8;
+		nh = h->nexthdr;
+	}
+
+	if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
+		struct ports *ports = p;
+		struct svc6_key key = {};
+
+		if ((void *)(ports + 1) > end)
+			return 0;
+		key.proto = nh;
+		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		key.port = ports->dst;
+		if (bpf_map_lookup_elem(&vips6, &key))
+			return 1;
+		key.port = 0;
+		if (bpf_map_lookup_elem(&vips6, &key))
+			return 1;
+		if (bpf_map_lookup_elem(&local_addrs6, &ip6->daddr))
+			return 0;
+		__builtin_memcpy(key.addr, &ip6->saddr, 16);
+		key.port = ports->src;
+		if (bpf_map_lookup_elem(&nat_reals6, &key))
+			return 1;
+		key.port = 0;
+		return bpf_map_lookup_elem(&nat_reals6, &key) != 0;
+	}
+	if (nh == NH_ICMPV6) {
+		__u8 *type = p;
+
+		if ((void *)(type + 1) > end)
+			return 0;
+		// Errors only (types 1-4); informational messages (128 and up:
+		// echo, MLD, NDP) are the kernel's.
+		if (*type < 1 || *type > 4)
+			return 0;
+		return bpf_map_lookup_elem(&vip_addrs6, &ip6->daddr) ||
+		       from_nat_real6(ip6);
+	}
+	return 0;
+}
+
 static __always_inline int wanted(void *data, void *end)
 {
 	struct ethhdr *eth = data;
@@ -140,6 +289,8 @@ static __always_inline int wanted(void *data, void *end)
 		proto = vlan->proto;
 		l3 = vlan + 1;
 	}
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return wanted6(l3, end);
 	if (proto != bpf_htons(ETH_P_IP))
 		return 0;
 	ip = l3;

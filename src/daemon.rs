@@ -459,9 +459,9 @@ struct Plane {
     asked: std::collections::HashSet<Ipv4Addr>,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
-    /// The director's own IPv4 addresses as last given to the XDP
-    /// programs (`None`: not yet).
-    local_addrs: Option<Vec<Ipv4Addr>>,
+    /// The director's own addresses (both families) as last given to the
+    /// XDP programs (`None`: not yet).
+    local_addrs: Option<Vec<IpAddr>>,
     /// Per interface: the start-up line saying whether it finishes partial
     /// checksums (`dataplane.complete_checksums`).
     checksum_lines: Vec<String>,
@@ -1388,12 +1388,7 @@ impl Plane {
             let l = s.limits()?;
             out = Some(match out {
                 None => l,
-                Some(o) => SteerLimits {
-                    vips: o.vips.min(l.vips),
-                    nat_reals: o.nat_reals.min(l.nat_reals),
-                    vip_addrs: o.vip_addrs.min(l.vip_addrs),
-                    nat_real_addrs: o.nat_real_addrs.min(l.nat_real_addrs),
-                },
+                Some(o) => o.min(l),
             });
         }
         Ok(out)
@@ -1591,10 +1586,10 @@ mod tests {
                 .collect())
         }
 
-        fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError> {
             match self.fail.get() {
                 Some(f) => Err(f()),
-                None => Ok(vec![Ipv4Addr::new(198, 18, 2, 2)]),
+                None => Ok(vec![Ipv4Addr::new(198, 18, 2, 2).into()]),
             }
         }
     }
@@ -1676,7 +1671,7 @@ mod tests {
             assert!(!control.set_next_hop(ip, 0, a), "still a");
             assert_eq!(
                 plane.local_addrs,
-                Some(vec![Ipv4Addr::new(198, 18, 2, 2)]),
+                Some(vec![Ipv4Addr::new(198, 18, 2, 2).into()]),
                 "the addresses as last read"
             );
         }

@@ -12,7 +12,7 @@
 //! namespace; the `ip` commands name their namespace themselves.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -566,19 +566,54 @@ fn each_route_names_its_source_and_a_change_is_seen() {
     });
 }
 
-/// The director's own IPv4 addresses, every interface's, and a change is
-/// seen by the next call.
+/// The director's own addresses, IPv4 and IPv6, every interface's, and a
+/// change is seen by the next call.
 #[test]
 fn local_addresses_are_listed_and_follow_changes() {
     let bed = Bed::new();
     bed.d.enter(|| {
         let mut nl = Netlink::new().unwrap();
-        let loopback = Ipv4Addr::LOCALHOST;
-        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL, LOCAL_D1]);
-        let vip = Ipv4Addr::new(198, 18, 9, 1);
+        let v4 = |nl: &mut Netlink| -> Vec<IpAddr> {
+            nl.local_addrs()
+                .unwrap()
+                .into_iter()
+                .filter(IpAddr::is_ipv4)
+                .collect()
+        };
+        let loopback = IpAddr::from(Ipv4Addr::LOCALHOST);
+        let (local, local_d1) = (IpAddr::from(LOCAL), IpAddr::from(LOCAL_D1));
+        assert_eq!(v4(&mut nl), [loopback, local, local_d1]);
+        let vip = IpAddr::from(Ipv4Addr::new(198, 18, 9, 1));
         ip(&["-n", &bed.d.0, "addr", "add", "198.18.9.1/32", "dev", "lo"]);
-        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL, LOCAL_D1, vip]);
+        assert_eq!(v4(&mut nl), [loopback, local, local_d1, vip]);
         ip(&["-n", &bed.d.0, "addr", "del", "198.18.0.1/24", "dev", "d0"]);
-        assert_eq!(nl.local_addrs().unwrap(), [loopback, LOCAL_D1, vip]);
+        assert_eq!(v4(&mut nl), [loopback, local_d1, vip]);
+        // IPv6: after the IPv4 ones; an address on lo (a DR VIP) appears
+        // and goes.
+        let vip6: IpAddr = "2001:db8:9::1".parse().unwrap();
+        ip(&[
+            "-n",
+            &bed.d.0,
+            "addr",
+            "add",
+            "2001:db8:9::1/128",
+            "dev",
+            "lo",
+            "nodad",
+        ]);
+        let all = nl.local_addrs().unwrap();
+        assert!(all.contains(&vip6), "{all:?}");
+        let first6 = all.iter().position(IpAddr::is_ipv6).unwrap();
+        assert!(all[first6..].iter().all(IpAddr::is_ipv6), "{all:?}");
+        ip(&[
+            "-n",
+            &bed.d.0,
+            "addr",
+            "del",
+            "2001:db8:9::1/128",
+            "dev",
+            "lo",
+        ]);
+        assert!(!nl.local_addrs().unwrap().contains(&vip6));
     });
 }

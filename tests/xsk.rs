@@ -36,6 +36,7 @@ fn vip_rules() -> SteerRules {
     SteerRules {
         vips: vec![(17, VIP, VIP_PORT)],
         nat_reals: vec![(6, Ipv4Addr::new(198, 18, 0, 50), 80)],
+        ..SteerRules::default()
     }
 }
 
@@ -471,6 +472,7 @@ fn the_steering_maps_hold_what_their_limits_say() {
     let full = SteerRules {
         vips: (0..l.vips).map(|i| (17, addr(i), 53)).collect(),
         nat_reals: (0..l.nat_reals).map(|i| (6, addr(i), 80)).collect(),
+        ..SteerRules::default()
     };
     steer.set_rules(&full).expect("exactly the maps' size fits");
     let mut over = full.clone();

@@ -190,7 +190,7 @@ pub trait Resolver {
     /// [`Netlink::resolve_all`].
     fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError>;
     /// [`Netlink::local_addrs`].
-    fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError>;
+    fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError>;
 }
 
 impl Resolver for Netlink {
@@ -198,7 +198,7 @@ impl Resolver for Netlink {
         Netlink::resolve_all(self, dsts)
     }
 
-    fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+    fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError> {
         Netlink::local_addrs(self)
     }
 }
@@ -357,37 +357,41 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The director's own IPv4 addresses, on every interface (RTM_GETADDR
-    /// dump; IFA_LOCAL, as `ip -4 addr` lists them), sorted, once each.
-    pub fn local_addrs(&mut self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        let answer = self.socket.request(
-            "address dump",
-            RouteNetlinkMessage::GetAddress(msg),
-            NLM_F_DUMP,
-        )?;
-        let mut out = Vec::with_capacity(answer.len());
-        for m in answer {
-            let RouteNetlinkMessage::NewAddress(a) = m else {
-                continue;
-            };
-            if a.header.family != AddressFamily::Inet {
-                continue;
-            }
-            // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the
-            // peer's on a point-to-point link, and the same otherwise.
-            let mut local = None;
-            let mut address = None;
-            for attr in a.attributes {
-                match attr {
-                    AddressAttribute::Local(IpAddr::V4(l)) => local = Some(l),
-                    AddressAttribute::Address(IpAddr::V4(l)) => address = Some(l),
-                    _ => {}
+    /// The director's own addresses, IPv4 and IPv6, on every interface
+    /// (RTM_GETADDR dump of both families; IFA_LOCAL, else IFA_ADDRESS, as
+    /// `ip addr` lists them), sorted (IPv4 first), once each.
+    pub fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = AddressMessage::default();
+            msg.header.family = family;
+            let answer = self.socket.request(
+                "address dump",
+                RouteNetlinkMessage::GetAddress(msg),
+                NLM_F_DUMP,
+            )?;
+            for m in answer {
+                let RouteNetlinkMessage::NewAddress(a) = m else {
+                    continue;
+                };
+                if a.header.family != family {
+                    continue;
                 }
-            }
-            if let Some(l) = local.or(address) {
-                out.push(l);
+                // IFA_LOCAL is the interface's own address; IFA_ADDRESS is
+                // the peer's on a point-to-point IPv4 link, and the same
+                // otherwise (IPv6 sends IFA_ADDRESS alone).
+                let mut local = None;
+                let mut address = None;
+                for attr in a.attributes {
+                    match attr {
+                        AddressAttribute::Local(l) => local = Some(l),
+                        AddressAttribute::Address(l) => address = Some(l),
+                        _ => {}
+                    }
+                }
+                if let Some(l) = local.or(address) {
+                    out.push(l);
+                }
             }
         }
         out.sort_unstable();

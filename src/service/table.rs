@@ -2,7 +2,7 @@
 //! [`Snapshot`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::snapshot::{Port, Service, Snapshot, ip_proto};
@@ -15,11 +15,14 @@ use crate::sched::{Dests, Params, Sched, SchedError};
 
 /// What the XDP steering program redirects to the workers, the keys of its
 /// maps: `(IP protocol, address, port)` of the virtual services (port 0:
-/// all ports) and of the NAT real servers; see [`ServiceTable::steer_rules`].
+/// all ports) and of the NAT real servers, per address family; see
+/// [`ServiceTable::steer_rules`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SteerRules {
     pub vips: Vec<(u8, Ipv4Addr, u16)>,
     pub nat_reals: Vec<(u8, Ipv4Addr, u16)>,
+    pub vips6: Vec<(u8, Ipv6Addr, u16)>,
+    pub nat_reals6: Vec<(u8, Ipv6Addr, u16)>,
 }
 
 /// How many entries each of the XDP steering program's maps holds: the
@@ -36,37 +39,80 @@ pub struct SteerLimits {
     pub vip_addrs: u32,
     /// Distinct NAT real server addresses.
     pub nat_real_addrs: u32,
+    /// The same four for IPv6.
+    pub vips6: u32,
+    pub nat_reals6: u32,
+    pub vip_addrs6: u32,
+    pub nat_real_addrs6: u32,
+}
+
+impl SteerLimits {
+    /// Every map of `self` and `o`, the smaller of each.
+    pub fn min(self, o: SteerLimits) -> SteerLimits {
+        SteerLimits {
+            vips: self.vips.min(o.vips),
+            nat_reals: self.nat_reals.min(o.nat_reals),
+            vip_addrs: self.vip_addrs.min(o.vip_addrs),
+            nat_real_addrs: self.nat_real_addrs.min(o.nat_real_addrs),
+            vips6: self.vips6.min(o.vips6),
+            nat_reals6: self.nat_reals6.min(o.nat_reals6),
+            vip_addrs6: self.vip_addrs6.min(o.vip_addrs6),
+            nat_real_addrs6: self.nat_real_addrs6.min(o.nat_real_addrs6),
+        }
+    }
+}
+
+/// How many distinct addresses `keys` hold.
+fn distinct<A: Ord + Copy>(keys: &[(u8, A, u16)]) -> usize {
+    let mut a: Vec<A> = keys.iter().map(|k| k.1).collect();
+    a.sort_unstable();
+    a.dedup();
+    a.len()
 }
 
 impl SteerRules {
     /// Whether the rules fit in maps of `limits`: the first map they
     /// overflow, as the error an edit is refused with.
     pub fn check(&self, limits: &SteerLimits) -> Result<(), ServiceError> {
-        let distinct = |v: &[(u8, Ipv4Addr, u16)]| {
-            let mut a: Vec<Ipv4Addr> = v.iter().map(|k| k.1).collect();
-            a.sort_unstable();
-            a.dedup();
-            a.len()
-        };
+        let l = limits;
         let maps = [
-            ("vips", "virtual services", self.vips.len(), limits.vips),
+            ("vips", "virtual services", self.vips.len(), l.vips),
             (
                 "vip_addrs",
                 "virtual addresses",
                 distinct(&self.vips),
-                limits.vip_addrs,
+                l.vip_addrs,
             ),
             (
                 "nat_reals",
                 "NAT real servers",
                 self.nat_reals.len(),
-                limits.nat_reals,
+                l.nat_reals,
             ),
             (
                 "nat_real_addrs",
                 "NAT real server addresses",
                 distinct(&self.nat_reals),
-                limits.nat_real_addrs,
+                l.nat_real_addrs,
+            ),
+            ("vips6", "IPv6 virtual services", self.vips6.len(), l.vips6),
+            (
+                "vip_addrs6",
+                "IPv6 virtual addresses",
+                distinct(&self.vips6),
+                l.vip_addrs6,
+            ),
+            (
+                "nat_reals6",
+                "IPv6 NAT real servers",
+                self.nat_reals6.len(),
+                l.nat_reals6,
+            ),
+            (
+                "nat_real_addrs6",
+                "IPv6 NAT real server addresses",
+                distinct(&self.nat_reals6),
+                l.nat_real_addrs6,
             ),
         ];
         for (map, what, need, max) in maps {
@@ -87,11 +133,27 @@ impl SteerRules {
     /// [`ServiceTable::steer_rules`]) surely fits in maps of `limits`.
     pub fn room_for_an_edit(&self, limits: &SteerLimits) -> bool {
         let n = |v: usize, max: u32| v + 2 <= max as usize;
-        n(self.vips.len(), limits.vips.min(limits.vip_addrs))
-            && n(
-                self.nat_reals.len(),
-                limits.nat_reals.min(limits.nat_real_addrs),
-            )
+        let l = limits;
+        n(self.vips.len(), l.vips.min(l.vip_addrs))
+            && n(self.nat_reals.len(), l.nat_reals.min(l.nat_real_addrs))
+            && n(self.vips6.len(), l.vips6.min(l.vip_addrs6))
+            && n(self.nat_reals6.len(), l.nat_reals6.min(l.nat_real_addrs6))
+    }
+
+    /// The key of a virtual service (or a VIP's every port, `port` 0).
+    fn add_vip(&mut self, proto: u8, addr: IpAddr, port: u16) {
+        match addr {
+            IpAddr::V4(a) => self.vips.push((proto, a, port)),
+            IpAddr::V6(a) => self.vips6.push((proto, a, port)),
+        }
+    }
+
+    /// The key of a NAT real server's replies (or of its every port).
+    fn add_nat_real(&mut self, proto: u8, addr: IpAddr, port: u16) {
+        match addr {
+            IpAddr::V4(a) => self.nat_reals.push((proto, a, port)),
+            IpAddr::V6(a) => self.nat_reals6.push((proto, a, port)),
+        }
     }
 }
 
@@ -946,23 +1008,21 @@ impl ServiceTable {
         v
     }
 
-    /// What the XDP program must send to the workers: every IPv4 virtual
+    /// What the XDP program must send to the workers: every virtual
     /// service as (IP protocol, VIP, port), and every NAT real server as
-    /// (IP protocol, address, port), whose replies come back through us.
+    /// (IP protocol, address, port), whose replies come back through us;
+    /// each family in its own maps.
     pub fn steer_rules(&self) -> SteerRules {
         let mut keys = SteerRules::default();
         for svc in &self.services {
-            let IpAddr::V4(vip) = svc.cfg.vip.ip() else {
-                continue;
-            };
             let proto = ip_proto(svc.cfg.proto);
-            keys.vips.push((proto, vip, svc.cfg.vip.port()));
+            keys.add_vip(proto, svc.cfg.vip.ip(), svc.cfg.vip.port());
             for &slot in &svc.dests {
                 let Some(d) = &self.slots[slot as usize].dest else {
                     continue;
                 };
-                if let (Forward::Nat, IpAddr::V4(a)) = (d.cfg.forward, d.cfg.addr.ip()) {
-                    keys.nat_reals.push((proto, a, d.cfg.addr.port()));
+                if d.cfg.forward == Forward::Nat {
+                    keys.add_nat_real(proto, d.cfg.addr.ip(), d.cfg.addr.port());
                 }
             }
         }
@@ -973,29 +1033,33 @@ impl ServiceTable {
         // helper, and that service's NAT real servers.
         let tcp = ip_proto(Protocol::Tcp);
         for svc in &self.services {
-            let (IpAddr::V4(vip), Protocol::Tcp) = (svc.cfg.vip.ip(), svc.cfg.proto) else {
+            if svc.cfg.proto != Protocol::Tcp {
                 continue;
-            };
+            }
             let port = svc.cfg.vip.port();
             let helper = port == 0 || self.ftp_ports.contains(&port);
             let mut nat = false;
             for &slot in &svc.dests {
                 if let Some(d) = &self.slots[slot as usize].dest
-                    && let (Forward::Nat, IpAddr::V4(a)) = (d.cfg.forward, d.cfg.addr.ip())
+                    && d.cfg.forward == Forward::Nat
                     && helper
                 {
-                    keys.nat_reals.push((tcp, a, 0));
+                    keys.add_nat_real(tcp, d.cfg.addr.ip(), 0);
                     nat = true;
                 }
             }
             if nat || (port == FTP_PORT && svc.cfg.persistence_timeout > 0) {
-                keys.vips.push((tcp, vip, 0));
+                keys.add_vip(tcp, svc.cfg.vip.ip(), 0);
             }
         }
         keys.vips.sort_unstable();
         keys.vips.dedup();
         keys.nat_reals.sort_unstable();
         keys.nat_reals.dedup();
+        keys.vips6.sort_unstable();
+        keys.vips6.dedup();
+        keys.nat_reals6.sort_unstable();
+        keys.nat_reals6.dedup();
         keys
     }
 
@@ -1488,6 +1552,7 @@ addr = "198.18.2.13:80"
                     (6, "198.18.1.3".parse().unwrap(), 80)
                 ],
                 nat_reals: vec![(6, "198.18.2.12".parse().unwrap(), 80)],
+                ..SteerRules::default()
             }
         );
         // Valid as a file, refused by the table: nothing of it is applied,

@@ -19,7 +19,7 @@
 //! the attach refused.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::process::Command;
 
@@ -82,6 +82,15 @@ fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> [u8; 8] {
     let a = addr.octets();
     let p = port.to_be_bytes();
     [a[0], a[1], a[2], a[3], p[0], p[1], proto, 0]
+}
+
+/// The IPv6 key: the same layout with a 16-byte address (20 bytes).
+fn svc6_key(proto: u8, addr: Ipv6Addr, port: u16) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..16].copy_from_slice(&addr.octets());
+    k[16..18].copy_from_slice(&port.to_be_bytes());
+    k[18] = proto;
+    k
 }
 
 impl Steering {
@@ -176,6 +185,99 @@ impl Steering {
         })(&e))
     }
 
+    /// Loads the program without attaching it anywhere: its maps can be
+    /// filled and [`Steering::selects`] asked, as a test of the program
+    /// itself (`ifname` only names it in errors).
+    pub fn load_detached(ifname: &str) -> Result<Steering, XskError> {
+        let bpf_err = |op: &'static str, e: &dyn std::fmt::Display| XskError::Bpf {
+            ifname: ifname.to_string(),
+            op,
+            reason: e.to_string(),
+        };
+        let mut ebpf = EbpfLoader::new()
+            .load(PROGRAM)
+            .map_err(|e| bpf_err("load object", &e))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .expect("the object defines xdpvs_steer")
+            .try_into()
+            .map_err(|e| bpf_err("program type", &e))?;
+        prog.load().map_err(|e| bpf_err("load program", &e))?;
+        Ok(Steering {
+            ebpf,
+            link: None,
+            ifname: ifname.to_string(),
+            written: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Runs the program once over `frame` (`BPF_PROG_TEST_RUN`, queue 0)
+    /// and says whether it selected the frame for a socket: with no
+    /// socket registered for queue 0 a selected frame falls back to the
+    /// kernel, counted as `redirect_failed`, so the counters tell.
+    pub fn selects(&self, frame: &[u8]) -> Result<bool, XskError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let err = |op: &'static str, e: &dyn std::fmt::Display| XskError::Bpf {
+            ifname: self.ifname.clone(),
+            op,
+            reason: e.to_string(),
+        };
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .expect("the object defines xdpvs_steer")
+            .try_into()
+            .map_err(|e| err("program type", &e))?;
+        let fd = prog.fd().map_err(|e| err("program fd", &e))?;
+        let before = self.stats()?;
+        // The kernel's `union bpf_attr` for BPF_PROG_TEST_RUN, up to
+        // `batch_size` (a shorter attr is accepted; the rest reads as 0).
+        #[repr(C)]
+        #[derive(Default)]
+        struct TestRun {
+            prog_fd: u32,
+            retval: u32,
+            data_size_in: u32,
+            data_size_out: u32,
+            data_in: u64,
+            data_out: u64,
+            repeat: u32,
+            duration: u32,
+            ctx_size_in: u32,
+            ctx_size_out: u32,
+            ctx_in: u64,
+            ctx_out: u64,
+            flags: u32,
+            cpu: u32,
+            batch_size: u32,
+            pad: u32,
+        }
+        let mut attr = TestRun {
+            prog_fd: fd.as_fd().as_raw_fd() as u32,
+            data_size_in: u32::try_from(frame.len()).map_err(|e| err("test run", &e))?,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ..TestRun::default()
+        };
+        const BPF_PROG_TEST_RUN: libc::c_long = 10;
+        // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the
+        // size passed; `data_in` points at `frame.len()` readable bytes
+        // that outlive the call; no output buffer is given.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRun,
+                std::mem::size_of::<TestRun>(),
+            )
+        };
+        if rc != 0 {
+            return Err(err("test run", &std::io::Error::last_os_error()));
+        }
+        let after = self.stats()?;
+        Ok(after.redirected + after.redirect_failed > before.redirected + before.redirect_failed)
+    }
+
     /// Steers queue `queue`'s packets to socket `fd`.
     pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), XskError> {
         let ifname = self.ifname.clone();
@@ -217,6 +319,10 @@ impl Steering {
             nat_reals: size("nat_reals")?,
             vip_addrs: size("vip_addrs")?,
             nat_real_addrs: size("nat_real_addrs")?,
+            vips6: size("vips6")?,
+            nat_reals6: size("nat_reals6")?,
+            vip_addrs6: size("vip_addrs6")?,
+            nat_real_addrs6: size("nat_real_addrs6")?,
         })
     }
 
@@ -238,15 +344,33 @@ impl Steering {
         self.sync("vips", &vips)?;
         self.sync("nat_reals", &reals)?;
         self.sync("vip_addrs", &vip_addrs)?;
-        self.sync("nat_real_addrs", &real_addrs)
+        self.sync("nat_real_addrs", &real_addrs)?;
+        let key6 = |&(p, a, port): &(u8, Ipv6Addr, u16)| svc6_key(p, a, port);
+        let vips6: HashSet<[u8; 20]> = rules.vips6.iter().map(key6).collect();
+        let reals6: HashSet<[u8; 20]> = rules.nat_reals6.iter().map(key6).collect();
+        let vip_addrs6: HashSet<[u8; 16]> = rules.vips6.iter().map(|v| v.1.octets()).collect();
+        let real_addrs6: HashSet<[u8; 16]> =
+            rules.nat_reals6.iter().map(|r| r.1.octets()).collect();
+        self.sync("vips6", &vips6)?;
+        self.sync("nat_reals6", &reals6)?;
+        self.sync("vip_addrs6", &vip_addrs6)?;
+        self.sync("nat_real_addrs6", &real_addrs6)
     }
 
-    /// Makes the program's `local_addrs` map hold exactly `addrs`: the
-    /// director's own IPv4 addresses, whose packets from NAT real servers
-    /// the kernel keeps (module docs).
-    pub fn set_local_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<(), XskError> {
-        let want: HashSet<[u8; 4]> = addrs.iter().map(|a| a.octets()).collect();
-        self.sync("local_addrs", &want)
+    /// Makes the program's `local_addrs` and `local_addrs6` maps hold
+    /// exactly `addrs`: the director's own addresses, whose packets from
+    /// NAT real servers the kernel keeps (module docs).
+    pub fn set_local_addrs(&mut self, addrs: &[IpAddr]) -> Result<(), XskError> {
+        let mut v4: HashSet<[u8; 4]> = HashSet::new();
+        let mut v6: HashSet<[u8; 16]> = HashSet::new();
+        for a in addrs {
+            match a {
+                IpAddr::V4(a) => v4.insert(a.octets()),
+                IpAddr::V6(a) => v6.insert(a.octets()),
+            };
+        }
+        self.sync("local_addrs", &v4)?;
+        self.sync("local_addrs6", &v6)
     }
 
     fn sync<const N: usize>(
@@ -391,5 +515,10 @@ mod tests {
             svc_key(6, Ipv4Addr::new(198, 18, 1, 1), 80),
             [198, 18, 1, 1, 0, 80, 6, 0]
         );
+        let mut six = [0u8; 20];
+        six[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        six[15] = 1;
+        six[16..].copy_from_slice(&[0x1f, 0x90, 17, 0]);
+        assert_eq!(svc6_key(17, "2001:db8::1".parse().unwrap(), 8080), six);
     }
 }

@@ -154,7 +154,7 @@ fn frames_are_conserved_under_mixed_verdicts() {
     steer
         .set_rules(&SteerRules {
             vips: vec![(17, VIP, 9000)],
-            nat_reals: vec![],
+            ..SteerRules::default()
         })
         .unwrap();
     balanced(&x);

@@ -855,6 +855,10 @@ fn edits_beyond_the_steering_maps_are_refused_whole() {
         nat_reals: 3,
         vip_addrs: 3,
         nat_real_addrs: 2,
+        vips6: 4,
+        nat_reals6: 3,
+        vip_addrs6: 3,
+        nat_real_addrs6: 2,
     });
     for line in [
         "-A -t 198.18.1.1:80 -s rr",
