@@ -12,7 +12,7 @@
 //! namespace; the `ip` commands name their namespace themselves.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -615,5 +615,80 @@ fn local_addresses_are_listed_and_follow_changes() {
             "lo",
         ]);
         assert!(!nl.local_addrs().unwrap().contains(&vip6));
+    });
+}
+
+/// IPv6 (issue 16): an on-link host resolves by neighbour discovery, a
+/// far one to its link-local gateway, each with the source the kernel
+/// would use; no route is Unreachable.
+#[test]
+fn ipv6_destinations_resolve_by_neighbour_discovery() {
+    let bed = Bed::new();
+    let (d, h, r) = (&bed.d.0[..], &bed.h.0[..], &bed.r.0[..]);
+    #[rustfmt::skip]
+    let steps: &[&[&str]] = &[
+        &["-n", d, "addr", "add", "2001:db8::1/64", "dev", "d0", "nodad"],
+        &["-n", h, "addr", "add", "2001:db8::2/64", "dev", "h0", "nodad"],
+        &["-n", d, "addr", "add", "2001:db8:1::1/64", "dev", "d1", "nodad"],
+        &["-n", r, "addr", "add", "fe80::fe/64", "dev", "r0", "nodad"],
+        &["-n", d, "route", "add", "2001:db8:2::/64", "via", "fe80::fe", "dev", "d1"],
+    ];
+    for step in steps {
+        ip(step);
+    }
+    let (d0, d1) = (bed.ifindex("d0"), bed.ifindex("d1"));
+    let v6 = |s: &str| -> Ipv6Addr { s.parse().unwrap() };
+    bed.d.enter(|| {
+        let mut nl = Netlink::new().unwrap();
+        let host = v6("2001:db8::2");
+        let first = nl.resolve(host).unwrap();
+        let src = Some(v6("2001:db8::1"));
+        assert!(
+            matches!(first, Resolution::Pending { ifindex, next_hop, src: s }
+                if ifindex == d0 && next_hop == host && s == src)
+                || matches!(first, Resolution::Resolved { .. }),
+            "{first:?}"
+        );
+        let start = Instant::now();
+        let mut r = first;
+        while !matches!(r, Resolution::Resolved { .. }) && start.elapsed() < RESOLVE_WITHIN {
+            thread::sleep(Duration::from_millis(20));
+            r = nl.resolve(host).unwrap();
+        }
+        assert_eq!(
+            r,
+            Resolution::Resolved {
+                ifindex: d0,
+                next_hop: host,
+                mac: H0_MAC,
+                src
+            }
+        );
+        // Behind the link-local gateway: its MAC, from the NDP table.
+        let far = v6("2001:db8:2::2");
+        let start = Instant::now();
+        let mut r = nl.resolve(far).unwrap();
+        while !matches!(r, Resolution::Resolved { .. }) && start.elapsed() < RESOLVE_WITHIN {
+            thread::sleep(Duration::from_millis(20));
+            r = nl.resolve(far).unwrap();
+        }
+        assert_eq!(
+            r,
+            Resolution::Resolved {
+                ifindex: d1,
+                next_hop: v6("fe80::fe"),
+                mac: R0_MAC,
+                src: Some(v6("2001:db8:1::1"))
+            }
+        );
+        assert_eq!(
+            nl.resolve(v6("2001:db8:9::9")).unwrap(),
+            Resolution::Unreachable
+        );
+        // The IPv4 entries are untouched by the IPv6 ones.
+        assert!(matches!(
+            nl.resolve(HOST).unwrap(),
+            Resolution::Pending { .. } | Resolution::Resolved { .. }
+        ));
     });
 }

@@ -34,8 +34,14 @@
 //! selects on the out interface, as `ip route get` prints it); IPVS's
 //! `__ip_vs_get_out_rt` takes the same one as the outer source of a
 //! tunnel. Resolved and Pending destinations carry it (`None` when the
-//! out interface has no IPv4 address). [`Netlink::local_addrs`] lists the
-//! director's own IPv4 addresses (RTM_GETADDR, every interface).
+//! out interface has no address of the family). [`Netlink::local_addrs`]
+//! lists the director's own addresses (RTM_GETADDR, every interface).
+//!
+//! IPv4 and IPv6 are resolved alike ([`Family`]): an IPv6 destination's
+//! route is the kernel's IPv6 route (its gateway often a link-local
+//! address), its next hop an NDP entry, nudged the same way (the kernel
+//! then sends a neighbour solicitation). A route whose next hop is of the
+//! other family (RTA_VIA) is Unreachable: there is no entry to resolve.
 //!
 //! A socket lives in the network namespace of the thread that created it.
 
@@ -46,16 +52,18 @@ pub use error::NetlinkError;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::fmt;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use socket::RouteSocket;
@@ -98,35 +106,111 @@ pub struct Interface {
     pub up: bool,
 }
 
-/// Where frames for one destination go next.
+/// Where frames for one destination go next; `A` is its address family
+/// ([`Ipv4Addr`]: ARP, [`Ipv6Addr`]: neighbour discovery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
+pub enum Resolution<A = Ipv4Addr> {
     /// MAC known and usable (NUD_REACHABLE/STALE/DELAY/PROBE/PERMANENT/NOARP).
     Resolved {
         ifindex: u32,
-        next_hop: Ipv4Addr,
+        next_hop: A,
         mac: [u8; 6],
         /// The source address of the route (RTA_PREFSRC).
-        src: Option<Ipv4Addr>,
+        src: Option<A>,
     },
     /// Route known, neighbour not resolved yet (resolution was triggered).
     Pending {
         ifindex: u32,
-        next_hop: Ipv4Addr,
+        next_hop: A,
         /// The source address of the route (RTA_PREFSRC).
-        src: Option<Ipv4Addr>,
+        src: Option<A>,
     },
     /// No route, or the neighbour failed (NUD_FAILED, or unresolved past
     /// the pending limit).
     Unreachable,
 }
 
+/// An address family the resolver serves: [`Ipv4Addr`] or [`Ipv6Addr`]
+/// (sealed: the netlink encoding of each is this module's).
+pub trait Family:
+    sealed::Netlink + Copy + Eq + Hash + fmt::Debug + fmt::Display + Into<IpAddr>
+{
+}
+
+impl Family for Ipv4Addr {}
+impl Family for Ipv6Addr {}
+
+mod sealed {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::neighbour::NeighbourAddress;
+    use netlink_packet_route::route::RouteAddress;
+
+    /// How one family's addresses are spelled in netlink messages.
+    pub trait Netlink: Sized {
+        const FAMILY: AddressFamily;
+        /// A host route's prefix length.
+        const HOST_PREFIX: u8;
+        fn route(self) -> RouteAddress;
+        fn neighbour(self) -> NeighbourAddress;
+        fn from_route(a: &RouteAddress) -> Option<Self>;
+        fn from_neighbour(a: &NeighbourAddress) -> Option<Self>;
+    }
+
+    impl Netlink for Ipv4Addr {
+        const FAMILY: AddressFamily = AddressFamily::Inet;
+        const HOST_PREFIX: u8 = 32;
+        fn route(self) -> RouteAddress {
+            RouteAddress::Inet(self)
+        }
+        fn neighbour(self) -> NeighbourAddress {
+            NeighbourAddress::Inet(self)
+        }
+        fn from_route(a: &RouteAddress) -> Option<Self> {
+            match a {
+                RouteAddress::Inet(a) => Some(*a),
+                _ => None,
+            }
+        }
+        fn from_neighbour(a: &NeighbourAddress) -> Option<Self> {
+            match a {
+                NeighbourAddress::Inet(a) => Some(*a),
+                _ => None,
+            }
+        }
+    }
+
+    impl Netlink for Ipv6Addr {
+        const FAMILY: AddressFamily = AddressFamily::Inet6;
+        const HOST_PREFIX: u8 = 128;
+        fn route(self) -> RouteAddress {
+            RouteAddress::Inet6(self)
+        }
+        fn neighbour(self) -> NeighbourAddress {
+            NeighbourAddress::Inet6(self)
+        }
+        fn from_route(a: &RouteAddress) -> Option<Self> {
+            match a {
+                RouteAddress::Inet6(a) => Some(*a),
+                _ => None,
+            }
+        }
+        fn from_neighbour(a: &NeighbourAddress) -> Option<Self> {
+            match a {
+                NeighbourAddress::Inet6(a) => Some(*a),
+                _ => None,
+            }
+        }
+    }
+}
+
 /// The kernel's answer to a route lookup, as far as sending goes.
 #[derive(Debug, Clone, Copy)]
-struct Route {
+struct Route<A> {
     ifindex: u32,
-    next_hop: Ipv4Addr,
-    src: Option<Ipv4Addr>,
+    next_hop: A,
+    src: Option<A>,
 }
 
 /// What this side remembers of a next hop the kernel has not resolved.
@@ -207,7 +291,7 @@ impl Resolver for Netlink {
 pub struct Netlink {
     socket: RouteSocket,
     pending_limit: Duration,
-    unresolved: HashMap<(u32, Ipv4Addr), Unresolved>,
+    unresolved: HashMap<(u32, IpAddr), Unresolved>,
 }
 
 impl Netlink {
@@ -284,7 +368,7 @@ impl Netlink {
     /// neighbour entry on the out interface; triggers resolution when the
     /// entry is missing, failed or stale. Reads the whole neighbour table:
     /// for many destinations, use [`Netlink::resolve_all`].
-    pub fn resolve(&mut self, dst: Ipv4Addr) -> Result<Resolution, NetlinkError> {
+    pub fn resolve<A: Family>(&mut self, dst: A) -> Result<Resolution<A>, NetlinkError> {
         Ok(self.resolve_all(&[dst])?[0])
     }
 
@@ -294,8 +378,11 @@ impl Netlink {
     /// A destination the kernel has no usable route for is Unreachable, not
     /// an error; errors are the socket's, or a kernel refusal that says
     /// nothing about one destination (and then no result is returned).
-    pub fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
-        let neighbours = self.neighbours()?;
+    pub fn resolve_all<A: Family>(
+        &mut self,
+        dsts: &[A],
+    ) -> Result<Vec<Resolution<A>>, NetlinkError> {
+        let neighbours = self.neighbours::<A>()?;
         let now = Instant::now();
         let mut triggered = HashSet::new();
         let mut out = Vec::with_capacity(dsts.len());
@@ -310,9 +397,10 @@ impl Netlink {
                 continue;
             };
             let key = (ifindex, next_hop);
+            let ukey = (ifindex, next_hop.into());
             let resolution = match verdict(neighbours.get(&key).copied()) {
                 Verdict::Use { mac, refresh } => {
-                    self.unresolved.remove(&key);
+                    self.unresolved.remove(&ukey);
                     if refresh && triggered.insert(key) {
                         self.trigger(ifindex, next_hop)?;
                     }
@@ -329,7 +417,7 @@ impl Netlink {
                         self.trigger(ifindex, next_hop)?;
                     }
                     let limit = self.pending_limit;
-                    let entry = match self.unresolved.entry(key) {
+                    let entry = match self.unresolved.entry(ukey) {
                         Entry::Occupied(e) => e.into_mut(),
                         Entry::Vacant(e) => e.insert(Unresolved {
                             since: now,
@@ -402,12 +490,12 @@ impl Netlink {
     /// The out interface, next hop (the gateway, or `dst` when on-link) and
     /// source address for `dst`; None when the kernel has no usable unicast
     /// route.
-    fn route(&mut self, dst: Ipv4Addr) -> Result<Option<Route>, NetlinkError> {
+    fn route<A: Family>(&mut self, dst: A) -> Result<Option<Route<A>>, NetlinkError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 32;
+        msg.header.address_family = A::FAMILY;
+        msg.header.destination_prefix_length = A::HOST_PREFIX;
         msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+            .push(RouteAttribute::Destination(dst.route()));
         let answer =
             match self
                 .socket
@@ -438,11 +526,16 @@ impl Netlink {
         for attr in route.attributes {
             match attr {
                 RouteAttribute::Oif(i) => oif = Some(i),
-                RouteAttribute::Gateway(RouteAddress::Inet(gw)) => next_hop = gw,
-                RouteAttribute::PrefSource(RouteAddress::Inet(s)) if !s.is_unspecified() => {
-                    src = Some(s);
+                RouteAttribute::Gateway(gw) => match A::from_route(&gw) {
+                    Some(gw) => next_hop = gw,
+                    // A gateway of the other family: no neighbour of ours.
+                    None => return Ok(None),
+                },
+                RouteAttribute::PrefSource(s) => {
+                    src = A::from_route(&s).filter(|s| !(*s).into().is_unspecified());
                 }
-                // An IPv6 next hop for an IPv4 route: no ARP to do.
+                // A next hop of the other family (RTA_VIA): no neighbour
+                // entry of this family to resolve.
                 RouteAttribute::Via(_) => return Ok(None),
                 _ => {}
             }
@@ -454,10 +547,11 @@ impl Netlink {
         }))
     }
 
-    /// The kernel's IPv4 neighbour table, by (ifindex, address).
-    fn neighbours(&mut self) -> Result<HashMap<(u32, Ipv4Addr), Neighbour>, NetlinkError> {
+    /// The kernel's neighbour table of family `A` (ARP or NDP), by
+    /// (ifindex, address).
+    fn neighbours<A: Family>(&mut self) -> Result<HashMap<(u32, A), Neighbour>, NetlinkError> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = A::FAMILY;
         let answer = self.socket.request(
             "neighbour dump",
             RouteNetlinkMessage::GetNeighbour(msg),
@@ -472,7 +566,7 @@ impl Netlink {
             let mut mac = None;
             for attr in n.attributes {
                 match attr {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => addr = Some(a),
+                    NeighbourAttribute::Destination(a) => addr = A::from_neighbour(&a),
                     NeighbourAttribute::LinkLayerAddress(l) => mac = l.try_into().ok(),
                     _ => {}
                 }
@@ -487,17 +581,16 @@ impl Netlink {
 
     /// Makes the kernel resolve (or confirm) `next_hop` on `ifindex` as if
     /// it had a packet for it: RTM_NEWNEIGH with NTF_USE creates the entry
-    /// when missing and runs the state machine, without setting a state.
-    fn trigger(&mut self, ifindex: u32, next_hop: Ipv4Addr) -> Result<(), NetlinkError> {
+    /// when missing and runs the state machine (an ARP request, or a
+    /// neighbour solicitation), without setting a state.
+    fn trigger<A: Family>(&mut self, ifindex: u32, next_hop: A) -> Result<(), NetlinkError> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = A::FAMILY;
         msg.header.ifindex = ifindex;
         msg.header.state = NeighbourState::None;
         msg.header.flags = NeighbourFlags::Use;
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                next_hop,
-            )));
+            .push(NeighbourAttribute::Destination(next_hop.neighbour()));
         self.socket.request(
             "neighbour resolution (NTF_USE)",
             RouteNetlinkMessage::NewNeighbour(msg),
