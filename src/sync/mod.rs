@@ -6,6 +6,9 @@
 //!
 //! [`wire`] is the message format: byte views over received datagrams and an
 //! encoder into a caller's buffer, neither of which allocates, and every
-//! malformed input a counted [`wire::SyncError`].
+//! malformed input a counted [`wire::SyncError`]. [`net`] is the sockets
+//! (the master's multicast sender, the backup's receiver) and the
+//! master's batching of entries into messages.
 
+pub mod net;
 pub mod wire;
