@@ -154,6 +154,13 @@ pub struct ServiceInfo<'a> {
     pub dests: Vec<DestInfo<'a>>,
 }
 
+/// The counter sets of a service and of all its real servers
+/// ([`ServiceTable::counter_sets`]).
+pub struct CounterSets<'a> {
+    pub stats: &'a Arc<Stats>,
+    pub dests: Vec<&'a Arc<DestCounters>>,
+}
+
 /// A real server as the control side lists it.
 pub struct DestInfo<'a> {
     pub cfg: &'a RealConfig,
@@ -244,6 +251,16 @@ struct DestEntry {
     counters: Arc<DestCounters>,
 }
 
+/// How many real servers of the table have one address, and how many of
+/// them are forwarded by tunnel: what [`ServiceTable::dest_addrs`] and
+/// [`ServiceTable::is_tun_addr`] answer from without a pass over the
+/// servers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct AddrUse {
+    dests: u32,
+    tun: u32,
+}
+
 #[derive(Default, Clone)]
 struct Slot {
     generation: u32,
@@ -265,6 +282,9 @@ pub struct ServiceTable {
     free: Vec<u32>,
     /// Next hop of each real server address: director port and MAC.
     next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+    /// The real servers at each address; kept with every insertion,
+    /// release and edit of a slot.
+    addrs: HashMap<IpAddr, AddrUse>,
     /// Source address of the kernel's route to each real server address:
     /// the outer source of its TUN packets unless `tunnel_source` is set.
     sources: HashMap<IpAddr, Ipv4Addr>,
@@ -299,6 +319,7 @@ impl ServiceTable {
             slots: Vec::new(),
             free: Vec::new(),
             next_hops: HashMap::new(),
+            addrs: HashMap::new(),
             sources: HashMap::new(),
             sources6: HashMap::new(),
             versions: 0,
@@ -506,6 +527,7 @@ impl ServiceTable {
             }
             None => return Err(ServiceError::TooManyDests),
         };
+        self.count_addr(real, 1);
         let s = &mut self.slots[slot as usize];
         // Never wraps: `release` retires a slot at its last generation.
         s.generation += 1;
@@ -548,7 +570,9 @@ impl ServiceTable {
             if real.weight != 0 {
                 d.last_weight = real.weight;
             }
-            d.cfg = real.clone();
+            let old = std::mem::replace(&mut d.cfg, real.clone());
+            self.count_addr(&old, -1);
+            self.count_addr(real, 1);
         }
         Ok(())
     }
@@ -572,9 +596,30 @@ impl ServiceTable {
     /// that no [`DestRef`] is ever issued twice (see [`crate::dest`]).
     fn release(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
-        s.dest = None;
+        let gone = s.dest.take();
         if s.generation < DestRef::MAX_GENERATION {
             self.free.push(slot);
+        }
+        if let Some(d) = gone {
+            self.count_addr(&d.cfg, -1);
+        }
+    }
+
+    /// Counts real server `real` in (`by` 1) or out (-1) of
+    /// [`ServiceTable::addrs`].
+    fn count_addr(&mut self, real: &RealConfig, by: i32) {
+        let ip = real.addr.ip();
+        let u = self.addrs.entry(ip).or_default();
+        let tun = u32::from(real.forward == Forward::Tun);
+        if by > 0 {
+            u.dests += 1;
+            u.tun += tun;
+        } else {
+            u.dests -= 1;
+            u.tun -= tun;
+        }
+        if u.dests == 0 {
+            self.addrs.remove(&ip);
         }
     }
 
@@ -623,6 +668,42 @@ impl ServiceTable {
                 })
                 .collect(),
         }
+    }
+
+    /// The counter sets of service `proto` `vip`: its own and those of
+    /// every real server it holds, listed or not (one its checks took out,
+    /// the sorry server).
+    pub fn counter_sets(&self, proto: Protocol, vip: SocketAddr) -> Option<CounterSets<'_>> {
+        Some(self.counter_sets_of(&self.services[self.find(proto, vip).ok()?]))
+    }
+
+    /// [`ServiceTable::counter_sets`] of every service.
+    pub fn all_counter_sets(&self) -> impl Iterator<Item = CounterSets<'_>> {
+        self.services.iter().map(|s| self.counter_sets_of(s))
+    }
+
+    fn counter_sets_of<'a>(&'a self, s: &'a SvcEntry) -> CounterSets<'a> {
+        CounterSets {
+            stats: &s.stats,
+            dests: s
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| &d.counters)
+                .collect(),
+        }
+    }
+
+    /// The counters of real server `addr` of service `proto` `vip`
+    /// (listed or not; not the sorry server).
+    pub fn dest_counters(
+        &self,
+        proto: Protocol,
+        vip: SocketAddr,
+        addr: SocketAddr,
+    ) -> Option<&Arc<DestCounters>> {
+        let (_, _, slot) = self.locate(proto, vip, addr).ok()?;
+        self.slots[slot as usize].dest.as_ref().map(|d| &d.counters)
     }
 
     /// Whether service `s` has a sorry server.
@@ -818,6 +899,11 @@ impl ServiceTable {
         }
         for i in 0..self.services.len() {
             let s = &self.services[i];
+            if s.version <= self.quorum_seen {
+                // Neither its servers, their health nor its settings
+                // moved since the last look: its quorum cannot have.
+                continue;
+            }
             let sum = self.live_weight(s);
             let (q, h) = (u64::from(s.cfg.quorum), u64::from(s.cfg.hysteresis));
             let up = if s.quorum_up {
@@ -912,22 +998,23 @@ impl ServiceTable {
     /// Whether a real server at `addr` is forwarded by tunnel (its packets
     /// need an outer source address).
     pub fn is_tun_addr(&self, addr: IpAddr) -> bool {
-        self.slots
-            .iter()
-            .filter_map(|s| s.dest.as_ref())
-            .any(|d| d.cfg.forward == Forward::Tun && d.cfg.addr.ip() == addr)
+        self.addrs.get(&addr).is_some_and(|u| u.tun > 0)
+    }
+
+    /// Whether some real server of the table has address `addr`.
+    pub fn has_dest_addr(&self, addr: IpAddr) -> bool {
+        self.addrs.contains_key(&addr)
     }
 
     /// The IPv4 addresses of every real server forwarded by tunnel (their
     /// packets need an outer source address): [`ServiceTable::is_tun_addr`]
     /// for all addresses at once.
     pub fn tun_addrs(&self) -> std::collections::HashSet<Ipv4Addr> {
-        self.slots
+        self.addrs
             .iter()
-            .filter_map(|s| s.dest.as_ref())
-            .filter(|d| d.cfg.forward == Forward::Tun)
-            .filter_map(|d| match d.cfg.addr.ip() {
-                IpAddr::V4(a) => Some(a),
+            .filter(|(_, u)| u.tun > 0)
+            .filter_map(|(a, _)| match a {
+                IpAddr::V4(a) => Some(*a),
                 IpAddr::V6(_) => None,
             })
             .collect()
@@ -936,14 +1023,7 @@ impl ServiceTable {
     /// Every real server address, once each, in no particular order: what
     /// the next-hop resolver must keep resolved.
     pub fn dest_addrs(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.dest.as_ref().map(|d| d.cfg.addr.ip()))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        self.addrs.keys().copied().collect()
     }
 
     /// What the XDP program must send to the workers: every IPv4 virtual
