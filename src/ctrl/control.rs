@@ -248,6 +248,9 @@ pub struct Control {
     /// The table was changed where the maps above could not follow: the
     /// next [`Control::track`] is a full pass.
     untracked: bool,
+    /// How many full passes [`Control::track`] made (the tests: a single
+    /// edit makes none).
+    full_tracks: u64,
     /// The table's [`ServiceTable::steer_rules`], built once per change.
     steer: Option<SteerRules>,
     /// Real server addresses edits added since [`Control::take_new_addrs`];
@@ -274,6 +277,7 @@ impl Control {
             services: HashMap::new(),
             dests: HashMap::new(),
             untracked: true,
+            full_tracks: 0,
             steer: None,
             new_addrs: None,
             next_tick: now + ESTIMATOR_INTERVAL,
@@ -457,6 +461,7 @@ impl Control {
         if !std::mem::take(&mut self.untracked) {
             return;
         }
+        self.full_tracks += 1;
         let mut services = HashMap::with_capacity(self.services.len());
         let mut dests = HashMap::with_capacity(self.dests.len());
         for s in self.table.all_counter_sets() {

@@ -1751,4 +1751,96 @@ weight = 2
         t.retain_health(|k| (k.2 != key(12).2).then_some(false));
         assert_eq!(listed(&t).0.len(), 2);
     }
+
+    /// One edit of [`incremental_state_equals_a_full_recount`].
+    #[derive(Debug, Clone)]
+    enum Op {
+        AddService(u8),
+        DelService(u8),
+        AddDest(u8, u8, Forward),
+        EditDest(u8, u8, Forward, u32),
+        DelDest(u8, u8),
+        Sorry(u8, Option<u8>),
+        Health(u8, u8, bool),
+        Clear,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let fwd = prop::sample::select(vec![Forward::Dr, Forward::Nat, Forward::Tun]);
+        prop_oneof![
+            3 => (0u8..4).prop_map(Op::AddService),
+            1 => (0u8..4).prop_map(Op::DelService),
+            6 => (0u8..4, 0u8..5, fwd.clone()).prop_map(|(s, r, f)| Op::AddDest(s, r, f)),
+            3 => (0u8..4, 0u8..5, fwd, 0u32..3).prop_map(|(s, r, f, w)| Op::EditDest(s, r, f, w)),
+            3 => (0u8..4, 0u8..5).prop_map(|(s, r)| Op::DelDest(s, r)),
+            1 => (0u8..4, proptest::option::of(0u8..5)).prop_map(|(s, r)| Op::Sorry(s, r)),
+            3 => (0u8..4, 0u8..5, any::<bool>()).prop_map(|(s, r, up)| Op::Health(s, r, up)),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the edits, the per-address counts are what a pass over
+        /// the slots counts, and `update_quorum`, which looks only at the
+        /// services changed since its last look, finds what a look at
+        /// every service finds.
+        #[test]
+        fn incremental_state_equals_a_full_recount(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
+            let vip = |s: u8| SocketAddr::from((Ipv4Addr::new(198, 18, 1, s), 80));
+            let real = |r: u8, forward, weight| RealConfig {
+                // Two ports per address: a shared address counts twice.
+                addr: SocketAddr::from((Ipv4Addr::new(198, 18, 2, r / 2), 80 + u16::from(r % 2))),
+                forward,
+                weight,
+                upper_threshold: 0,
+                lower_threshold: 0,
+                health: Default::default(),
+            };
+            for op in ops {
+                let tcp = Protocol::Tcp;
+                let _ = match op {
+                    Op::AddService(s) => {
+                        let mut cfg = ServiceConfig::new(tcp, vip(s), "wrr");
+                        cfg.quorum = 2;
+                        cfg.hysteresis = 1;
+                        t.add_service(&cfg)
+                    }
+                    Op::DelService(s) => t.del_service(tcp, vip(s)),
+                    Op::AddDest(s, r, f) => t.add_dest(tcp, vip(s), &real(r, f, 1)),
+                    Op::EditDest(s, r, f, w) => t.edit_dest(tcp, vip(s), &real(r, f, w)),
+                    Op::DelDest(s, r) => t.del_dest(tcp, vip(s), real(r, Forward::Dr, 1).addr),
+                    Op::Sorry(s, r) => {
+                        t.set_sorry(tcp, vip(s), r.map(|r| real(r, Forward::Dr, 1)).as_ref())
+                    }
+                    Op::Health(s, r, up) => {
+                        let h = Health { up, ..Health::UP };
+                        t.set_health((tcp, vip(s), real(r, Forward::Dr, 1).addr), h);
+                        Ok(())
+                    }
+                    Op::Clear => {
+                        t.clear();
+                        Ok(())
+                    }
+                };
+                let mut full: HashMap<IpAddr, AddrUse> = HashMap::new();
+                for d in t.slots.iter().filter_map(|s| s.dest.as_ref()) {
+                    let u = full.entry(d.cfg.addr.ip()).or_default();
+                    u.dests += 1;
+                    u.tun += u32::from(d.cfg.forward == Forward::Tun);
+                }
+                proptest::prop_assert_eq!(&t.addrs, &full, "after {:?}", op);
+                let mut every = t.clone();
+                every.quorum_seen = 0;
+                let quorum = |t: &ServiceTable| {
+                    t.services.iter().map(|s| s.quorum_up).collect::<Vec<_>>()
+                };
+                proptest::prop_assert_eq!(t.update_quorum(), every.update_quorum(), "after {:?}", op);
+                proptest::prop_assert_eq!(quorum(&t), quorum(&every));
+            }
+        }
+    }
 }
