@@ -251,8 +251,10 @@ pub struct Control {
     /// How many full passes [`Control::track`] made (the tests: a single
     /// edit makes none).
     full_tracks: u64,
-    /// The table's [`ServiceTable::steer_rules`], built once per change.
-    steer: Option<SteerRules>,
+    /// The table's [`ServiceTable::steer_rules`] and the
+    /// [`ServiceTable::steer_epoch`] they were built at: built again only
+    /// after an edit that can change them.
+    steer: Option<(u64, SteerRules)>,
     /// Real server addresses edits added since [`Control::take_new_addrs`];
     /// `None`: not known (a restore, a reload), any of the table's.
     new_addrs: Option<Vec<IpAddr>>,
@@ -323,9 +325,13 @@ impl Control {
     }
 
     /// The table's [`ServiceTable::steer_rules`], built at most once per
-    /// change of the table.
+    /// change of them.
     pub fn steer_rules(&mut self) -> &SteerRules {
-        self.steer.get_or_insert_with(|| self.table.steer_rules())
+        let epoch = self.table.steer_epoch();
+        if self.steer.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.steer = Some((epoch, self.table.steer_rules()));
+        }
+        &self.steer.as_ref().expect("just built").1
     }
 
     /// The real server addresses added since the last call: each edit's
@@ -336,12 +342,18 @@ impl Control {
         self.new_addrs.replace(Vec::new())
     }
 
+    /// Keeps `rules`, just built of the table, for [`Control::steer_rules`].
+    fn keep_steer_rules(&mut self, rules: Option<SteerRules>) {
+        if let Some(r) = rules {
+            self.steer = Some((self.table.steer_epoch(), r));
+        }
+    }
+
     /// After a change of the table this type could not follow edit by
     /// edit: every counter set, steering rule and address may be new.
     fn changed_all(&mut self) {
         self.changed = true;
         self.untracked = true;
-        self.steer = None;
         self.new_addrs = None;
         self.track();
     }
@@ -381,7 +393,6 @@ impl Control {
     pub fn table_mut(&mut self) -> &mut ServiceTable {
         self.changed = true;
         self.untracked = true;
-        self.steer = None;
         self.new_addrs = None;
         &mut self.table
     }
@@ -612,7 +623,7 @@ impl Control {
                     .map(|rules| {
                         self.table = trial;
                         self.changed_all();
-                        self.steer = rules;
+                        self.keep_steer_rules(rules);
                         Reply::Done
                     })
             }
@@ -656,10 +667,9 @@ impl Control {
             edit(&mut trial, req)?;
             let rules = self.fitting(&trial).map_err(|e| table_error(e, false))?;
             self.table = trial;
-            self.steer = rules;
+            self.keep_steer_rules(rules);
         } else {
             edit(&mut self.table, req)?;
-            self.steer = None;
         }
         self.changed = true;
         self.retrack(&scope, before);

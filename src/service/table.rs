@@ -261,6 +261,11 @@ struct AddrUse {
     tun: u32,
 }
 
+/// The table's maps by address: every snapshot looks each real server up
+/// in several of them, so they hash as the snapshot's own maps do (the keys
+/// are the operator's addresses, not a sender's).
+type AddrMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default, Clone)]
 struct Slot {
     generation: u32,
@@ -278,20 +283,26 @@ pub struct ServiceTable {
     tunnel_source: Option<Ipv4Addr>,
     timeouts: Timeouts,
     services: Vec<SvcEntry>,
+    /// Where each service is in `services`, so that an edit finds its
+    /// service without a pass over them.
+    index: AddrMap<(Protocol, SocketAddr), usize>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Next hop of each real server address: director port and MAC.
-    next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+    next_hops: AddrMap<IpAddr, (u8, [u8; 6])>,
     /// The real servers at each address; kept with every insertion,
     /// release and edit of a slot.
-    addrs: HashMap<IpAddr, AddrUse>,
+    addrs: AddrMap<IpAddr, AddrUse>,
     /// Source address of the kernel's route to each real server address:
     /// the outer source of its TUN packets unless `tunnel_source` is set.
-    sources: HashMap<IpAddr, Ipv4Addr>,
+    sources: AddrMap<IpAddr, Ipv4Addr>,
     /// The same for IPv6 real servers (their route's IPv6 source).
-    sources6: HashMap<IpAddr, std::net::Ipv6Addr>,
+    sources6: AddrMap<IpAddr, std::net::Ipv6Addr>,
     /// The last version handed to a service.
     versions: u64,
+    /// Changes with every edit that can change [`ServiceTable::steer_rules`]:
+    /// a service's address or settings, a NAT real server, the FTP ports.
+    steer_epoch: u64,
     /// `versions` when [`ServiceTable::update_quorum`] last looked.
     quorum_seen: u64,
     /// Workers that count traffic.
@@ -306,7 +317,7 @@ pub struct ServiceTable {
     /// What the health checks said last, per (service, real server). Kept
     /// apart from the servers, so that it outlives an `xdpvsadm -d`/`-a`
     /// and a reload; [`ServiceTable::retain_health`] prunes it.
-    health: HashMap<HealthKey, Health>,
+    health: AddrMap<HealthKey, Health>,
 }
 
 impl ServiceTable {
@@ -316,20 +327,22 @@ impl ServiceTable {
             tunnel_source,
             timeouts,
             services: Vec::new(),
+            index: AddrMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            next_hops: HashMap::new(),
-            addrs: HashMap::new(),
-            sources: HashMap::new(),
-            sources6: HashMap::new(),
+            next_hops: AddrMap::default(),
+            addrs: AddrMap::default(),
+            sources: AddrMap::default(),
+            sources6: AddrMap::default(),
             versions: 0,
+            steer_epoch: 0,
             quorum_seen: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
             defense: crate::conn::Defense::default(),
             expire_nodest_conn: false,
             expire_quiescent_template: false,
-            health: HashMap::new(),
+            health: AddrMap::default(),
         }
     }
 
@@ -352,6 +365,7 @@ impl ServiceTable {
     /// Sets the virtual ports whose NAT connections get the FTP helper
     /// (default: 21).
     pub fn set_ftp_ports(&mut self, ports: Vec<u16>) {
+        self.steer_epoch += 1;
         self.ftp_ports = ports;
     }
 
@@ -398,9 +412,9 @@ impl ServiceTable {
     }
 
     fn find(&self, proto: Protocol, vip: SocketAddr) -> Result<usize, ServiceError> {
-        self.services
-            .iter()
-            .position(|s| s.cfg.proto == proto && s.cfg.vip == vip)
+        self.index
+            .get(&(proto, vip))
+            .copied()
             .ok_or(ServiceError::NoService { proto, vip })
     }
 
@@ -423,6 +437,8 @@ impl ServiceTable {
         }
         Self::check_service(cfg)?;
         let version = self.next_version();
+        self.steer_epoch += 1;
+        self.index.insert((cfg.proto, cfg.vip), self.services.len());
         self.services.push(SvcEntry {
             cfg: ServiceConfig {
                 reals: Vec::new(),
@@ -443,6 +459,7 @@ impl ServiceTable {
         let i = self.find(cfg.proto, cfg.vip)?;
         Self::check_service(cfg)?;
         self.services[i].version = self.next_version();
+        self.steer_epoch += 1;
         let s = &mut self.services[i].cfg;
         s.scheduler.clone_from(&cfg.scheduler);
         s.persistence_timeout = cfg.persistence_timeout;
@@ -456,8 +473,15 @@ impl ServiceTable {
     /// `ipvsadm -D`: the service and its real servers.
     pub fn del_service(&mut self, proto: Protocol, vip: SocketAddr) -> Result<(), ServiceError> {
         let i = self.find(proto, vip)?;
+        self.steer_epoch += 1;
+        self.index.remove(&(proto, vip));
         for slot in self.services.remove(i).dests {
             self.release(slot);
+        }
+        // Those after it moved up one (the listing keeps the order they
+        // were added in).
+        for (j, s) in self.services.iter().enumerate().skip(i) {
+            self.index.insert((s.cfg.proto, s.cfg.vip), j);
         }
         Ok(())
     }
@@ -606,8 +630,13 @@ impl ServiceTable {
     }
 
     /// Counts real server `real` in (`by` 1) or out (-1) of
-    /// [`ServiceTable::addrs`].
+    /// [`ServiceTable::addrs`] (and, if it is a NAT one, of the steering
+    /// rules: see [`ServiceTable::steer_epoch`]).
     fn count_addr(&mut self, real: &RealConfig, by: i32) {
+        if real.forward == Forward::Nat {
+            // Only NAT real servers have steering keys.
+            self.steer_epoch += 1;
+        }
         let ip = real.addr.ip();
         let u = self.addrs.entry(ip).or_default();
         let tun = u32::from(real.forward == Forward::Tun);
@@ -625,6 +654,8 @@ impl ServiceTable {
 
     /// `ipvsadm -C`: every service and real server.
     pub fn clear(&mut self) {
+        self.index.clear();
+        self.steer_epoch += 1;
         while let Some(s) = self.services.pop() {
             for slot in s.dests {
                 self.release(slot);
@@ -1024,6 +1055,12 @@ impl ServiceTable {
     /// the next-hop resolver must keep resolved.
     pub fn dest_addrs(&self) -> Vec<IpAddr> {
         self.addrs.keys().copied().collect()
+    }
+
+    /// Changes whenever [`ServiceTable::steer_rules`] may have: equal
+    /// epochs of a table (and of its clones), equal rules.
+    pub fn steer_epoch(&self) -> u64 {
+        self.steer_epoch
     }
 
     /// What the XDP program must send to the workers: every IPv4 virtual
@@ -1756,6 +1793,8 @@ weight = 2
     #[derive(Debug, Clone)]
     enum Op {
         AddService(u8),
+        /// Its persistence timeout, in 300 s.
+        EditService(u8, u32),
         DelService(u8),
         AddDest(u8, u8, Forward),
         EditDest(u8, u8, Forward, u32),
@@ -1770,6 +1809,7 @@ weight = 2
         let fwd = prop::sample::select(vec![Forward::Dr, Forward::Nat, Forward::Tun]);
         prop_oneof![
             3 => (0u8..4).prop_map(Op::AddService),
+            1 => (0u8..4, 0u32..2).prop_map(|(s, t)| Op::EditService(s, t)),
             1 => (0u8..4).prop_map(Op::DelService),
             6 => (0u8..4, 0u8..5, fwd.clone()).prop_map(|(s, r, f)| Op::AddDest(s, r, f)),
             3 => (0u8..4, 0u8..5, fwd, 0u32..3).prop_map(|(s, r, f, w)| Op::EditDest(s, r, f, w)),
@@ -1790,7 +1830,12 @@ weight = 2
             ops in proptest::collection::vec(op(), 1..80)
         ) {
             let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
-            let vip = |s: u8| SocketAddr::from((Ipv4Addr::new(198, 18, 1, s), 80));
+            // The odd services are on port 21, which has FTP's steering
+            // keys.
+            let vip = |s: u8| {
+                let port = if s % 2 == 1 { 21 } else { 80 };
+                SocketAddr::from((Ipv4Addr::new(198, 18, 1, s), port))
+            };
             let real = |r: u8, forward, weight| RealConfig {
                 // Two ports per address: a shared address counts twice.
                 addr: SocketAddr::from((Ipv4Addr::new(198, 18, 2, r / 2), 80 + u16::from(r % 2))),
@@ -1800,6 +1845,7 @@ weight = 2
                 lower_threshold: 0,
                 health: Default::default(),
             };
+            let mut steer = (t.steer_epoch(), t.steer_rules());
             for op in ops {
                 let tcp = Protocol::Tcp;
                 let _ = match op {
@@ -1808,6 +1854,11 @@ weight = 2
                         cfg.quorum = 2;
                         cfg.hysteresis = 1;
                         t.add_service(&cfg)
+                    }
+                    Op::EditService(s, timeout) => {
+                        let mut cfg = ServiceConfig::new(tcp, vip(s), "wrr");
+                        cfg.persistence_timeout = timeout * 300;
+                        t.edit_service(&cfg)
                     }
                     Op::DelService(s) => t.del_service(tcp, vip(s)),
                     Op::AddDest(s, r, f) => t.add_dest(tcp, vip(s), &real(r, f, 1)),
@@ -1826,13 +1877,25 @@ weight = 2
                         Ok(())
                     }
                 };
-                let mut full: HashMap<IpAddr, AddrUse> = HashMap::new();
+                let mut full: AddrMap<IpAddr, AddrUse> = AddrMap::default();
                 for d in t.slots.iter().filter_map(|s| s.dest.as_ref()) {
                     let u = full.entry(d.cfg.addr.ip()).or_default();
                     u.dests += 1;
                     u.tun += u32::from(d.cfg.forward == Forward::Tun);
                 }
                 proptest::prop_assert_eq!(&t.addrs, &full, "after {:?}", op);
+                let index: AddrMap<(Protocol, SocketAddr), usize> = t
+                    .services
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ((s.cfg.proto, s.cfg.vip), i))
+                    .collect();
+                proptest::prop_assert_eq!(&t.index, &index, "after {:?}", op);
+                let rules = t.steer_rules();
+                if t.steer_epoch() == steer.0 {
+                    proptest::prop_assert_eq!(&rules, &steer.1, "{:?} changed them, not the epoch", op);
+                }
+                steer = (t.steer_epoch(), rules);
                 let mut every = t.clone();
                 every.quorum_seen = 0;
                 let quorum = |t: &ServiceTable| {

@@ -1107,6 +1107,12 @@ proptest::proptest! {
             if single_edit {
                 proptest::prop_assert_eq!(c.full_tracks, passes, "{:?} made a full pass", st);
             }
+            proptest::prop_assert_eq!(
+                c.steer_rules().clone(),
+                c.table().steer_rules(),
+                "after {:?}",
+                st
+            );
             // Listings catch up with what the control side could not follow.
             let _ = c.metrics_views();
             let (services, dests) = every_counter_set(&c);
