@@ -1,7 +1,10 @@
 //! What one `xdpvsadm -a` costs the control thread on a large table, stage
-//! by stage, without a daemon: the edit itself ([`Control::handle`]), the
-//! steering keys (`steer_rules`), the real-server address list the
-//! next-hop resolver reads, and the snapshot the workers get.
+//! by stage, without a daemon, as the daemon's control loop does them: the
+//! edit itself ([`Control::handle`], with the steering maps' limits set),
+//! the steering keys (`Control::steer_rules`), the new real-server
+//! addresses the next-hop resolver is given (`Control::take_new_addrs`,
+//! each one's tunnel check), the quorum pass (`Control::update_quorum`),
+//! and the snapshot the workers get.
 //!
 //!     cargo run --release --example edit_cost [SERVICES] [EDITS]
 //!
@@ -15,7 +18,7 @@ use xdpvs::adm::{self, Action};
 use xdpvs::conn::Timeouts;
 use xdpvs::ctrl::control::{Control, NoConns};
 use xdpvs::ctrl::proto::Response;
-use xdpvs::service::ServiceTable;
+use xdpvs::service::{ServiceTable, SteerLimits};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,6 +30,17 @@ fn main() {
         Timeouts::default(),
     );
     let mut control = Control::new(table, 4096, Instant::now());
+    // The sizes `bpf/xdpvs_steer.bpf.c` gives its maps.
+    control.set_steer_limits(SteerLimits {
+        vips: 16384,
+        nat_reals: 16384,
+        vip_addrs: 16384,
+        nat_real_addrs: 16384,
+        vips6: 16384,
+        nat_reals6: 16384,
+        vip_addrs6: 16384,
+        nat_real_addrs6: 16384,
+    });
     let mut rules = String::new();
     for s in 0..services {
         let vip = format!("198.18.{}.{}:80", 64 + s / 250, 1 + s % 250);
@@ -52,7 +66,9 @@ fn main() {
         t.elapsed().as_millis()
     );
     let mut snap = control.table().snapshot();
-    let mut stages: [Vec<u128>; 4] = Default::default();
+    // What the restore added is resolved as a whole, as the daemon does.
+    assert!(control.take_new_addrs().is_none());
+    let mut stages: [Vec<u128>; 5] = Default::default();
     for n in 0..edits {
         let line = format!(
             "-a -t 198.18.9.1:80 -r 198.18.{}.{}:80 -g -w 1",
@@ -67,20 +83,28 @@ fn main() {
         let r = control.handle(request, &mut NoConns);
         assert!(matches!(r, Response::Ok(_)), "{r:?}");
         let t1 = Instant::now();
-        let rules = control.table().steer_rules();
-        std::hint::black_box(&rules);
+        std::hint::black_box(control.steer_rules());
         let t2 = Instant::now();
-        let addrs = control.table().dest_addrs();
-        std::hint::black_box(&addrs);
+        let addrs = control.take_new_addrs().expect("an -a names its address");
+        let tun = addrs
+            .iter()
+            .filter(|&&a| control.table().is_tun_addr(a))
+            .count();
+        std::hint::black_box((&addrs, tun));
         let t3 = Instant::now();
-        let next = control.table().next_snapshot_at(&snap, 0);
+        std::hint::black_box(control.update_quorum());
         let t4 = Instant::now();
+        let next = control.table().next_snapshot_at(&snap, 0);
+        let t5 = Instant::now();
         snap = next;
-        for (s, d) in stages.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+        for (s, d) in stages
+            .iter_mut()
+            .zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4])
+        {
             s.push(d.as_micros());
         }
     }
-    for (name, s) in ["edit", "steer_rules", "dest_addrs", "snapshot"]
+    for (name, s) in ["edit", "steer_rules", "new_addrs", "quorum", "snapshot"]
         .iter()
         .zip(&mut stages)
     {

@@ -450,8 +450,10 @@ struct Plane {
     unresolved: Vec<IpAddr>,
     /// Real servers whose next hop the kernel is still resolving.
     pending: usize,
-    /// Where the periodic refresh is in the sorted real server addresses,
-    /// and when its next cycle may start ([`Plane::refresh_step`]).
+    /// The sorted real server addresses of the periodic refresh's cycle,
+    /// where it is in them, and when its next cycle may start
+    /// ([`Plane::refresh_step`]).
+    cycle: Vec<Ipv4Addr>,
     cycle_pos: usize,
     next_cycle: Instant,
     /// Real server addresses whose next hop was asked for at least once;
@@ -579,6 +581,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             unresolved: Vec::new(),
             pending: 0,
             asked: std::collections::HashSet::new(),
+            cycle: Vec::new(),
             cycle_pos: 0,
             next_cycle: Instant::now(),
             no_source: Vec::new(),
@@ -665,7 +668,7 @@ impl Director {
                     error,
                 })?;
         }
-        self.plane.update_steering(&self.control)?;
+        self.plane.update_steering(&mut self.control)?;
 
         let (tx, rx) = mpsc::channel::<Ready>();
         let (dropped_tx, dropped_rx) = mpsc::channel::<(usize, Result<(), PrivilegeError>)>();
@@ -1213,6 +1216,8 @@ impl Plane {
     /// is logged rate-limited, and the next call (a second later, or the
     /// next edit) asks again.
     fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
+        // Every address is asked about here: none is new after it.
+        control.take_new_addrs();
         let addrs = v4_dest_addrs(control);
         self.asked = addrs.iter().copied().collect();
         let (changed, pending) = self.resolve(control, &addrs);
@@ -1230,24 +1235,44 @@ impl Plane {
                 return false;
             }
             self.next_cycle = now + Duration::from_secs(1);
+            // The addresses as the cycle starts; one added during it was
+            // resolved by its edit, one deleted is asked about once more.
+            self.cycle = v4_dest_addrs(control);
+            self.cycle.sort_unstable();
         }
-        let addrs = v4_dest_addrs(control);
+        let addrs = std::mem::take(&mut self.cycle);
         let from = self.cycle_pos.min(addrs.len());
         let to = (from + REFRESH_BATCH).min(addrs.len());
         self.asked.extend(addrs[from..to].iter().copied());
         let (changed, _) = self.resolve(control, &addrs[from..to]);
         self.cycle_pos = if to >= addrs.len() { 0 } else { to };
+        self.cycle = addrs;
         changed
     }
 
     /// Resolves the next hops of real server addresses not asked about
-    /// before (new real servers); true if any changed.
+    /// before (new real servers); true if any changed. Only the addresses
+    /// the edits since the last call added are looked at, unless that is
+    /// not known (a restore, a reload).
     fn resolve_new_next_hops(&mut self, control: &mut Control) -> bool {
-        let addrs: Vec<Ipv4Addr> = v4_dest_addrs(control)
-            .into_iter()
-            .filter(|a| !self.asked.contains(a))
-            .collect();
-        self.asked.extend(addrs.iter().copied());
+        let candidates = match control.take_new_addrs() {
+            Some(added) => added
+                .into_iter()
+                .filter(|&a| control.table().has_dest_addr(a))
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            None => v4_dest_addrs(control),
+        };
+        let mut addrs: Vec<Ipv4Addr> = Vec::new();
+        for a in candidates {
+            // `insert` also drops an address added twice.
+            if self.asked.insert(a) {
+                addrs.push(a);
+            }
+        }
         self.resolve(control, &addrs).0
     }
 
@@ -1266,15 +1291,15 @@ impl Plane {
         };
         let mut changed = false;
         let mut pending = 0;
-        let tun = control.table().tun_addrs();
         for (addr, r) in addrs.iter().zip(res) {
+            let tun = control.table().is_tun_addr(IpAddr::V4(*addr));
             let ip = IpAddr::V4(*addr);
             let src = match r {
                 Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } => Some(src),
                 Resolution::Unreachable => None,
             };
             if let Some(src) = src {
-                changed |= self.note_source(control, *addr, src, tun.contains(addr));
+                changed |= self.note_source(control, *addr, src, tun);
             }
             let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
             match r {
@@ -1394,10 +1419,10 @@ impl Plane {
         Ok(out)
     }
 
-    fn update_steering(&mut self, control: &Control) -> Result<(), XskError> {
-        let rules = control.table().steer_rules();
+    fn update_steering(&mut self, control: &mut Control) -> Result<(), XskError> {
+        let rules = control.steer_rules();
         for s in &mut self.steering {
-            s.set_rules(&rules)?;
+            s.set_rules(rules)?;
         }
         Ok(())
     }
@@ -1417,7 +1442,8 @@ impl Plane {
     }
 }
 
-/// Every IPv4 real server address of the table, once each.
+/// Every IPv4 real server address of the table, once each, in no
+/// particular order.
 fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
     control
         .table()
@@ -1638,6 +1664,7 @@ mod tests {
             no_source: Vec::new(),
             local_addrs: None,
             asked: std::collections::HashSet::new(),
+            cycle: Vec::new(),
             cycle_pos: 0,
             next_cycle: Instant::now(),
             checksum_lines: Vec::new(),

@@ -35,7 +35,8 @@ use crate::ctrl::proto::{
 use crate::ctrl::server::{Answer, ConnStream, StreamPoll};
 use crate::dest::{DestCounters, Stats, Totals};
 use crate::service::{
-    Health, HealthKey, QuorumChange, ServiceError, ServiceInfo, ServiceTable, SteerLimits,
+    CounterSets, Health, HealthKey, QuorumChange, ServiceError, ServiceInfo, ServiceTable,
+    SteerLimits, SteerRules,
 };
 use crate::stats::WorkerStats;
 
@@ -187,12 +188,76 @@ fn key<T>(a: &Arc<T>) -> usize {
     Arc::as_ptr(a) as usize
 }
 
+/// The counter sets an edit can add or remove, as found in the table
+/// before and after it: one real server's, a service's and all its
+/// servers', or (`All`) any.
+enum Scope {
+    Nothing,
+    Service(ServiceKey),
+    Dest(ServiceKey, SocketAddr),
+    All,
+}
+
+impl Scope {
+    fn of(req: &Request) -> Scope {
+        match req {
+            Request::AddService(spec) => Scope::Service(spec.key()),
+            Request::DelService(k) => Scope::Service(*k),
+            Request::AddDest(spec) => Scope::Dest(spec.service, spec.addr),
+            Request::DelDest { service, dest } => Scope::Dest(*service, *dest),
+            Request::Clear | Request::Restore(_) => Scope::All,
+            // Edits of settings keep every counter set.
+            _ => Scope::Nothing,
+        }
+    }
+}
+
+/// Counter sets of a [`Scope`], held (so their addresses, the keys of
+/// [`Control`]'s maps, stay theirs).
+#[derive(Default)]
+struct Held {
+    services: Vec<Arc<Stats>>,
+    dests: Vec<Arc<DestCounters>>,
+}
+
+impl Held {
+    fn add(&mut self, c: CounterSets<'_>) {
+        self.services.push(Arc::clone(c.stats));
+        self.dests.extend(c.dests.into_iter().map(Arc::clone));
+    }
+}
+
+/// At most this many new real server addresses are remembered for
+/// [`Control::take_new_addrs`]; past it, "any".
+const NEW_ADDRS_CAP: usize = 4096;
+
 /// The service table and everything the control socket serves from it.
+///
+/// The counter sets it tracks (for `-Z` and `--rate`) are kept in step
+/// with each edit by what that edit added or removed, never by a pass over
+/// the table, so that an edit costs the same on a table of ten rules as on
+/// one of ten thousand; an edit it cannot see ([`Control::table_mut`])
+/// makes the next look a full pass ([`Control::track`]).
 pub struct Control {
     table: ServiceTable,
     conn_table_size: u32,
+    /// Every counter set of the table, its services' and all their real
+    /// servers' (listed or not), by address.
     services: HashMap<usize, Tracked<Stats>>,
     dests: HashMap<usize, Tracked<DestCounters>>,
+    /// The table was changed where the maps above could not follow: the
+    /// next [`Control::track`] is a full pass.
+    untracked: bool,
+    /// How many full passes [`Control::track`] made (the tests: a single
+    /// edit makes none).
+    full_tracks: u64,
+    /// The table's [`ServiceTable::steer_rules`] and the
+    /// [`ServiceTable::steer_epoch`] they were built at: built again only
+    /// after an edit that can change them.
+    steer: Option<(u64, SteerRules)>,
+    /// Real server addresses edits added since [`Control::take_new_addrs`];
+    /// `None`: not known (a restore, a reload), any of the table's.
+    new_addrs: Option<Vec<IpAddr>>,
     next_tick: Instant,
     changed: bool,
     /// What deleted services had counted, for the metrics' sums.
@@ -213,6 +278,10 @@ impl Control {
             conn_table_size,
             services: HashMap::new(),
             dests: HashMap::new(),
+            untracked: true,
+            full_tracks: 0,
+            steer: None,
+            new_addrs: None,
             next_tick: now + ESTIMATOR_INTERVAL,
             changed: false,
             retired: Totals::default(),
@@ -239,10 +308,54 @@ impl Control {
 
     /// Whether `t`'s rules fit the steering maps.
     pub fn fits(&self, t: &ServiceTable) -> Result<(), ServiceError> {
+        self.fitting(t).map(drop)
+    }
+
+    /// [`Control::fits`], with the rules it built (`None`: no limits, none
+    /// built).
+    fn fitting(&self, t: &ServiceTable) -> Result<Option<SteerRules>, ServiceError> {
         match &self.steer_limits {
-            Some(l) => t.steer_rules().check(l),
-            None => Ok(()),
+            Some(l) => {
+                let rules = t.steer_rules();
+                rules.check(l)?;
+                Ok(Some(rules))
+            }
+            None => Ok(None),
         }
+    }
+
+    /// The table's [`ServiceTable::steer_rules`], built at most once per
+    /// change of them.
+    pub fn steer_rules(&mut self) -> &SteerRules {
+        let epoch = self.table.steer_epoch();
+        if self.steer.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.steer = Some((epoch, self.table.steer_rules()));
+        }
+        &self.steer.as_ref().expect("just built").1
+    }
+
+    /// The real server addresses added since the last call: each edit's
+    /// own, or `None` when that is not known (a restore, a reload: any of
+    /// the table's may be new). The next-hop resolver asks only about
+    /// these.
+    pub fn take_new_addrs(&mut self) -> Option<Vec<IpAddr>> {
+        self.new_addrs.replace(Vec::new())
+    }
+
+    /// Keeps `rules`, just built of the table, for [`Control::steer_rules`].
+    fn keep_steer_rules(&mut self, rules: Option<SteerRules>) {
+        if let Some(r) = rules {
+            self.steer = Some((self.table.steer_epoch(), r));
+        }
+    }
+
+    /// After a change of the table this type could not follow edit by
+    /// edit: every counter set, steering rule and address may be new.
+    fn changed_all(&mut self) {
+        self.changed = true;
+        self.untracked = true;
+        self.new_addrs = None;
+        self.track();
     }
 
     /// A configuration reload: [`ServiceTable::apply_config`], tried on a
@@ -254,8 +367,7 @@ impl Control {
         trial.apply_config(cfg)?;
         self.fits(&trial)?;
         self.table = trial;
-        self.changed = true;
-        self.track();
+        self.changed_all();
         Ok(())
     }
 
@@ -272,8 +384,7 @@ impl Control {
         let overrides = trial.apply_file_change(old, new)?;
         self.fits(&trial)?;
         self.table = trial;
-        self.changed = true;
-        self.track();
+        self.changed_all();
         Ok(overrides)
     }
 
@@ -281,6 +392,8 @@ impl Control {
     /// configuration reload). Counts as a change: see [`Control::changed`].
     pub fn table_mut(&mut self) -> &mut ServiceTable {
         self.changed = true;
+        self.untracked = true;
+        self.new_addrs = None;
         &mut self.table
     }
 
@@ -351,24 +464,30 @@ impl Control {
         }
     }
 
-    /// Starts tracking new counter sets, forgets those of deleted services
-    /// and servers.
+    /// After a change [`Control::handle`] could not follow (see
+    /// [`Control::untracked`]): starts tracking new counter sets, forgets
+    /// those of deleted services and servers, in one pass over the table.
+    /// Otherwise nothing: the edits kept the maps in step.
     fn track(&mut self) {
+        if !std::mem::take(&mut self.untracked) {
+            return;
+        }
+        self.full_tracks += 1;
         let mut services = HashMap::with_capacity(self.services.len());
         let mut dests = HashMap::with_capacity(self.dests.len());
-        for s in self.table.services() {
+        for s in self.table.all_counter_sets() {
             let k = key(s.stats);
             let t = self
                 .services
                 .remove(&k)
                 .unwrap_or_else(|| Tracked::new(s.stats, s.stats.total()));
             services.insert(k, t);
-            for d in &s.dests {
-                let k = key(d.counters);
+            for d in s.dests {
+                let k = key(d);
                 let t = self
                     .dests
                     .remove(&k)
-                    .unwrap_or_else(|| Tracked::new(d.counters, d.counters.stats.total()));
+                    .unwrap_or_else(|| Tracked::new(d, d.stats.total()));
                 dests.insert(k, t);
             }
         }
@@ -378,6 +497,66 @@ impl Control {
         }
         self.services = services;
         self.dests = dests;
+    }
+
+    /// The counter sets of `scope` in the table now (`None`: `All`).
+    fn held(&self, scope: &Scope) -> Option<Held> {
+        let mut h = Held::default();
+        match *scope {
+            Scope::Nothing => {}
+            Scope::Service(k) => {
+                if let Some(c) = self.table.counter_sets(k.proto, k.vip) {
+                    h.add(c);
+                }
+            }
+            Scope::Dest(k, addr) => {
+                if let Some(c) = self.table.dest_counters(k.proto, k.vip, addr) {
+                    h.dests.push(Arc::clone(c));
+                }
+            }
+            Scope::All => return None,
+        }
+        Some(h)
+    }
+
+    /// After an edit of `scope`, whose counter sets were `before`: tracks
+    /// those it added, forgets those it removed (a deleted service's
+    /// counts go to the retired sums), touching nothing else.
+    fn retrack(&mut self, scope: &Scope, before: Option<Held>) {
+        let (Some(before), Some(after)) = (before, self.held(scope)) else {
+            self.untracked = true;
+            return self.track();
+        };
+        let now: std::collections::HashSet<usize> = after
+            .services
+            .iter()
+            .map(key)
+            .chain(after.dests.iter().map(key))
+            .collect();
+        for s in before.services.iter().filter(|s| !now.contains(&key(s))) {
+            if let Some(t) = self.services.remove(&key(s)) {
+                self.retired = add(self.retired, t._keep.total());
+            }
+        }
+        for d in before.dests.iter().filter(|d| !now.contains(&key(d))) {
+            self.dests.remove(&key(d));
+        }
+        let then: std::collections::HashSet<usize> = before
+            .services
+            .iter()
+            .map(key)
+            .chain(before.dests.iter().map(key))
+            .collect();
+        for s in after.services.iter().filter(|s| !then.contains(&key(s))) {
+            self.services
+                .entry(key(s))
+                .or_insert_with(|| Tracked::new(s, s.total()));
+        }
+        for d in after.dests.iter().filter(|d| !then.contains(&key(d))) {
+            self.dests
+                .entry(key(d))
+                .or_insert_with(|| Tracked::new(d, d.stats.total()));
+        }
     }
 
     /// Every service's view for the metrics: raw totals (no `-Z`
@@ -440,26 +619,12 @@ impl Control {
                 batch
                     .into_iter()
                     .try_for_each(|r| edit(&mut trial, r))
-                    .and_then(|()| self.fits(&trial).map_err(|e| table_error(e, false)))
-                    .map(|()| {
+                    .and_then(|()| self.fitting(&trial).map_err(|e| table_error(e, false)))
+                    .map(|rules| {
                         self.table = trial;
-                        self.edited()
-                    })
-            }
-            // Near the steering maps' capacity an edit is tried on a copy
-            // (one edit adds at most two keys to a map, so far from it
-            // none can overflow them).
-            edit_req
-                if self
-                    .steer_limits
-                    .is_some_and(|l| !self.table.steer_rules().room_for_an_edit(&l)) =>
-            {
-                let mut trial = self.table.clone();
-                edit(&mut trial, edit_req)
-                    .and_then(|()| self.fits(&trial).map_err(|e| table_error(e, false)))
-                    .map(|()| {
-                        self.table = trial;
-                        self.edited()
+                        self.changed_all();
+                        self.keep_steer_rules(rules);
+                        Reply::Done
                     })
             }
             // The control socket collects the parts (`ctrl::server`); one
@@ -467,7 +632,7 @@ impl Control {
             Request::RestorePart(_) => Err(Response::refused(
                 "a part of a restore is only accepted on a control connection, before its --restore",
             )),
-            edit_req => edit(&mut self.table, edit_req).map(|()| self.edited()),
+            edit_req => self.edit_one(edit_req),
         };
         match reply {
             Ok(reply) => Response::Ok(reply),
@@ -478,12 +643,42 @@ impl Control {
         }
     }
 
-    /// After a successful edit: the workers need a new snapshot, and new
-    /// services and servers need estimators.
-    fn edited(&mut self) -> Reply {
-        self.changed = true;
+    /// One edit (not a restore): applied, the counter sets it added or
+    /// removed tracked or forgotten, the addresses it added remembered.
+    fn edit_one(&mut self, req: Request) -> Result<Reply, Response> {
+        // A change this type could not follow is caught up with first, so
+        // that what the edit removes is found tracked.
         self.track();
-        Reply::Done
+        let scope = Scope::of(&req);
+        let added = match &req {
+            Request::AddDest(spec) => Some(spec.addr.ip()),
+            _ => None,
+        };
+        let before = self.held(&scope);
+        // Near the steering maps' capacity an edit is tried on a copy
+        // (one edit adds at most two keys to a map, so far from it none
+        // can overflow them).
+        let near_full = match self.steer_limits {
+            Some(l) => !self.steer_rules().room_for_an_edit(&l),
+            None => false,
+        };
+        if near_full {
+            let mut trial = self.table.clone();
+            edit(&mut trial, req)?;
+            let rules = self.fitting(&trial).map_err(|e| table_error(e, false))?;
+            self.table = trial;
+            self.keep_steer_rules(rules);
+        } else {
+            edit(&mut self.table, req)?;
+        }
+        self.changed = true;
+        self.retrack(&scope, before);
+        match (&mut self.new_addrs, added) {
+            (Some(v), Some(a)) if v.len() < NEW_ADDRS_CAP => v.push(a),
+            (n @ Some(_), Some(_)) => *n = None,
+            _ => {}
+        }
+        Ok(Reply::Done)
     }
 
     /// `-Z`: a zero point for the counters and rates of one service and its

@@ -16,8 +16,8 @@ pub use reload::Override;
 pub use snapshot::{Port, Service, Snapshot, ip_proto};
 pub use steer::{EXPECT_TIMEOUT, HISTORY_CAP, KEEP_MARGIN, Owner, SteerRule, Superseded};
 pub use table::{
-    DestInfo, Health, HealthKey, QuorumChange, ServiceError, ServiceInfo, ServiceTable,
-    SteerLimits, SteerRules,
+    CounterSets, DestInfo, Health, HealthKey, QuorumChange, ServiceError, ServiceInfo,
+    ServiceTable, SteerLimits, SteerRules,
 };
 
 // The real server's types, for this module's users outside the crate.

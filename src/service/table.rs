@@ -216,6 +216,13 @@ pub struct ServiceInfo<'a> {
     pub dests: Vec<DestInfo<'a>>,
 }
 
+/// The counter sets of a service and of all its real servers
+/// ([`ServiceTable::counter_sets`]).
+pub struct CounterSets<'a> {
+    pub stats: &'a Arc<Stats>,
+    pub dests: Vec<&'a Arc<DestCounters>>,
+}
+
 /// A real server as the control side lists it.
 pub struct DestInfo<'a> {
     pub cfg: &'a RealConfig,
@@ -306,6 +313,21 @@ struct DestEntry {
     counters: Arc<DestCounters>,
 }
 
+/// How many real servers of the table have one address, and how many of
+/// them are forwarded by tunnel: what [`ServiceTable::dest_addrs`] and
+/// [`ServiceTable::is_tun_addr`] answer from without a pass over the
+/// servers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct AddrUse {
+    dests: u32,
+    tun: u32,
+}
+
+/// The table's maps by address: every snapshot looks each real server up
+/// in several of them, so they hash as the snapshot's own maps do (the keys
+/// are the operator's addresses, not a sender's).
+type AddrMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default, Clone)]
 struct Slot {
     generation: u32,
@@ -323,17 +345,26 @@ pub struct ServiceTable {
     tunnel_source: Option<Ipv4Addr>,
     timeouts: Timeouts,
     services: Vec<SvcEntry>,
+    /// Where each service is in `services`, so that an edit finds its
+    /// service without a pass over them.
+    index: AddrMap<(Protocol, SocketAddr), usize>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Next hop of each real server address: director port and MAC.
-    next_hops: HashMap<IpAddr, (u8, [u8; 6])>,
+    next_hops: AddrMap<IpAddr, (u8, [u8; 6])>,
+    /// The real servers at each address; kept with every insertion,
+    /// release and edit of a slot.
+    addrs: AddrMap<IpAddr, AddrUse>,
     /// Source address of the kernel's route to each real server address:
     /// the outer source of its TUN packets unless `tunnel_source` is set.
-    sources: HashMap<IpAddr, Ipv4Addr>,
+    sources: AddrMap<IpAddr, Ipv4Addr>,
     /// The same for IPv6 real servers (their route's IPv6 source).
-    sources6: HashMap<IpAddr, std::net::Ipv6Addr>,
+    sources6: AddrMap<IpAddr, std::net::Ipv6Addr>,
     /// The last version handed to a service.
     versions: u64,
+    /// Changes with every edit that can change [`ServiceTable::steer_rules`]:
+    /// a service's address or settings, a NAT real server, the FTP ports.
+    steer_epoch: u64,
     /// `versions` when [`ServiceTable::update_quorum`] last looked.
     quorum_seen: u64,
     /// Workers that count traffic.
@@ -348,7 +379,7 @@ pub struct ServiceTable {
     /// What the health checks said last, per (service, real server). Kept
     /// apart from the servers, so that it outlives an `xdpvsadm -d`/`-a`
     /// and a reload; [`ServiceTable::retain_health`] prunes it.
-    health: HashMap<HealthKey, Health>,
+    health: AddrMap<HealthKey, Health>,
 }
 
 impl ServiceTable {
@@ -358,19 +389,22 @@ impl ServiceTable {
             tunnel_source,
             timeouts,
             services: Vec::new(),
+            index: AddrMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            next_hops: HashMap::new(),
-            sources: HashMap::new(),
-            sources6: HashMap::new(),
+            next_hops: AddrMap::default(),
+            addrs: AddrMap::default(),
+            sources: AddrMap::default(),
+            sources6: AddrMap::default(),
             versions: 0,
+            steer_epoch: 0,
             quorum_seen: 0,
             workers: 1,
             ftp_ports: vec![crate::config::Connections::DEFAULT_FTP_PORT],
             defense: crate::conn::Defense::default(),
             expire_nodest_conn: false,
             expire_quiescent_template: false,
-            health: HashMap::new(),
+            health: AddrMap::default(),
         }
     }
 
@@ -393,6 +427,7 @@ impl ServiceTable {
     /// Sets the virtual ports whose NAT connections get the FTP helper
     /// (default: 21).
     pub fn set_ftp_ports(&mut self, ports: Vec<u16>) {
+        self.steer_epoch += 1;
         self.ftp_ports = ports;
     }
 
@@ -439,9 +474,9 @@ impl ServiceTable {
     }
 
     fn find(&self, proto: Protocol, vip: SocketAddr) -> Result<usize, ServiceError> {
-        self.services
-            .iter()
-            .position(|s| s.cfg.proto == proto && s.cfg.vip == vip)
+        self.index
+            .get(&(proto, vip))
+            .copied()
             .ok_or(ServiceError::NoService { proto, vip })
     }
 
@@ -464,6 +499,8 @@ impl ServiceTable {
         }
         Self::check_service(cfg)?;
         let version = self.next_version();
+        self.steer_epoch += 1;
+        self.index.insert((cfg.proto, cfg.vip), self.services.len());
         self.services.push(SvcEntry {
             cfg: ServiceConfig {
                 reals: Vec::new(),
@@ -484,6 +521,7 @@ impl ServiceTable {
         let i = self.find(cfg.proto, cfg.vip)?;
         Self::check_service(cfg)?;
         self.services[i].version = self.next_version();
+        self.steer_epoch += 1;
         let s = &mut self.services[i].cfg;
         s.scheduler.clone_from(&cfg.scheduler);
         s.persistence_timeout = cfg.persistence_timeout;
@@ -497,8 +535,15 @@ impl ServiceTable {
     /// `ipvsadm -D`: the service and its real servers.
     pub fn del_service(&mut self, proto: Protocol, vip: SocketAddr) -> Result<(), ServiceError> {
         let i = self.find(proto, vip)?;
+        self.steer_epoch += 1;
+        self.index.remove(&(proto, vip));
         for slot in self.services.remove(i).dests {
             self.release(slot);
+        }
+        // Those after it moved up one (the listing keeps the order they
+        // were added in).
+        for (j, s) in self.services.iter().enumerate().skip(i) {
+            self.index.insert((s.cfg.proto, s.cfg.vip), j);
         }
         Ok(())
     }
@@ -568,6 +613,7 @@ impl ServiceTable {
             }
             None => return Err(ServiceError::TooManyDests),
         };
+        self.count_addr(real, 1);
         let s = &mut self.slots[slot as usize];
         // Never wraps: `release` retires a slot at its last generation.
         s.generation += 1;
@@ -610,7 +656,9 @@ impl ServiceTable {
             if real.weight != 0 {
                 d.last_weight = real.weight;
             }
-            d.cfg = real.clone();
+            let old = std::mem::replace(&mut d.cfg, real.clone());
+            self.count_addr(&old, -1);
+            self.count_addr(real, 1);
         }
         Ok(())
     }
@@ -634,14 +682,42 @@ impl ServiceTable {
     /// that no [`DestRef`] is ever issued twice (see [`crate::dest`]).
     fn release(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
-        s.dest = None;
+        let gone = s.dest.take();
         if s.generation < DestRef::MAX_GENERATION {
             self.free.push(slot);
+        }
+        if let Some(d) = gone {
+            self.count_addr(&d.cfg, -1);
+        }
+    }
+
+    /// Counts real server `real` in (`by` 1) or out (-1) of
+    /// [`ServiceTable::addrs`] (and, if it is a NAT one, of the steering
+    /// rules: see [`ServiceTable::steer_epoch`]).
+    fn count_addr(&mut self, real: &RealConfig, by: i32) {
+        if real.forward == Forward::Nat {
+            // Only NAT real servers have steering keys.
+            self.steer_epoch += 1;
+        }
+        let ip = real.addr.ip();
+        let u = self.addrs.entry(ip).or_default();
+        let tun = u32::from(real.forward == Forward::Tun);
+        if by > 0 {
+            u.dests += 1;
+            u.tun += tun;
+        } else {
+            u.dests -= 1;
+            u.tun -= tun;
+        }
+        if u.dests == 0 {
+            self.addrs.remove(&ip);
         }
     }
 
     /// `ipvsadm -C`: every service and real server.
     pub fn clear(&mut self) {
+        self.index.clear();
+        self.steer_epoch += 1;
         while let Some(s) = self.services.pop() {
             for slot in s.dests {
                 self.release(slot);
@@ -685,6 +761,42 @@ impl ServiceTable {
                 })
                 .collect(),
         }
+    }
+
+    /// The counter sets of service `proto` `vip`: its own and those of
+    /// every real server it holds, listed or not (one its checks took out,
+    /// the sorry server).
+    pub fn counter_sets(&self, proto: Protocol, vip: SocketAddr) -> Option<CounterSets<'_>> {
+        Some(self.counter_sets_of(&self.services[self.find(proto, vip).ok()?]))
+    }
+
+    /// [`ServiceTable::counter_sets`] of every service.
+    pub fn all_counter_sets(&self) -> impl Iterator<Item = CounterSets<'_>> {
+        self.services.iter().map(|s| self.counter_sets_of(s))
+    }
+
+    fn counter_sets_of<'a>(&'a self, s: &'a SvcEntry) -> CounterSets<'a> {
+        CounterSets {
+            stats: &s.stats,
+            dests: s
+                .dests
+                .iter()
+                .filter_map(|&slot| self.slots[slot as usize].dest.as_ref())
+                .map(|d| &d.counters)
+                .collect(),
+        }
+    }
+
+    /// The counters of real server `addr` of service `proto` `vip`
+    /// (listed or not; not the sorry server).
+    pub fn dest_counters(
+        &self,
+        proto: Protocol,
+        vip: SocketAddr,
+        addr: SocketAddr,
+    ) -> Option<&Arc<DestCounters>> {
+        let (_, _, slot) = self.locate(proto, vip, addr).ok()?;
+        self.slots[slot as usize].dest.as_ref().map(|d| &d.counters)
     }
 
     /// Whether service `s` has a sorry server.
@@ -880,6 +992,11 @@ impl ServiceTable {
         }
         for i in 0..self.services.len() {
             let s = &self.services[i];
+            if s.version <= self.quorum_seen {
+                // Neither its servers, their health nor its settings
+                // moved since the last look: its quorum cannot have.
+                continue;
+            }
             let sum = self.live_weight(s);
             let (q, h) = (u64::from(s.cfg.quorum), u64::from(s.cfg.hysteresis));
             let up = if s.quorum_up {
@@ -974,22 +1091,23 @@ impl ServiceTable {
     /// Whether a real server at `addr` is forwarded by tunnel (its packets
     /// need an outer source address).
     pub fn is_tun_addr(&self, addr: IpAddr) -> bool {
-        self.slots
-            .iter()
-            .filter_map(|s| s.dest.as_ref())
-            .any(|d| d.cfg.forward == Forward::Tun && d.cfg.addr.ip() == addr)
+        self.addrs.get(&addr).is_some_and(|u| u.tun > 0)
+    }
+
+    /// Whether some real server of the table has address `addr`.
+    pub fn has_dest_addr(&self, addr: IpAddr) -> bool {
+        self.addrs.contains_key(&addr)
     }
 
     /// The IPv4 addresses of every real server forwarded by tunnel (their
     /// packets need an outer source address): [`ServiceTable::is_tun_addr`]
     /// for all addresses at once.
     pub fn tun_addrs(&self) -> std::collections::HashSet<Ipv4Addr> {
-        self.slots
+        self.addrs
             .iter()
-            .filter_map(|s| s.dest.as_ref())
-            .filter(|d| d.cfg.forward == Forward::Tun)
-            .filter_map(|d| match d.cfg.addr.ip() {
-                IpAddr::V4(a) => Some(a),
+            .filter(|(_, u)| u.tun > 0)
+            .filter_map(|(a, _)| match a {
+                IpAddr::V4(a) => Some(*a),
                 IpAddr::V6(_) => None,
             })
             .collect()
@@ -998,14 +1116,13 @@ impl ServiceTable {
     /// Every real server address, once each, in no particular order: what
     /// the next-hop resolver must keep resolved.
     pub fn dest_addrs(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.dest.as_ref().map(|d| d.cfg.addr.ip()))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        self.addrs.keys().copied().collect()
+    }
+
+    /// Changes whenever [`ServiceTable::steer_rules`] may have: equal
+    /// epochs of a table (and of its clones), equal rules.
+    pub fn steer_epoch(&self) -> u64 {
+        self.steer_epoch
     }
 
     /// What the XDP program must send to the workers: every virtual
@@ -1735,5 +1852,123 @@ weight = 2
         t.set_health(key(12), DOWN);
         t.retain_health(|k| (k.2 != key(12).2).then_some(false));
         assert_eq!(listed(&t).0.len(), 2);
+    }
+
+    /// One edit of [`incremental_state_equals_a_full_recount`].
+    #[derive(Debug, Clone)]
+    enum Op {
+        AddService(u8),
+        /// Its persistence timeout, in 300 s.
+        EditService(u8, u32),
+        DelService(u8),
+        AddDest(u8, u8, Forward),
+        EditDest(u8, u8, Forward, u32),
+        DelDest(u8, u8),
+        Sorry(u8, Option<u8>),
+        Health(u8, u8, bool),
+        Clear,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let fwd = prop::sample::select(vec![Forward::Dr, Forward::Nat, Forward::Tun]);
+        prop_oneof![
+            3 => (0u8..4).prop_map(Op::AddService),
+            1 => (0u8..4, 0u32..2).prop_map(|(s, t)| Op::EditService(s, t)),
+            1 => (0u8..4).prop_map(Op::DelService),
+            6 => (0u8..4, 0u8..5, fwd.clone()).prop_map(|(s, r, f)| Op::AddDest(s, r, f)),
+            3 => (0u8..4, 0u8..5, fwd, 0u32..3).prop_map(|(s, r, f, w)| Op::EditDest(s, r, f, w)),
+            3 => (0u8..4, 0u8..5).prop_map(|(s, r)| Op::DelDest(s, r)),
+            1 => (0u8..4, proptest::option::of(0u8..5)).prop_map(|(s, r)| Op::Sorry(s, r)),
+            3 => (0u8..4, 0u8..5, any::<bool>()).prop_map(|(s, r, up)| Op::Health(s, r, up)),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the edits, the per-address counts are what a pass over
+        /// the slots counts, and `update_quorum`, which looks only at the
+        /// services changed since its last look, finds what a look at
+        /// every service finds.
+        #[test]
+        fn incremental_state_equals_a_full_recount(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            let mut t = ServiceTable::new(Vec::new(), None, Timeouts::default());
+            // The odd services are on port 21, which has FTP's steering
+            // keys.
+            let vip = |s: u8| {
+                let port = if s % 2 == 1 { 21 } else { 80 };
+                SocketAddr::from((Ipv4Addr::new(198, 18, 1, s), port))
+            };
+            let real = |r: u8, forward, weight| RealConfig {
+                // Two ports per address: a shared address counts twice.
+                addr: SocketAddr::from((Ipv4Addr::new(198, 18, 2, r / 2), 80 + u16::from(r % 2))),
+                forward,
+                weight,
+                upper_threshold: 0,
+                lower_threshold: 0,
+                health: Default::default(),
+            };
+            let mut steer = (t.steer_epoch(), t.steer_rules());
+            for op in ops {
+                let tcp = Protocol::Tcp;
+                let _ = match op {
+                    Op::AddService(s) => {
+                        let mut cfg = ServiceConfig::new(tcp, vip(s), "wrr");
+                        cfg.quorum = 2;
+                        cfg.hysteresis = 1;
+                        t.add_service(&cfg)
+                    }
+                    Op::EditService(s, timeout) => {
+                        let mut cfg = ServiceConfig::new(tcp, vip(s), "wrr");
+                        cfg.persistence_timeout = timeout * 300;
+                        t.edit_service(&cfg)
+                    }
+                    Op::DelService(s) => t.del_service(tcp, vip(s)),
+                    Op::AddDest(s, r, f) => t.add_dest(tcp, vip(s), &real(r, f, 1)),
+                    Op::EditDest(s, r, f, w) => t.edit_dest(tcp, vip(s), &real(r, f, w)),
+                    Op::DelDest(s, r) => t.del_dest(tcp, vip(s), real(r, Forward::Dr, 1).addr),
+                    Op::Sorry(s, r) => {
+                        t.set_sorry(tcp, vip(s), r.map(|r| real(r, Forward::Dr, 1)).as_ref())
+                    }
+                    Op::Health(s, r, up) => {
+                        let h = Health { up, ..Health::UP };
+                        t.set_health((tcp, vip(s), real(r, Forward::Dr, 1).addr), h);
+                        Ok(())
+                    }
+                    Op::Clear => {
+                        t.clear();
+                        Ok(())
+                    }
+                };
+                let mut full: AddrMap<IpAddr, AddrUse> = AddrMap::default();
+                for d in t.slots.iter().filter_map(|s| s.dest.as_ref()) {
+                    let u = full.entry(d.cfg.addr.ip()).or_default();
+                    u.dests += 1;
+                    u.tun += u32::from(d.cfg.forward == Forward::Tun);
+                }
+                proptest::prop_assert_eq!(&t.addrs, &full, "after {:?}", op);
+                let index: AddrMap<(Protocol, SocketAddr), usize> = t
+                    .services
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ((s.cfg.proto, s.cfg.vip), i))
+                    .collect();
+                proptest::prop_assert_eq!(&t.index, &index, "after {:?}", op);
+                let rules = t.steer_rules();
+                if t.steer_epoch() == steer.0 {
+                    proptest::prop_assert_eq!(&rules, &steer.1, "{:?} changed them, not the epoch", op);
+                }
+                steer = (t.steer_epoch(), rules);
+                let mut every = t.clone();
+                every.quorum_seen = 0;
+                let quorum = |t: &ServiceTable| {
+                    t.services.iter().map(|s| s.quorum_up).collect::<Vec<_>>()
+                };
+                proptest::prop_assert_eq!(t.update_quorum(), every.update_quorum(), "after {:?}", op);
+                proptest::prop_assert_eq!(quorum(&t), quorum(&every));
+            }
+        }
     }
 }

@@ -74,6 +74,10 @@ pub struct Steering {
     /// a large table costs a few map operations, not a walk of every key.
     /// Forgotten after a failed update (the map is then read again).
     written: std::collections::HashMap<&'static str, HashSet<Vec<u8>>>,
+    /// The rules the maps were last made to hold, all four updates having
+    /// succeeded: an edit that leaves the keys as they are (a DR real
+    /// server, a weight) costs one comparison, no walk of the keys.
+    rules: Option<SteerRules>,
 }
 
 /// Map keys as the program lays them out: address and port in network
@@ -151,6 +155,7 @@ impl Steering {
                             link: Some(link),
                             ifname: ifname.to_string(),
                             written: std::collections::HashMap::new(),
+                            rules: None,
                         };
                         return Ok((s, info));
                     }
@@ -208,6 +213,7 @@ impl Steering {
             link: None,
             ifname: ifname.to_string(),
             written: std::collections::HashMap::new(),
+            rules: None,
         })
     }
 
@@ -329,6 +335,11 @@ impl Steering {
     /// Makes the program's maps hold exactly `rules` (and the address sets
     /// derived from them): new entries inserted, stale ones deleted.
     pub fn set_rules(&mut self, rules: &SteerRules) -> Result<(), XskError> {
+        if self.rules.as_ref() == Some(rules) {
+            return Ok(());
+        }
+        // Known again only once every map holds its part.
+        self.rules = None;
         let vips: HashSet<[u8; 8]> = rules
             .vips
             .iter()
@@ -354,7 +365,9 @@ impl Steering {
         self.sync("vips6", &vips6)?;
         self.sync("nat_reals6", &reals6)?;
         self.sync("vip_addrs6", &vip_addrs6)?;
-        self.sync("nat_real_addrs6", &real_addrs6)
+        self.sync("nat_real_addrs6", &real_addrs6)?;
+        self.rules = Some(rules.clone());
+        Ok(())
     }
 
     /// Makes the program's `local_addrs` and `local_addrs6` maps hold

@@ -5,6 +5,7 @@
 use super::*;
 use crate::adm::listing::Numeric;
 use crate::adm::{self, Action, View};
+use crate::config::Protocol;
 use crate::conn::Timeouts;
 
 const RULES: &str = include_str!("../../../tests/data/ipvsadm-rules.txt");
@@ -988,4 +989,160 @@ fn health_states_in_listings_and_edits() {
         run(&mut c, "-d -t 198.18.1.1:80 -r 198.18.2.11:80").unwrap_err(),
         ("No such destination".to_owned(), 255)
     );
+}
+
+/// One step of [`tracking_follows_every_edit_as_a_full_pass_would`].
+#[derive(Debug, Clone)]
+enum Step {
+    /// An `xdpvsadm` command line.
+    Line(String),
+    /// A `-R` of these lines.
+    Restore(String),
+    /// Traffic through service n's counters.
+    Traffic(u8),
+    /// A health verdict for real server r of service n.
+    Health(u8, u8, bool),
+    /// An edit the control side cannot follow.
+    TableMut,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let vip = |s: u8| format!("-t 198.18.1.{s}:80");
+    let rip = |r: u8| format!("-r 198.18.2.{r}:80");
+    prop_oneof![
+        4 => (0u8..4).prop_map(move |s| Step::Line(format!("-A {} -s rr", vip(s)))),
+        1 => (0u8..4).prop_map(move |s| Step::Line(format!("-D {}", vip(s)))),
+        6 => (0u8..4, 0u8..6, prop::sample::select(vec!["-g", "-m", "-i"])).prop_map(
+            move |(s, r, f)| Step::Line(format!("-a {} {} {f} -w 1", vip(s), rip(r)))
+        ),
+        3 => (0u8..4, 0u8..6).prop_map(move |(s, r)| Step::Line(format!("-d {} {}", vip(s), rip(r)))),
+        2 => (0u8..4, 0u8..6, 0u32..3).prop_map(
+            move |(s, r, w)| Step::Line(format!("-e {} {} -m -w {w}", vip(s), rip(r)))
+        ),
+        1 => (0u8..4).prop_map(move |s| Step::Line(format!("-E {} -s wlc", vip(s)))),
+        1 => (0u8..4).prop_map(move |s| Step::Line(format!("-Z {}", vip(s)))),
+        1 => Just(Step::Line("-Z".to_owned())),
+        1 => Just(Step::Line("-C".to_owned())),
+        1 => (0u8..4, 0u8..6).prop_map(move |(s, r)| Step::Restore(format!(
+            "-A {v} -s rr\n-a {v} {} -g -w 1\n", rip(r), v = vip(s)
+        ))),
+        3 => (0u8..4).prop_map(Step::Traffic),
+        2 => (0u8..4, 0u8..6, any::<bool>()).prop_map(|(s, r, up)| Step::Health(s, r, up)),
+        1 => Just(Step::TableMut),
+    ]
+}
+
+/// What a full pass over the table finds: every service's counter set and
+/// every real server's, listed or not.
+fn every_counter_set(c: &Control) -> (Vec<usize>, Vec<usize>) {
+    let (mut services, mut dests) = (Vec::new(), Vec::new());
+    for s in c.table().all_counter_sets() {
+        services.push(key(s.stats));
+        dests.extend(s.dests.into_iter().map(key));
+    }
+    services.sort_unstable();
+    dests.sort_unstable();
+    (services, dests)
+}
+
+fn sorted_keys<T>(m: &HashMap<usize, T>) -> Vec<usize> {
+    let mut k: Vec<usize> = m.keys().copied().collect();
+    k.sort_unstable();
+    k
+}
+
+proptest::proptest! {
+    /// Whatever the edits, the counter sets the control side tracks are
+    /// exactly those a full pass over the table finds, a deleted
+    /// service's counts are in the retired sums as a full pass after every
+    /// edit puts them there, an entry that stays keeps its `-Z` baseline,
+    /// and no single edit made a full pass.
+    #[test]
+    fn tracking_follows_every_edit_as_a_full_pass_would(
+        steps in proptest::collection::vec(step(), 1..60)
+    ) {
+        let mut c = control();
+        // The reference: the service counter sets a full pass after every
+        // step saw, and what it retired.
+        let mut seen: HashMap<usize, Arc<Stats>> = HashMap::new();
+        let mut retired = Totals::default();
+        for st in steps {
+            let bases: HashMap<usize, Totals> = c
+                .services
+                .iter()
+                .map(|(k, t)| (*k, t.base))
+                .chain(c.dests.iter().map(|(k, t)| (*k, t.base)))
+                .collect();
+            let passes = c.full_tracks;
+            let mut single_edit = false;
+            let mut zero = false;
+            match &st {
+                Step::Line(line) => {
+                    zero = line.starts_with("-Z");
+                    single_edit = !zero && line != "-C";
+                    let _ = run(&mut c, line);
+                }
+                Step::Restore(rules) => {
+                    let _ = restore(&mut c, rules);
+                }
+                Step::Traffic(s) => {
+                    let vip: SocketAddr = format!("198.18.1.{s}:80").parse().unwrap();
+                    if let Some(cs) = c.table().counter_sets(Protocol::Tcp, vip) {
+                        cs.stats.line(0).unwrap().conn();
+                        for d in cs.dests {
+                            d.stats.line(0).unwrap().conn();
+                        }
+                    }
+                }
+                Step::Health(s, r, up) => {
+                    let h = Health { up: *up, weight: None, inhibit: false };
+                    c.set_health(
+                        (
+                            Protocol::Tcp,
+                            format!("198.18.1.{s}:80").parse().unwrap(),
+                            format!("198.18.2.{r}:80").parse().unwrap(),
+                        ),
+                        h,
+                    );
+                }
+                Step::TableMut => c.table_mut().retain_health(|_| Some(false)),
+            }
+            if single_edit {
+                proptest::prop_assert_eq!(c.full_tracks, passes, "{:?} made a full pass", st);
+            }
+            proptest::prop_assert_eq!(
+                c.steer_rules().clone(),
+                c.table().steer_rules(),
+                "after {:?}",
+                st
+            );
+            // Listings catch up with what the control side could not follow.
+            let _ = c.metrics_views();
+            let (services, dests) = every_counter_set(&c);
+            proptest::prop_assert_eq!(&sorted_keys(&c.services), &services, "after {:?}", st);
+            proptest::prop_assert_eq!(&sorted_keys(&c.dests), &dests, "after {:?}", st);
+            let now: HashMap<usize, Arc<Stats>> = c
+                .table()
+                .all_counter_sets()
+                .map(|s| (key(s.stats), Arc::clone(s.stats)))
+                .collect();
+            for (k, s) in &seen {
+                if !now.contains_key(k) {
+                    retired = add(retired, s.total());
+                }
+            }
+            seen = now;
+            proptest::prop_assert_eq!(c.retired(), retired, "after {:?}", st);
+            if !zero {
+                for (k, t) in c.services.iter().map(|(k, t)| (k, t.base))
+                    .chain(c.dests.iter().map(|(k, t)| (k, t.base)))
+                {
+                    if let Some(b) = bases.get(k) {
+                        proptest::prop_assert_eq!(*b, t, "a baseline changed by {:?}", st);
+                    }
+                }
+            }
+        }
+    }
 }
