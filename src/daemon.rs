@@ -453,12 +453,12 @@ struct Plane {
     /// The sorted real server addresses of the periodic refresh's cycle,
     /// where it is in them, and when its next cycle may start
     /// ([`Plane::refresh_step`]).
-    cycle: Vec<Ipv4Addr>,
+    cycle: Vec<IpAddr>,
     cycle_pos: usize,
     next_cycle: Instant,
     /// Real server addresses whose next hop was asked for at least once;
     /// an edit resolves only addresses not in it.
-    asked: std::collections::HashSet<Ipv4Addr>,
+    asked: std::collections::HashSet<IpAddr>,
     /// TUN real servers already reported as having no route source.
     no_source: Vec<Ipv4Addr>,
     /// The director's own addresses (both families) as last given to the
@@ -1218,7 +1218,7 @@ impl Plane {
     fn refresh_next_hops(&mut self, control: &mut Control) -> bool {
         // Every address is asked about here: none is new after it.
         control.take_new_addrs();
-        let addrs = v4_dest_addrs(control);
+        let addrs = control.table().dest_addrs();
         self.asked = addrs.iter().copied().collect();
         let (changed, pending) = self.resolve(control, &addrs);
         self.pending = pending;
@@ -1237,7 +1237,7 @@ impl Plane {
             self.next_cycle = now + Duration::from_secs(1);
             // The addresses as the cycle starts; one added during it was
             // resolved by its edit, one deleted is asked about once more.
-            self.cycle = v4_dest_addrs(control);
+            self.cycle = control.table().dest_addrs();
             self.cycle.sort_unstable();
         }
         let addrs = std::mem::take(&mut self.cycle);
@@ -1255,18 +1255,14 @@ impl Plane {
     /// the edits since the last call added are looked at, unless that is
     /// not known (a restore, a reload).
     fn resolve_new_next_hops(&mut self, control: &mut Control) -> bool {
-        let candidates = match control.take_new_addrs() {
+        let candidates: Vec<IpAddr> = match control.take_new_addrs() {
             Some(added) => added
                 .into_iter()
                 .filter(|&a| control.table().has_dest_addr(a))
-                .filter_map(|a| match a {
-                    IpAddr::V4(a) => Some(a),
-                    IpAddr::V6(_) => None,
-                })
                 .collect(),
-            None => v4_dest_addrs(control),
+            None => control.table().dest_addrs(),
         };
-        let mut addrs: Vec<Ipv4Addr> = Vec::new();
+        let mut addrs: Vec<IpAddr> = Vec::new();
         for a in candidates {
             // `insert` also drops an address added twice.
             if self.asked.insert(a) {
@@ -1276,61 +1272,103 @@ impl Plane {
         self.resolve(control, &addrs).0
     }
 
-    /// Resolves `addrs`: whether any next hop changed, and how many the
-    /// kernel is still resolving.
-    fn resolve(&mut self, control: &mut Control, addrs: &[Ipv4Addr]) -> (bool, usize) {
-        if addrs.is_empty() {
-            return (false, 0);
-        }
-        let res = match self.nl.resolve_all(addrs) {
-            Ok(r) => r,
-            Err(e) => {
-                log::limited("next-hops", Level::Warning, format_args!("next hops: {e}"));
-                return (false, 0);
+    /// Resolves `addrs` (IPv4 by ARP, IPv6 by neighbour discovery):
+    /// whether any next hop changed, and how many the kernel is still
+    /// resolving.
+    fn resolve(&mut self, control: &mut Control, addrs: &[IpAddr]) -> (bool, usize) {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for a in addrs {
+            match a {
+                IpAddr::V4(a) => v4.push(*a),
+                IpAddr::V6(a) => v6.push(*a),
             }
-        };
+        }
         let mut changed = false;
         let mut pending = 0;
-        for (addr, r) in addrs.iter().zip(res) {
-            let tun = control.table().is_tun_addr(IpAddr::V4(*addr));
-            let ip = IpAddr::V4(*addr);
-            let src = match r {
-                Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } => Some(src),
-                Resolution::Unreachable => None,
-            };
-            if let Some(src) = src {
-                changed |= self.note_source(control, *addr, src, tun);
+        if !v4.is_empty() {
+            match self.nl.resolve_all(&v4) {
+                Ok(res) => {
+                    for (addr, r) in v4.iter().zip(res) {
+                        let tun = control.table().is_tun_addr(IpAddr::V4(*addr));
+                        if let Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } =
+                            r
+                        {
+                            changed |= self.note_source(control, *addr, src, tun);
+                        }
+                        let (c, p) = self.apply_resolution(control, IpAddr::V4(*addr), r);
+                        changed |= c;
+                        pending += p;
+                    }
+                }
+                Err(e) => log::limited("next-hops", Level::Warning, format_args!("next hops: {e}")),
             }
-            let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
-            match r {
-                Resolution::Resolved {
-                    ifindex,
-                    mac,
-                    next_hop,
-                    ..
-                } => match port(ifindex) {
-                    Some(p) => {
-                        changed |= control.set_next_hop(ip, p as u8, mac);
-                        self.unresolved.retain(|a| *a != ip);
+        }
+        if !v6.is_empty() {
+            match self.nl.resolve_all6(&v6) {
+                Ok(res) => {
+                    for (addr, r) in v6.iter().zip(res) {
+                        let ip = IpAddr::V6(*addr);
+                        if let Resolution::Resolved { src, .. } | Resolution::Pending { src, .. } =
+                            r
+                        {
+                            changed |= control.set_source6(ip, src);
+                        }
+                        let (c, p) = self.apply_resolution(control, ip, r);
+                        changed |= c;
+                        pending += p;
                     }
-                    None => {
-                        changed |= control.clear_next_hop(ip);
-                        self.note_unresolved(ip, format_args!(
-                            "real server {addr} is reached via {next_hop} on ifindex {ifindex}, not one of dataplane.interfaces"
-                        ));
-                    }
-                },
-                // Keep the last MAC while the kernel re-resolves.
-                Resolution::Pending { .. } => pending += 1,
-                Resolution::Unreachable => {
-                    changed |= control.clear_next_hop(ip);
-                    self.note_unresolved(ip, format_args!(
-                        "real server {addr}: no route or no ARP answer; its packets are counted as no_neighbour"
-                    ));
+                }
+                Err(e) => {
+                    log::limited("next-hops6", Level::Warning, format_args!("next hops: {e}"))
                 }
             }
         }
         (changed, pending)
+    }
+
+    /// What `r` says of real server `ip`'s next hop, applied: whether it
+    /// changed, and 1 if the kernel is still resolving it.
+    fn apply_resolution<A: crate::netlink::Family>(
+        &mut self,
+        control: &mut Control,
+        ip: IpAddr,
+        r: Resolution<A>,
+    ) -> (bool, usize) {
+        let port = |ifindex: u32| self.ifaces.iter().position(|i| i.index == ifindex);
+        let how = if ip.is_ipv4() {
+            "ARP"
+        } else {
+            "neighbour discovery"
+        };
+        match r {
+            Resolution::Resolved {
+                ifindex,
+                mac,
+                next_hop,
+                ..
+            } => match port(ifindex) {
+                Some(p) => {
+                    self.unresolved.retain(|a| *a != ip);
+                    (control.set_next_hop(ip, p as u8, mac), 0)
+                }
+                None => {
+                    let c = control.clear_next_hop(ip);
+                    self.note_unresolved(ip, format_args!(
+                        "real server {ip} is reached via {next_hop} on ifindex {ifindex}, not one of dataplane.interfaces"
+                    ));
+                    (c, 0)
+                }
+            },
+            // Keep the last MAC while the kernel re-resolves.
+            Resolution::Pending { .. } => (false, 1),
+            Resolution::Unreachable => {
+                let c = control.clear_next_hop(ip);
+                self.note_unresolved(ip, format_args!(
+                    "real server {ip}: no route or no {how} answer; its packets are counted as no_neighbour"
+                ));
+                (c, 0)
+            }
+        }
     }
 
     /// Records the source of the route to real server `addr` (the outer
@@ -1440,20 +1478,6 @@ impl Plane {
         let next = control.table().next_snapshot_at(&prev, self.clock.now());
         self.shared.snapshot.store(Arc::new(next));
     }
-}
-
-/// Every IPv4 real server address of the table, once each, in no
-/// particular order.
-fn v4_dest_addrs(control: &Control) -> Vec<Ipv4Addr> {
-    control
-        .table()
-        .dest_addrs()
-        .into_iter()
-        .filter_map(|a| match a {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
 }
 
 /// How long a worker may leave a slice of a `-c` listing unanswered
@@ -1608,6 +1632,25 @@ mod tests {
                     next_hop: d,
                     mac: self.mac.get(),
                     src: Some(Ipv4Addr::new(198, 18, 2, 2)),
+                })
+                .collect())
+        }
+
+        fn resolve_all6(
+            &mut self,
+            dsts: &[std::net::Ipv6Addr],
+        ) -> Result<Vec<Resolution<std::net::Ipv6Addr>>, NetlinkError> {
+            self.calls.set(self.calls.get() + 1);
+            if let Some(f) = self.fail.get() {
+                return Err(f());
+            }
+            Ok(dsts
+                .iter()
+                .map(|&d| Resolution::Resolved {
+                    ifindex: 7,
+                    next_hop: d,
+                    mac: self.mac.get(),
+                    src: None,
                 })
                 .collect())
         }

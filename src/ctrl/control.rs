@@ -410,6 +410,12 @@ impl Control {
         self.table.set_source(addr, src)
     }
 
+    /// [`Control::set_source`] for an IPv6 real server (the outer source
+    /// of its ip6ip6 packets).
+    pub fn set_source6(&mut self, addr: IpAddr, src: Option<std::net::Ipv6Addr>) -> bool {
+        self.table.set_source6(addr, src)
+    }
+
     /// Forgets `addr`'s next hop; as [`Control::set_next_hop`].
     pub fn clear_next_hop(&mut self, addr: IpAddr) -> bool {
         self.table.clear_next_hop(addr)

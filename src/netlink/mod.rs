@@ -273,12 +273,24 @@ fn verdict(entry: Option<Neighbour>) -> Verdict {
 pub trait Resolver {
     /// [`Netlink::resolve_all`].
     fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError>;
+    /// [`Netlink::resolve_all`] for IPv6 destinations.
+    fn resolve_all6(
+        &mut self,
+        dsts: &[Ipv6Addr],
+    ) -> Result<Vec<Resolution<Ipv6Addr>>, NetlinkError>;
     /// [`Netlink::local_addrs`].
     fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError>;
 }
 
 impl Resolver for Netlink {
     fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
+        Netlink::resolve_all(self, dsts)
+    }
+
+    fn resolve_all6(
+        &mut self,
+        dsts: &[Ipv6Addr],
+    ) -> Result<Vec<Resolution<Ipv6Addr>>, NetlinkError> {
         Netlink::resolve_all(self, dsts)
     }
 
