@@ -10,14 +10,26 @@
 //! through the director (default gateway), since the director must see the
 //! replies. Replies are forwarded, so their TTL is decremented as a router
 //! would; requests are delivered to the VIP, a local address, and keep it.
+//!
+//! NAT66 (`ip_vs_nat_xmit_v6`, the same handlers for IPv6): the same
+//! rewrites, but IPv6 has no header checksum, so only the TCP/UDP checksum
+//! changes, over the IPv6 pseudo-header (the 16-byte address, RFC 1624 as
+//! Linux's `ip_vs_check_diff16`). The hop limit is decremented both ways
+//! and a packet arriving with 1 is dropped (`hop_limit`): requests as
+//! IPVS's `decrement_ttl` does for IPv6 in every mode (Linux 4.10 on),
+//! replies as the kernel's `ip6_forward` does. A UDP checksum of 0 is left
+//! as it is, as IPVS leaves it (it is invalid in IPv6: the receiver drops
+//! the datagram either way). A routing header whose final destination is
+//! not the packet's destination is not looked into: the pseudo-header of
+//! such a packet names the final one, which NAT does not change.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::hop::{Hop, check_mtu, drop, send};
+use super::hop::{Hop, check_mtu, decrement_hop_limit, drop, send};
 use crate::frame::{DropReason, Frame, Verdict};
-use crate::wire::Layout;
-use crate::wire::checksum::{update16, update32};
+use crate::wire::checksum::{update_bytes, update16, update32};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_UDP};
+use crate::wire::{Layout, Layout6};
 
 /// Offset of the checksum in the TCP and UDP headers.
 const TCP_CHECK: usize = 16;
@@ -136,5 +148,70 @@ pub fn xmit_out(
     let check = update16(ip.checksum(), old, u16::from_be_bytes([ttl - 1, proto]));
     ip.set_checksum(check);
     rewrite(d, l, proto, false, vip, vport);
+    send(frame, hop)
+}
+
+/// Offsets of the source and destination addresses in the IPv6 header.
+const IP6_SRC: usize = 8;
+const IP6_DST: usize = 24;
+
+/// [`rewrite`] for IPv6: one address and one port, and the TCP/UDP
+/// checksum over the IPv6 pseudo-header.
+#[inline]
+fn rewrite6(d: &mut [u8], l: &Layout6, proto: u8, dst: bool, addr: &Ipv6Addr, port: u16) {
+    let at = l.l2_len + if dst { IP6_DST } else { IP6_SRC };
+    let new = addr.octets();
+    let mut old = [0u8; 16];
+    old.copy_from_slice(&d[at..at + 16]);
+    d[at..at + 16].copy_from_slice(&new);
+
+    let port_at = l.l4 + if dst { 2 } else { 0 };
+    let old_port = rd16(d, port_at);
+    wr16(d, port_at, port);
+    let is_udp = proto == PROTO_UDP;
+    let check_at = l.l4 + if is_udp { UDP_CHECK } else { TCP_CHECK };
+    let check = rd16(d, check_at);
+    if is_udp && check == 0 {
+        return;
+    }
+    let mut c = update_bytes(check, &old, &new);
+    c = update16(c, old_port, port);
+    if is_udp && c == 0 {
+        c = 0xffff;
+    }
+    wr16(d, check_at, c);
+}
+
+/// Client → real server over IPv6: destination VIP:vport becomes
+/// RIP:rport, the hop limit is decremented.
+#[inline]
+pub fn xmit_in6(
+    frame: &mut Frame<'_>,
+    l: &Layout6,
+    proto: u8,
+    (rip, rport): (&Ipv6Addr, u16),
+    hop: &Hop,
+) -> Verdict {
+    if let Err(v) = decrement_hop_limit(frame, l.l2_len) {
+        return v;
+    }
+    rewrite6(frame.data_mut(), l, proto, true, rip, rport);
+    send(frame, hop)
+}
+
+/// Real server → client over IPv6: source RIP:rport becomes VIP:vport,
+/// the hop limit is decremented.
+#[inline]
+pub fn xmit_out6(
+    frame: &mut Frame<'_>,
+    l: &Layout6,
+    proto: u8,
+    (vip, vport): (&Ipv6Addr, u16),
+    hop: &Hop,
+) -> Verdict {
+    if let Err(v) = decrement_hop_limit(frame, l.l2_len) {
+        return v;
+    }
+    rewrite6(frame.data_mut(), l, proto, false, vip, vport);
     send(frame, hop)
 }
