@@ -215,3 +215,93 @@ pub fn xmit_out6(
     rewrite6(frame.data_mut(), l, proto, false, vip, vport);
     send(frame, hop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum::{combine, fold, pseudo_header_v6, sum};
+    use crate::wire::ipv4::PROTO_TCP;
+    use proptest::prelude::*;
+
+    /// The full TCP/UDP checksum of the IPv6 packet at 14 in `d` (the
+    /// test oracle: RFC 1071 over the pseudo-header and the segment).
+    fn full6(d: &[u8], proto: u8) -> u16 {
+        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&d[14 + 8..14 + 24]).unwrap());
+        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&d[14 + 24..14 + 40]).unwrap());
+        let l4 = &d[54..];
+        let at = if proto == PROTO_UDP {
+            UDP_CHECK
+        } else {
+            TCP_CHECK
+        };
+        let mut seg = l4.to_vec();
+        seg[at..at + 2].copy_from_slice(&[0, 0]);
+        let c = !fold(combine(
+            pseudo_header_v6(&src, &dst, proto, seg.len() as u32),
+            sum(&seg),
+        ));
+        if proto == PROTO_UDP && c == 0 {
+            0xffff
+        } else {
+            c
+        }
+    }
+
+    fn packet(proto: u8, src: [u8; 16], dst: [u8; 16], ports: (u16, u16), data: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; 14];
+        d[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let l4_len = if proto == PROTO_UDP { 8 } else { 20 } + data.len();
+        d.extend_from_slice(&[0x60, 0, 0, 0]);
+        d.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        d.extend_from_slice(&[proto, 64]);
+        d.extend_from_slice(&src);
+        d.extend_from_slice(&dst);
+        let mut l4 = vec![0u8; l4_len - data.len()];
+        l4[0..2].copy_from_slice(&ports.0.to_be_bytes());
+        l4[2..4].copy_from_slice(&ports.1.to_be_bytes());
+        if proto == PROTO_UDP {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        } else {
+            l4[12] = 0x50;
+        }
+        d.extend_from_slice(&l4);
+        d.extend_from_slice(data);
+        let c = full6(&d, proto);
+        let at = 54
+            + if proto == PROTO_UDP {
+                UDP_CHECK
+            } else {
+                TCP_CHECK
+            };
+        d[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        d
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// NAT66's incremental update (address over the IPv6
+        /// pseudo-header, and port) equals the full checksum, both ways.
+        #[test]
+        fn incremental_equals_full_over_the_v6_pseudo_header(
+            udp in any::<bool>(),
+            src in any::<[u8; 16]>(),
+            dst in any::<[u8; 16]>(),
+            ports in any::<(u16, u16)>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            new in any::<[u8; 16]>(),
+            new_port in any::<u16>(),
+            to_dst in any::<bool>(),
+        ) {
+            let proto = if udp { PROTO_UDP } else { PROTO_TCP };
+            let mut d = packet(proto, src, dst, ports, &data);
+            let l = Layout6 { l2_len: 14, l4: 54, ip_len: d.len() - 14 };
+            rewrite6(&mut d, &l, proto, to_dst, &Ipv6Addr::from(new), new_port);
+            let at = 54 + if udp { UDP_CHECK } else { TCP_CHECK };
+            prop_assert_eq!(rd16(&d, at), full6(&d, proto));
+            let (addr_at, port_at) = if to_dst { (14 + 24, 56) } else { (14 + 8, 54) };
+            prop_assert_eq!(&d[addr_at..addr_at + 16], &new[..]);
+            prop_assert_eq!(rd16(&d, port_at), new_port);
+        }
+    }
+}
