@@ -43,7 +43,12 @@ fn mac6(ip: Ipv6Addr) -> [u8; 6] {
 /// - TCP [VIP_NAT6]:80 rr → [::32]:8080, [::31]:8080 (NAT)
 /// - UDP [VIP_NAT6]:53 rr → [::31]:5353 (NAT)
 fn director6() -> ServiceTable {
-    let mut t = director();
+    director6_with(false)
+}
+
+/// [`director6`], its port finishing partial checksums or not.
+fn director6_with(complete_checksums: bool) -> ServiceTable {
+    let mut t = director_with(complete_checksums);
     t.allow_ipv6_services();
     type Reals<'a> = &'a [(u16, u16, Forward)];
     let layout: [(Protocol, Ipv6Addr, u16, Reals<'_>); 4] = [
@@ -653,4 +658,38 @@ fn ipv4_and_ipv6_services_on_one_director() {
     }
     assert_eq!(freed, 8);
     assert_eq!((p.conns().len(), p.conns6().len()), (0, 0));
+}
+
+/// A sender's partial checksum (`CHECKSUM_PARTIAL` over veth) is finished
+/// on a port that asks for it, before NAT66 updates it; a full one is left
+/// as it is.
+#[test]
+fn partial_checksums_are_finished_before_nat66() {
+    use xdpvs::wire::partial::make_partial_v6;
+    let mut p = pipeline(&director6_with(true), 1024);
+    for (i, udp) in [false, true].into_iter().enumerate() {
+        let pkt = Pkt6 {
+            dst: VIP_NAT6,
+            dport: if udp { 53 } else { 80 },
+            tcp: if udp { None } else { Some(SYN) },
+            sport: 45000 + i as u16,
+            payload: vec![0x42; 77],
+            ..Pkt6::default()
+        };
+        let mut f = pkt.bytes();
+        let proto = if udp { 17 } else { 6 };
+        assert!(make_partial_v6(&mut f[14..], 40, proto));
+        let (v, out) = run(&mut p, &f, 0);
+        assert!(is_tx(v), "{v:?}");
+        assert_checksums6(&out);
+    }
+    assert_eq!(p.stats().get(Counter::CsumCompleted), 2);
+    let full = Pkt6 {
+        dst: VIP_NAT6,
+        sport: 45100,
+        ..Pkt6::default()
+    };
+    let (_, out) = run(&mut p, &full.bytes(), 0);
+    assert_checksums6(&out);
+    assert_eq!(p.stats().get(Counter::CsumCompleted), 2);
 }

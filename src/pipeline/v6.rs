@@ -12,9 +12,10 @@
 //!
 //! The IPv6 connections are in a second, smaller table for now
 //! ([`super::V6_SHARE`]); issue 16 wants one table for both families.
-//! Not yet on this path: the FTP helper, ICMPv6 errors about connections
-//! (every ICMPv6 message is the kernel's), partial checksums (a NAT66
-//! packet's checksum is updated as it is; finish them with offloads off).
+//! Partial checksums are finished first on ports that ask for it, as for
+//! IPv4 ([`crate::wire::partial::complete_v6`]). Not yet on this path: the
+//! FTP helper, and ICMPv6 errors about connections (every ICMPv6 message
+//! is the kernel's).
 
 use std::net::Ipv6Addr;
 
@@ -26,6 +27,7 @@ use crate::conn::{Conn, Direction, NewConn, Side, TcpState};
 use crate::dest::{Dest, Forward};
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::service::Snapshot;
+use crate::stats::Counter;
 use crate::wire::ethernet::{ETHERTYPE_IPV6, EthernetFrame};
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::ipv6::Ipv6Packet;
@@ -68,6 +70,7 @@ impl State {
             }
             class => class,
         };
+        self.complete_checksum6(snap, frame, p);
         match class {
             Packet::Established(i, side) => {
                 let c = *self.v6.conns.get(i);
@@ -98,6 +101,19 @@ impl State {
             }
             // Only the IPv4 path checks a header checksum.
             Packet::BadChecksum => Verdict::Drop(DropReason::BadIpChecksum),
+        }
+    }
+
+    /// [`State::complete_checksum`] for IPv6.
+    #[inline]
+    fn complete_checksum6(&mut self, snap: &Snapshot, frame: &mut Frame<'_>, p: &Parsed6) {
+        let port = usize::from(frame.port());
+        if !snap.ports.get(port).is_some_and(|p| p.complete_checksums) {
+            return;
+        }
+        let ip = &mut frame.data_mut()[p.l2_len..p.end];
+        if crate::wire::partial::complete_v6(ip, p.l4 - p.l2_len, p.key.proto) {
+            self.stats.inc(Counter::CsumCompleted);
         }
     }
 
