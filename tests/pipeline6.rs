@@ -693,3 +693,41 @@ fn partial_checksums_are_finished_before_nat66() {
     assert_checksums6(&out);
     assert_eq!(p.stats().get(Counter::CsumCompleted), 2);
 }
+
+/// Persistence over IPv6: a client's every connection goes where its
+/// template says, under rr that would otherwise alternate.
+#[test]
+fn ipv6_persistence_keeps_a_client_on_its_server() {
+    let mut t = empty_director();
+    t.allow_ipv6_services();
+    let vip = SocketAddr::new(VIP_DR6.into(), 80);
+    let mut cfg = service(Protocol::Tcp, &vip.to_string(), "rr");
+    cfg.persistence_timeout = 300;
+    t.add_service(&cfg).unwrap();
+    for n in [0x11, 0x12] {
+        let addr = SocketAddr::new(rip(n).into(), 80);
+        t.add_dest(Protocol::Tcp, vip, &real(&addr.to_string(), Forward::Dr, 1))
+            .unwrap();
+        t.set_next_hop(rip(n).into(), 0, mac6(rip(n)));
+    }
+    let mut p = pipeline(&t, 1024);
+    let mut first = std::collections::HashMap::new();
+    for c in 0..4u16 {
+        for port in 0..6u16 {
+            let pkt = Pkt6 {
+                src: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 2, c),
+                sport: 3000 + port,
+                ..Pkt6::default()
+            };
+            let (v, out) = run(&mut p, &pkt.bytes(), 0);
+            assert!(is_tx(v), "{v:?}");
+            let mac = <[u8; 6]>::try_from(&out[0..6]).unwrap();
+            assert_eq!(*first.entry(c).or_insert(mac), mac, "client {c} moved");
+        }
+    }
+    // rr between templates: the four clients are split two and two.
+    let to_11 = first.values().filter(|m| **m == mac6(rip(0x11))).count();
+    assert_eq!(to_11, 2);
+    // Four templates and 24 connections.
+    assert_eq!(p.conns6().len(), 28);
+}

@@ -62,10 +62,16 @@ impl Family for Ipv6Addr {
 
     #[inline]
     fn masked(self, svc: &Service) -> Ipv6Addr {
-        let len = u32::from(svc.persistence_prefix6.min(128));
-        let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-        Ipv6Addr::from_bits(self.to_bits() & mask)
+        prefix6(self, svc.persistence_prefix6)
     }
+}
+
+/// The first `len` bits of `a` (all of it from 128 on).
+#[inline]
+fn prefix6(a: Ipv6Addr, len: u8) -> Ipv6Addr {
+    let len = u32::from(len.min(128));
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    Ipv6Addr::from_bits(a.to_bits() & mask)
 }
 
 /// One family's connections, and the entries inserted since the last
@@ -389,4 +395,26 @@ pub(super) fn schedule<'s, A: Family>(
     };
     let pos = svc.sched.schedule(&dests, &flow)?;
     Some(dests.at(pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv6 persistence masks the client by prefix length (`-M` for
+    /// IPv6); lengths past 128 are clamped.
+    #[test]
+    fn ipv6_persistence_mask_is_a_prefix() {
+        let a: Ipv6Addr = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff".parse().unwrap();
+        for (len, want) in [
+            (128, "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"),
+            (64, "2001:db8:aaaa:bbbb::"),
+            (60, "2001:db8:aaaa:bbb0::"),
+            (1, "::"),
+            (0, "::"),
+            (200, "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"),
+        ] {
+            assert_eq!(prefix6(a, len), want.parse::<Ipv6Addr>().unwrap(), "/{len}");
+        }
+    }
 }
