@@ -16,7 +16,10 @@
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
-//! connections), `frag.rs` (fragments of NAT replies).
+//! connections), `frag.rs` (fragments of NAT replies). The table work
+//! that does not depend on the address family is `flows.rs`'s, shared by
+//! the IPv4 path and the IPv6 one (`parse6.rs`, `v6.rs`), which a frame
+//! takes only once the IPv4 parser has found it is not IPv4.
 //!
 //! A connection whose real server is gone or out of service (its health
 //! checks failed, [`Dest::in_service`]) is treated as IPVS's `ip_vs_in`
