@@ -11,7 +11,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::Packet;
 use super::parse::{TCP_ACK, TCP_SYN};
 use crate::conn::defense::{DROP_PROBES, EVICT_CHOICES, EVICT_PROBES, PPM, secure_transition};
 use crate::conn::{
@@ -24,6 +23,22 @@ use crate::sched::Flow;
 use crate::service::{Service, Snapshot};
 use crate::stats::{Counter, WorkerStats};
 use crate::wire::ipv4::PROTO_TCP;
+
+/// Entries examined at most by a new connection that finds the table (or
+/// the unreplied share) full, reclaiming expired ones before it is
+/// refused.
+pub const RECLAIM_BUDGET: usize = 64;
+
+/// What a TCP or UDP packet is, decided before anything is changed.
+pub(super) enum Packet {
+    /// A packet of live connection `i`, from `side`.
+    Established(u32, Side),
+    /// A new flow. The connection on its 5-tuple to end first, if any:
+    /// expired but not reaped yet, or ended and reused by a new SYN.
+    New(Option<u32>),
+    /// Its IPv4 header checksum is wrong (IPv6 has none).
+    BadChecksum,
+}
 
 /// An address family the pipeline forwards: what the family-independent
 /// code needs to know of its addresses.
@@ -213,7 +228,7 @@ impl<A: Family> Flows<A> {
     }
 
     /// Adds entry `conn` (hashed `hash`); a full table first reclaims what
-    /// has expired (bounded, [`super::RECLAIM_BUDGET`]), so that
+    /// has expired (bounded, [`RECLAIM_BUDGET`]), so that
     /// `table_full` means nothing was reclaimable.
     pub fn insert(
         &mut self,
@@ -234,7 +249,7 @@ impl<A: Family> Flows<A> {
     /// Reclaims expired entries now, if any are due.
     pub fn reclaim(&mut self, snap: &Snapshot, stats: &mut WorkerStats, now: Tick) {
         if !self.conns.caught_up(now) {
-            let n = self.reap(snap, stats, now, super::RECLAIM_BUDGET);
+            let n = self.reap(snap, stats, now, RECLAIM_BUDGET);
             stats.inc(Counter::ExpireRuns);
             stats.add(Counter::ConnsReclaimed, n as u64);
         }

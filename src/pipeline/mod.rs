@@ -65,7 +65,7 @@ use crate::stats::{Counter, WorkerStats};
 use crate::wire::WireError;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::xmit::{Egress, Hop, Target, Transmitter};
-use flows::{Flows, NoDest};
+use flows::{Flows, NoDest, Packet};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
@@ -89,10 +89,7 @@ pub const EXPIRE_BUDGET: usize = 256;
 /// with room to spare (`tests/worker.rs` checks it through the loop).
 pub const EXPIRE_PER_INSERT: usize = 4;
 
-/// Entries examined at most by a new connection that finds the table (or
-/// the unreplied share) full, reclaiming expired ones before it is
-/// refused.
-pub const RECLAIM_BUDGET: usize = 64;
+pub use flows::RECLAIM_BUDGET;
 
 /// The IPv6 table holds a `1 / V6_SHARE` of the IPv4 table's capacity
 /// (at least one entry): a second table until issue 16's one table for
@@ -163,17 +160,6 @@ pub enum Probe {
     /// for it (UDP to a service, a SYN to a persistent service), which the
     /// current owner should do unless an old owner has its state.
     Missing { opens: bool },
-}
-
-/// What a TCP or UDP packet is, decided before anything is changed.
-enum Packet {
-    /// A packet of live connection `i`, from `side`.
-    Established(u32, Side),
-    /// A new flow. The connection on its 5-tuple to end first, if any:
-    /// expired but not reaped yet, or ended and reused by a new SYN.
-    New(Option<u32>),
-    /// Its IPv4 header checksum is wrong (IPv6 has none).
-    BadChecksum,
 }
 
 impl Pipeline {
@@ -374,7 +360,7 @@ impl State {
         self.stats.inc(Counter::Rx);
         let v = match &parsed {
             Ok(Some(p)) => self.tcp_udp(snap, frame, p, hash, now),
-            Ok(None) if v6::is_ipv6(frame.data()) => self.ipv6(snap, frame, now),
+            Ok(None) if parse6::is_ipv6(frame.data()) => self.ipv6(snap, frame, now),
             Ok(None) => self.icmp_error(snap, frame, now),
             Err(WireError::Unsupported) => self.fragment(snap, frame, WireError::Unsupported, now),
             Err(e) => bad_frame(snap, frame.data(), *e),

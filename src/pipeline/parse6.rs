@@ -17,6 +17,12 @@ use crate::wire::ethernet::{ETHERTYPE_IPV6, EthernetFrame};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::ipv6::{Ipv6Packet, PROTO_ICMPV6};
 
+/// Whether `d` is an IPv6 frame (untagged or VLAN-tagged).
+#[inline]
+pub(super) fn is_ipv6(d: &[u8]) -> bool {
+    EthernetFrame::new_checked(d).is_ok_and(|e| e.ethertype() == ETHERTYPE_IPV6)
+}
+
 /// A parsed IPv6 TCP/UDP packet; offsets from the frame's first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed6 {

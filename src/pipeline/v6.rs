@@ -19,25 +19,19 @@
 
 use std::net::Ipv6Addr;
 
-use super::flows::{Family, NoDest, schedule};
+use super::flows::{Family, NoDest, Packet, schedule};
 use super::parse::{TCP_RST, TCP_SYN};
 use super::parse6::{Parsed6, parse6};
-use super::{Packet, State, client_way, count, count_conn};
+use super::{State, client_way, count, count_conn};
 use crate::conn::{Conn, Direction, NewConn, Side, TcpState};
 use crate::dest::{Dest, Forward};
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::service::Snapshot;
 use crate::stats::Counter;
-use crate::wire::ethernet::{ETHERTYPE_IPV6, EthernetFrame};
+use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::ipv6::Ipv6Packet;
 use crate::xmit::{Egress, Hop, Target};
-
-/// Whether `d` is an IPv6 frame (untagged or VLAN-tagged).
-#[inline]
-pub(super) fn is_ipv6(d: &[u8]) -> bool {
-    EthernetFrame::new_checked(d).is_ok_and(|e| e.ethertype() == ETHERTYPE_IPV6)
-}
 
 impl State {
     /// An IPv6 frame: TCP and UDP through the IPv6 table; ICMPv6 (NDP,

@@ -15,7 +15,7 @@
 //! IPv6 (`ip_vs_dr_xmit_v6`): the same, with the VIP on the real server's
 //! `lo` added `nodad` and no neighbour advertisement for it (see
 //! `scripts/realserver.sh`). The hop limit is decremented
-//! ([`super::hop::decrement_hop_limit`]): IPVS decrements it in every mode
+//! (`hop::decrement_hop_limit`): IPVS decrements it in every mode
 //! since Linux 4.10 ("ipvs: Decrement ttl", `decrement_ttl` in
 //! `__ip_vs_get_out_rt_v6`), and a packet arriving with 1 is dropped
 //! (`hop_limit`). IPv4 DR keeps its TTL (the older IPVS behaviour).
