@@ -65,7 +65,7 @@ impl State {
                 self.tx.icmp_to_client(frame, &q, (c.vaddr, c.vport), &e)
             }
             Side::Client => {
-                let Some(e) = super::egress(snap, dest) else {
+                let Some(e) = super::egress(snap, dest, dest.src) else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
                 self.tx.icmp_to_server(frame, &q, &super::target(&c), &e)

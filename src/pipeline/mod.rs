@@ -470,7 +470,7 @@ impl State {
         }
         match side {
             Side::Client => {
-                let Some(e) = egress(snap, dest) else {
+                let Some(e) = egress(snap, dest, dest.src) else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
                 let t = target(&c);
@@ -534,7 +534,7 @@ fn count(w: usize, dest: &Dest, side: Side, bytes: usize) {
 
 /// Where a connection's client packets go.
 #[inline]
-fn target(c: &crate::conn::Conn<Ipv4Addr>) -> Target {
+fn target<A: crate::conn::Addr>(c: &crate::conn::Conn<A>) -> Target<A> {
     Target {
         fwd: c.forward(),
         proto: c.proto(),
@@ -543,9 +543,11 @@ fn target(c: &crate::conn::Conn<Ipv4Addr>) -> Target {
     }
 }
 
-/// The way out toward a real server, once its MAC is resolved.
+/// The way out toward a real server, once its MAC is resolved, with the
+/// source of the director's route to it: `dest.src` for IPv4,
+/// `dest.src6` for IPv6.
 #[inline]
-fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
+fn egress<A>(snap: &Snapshot, dest: &Dest, src: Option<A>) -> Option<Egress<A>> {
     let dst_mac = dest.mac?;
     let port = snap.ports[usize::from(dest.tx_port)];
     Some(Egress {
@@ -555,7 +557,7 @@ fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
             src_mac: port.mac,
         },
         mtu: port.mtu,
-        src: dest.src,
+        src,
     })
 }
 

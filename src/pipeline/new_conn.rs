@@ -135,7 +135,7 @@ impl State {
             Direction::InputOnly
         };
         self.update_state(snap, frame.data(), i, dest, dir, p, true, now);
-        let Some(e) = super::egress(snap, dest) else {
+        let Some(e) = super::egress(snap, dest, dest.src) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let t = super::target(&conn);

@@ -22,7 +22,7 @@ use std::net::Ipv6Addr;
 use super::flows::{Family, NoDest, Packet, schedule};
 use super::parse::{TCP_RST, TCP_SYN};
 use super::parse6::{Parsed6, parse6};
-use super::{State, client_way, count, count_conn};
+use super::{State, client_way, count, count_conn, egress, target};
 use crate::conn::{Conn, Direction, NewConn, Side, TcpState};
 use crate::dest::{Dest, Forward};
 use crate::frame::{DropReason, Frame, Tick, Verdict};
@@ -31,7 +31,6 @@ use crate::stats::Counter;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::wire::ipv6::Ipv6Packet;
-use crate::xmit::{Egress, Hop, Target};
 
 impl State {
     /// An IPv6 frame: TCP and UDP through the IPv6 table; ICMPv6 (NDP,
@@ -196,16 +195,12 @@ impl State {
         let l = p.layout();
         match side {
             Side::Client => {
-                let Some(e) = egress6(snap, dest) else {
+                // The route's source is ip6ip6's outer source.
+                let Some(e) = egress(snap, dest, dest.src6) else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
-                let t = Target {
-                    fwd: c.forward(),
-                    proto: c.proto(),
-                    daddr: c.daddr,
-                    dport: c.dport,
-                };
-                self.tx.to_server6(frame, &l, &t, &e, &mut self.stats, now)
+                self.tx
+                    .to_server6(frame, &l, &target(c), &e, &mut self.stats, now)
             }
             Side::Server => {
                 let e = client_way(snap, c);
@@ -215,23 +210,6 @@ impl State {
             }
         }
     }
-}
-
-/// The way out toward an IPv6 real server, once its MAC is resolved; its
-/// source is the route's (`Dest::src6`), the outer source of ip6ip6.
-#[inline]
-fn egress6(snap: &Snapshot, dest: &Dest) -> Option<Egress<Ipv6Addr>> {
-    let dst_mac = dest.mac?;
-    let port = snap.ports[usize::from(dest.tx_port)];
-    Some(Egress {
-        hop: Hop {
-            port: dest.tx_port,
-            dst_mac,
-            src_mac: port.mac,
-        },
-        mtu: port.mtu,
-        src: dest.src6,
-    })
 }
 
 /// Whether TCP segment `p` (in frame `d`) carries payload.
