@@ -800,3 +800,51 @@ fn mixed_batches_match_single_processing() {
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!(batched.conns6().len(), 20);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Any IPv6 frame, built from a good one to each VIP by flipping bytes,
+    /// cutting it short and growing its payload length: never a panic,
+    /// and a drop is always a counted one.
+    #[test]
+    fn hostile_ipv6_frames_never_panic(
+        vip in 0usize..3,
+        udp in proptest::prelude::any::<bool>(),
+        flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..6),
+        cut in 0usize..120,
+        reply in proptest::prelude::any::<bool>(),
+    ) {
+        let mut p = pipeline(&director6(), 64);
+        let dst = [VIP_DR6, VIP_TUN6, VIP_NAT6][vip];
+        let pkt = Pkt6 {
+            dst,
+            dport: if udp { 53 } else { 80 },
+            tcp: if udp { None } else { Some(SYN) },
+            ..Pkt6::default()
+        };
+        let first = run(&mut p, &pkt.bytes(), 0);
+        let mut f = if reply && vip == 2 && !first.1.is_empty() {
+            // A (hostile) reply from the NAT real server.
+            let mut r = first.1.clone();
+            r[22..38].copy_from_slice(&first.1[38..54]);
+            r[38..54].copy_from_slice(&first.1[22..38]);
+            r[54..56].copy_from_slice(&first.1[56..58]);
+            r[56..58].copy_from_slice(&first.1[54..56]);
+            r
+        } else {
+            pkt.bytes()
+        };
+        for (at, x) in flips {
+            let n = f.len();
+            f[at % n] ^= x;
+        }
+        let n = f.len();
+        f.truncate(n - cut.min(n));
+        let before = p.stats().total_drops();
+        let (v, _) = run(&mut p, &f, 0);
+        if let Verdict::Drop(_) = v {
+            proptest::prop_assert_eq!(p.stats().total_drops(), before + 1);
+        }
+    }
+}
