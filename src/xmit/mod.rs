@@ -219,10 +219,11 @@ impl Transmitter {
         stats: &mut WorkerStats,
         now: Tick,
     ) -> Verdict {
-        let extra = if t.fwd == Forward::Tun {
-            tun::OUTER6
-        } else {
-            0
+        // As for IPv4, a tunnel without an outer source is refused first.
+        let (extra, src) = match (t.fwd, e.src) {
+            (Forward::Tun, None) => return Verdict::Drop(DropReason::NoSource),
+            (Forward::Tun, Some(src)) => (tun::OUTER6, src),
+            _ => (0, Ipv6Addr::UNSPECIFIED),
         };
         if l.ip_len + extra > usize::from(e.mtu) {
             let mtu = e.mtu.saturating_sub(extra as u16);
@@ -231,13 +232,8 @@ impl Transmitter {
         let (v, sent) = match t.fwd {
             Forward::Dr => (dr::xmit6(frame, l.l2_len, &e.hop), Counter::TxDr),
             Forward::Tun => {
-                let Some(src) = e.src else {
-                    return Verdict::Drop(DropReason::NoSource);
-                };
-                (
-                    tun::xmit6(frame, l, (&src, &t.daddr), &e.hop),
-                    Counter::TxTun,
-                )
+                let v = tun::xmit6(frame, l, (&src, &t.daddr), &e.hop);
+                (v, Counter::TxTun)
             }
             Forward::Nat => {
                 let v = nat::xmit_in6(frame, l, t.proto, (&t.daddr, t.dport), &e.hop);
