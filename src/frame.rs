@@ -236,8 +236,9 @@ named_counters! {
         /// An IPv6 packet for a VIP carrying a Fragment header (not
         /// reassembled here; ports may be in another fragment).
         Ipv6Fragment = "ipv6_fragment",
-        /// An IPv6 packet toward a real server with hop limit at most 1
-        /// (no ICMPv6 time exceeded is sent).
+        /// An IPv6 packet forwarded with hop limit at most 1: toward a
+        /// real server in any mode, or a NAT reply toward its client (no
+        /// ICMPv6 time exceeded is sent).
         HopLimit = "hop_limit",
     }
 }

@@ -121,12 +121,12 @@ impl State {
             },
             tcp_flags,
         };
-        let hash = self.conns.hash(&p.key);
-        let i = match self.conns.lookup(&p.key, hash) {
-            Some((i, Side::Server)) if self.conns.get(i).expires() > now => i,
+        let hash = self.v4.conns.hash(&p.key);
+        let i = match self.v4.conns.lookup(&p.key, hash) {
+            Some((i, Side::Server)) if self.v4.conns.get(i).expires() > now => i,
             _ => return Verdict::Drop(DropReason::Fragment),
         };
-        let c = *self.conns.get(i);
+        let c = *self.v4.conns.get(i);
         if c.forward() != Forward::Nat {
             return Verdict::Drop(DropReason::Fragment);
         }

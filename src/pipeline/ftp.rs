@@ -51,7 +51,7 @@ impl State {
         let doff = usize::from(frame.data()[l4 + 12] >> 4) * 4;
         let payload_at = l4 + doff;
         let intact = payload_at < end && app::ftp::checksum_ok(frame.data(), l);
-        let c = *self.conns.get(i);
+        let c = *self.v4.conns.get(i);
         let seq = u32::from_be_bytes(frame.data()[l4 + 4..l4 + 8].try_into().unwrap_or([0; 4]));
         match side {
             Side::Server => {
@@ -83,7 +83,8 @@ impl State {
                             return *l;
                         };
                         if n != len {
-                            self.conns
+                            self.v4
+                                .conns
                                 .get_mut(i)
                                 .seq
                                 .resized(seq, n as i32 - len as i32);
@@ -126,10 +127,10 @@ impl State {
         }
         // Passive: the expectation of a connection from the client.
         let ek = FlowKey::expectation(c.proto(), c.caddr, c.vaddr, prev);
-        if let Some((j, _)) = self.conns.lookup(&ek, self.conns.hash(&ek)) {
-            let e = self.conns.get(j);
+        if let Some((j, _)) = self.v4.conns.lookup(&ek, self.v4.conns.hash(&ek)) {
+            let e = self.v4.conns.get(j);
             if e.daddr == c.daddr && e.dest() == c.dest() {
-                self.conns.remove(j);
+                self.v4.conns.remove(j);
             }
         }
         // Active: the connection the real server was to open from its
@@ -142,8 +143,8 @@ impl State {
                 daddr: c.vaddr,
                 dport: vport,
             };
-            if let Some((j, Side::Client)) = self.conns.lookup(&key, self.conns.hash(&key)) {
-                let d = self.conns.get(j);
+            if let Some((j, Side::Client)) = self.v4.conns.lookup(&key, self.v4.conns.hash(&key)) {
+                let d = self.v4.conns.get(j);
                 if d.kind() == Kind::Connection
                     && d.daddr == c.daddr
                     && d.dest() == c.dest()
@@ -163,11 +164,11 @@ impl State {
         self.replace_pending(snap, i, c, port);
         let e = Conn::expectation(c, port, now.saturating_add(EXPECT_TIMEOUT));
         let key = e.client_key();
-        let h = self.conns.hash(&key);
-        if let Some((j, _)) = self.conns.lookup(&key, h) {
-            self.conns.get_mut(j).retarget(e.daddr, e.dest());
-            self.conns.set_expires(j, e.expires());
-        } else if self.conns.insert(e, h).is_err() {
+        let h = self.v4.conns.hash(&key);
+        if let Some((j, _)) = self.v4.conns.lookup(&key, h) {
+            self.v4.conns.get_mut(j).retarget(e.daddr, e.dest());
+            self.v4.conns.set_expires(j, e.expires());
+        } else if self.v4.conns.insert(e, h).is_err() {
             self.stats.inc(Counter::FtpRefused);
             return;
         }
@@ -180,9 +181,10 @@ impl State {
     /// [`State::take_expected`] would take), without taking it.
     pub(super) fn expects(&self, key: &FlowKey<Ipv4Addr>, now: Tick) -> bool {
         let ek = FlowKey::expectation(key.proto, key.saddr, key.daddr, key.dport);
-        self.conns
-            .lookup(&ek, self.conns.hash(&ek))
-            .is_some_and(|(j, _)| self.conns.get(j).expires() > now)
+        self.v4
+            .conns
+            .lookup(&ek, self.v4.conns.hash(&ek))
+            .is_some_and(|(j, _)| self.v4.conns.get(j).expires() > now)
     }
 
     pub(super) fn take_expected(
@@ -191,9 +193,9 @@ impl State {
         now: Tick,
     ) -> Option<(DestRef, Ipv4Addr, u16)> {
         let ek = FlowKey::expectation(key.proto, key.saddr, key.daddr, key.dport);
-        let (j, _) = self.conns.lookup(&ek, self.conns.hash(&ek))?;
-        let e = *self.conns.get(j);
-        self.conns.remove(j);
+        let (j, _) = self.v4.conns.lookup(&ek, self.v4.conns.hash(&ek))?;
+        let e = *self.v4.conns.get(j);
+        self.v4.conns.remove(j);
         (e.expires() > now).then_some((e.dest(), e.daddr, e.dport))
     }
 
@@ -226,15 +228,15 @@ impl State {
             expires: now.saturating_add(EXPECT_TIMEOUT),
         });
         let key = conn.client_key();
-        let h = self.conns.hash(&key);
-        if let Some((j, _)) = self.conns.lookup(&key, h) {
-            let old = *self.conns.get(j);
+        let h = self.v4.conns.hash(&key);
+        if let Some((j, _)) = self.v4.conns.lookup(&key, h) {
+            let old = *self.v4.conns.get(j);
             if old.daddr == conn.daddr && old.dport == dport && old.expires() > now {
                 return; // the same PORT again
             }
             self.end(snap, j);
         }
-        match self.conns.insert(conn, h) {
+        match self.v4.conns.insert(conn, h) {
             Ok(_) => {
                 self.stats.inc(Counter::ConnsCreated);
                 self.stats.inc(Counter::FtpConns);

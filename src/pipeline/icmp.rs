@@ -43,10 +43,10 @@ impl State {
             daddr: q.src,
             dport: q.sport,
         };
-        let Some((i, side)) = self.conns.lookup(&key, self.conns.hash(&key)) else {
+        let Some((i, side)) = self.v4.conns.lookup(&key, self.v4.conns.hash(&key)) else {
             return Verdict::NotOurs;
         };
-        let c = *self.conns.get(i);
+        let c = *self.v4.conns.get(i);
         let Some(dest) = snap.dest(c.dest()).filter(|_| c.expires() > now) else {
             return Verdict::NotOurs;
         };
@@ -65,7 +65,7 @@ impl State {
                 self.tx.icmp_to_client(frame, &q, (c.vaddr, c.vport), &e)
             }
             Side::Client => {
-                let Some(e) = super::egress(snap, dest) else {
+                let Some(e) = super::egress(snap, dest, dest.src) else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
                 self.tx.icmp_to_server(frame, &q, &super::target(&c), &e)

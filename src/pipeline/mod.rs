@@ -16,7 +16,10 @@
 //! `impl State` block in a file of its own: `parse.rs` (headers),
 //! `new_conn.rs` (scheduling a new flow), `persist.rs` (persistence
 //! templates), `ftp.rs` (the FTP helper), `icmp.rs` (ICMP errors about
-//! connections), `frag.rs` (fragments of NAT replies).
+//! connections), `frag.rs` (fragments of NAT replies). The table work
+//! that does not depend on the address family is `flows.rs`'s, shared by
+//! the IPv4 path and the IPv6 one (`parse6.rs`, `v6.rs`), which a frame
+//! takes only once the IPv4 parser has found it is not IPv4.
 //!
 //! A connection whose real server is gone or out of service (its health
 //! checks failed, [`Dest::in_service`]) is treated as IPVS's `ip_vs_in`
@@ -40,6 +43,7 @@
 //! header) always carry full checksums. Nothing else is verified: a
 //! corrupt frame stays corrupt for its receiver to drop.
 
+mod flows;
 mod frag;
 mod ftp;
 mod icmp;
@@ -47,12 +51,13 @@ mod new_conn;
 mod parse;
 mod parse6;
 mod persist;
+mod v6;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::conn::frag::FragTable;
-use crate::conn::{ConnTable, Direction, Kind, Side};
+use crate::conn::{ConnTable, Direction, Side};
 use crate::dest::{Dest, DestRef, Forward};
 use crate::frame::{DropReason, Frame, MAX_BATCH, Tick, Verdict};
 use crate::service::Snapshot;
@@ -60,6 +65,7 @@ use crate::stats::{Counter, WorkerStats};
 use crate::wire::WireError;
 use crate::wire::ipv4::PROTO_TCP;
 use crate::xmit::{Egress, Hop, Target, Transmitter};
+use flows::{Flows, NoDest, Packet};
 use parse::{Parsed, bad_frame, ip_header_ok, parse};
 
 /// Seconds an expected FTP data connection waits for its first packet.
@@ -83,10 +89,13 @@ pub const EXPIRE_BUDGET: usize = 256;
 /// with room to spare (`tests/worker.rs` checks it through the loop).
 pub const EXPIRE_PER_INSERT: usize = 4;
 
-/// Entries examined at most by a new connection that finds the table (or
-/// the unreplied share) full, reclaiming expired ones before it is
-/// refused.
-pub const RECLAIM_BUDGET: usize = 64;
+pub use flows::RECLAIM_BUDGET;
+
+/// The IPv6 table holds a `1 / V6_SHARE` of the IPv4 table's capacity
+/// (at least one entry): a second table until issue 16's one table for
+/// both families, kept small because its entries are bigger (164 bytes
+/// against 64, `conn::tests::memory_per`).
+pub const V6_SHARE: u32 = 4;
 
 /// From this many connections on, the table no longer fits the caches and
 /// [`Pipeline::process_batch`] walks a batch in passes to overlap misses.
@@ -105,7 +114,11 @@ pub struct Pipeline {
 /// snapshot so the packet path can borrow both without touching the `Arc`'s
 /// reference count per packet.
 struct State {
-    conns: ConnTable<Ipv4Addr>,
+    /// The IPv4 connections.
+    v4: Flows<Ipv4Addr>,
+    /// The IPv6 connections: a second table for now (see [`V6_SHARE`]);
+    /// issue 16 wants one table for both families.
+    v6: Flows<Ipv6Addr>,
     /// Per connection entry, for FTP control connections: the data
     /// connection it announced last (see `ftp.rs`), as
     /// `caddr << 32 | cport << 16 | port`. Zeroed memory that only FTP
@@ -117,8 +130,6 @@ struct State {
     worker: usize,
     /// Translations of NAT replies' fragments in flight (`frag.rs`).
     frags: FragTable<FragTranslation>,
-    /// Entries inserted since the last expiry pass.
-    inserted: u32,
 }
 
 /// The translation a NAT reply's first fragment teaches the worker, for
@@ -151,17 +162,6 @@ pub enum Probe {
     Missing { opens: bool },
 }
 
-/// What a TCP or UDP packet is, decided before anything is changed.
-enum Packet {
-    /// A packet of live connection `i`, from `side`.
-    Established(u32, Side),
-    /// A new flow. The connection on its 5-tuple to end first, if any:
-    /// expired but not reaped yet, or ended and reused by a new SYN.
-    New(Option<u32>),
-    /// Its IPv4 header checksum is wrong.
-    BadChecksum,
-}
-
 impl Pipeline {
     /// A pipeline with room for `capacity` connections, reading `snap`.
     pub fn new(capacity: u32, snap: Arc<Snapshot>, now: Tick) -> Pipeline {
@@ -169,20 +169,20 @@ impl Pipeline {
         stats.set(Counter::ConnsCapacity, u64::from(capacity));
         let mut tx = Transmitter::new(now);
         tx.set_tunnel_source(snap.tunnel_source);
-        let conns = ConnTable::new(capacity, now);
+        let v4 = Flows::new(capacity, now);
         // Zeroed by the allocator (calloc): pages are backed only where an
         // FTP control connection writes.
-        let ftp_pending = vec![0u64; conns.capacity() as usize].into_boxed_slice();
+        let ftp_pending = vec![0u64; v4.conns.capacity() as usize].into_boxed_slice();
         Pipeline {
             snap,
             st: State {
-                conns,
+                v4,
+                v6: Flows::new((capacity / V6_SHARE).max(1), now),
                 ftp_pending,
                 stats,
                 tx,
                 worker: 0,
                 frags: FragTable::new(FRAG_SLOTS),
-                inserted: 0,
             },
             prefetch_min: PREFETCH_MIN_CONNS,
         }
@@ -223,7 +223,12 @@ impl Pipeline {
     }
 
     pub fn conns(&self) -> &ConnTable<Ipv4Addr> {
-        &self.st.conns
+        &self.st.v4.conns
+    }
+
+    /// The IPv6 connections (a table of their own for now, [`V6_SHARE`]).
+    pub fn conns6(&self) -> &ConnTable<Ipv6Addr> {
+        &self.st.v6.conns
     }
 
     /// What this table holds for frame `d` ([`Probe`]); changes nothing.
@@ -233,9 +238,9 @@ impl Pipeline {
             return Probe::Found;
         };
         let (st, snap, k) = (&self.st, &*self.snap, &p.key);
-        match st.conns.lookup(k, st.conns.hash(k)) {
-            Some((i, Side::Client)) if st.is_reused(i, &p) => {}
-            Some((i, _)) if st.conns.get(i).expires() > now => return Probe::Found,
+        match st.v4.conns.lookup(k, st.v4.conns.hash(k)) {
+            Some((i, Side::Client)) if st.v4.is_reused(i, p.tcp_flags) => {}
+            Some((i, _)) if st.v4.conns.get(i).expires() > now => return Probe::Found,
             _ => {}
         }
         let syn = p.tcp_flags & (parse::TCP_SYN | parse::TCP_RST) == parse::TCP_SYN;
@@ -249,7 +254,7 @@ impl Pipeline {
         if tcp && !syn {
             Probe::Missing { opens: false }
         } else if svc.persistence_timeout > 0 {
-            if st.has_template(snap, svc, k, now) {
+            if st.v4.has_template(snap, svc, k, now) {
                 Probe::Found
             } else {
                 Probe::Missing { opens: true }
@@ -266,7 +271,7 @@ impl Pipeline {
     pub fn process(&mut self, frame: &mut Frame<'_>, now: Tick) -> Verdict {
         let parsed = parse(frame.data());
         let hash = match &parsed {
-            Ok(Some(p)) => self.st.conns.hash(&p.key),
+            Ok(Some(p)) => self.st.v4.conns.hash(&p.key),
             _ => 0,
         };
         self.st.finish(&self.snap, frame, parsed, hash, now)
@@ -282,7 +287,7 @@ impl Pipeline {
     pub fn process_batch(&mut self, frames: &mut [Frame<'_>], verdicts: &mut [Verdict], now: Tick) {
         let n = frames.len();
         assert!(n <= MAX_BATCH && verdicts.len() >= n, "batch too large");
-        if self.st.conns.len() < self.prefetch_min {
+        if self.st.v4.conns.len() < self.prefetch_min {
             // The table is cache-resident: the extra passes would cost more
             // than the misses they hide (measured at 1 k flows, before the
             // parse fast path: 62 against 43 ns per packet).
@@ -293,7 +298,7 @@ impl Pipeline {
         }
         let mut parsed = [Ok(None); MAX_BATCH];
         let mut hashes = [0u64; MAX_BATCH];
-        let conns = &self.st.conns;
+        let conns = &self.st.v4.conns;
         for (i, f) in frames.iter().enumerate() {
             parsed[i] = parse(f.data());
             if let Ok(Some(p)) = &parsed[i] {
@@ -309,8 +314,15 @@ impl Pipeline {
     /// Reaps expired connections, at most `budget` examined. Call between
     /// batches.
     pub fn expire(&mut self, now: Tick, budget: usize) -> usize {
-        self.st.inserted = 0;
-        self.st.reap(&self.snap, now, budget)
+        let st = &mut self.st;
+        st.v4.inserted = 0;
+        st.v6.inserted = 0;
+        let mut n = st.v4.reap(&self.snap, &mut st.stats, now, budget);
+        if !st.v6.conns.caught_up(now) {
+            n += st.v6.reap(&self.snap, &mut st.stats, now, budget);
+        }
+        st.stats.inc(Counter::ExpireRuns);
+        n
     }
 
     /// The expiry of one round of the worker loop: reaps with a budget of
@@ -320,69 +332,19 @@ impl Pipeline {
     /// loads. Returns how many it freed.
     #[inline]
     pub fn expire_round(&mut self, now: Tick) -> usize {
-        if self.st.conns.caught_up(now) {
-            self.st.inserted = 0;
+        let st = &mut self.st;
+        if st.v4.conns.caught_up(now) && st.v6.conns.caught_up(now) {
+            st.v4.inserted = 0;
+            st.v6.inserted = 0;
             return 0;
         }
-        let budget = EXPIRE_BUDGET + EXPIRE_PER_INSERT * self.st.inserted as usize;
+        let inserted = st.v4.inserted.max(st.v6.inserted);
+        let budget = EXPIRE_BUDGET + EXPIRE_PER_INSERT * inserted as usize;
         self.expire(now, budget)
     }
 }
 
 impl State {
-    /// Reaps expired connections by tick `now`, at most `budget` examined,
-    /// releasing what they hold of their real servers.
-    fn reap(&mut self, snap: &Snapshot, now: Tick, budget: usize) -> usize {
-        let n = self.conns.expire(now, budget, |c| {
-            match c.kind() {
-                Kind::Expectation => {}
-                Kind::Template if c.controls() > 0 => {
-                    return Some(now.saturating_add(c.template_timeout().max(1)));
-                }
-                Kind::Template => {
-                    if let Some(d) = snap.dest(c.dest()) {
-                        d.counters.set_persistent(false);
-                    }
-                }
-                Kind::Connection => {
-                    if let Some(d) = snap.dest(c.dest()) {
-                        d.unbind(c.is_inactive());
-                    }
-                }
-            }
-            None
-        });
-        self.stats.inc(Counter::ExpireRuns);
-        self.stats.add(Counter::ConnsExpired, n as u64);
-        n
-    }
-
-    /// Adds entry `conn` (hashed `hash`); a full table first reclaims what
-    /// has expired (bounded, [`RECLAIM_BUDGET`]), so that `table_full`
-    /// means nothing was reclaimable.
-    fn insert(
-        &mut self,
-        snap: &Snapshot,
-        conn: crate::conn::Conn<Ipv4Addr>,
-        hash: u64,
-        now: Tick,
-    ) -> Result<u32, crate::conn::InsertError> {
-        if self.conns.len() == self.conns.capacity() {
-            self.reclaim(snap, now);
-        }
-        let i = self.conns.insert(conn, hash)?;
-        self.inserted = self.inserted.saturating_add(1);
-        Ok(i)
-    }
-
-    /// Reclaims expired entries now, if any are due.
-    fn reclaim(&mut self, snap: &Snapshot, now: Tick) {
-        if !self.conns.caught_up(now) {
-            let n = self.reap(snap, now, RECLAIM_BUDGET);
-            self.stats.add(Counter::ConnsReclaimed, n as u64);
-        }
-    }
-
     /// Processes a frame as parsed, and counts its verdict: TCP and UDP
     /// through the connection table, anything else as a possible ICMP
     /// error about a connection, what did not parse as [`bad_frame`] says.
@@ -398,6 +360,7 @@ impl State {
         self.stats.inc(Counter::Rx);
         let v = match &parsed {
             Ok(Some(p)) => self.tcp_udp(snap, frame, p, hash, now),
+            Ok(None) if parse6::is_ipv6(frame.data()) => self.ipv6(snap, frame, now),
             Ok(None) => self.icmp_error(snap, frame, now),
             Err(WireError::Unsupported) => self.fragment(snap, frame, WireError::Unsupported, now),
             Err(e) => bad_frame(snap, frame.data(), *e),
@@ -416,12 +379,7 @@ impl State {
         if !ip_header_ok(d, &p.layout) {
             return Packet::BadChecksum;
         }
-        match self.conns.lookup(&p.key, hash) {
-            Some((i, Side::Client)) if self.is_reused(i, p) => Packet::New(Some(i)),
-            Some((i, side)) if self.conns.get(i).expires() > now => Packet::Established(i, side),
-            Some((i, _)) => Packet::New(Some(i)),
-            None => Packet::New(None),
-        }
+        self.v4.classify(&p.key, p.tcp_flags, hash, now)
     }
 
     /// A TCP or UDP packet, as [`State::classify`] decides.
@@ -436,7 +394,7 @@ impl State {
     ) -> Verdict {
         let class = match self.classify(frame.data(), p, hash, now) {
             Packet::Established(i, Side::Client)
-                if snap.expire_nodest_conn && self.syn_to_quiescent(snap, i, p) =>
+                if snap.expire_nodest_conn && self.v4.syn_to_quiescent(snap, i, p.tcp_flags) =>
             {
                 Packet::New(Some(i))
             }
@@ -453,7 +411,7 @@ impl State {
                     // that has ended: schedule it afresh rather than send
                     // it to the old server, which may be quiescent or
                     // deleted since.
-                    self.end(snap, i);
+                    self.v4.end(snap, &mut self.stats, i);
                 }
                 self.new_conn(snap, frame, p, hash, now)
             }
@@ -481,72 +439,6 @@ impl State {
         }
     }
 
-    /// Whether a client's SYN (without ACK) starts a new connection on
-    /// the 5-tuple of connection `i`, as IPVS's `is_new_conn_expected`
-    /// decides with `conn_reuse_mode` 3: the old one is in TIME_WAIT or
-    /// CLOSE, or, seen from one side only (DR, TUN), in FIN_WAIT — its
-    /// client has closed, so a SYN can only be a new connection. A
-    /// connection controlled by a persistence template is not reused: its
-    /// template would send the new one to the same server anyway.
-    #[inline]
-    fn is_reused(&self, i: u32, p: &Parsed) -> bool {
-        use crate::conn::TcpState;
-        if p.tcp_flags & (parse::TCP_SYN | parse::TCP_ACK) != parse::TCP_SYN {
-            return false;
-        }
-        let c = self.conns.get(i);
-        if c.proto() != PROTO_TCP || c.kind() != Kind::Connection || c.is_controlled() {
-            return false;
-        }
-        match c.tcp_state() {
-            TcpState::TimeWait | TcpState::Close => true,
-            TcpState::FinWait => c.is_input_only(),
-            _ => false,
-        }
-    }
-
-    /// Whether `p` is a client's SYN (without ACK) on connection `i`,
-    /// whose real server is quiescent (weight 0): with
-    /// `expire_nodest_conn`, IPVS reschedules it (`ip_vs_in`).
-    #[inline]
-    fn syn_to_quiescent(&self, snap: &Snapshot, i: u32, p: &Parsed) -> bool {
-        p.tcp_flags & (parse::TCP_SYN | parse::TCP_ACK) == parse::TCP_SYN
-            && snap
-                .dest(self.conns.get(i).dest())
-                .is_some_and(|d| d.weight == 0)
-    }
-
-    /// A client's packet of connection `i`, whose real server is deleted
-    /// (`found` false) or out of service (health checks), as IPVS's
-    /// `ip_vs_in` treats it. With `expire_nodest_conn` the connection ends
-    /// and the packet goes on as a new flow's (a UDP datagram or a SYN is
-    /// scheduled afresh). Without it, a deleted server's connection ends
-    /// and the packet is dropped (`dest_gone`: its `DestRef` can never
-    /// come back), while an out-of-service server's connection is kept,
-    /// its timer not refreshed, and the packet dropped (`dest_down`): it
-    /// flows again if the server comes back in time.
-    #[cold]
-    fn no_dest(
-        &mut self,
-        snap: &Snapshot,
-        frame: &mut Frame<'_>,
-        p: &Parsed,
-        (i, hash): (u32, u64),
-        found: bool,
-        now: Tick,
-    ) -> Verdict {
-        if snap.expire_nodest_conn {
-            self.end(snap, i);
-            return self.new_conn(snap, frame, p, hash, now);
-        }
-        if found {
-            return Verdict::Drop(DropReason::DestDown);
-        }
-        self.conns.remove(i);
-        self.stats.inc(Counter::ConnsExpired);
-        Verdict::Drop(DropReason::DestGone)
-    }
-
     /// A packet of a known, live connection.
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -559,19 +451,11 @@ impl State {
         side: Side,
         now: Tick,
     ) -> Verdict {
-        let c = *self.conns.get(i);
-        // Replies of an out-of-service server still go back to the client
-        // (IPVS's `ip_vs_out` does not look at the server's state).
-        let dest = match snap.dest(c.dest()) {
-            Some(d) if d.in_service || side == Side::Server => d,
-            found if side == Side::Client => {
-                return self.no_dest(snap, frame, p, (i, hash), found.is_some(), now);
-            }
-            _ => {
-                self.conns.remove(i);
-                self.stats.inc(Counter::ConnsExpired);
-                return Verdict::Drop(DropReason::DestGone);
-            }
+        let c = *self.v4.conns.get(i);
+        let dest = match self.v4.dest_of(snap, &mut self.stats, i, side) {
+            Ok(d) => d,
+            Err(NoDest::Reschedule) => return self.new_conn(snap, frame, p, hash, now),
+            Err(NoDest::Drop(r)) => return Verdict::Drop(r),
         };
         let dir = match side {
             Side::Server => Direction::Output,
@@ -586,7 +470,7 @@ impl State {
         }
         match side {
             Side::Client => {
-                let Some(e) = egress(snap, dest) else {
+                let Some(e) = egress(snap, dest, dest.src) else {
                     return Verdict::Drop(DropReason::NoNeighbour);
                 };
                 let t = target(&c);
@@ -607,43 +491,50 @@ impl State {
     /// Counts a new connection in its real server's and service's traffic.
     #[inline]
     fn count_conn(&self, dest: &Dest) {
-        let w = self.worker;
-        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
-            if let Some(l) = s.line(w) {
-                l.conn();
-            }
-        }
+        count_conn(self.worker, dest);
     }
 
     /// Counts a packet of `bytes` in its real server's and service's
     /// traffic (`ip_vs_in_stats`, `ip_vs_out_stats`).
     #[inline]
     fn count(&self, dest: &Dest, side: Side, bytes: usize) {
-        let w = self.worker;
-        for s in [&dest.counters.stats, &*dest.counters.service_stats] {
-            if let Some(l) = s.line(w) {
-                match side {
-                    Side::Client => l.inbound(bytes),
-                    Side::Server => l.outbound(bytes),
-                }
-            }
-        }
+        count(self.worker, dest, side, bytes);
     }
 
-    /// Ends connection `i` now, uncounting it from its real server.
+    /// Ends IPv4 connection `i` now, uncounting it from its real server.
     fn end(&mut self, snap: &Snapshot, i: u32) {
-        let c = *self.conns.get(i);
-        if let Some(d) = snap.dest(c.dest()) {
-            d.unbind(c.is_inactive());
+        self.v4.end(snap, &mut self.stats, i);
+    }
+}
+
+/// Counts a new connection in its real server's and service's traffic,
+/// on worker `w`'s line.
+#[inline]
+fn count_conn(w: usize, dest: &Dest) {
+    for s in [&dest.counters.stats, &*dest.counters.service_stats] {
+        if let Some(l) = s.line(w) {
+            l.conn();
         }
-        self.conns.remove(i);
-        self.stats.inc(Counter::ConnsExpired);
+    }
+}
+
+/// Counts a packet of `bytes` in its real server's and service's traffic
+/// (`ip_vs_in_stats`, `ip_vs_out_stats`), on worker `w`'s line.
+#[inline]
+fn count(w: usize, dest: &Dest, side: Side, bytes: usize) {
+    for s in [&dest.counters.stats, &*dest.counters.service_stats] {
+        if let Some(l) = s.line(w) {
+            match side {
+                Side::Client => l.inbound(bytes),
+                Side::Server => l.outbound(bytes),
+            }
+        }
     }
 }
 
 /// Where a connection's client packets go.
 #[inline]
-fn target(c: &crate::conn::Conn<Ipv4Addr>) -> Target {
+fn target<A: crate::conn::Addr>(c: &crate::conn::Conn<A>) -> Target<A> {
     Target {
         fwd: c.forward(),
         proto: c.proto(),
@@ -652,9 +543,11 @@ fn target(c: &crate::conn::Conn<Ipv4Addr>) -> Target {
     }
 }
 
-/// The way out toward a real server, once its MAC is resolved.
+/// The way out toward a real server, once its MAC is resolved, with the
+/// source of the director's route to it: `dest.src` for IPv4,
+/// `dest.src6` for IPv6.
 #[inline]
-fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
+fn egress<A>(snap: &Snapshot, dest: &Dest, src: Option<A>) -> Option<Egress<A>> {
     let dst_mac = dest.mac?;
     let port = snap.ports[usize::from(dest.tx_port)];
     Some(Egress {
@@ -664,14 +557,14 @@ fn egress(snap: &Snapshot, dest: &Dest) -> Option<Egress> {
             src_mac: port.mac,
         },
         mtu: port.mtu,
-        src: dest.src,
+        src,
     })
 }
 
 /// The way back to a NAT connection's client: to the MAC its packets
 /// came from, out of the port they came in by.
 #[inline]
-fn client_way(snap: &Snapshot, c: &crate::conn::Conn<Ipv4Addr>) -> Egress {
+fn client_way<A: crate::conn::Addr, B>(snap: &Snapshot, c: &crate::conn::Conn<A>) -> Egress<B> {
     let port = &snap.ports[usize::from(c.in_port())];
     Egress {
         hop: Hop {

@@ -1,6 +1,6 @@
-//! Parsing a received IPv6 frame into a flow key (issue 16, first step of
-//! the IPv6 path; not yet called from [`super::Pipeline::process`], so the
-//! IPv4 fast path is unchanged).
+//! Parsing a received IPv6 frame into a flow key: the first stage of the
+//! IPv6 path (`v6.rs`), which the pipeline takes only for frames the IPv4
+//! parser found not to be IPv4, so the IPv4 fast path is unchanged.
 //!
 //! Invariants: the extension-header walk is [`Ipv6Packet::upper_layer`]'s
 //! (bounded, every length checked against the payload length); NDP, RA and
@@ -17,6 +17,12 @@ use crate::wire::ethernet::{ETHERTYPE_IPV6, EthernetFrame};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::ipv6::{Ipv6Packet, PROTO_ICMPV6};
 
+/// Whether `d` is an IPv6 frame (untagged or VLAN-tagged).
+#[inline]
+pub(super) fn is_ipv6(d: &[u8]) -> bool {
+    EthernetFrame::new_checked(d).is_ok_and(|e| e.ethertype() == ETHERTYPE_IPV6)
+}
+
 /// A parsed IPv6 TCP/UDP packet; offsets from the frame's first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed6 {
@@ -30,9 +36,20 @@ pub struct Parsed6 {
     pub tcp_flags: u8,
 }
 
+impl Parsed6 {
+    /// Where the packet sits, for the transmitters.
+    #[inline]
+    pub fn layout(&self) -> crate::wire::Layout6 {
+        crate::wire::Layout6 {
+            l2_len: self.l2_len,
+            l4: self.l4,
+            ip_len: self.end - self.l2_len,
+        }
+    }
+}
+
 /// `Ok(None)`: not IPv6, or not TCP/UDP (ICMPv6 included: NDP, RA and MLD
 /// must reach the kernel untouched).
-#[cfg_attr(not(test), allow(dead_code))] // wired in by the IPv6 pipeline step
 pub fn parse6(d: &[u8]) -> Result<Option<Parsed6>, DropReason> {
     let Ok(eth) = EthernetFrame::new_checked(d) else {
         return Ok(None);

@@ -2,14 +2,12 @@
 //! a client, or of its block under the service's netmask, goes to the real
 //! server its template names.
 
-use std::net::{IpAddr, Ipv4Addr};
-
-use super::State;
-use super::new_conn::schedule;
+use super::flows::{Family, Flows, schedule};
 use crate::conn::{Conn, FlowKey};
 use crate::dest::Dest;
 use crate::frame::{DropReason, Tick};
 use crate::service::{Service, Snapshot};
+use crate::stats::WorkerStats;
 
 /// FTP's control port: its template covers every port of the VIP, so the
 /// data connections meet the control connection's server.
@@ -17,28 +15,27 @@ const FTP_PORT: u16 = 21;
 
 /// The key of the persistence template a new connection `k` of service
 /// `svc` is controlled by, and the template's port (see
-/// [`State::persistent_dest`]).
+/// [`Flows::persistent_dest`]).
 #[inline]
-fn template_key(svc: &Service, k: &FlowKey<Ipv4Addr>) -> (FlowKey<Ipv4Addr>, u16) {
-    let mask = svc.persistence_netmask.to_bits();
+fn template_key<A: Family>(svc: &Service, k: &FlowKey<A>) -> (FlowKey<A>, u16) {
     let vport = if k.dport == svc.port && svc.port != FTP_PORT {
         k.dport
     } else {
         0
     };
-    let client = Ipv4Addr::from_bits(k.saddr.to_bits() & mask);
+    let client = k.saddr.masked(svc);
     (FlowKey::template(k.proto, client, k.daddr, vport), vport)
 }
 
-impl State {
+impl<A: Family> Flows<A> {
     /// Whether this table holds a live template for a new connection `k`
-    /// of persistent service `svc` (one [`State::persistent_dest`] would
+    /// of persistent service `svc` (one [`Flows::persistent_dest`] would
     /// use).
     pub(super) fn has_template(
         &self,
         snap: &Snapshot,
         svc: &Service,
-        k: &FlowKey<Ipv4Addr>,
+        k: &FlowKey<A>,
         now: Tick,
     ) -> bool {
         let (tkey, _) = template_key(svc, k);
@@ -56,7 +53,7 @@ impl State {
     /// scheduler with a new template (`ip_vs_sched_persist`).
     ///
     /// The template is keyed by the client address under the service's
-    /// netmask and the VIP; its port is the service port, or 0 for port-0
+    /// netmask (IPv4) or prefix length (IPv6) and the VIP; its port is the service port, or 0 for port-0
     /// services and for FTP (port 21), whose data connections use other
     /// ports of the same real server. Each new connection re-arms the
     /// template for the persistence timeout; when it comes due while it
@@ -69,8 +66,9 @@ impl State {
     pub(super) fn persistent_dest<'s>(
         &mut self,
         snap: &'s Snapshot,
+        stats: &mut WorkerStats,
         svc: &'s Service,
-        k: &FlowKey<Ipv4Addr>,
+        k: &FlowKey<A>,
         now: Tick,
     ) -> Result<(&'s Dest, u32), DropReason> {
         let (tkey, vport) = template_key(svc, k);
@@ -101,14 +99,12 @@ impl State {
             }
         }
         let dest = schedule(snap, svc, k, now).ok_or(DropReason::NoDest)?;
-        let IpAddr::V4(rip) = dest.addr else {
-            return Err(DropReason::NoDest);
-        };
+        let rip = A::of(dest.addr).ok_or(DropReason::NoDest)?;
         let dport = if vport == 0 { 0 } else { dest.port };
         let expires = now.saturating_add(timeout);
         let tc = Conn::template(&tkey, (rip, dport), dest.fwd, dest.r, expires, timeout);
         let t = self
-            .insert(snap, tc, thash, now)
+            .insert(snap, stats, tc, thash, now)
             .map_err(|_| DropReason::TableFull)?;
         dest.counters.set_persistent(true);
         Ok((dest, t))

@@ -43,7 +43,7 @@ pub mod partial;
 pub mod tcp;
 pub mod udp;
 
-pub use layout::Layout;
+pub use layout::{Layout, Layout6};
 
 use core::fmt;
 

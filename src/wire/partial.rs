@@ -28,10 +28,14 @@
 //!
 //! A UDP checksum of 0 means "no checksum" (RFC 768) and is left as 0; a
 //! finished UDP checksum that computes to 0 is sent as 0xffff.
+//!
+//! IPv6 senders do the same (`__tcp_v6_send_check`, `udp6_hwcsum_outgoing`
+//! store `~csum_ipv6_magic(..)`): [`complete_v6`] finishes them over the
+//! IPv6 pseudo-header.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::checksum::{checksum, fold, pseudo_header_v4};
+use super::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6};
 use super::ipv4::{PROTO_TCP, PROTO_UDP};
 
 /// Offset of the checksum field in the TCP header.
@@ -97,9 +101,62 @@ fn site(ip: &[u8], ihl: usize) -> Option<Site> {
 /// is left alone.
 #[inline]
 pub fn complete_v4(ip: &mut [u8], ihl: usize) -> bool {
-    let Some(s) = site(ip, ihl) else {
-        return false;
+    match site(ip, ihl) {
+        Some(s) => complete(ip, &s),
+        None => false,
+    }
+}
+
+/// Where the checksum of the TCP or UDP segment at `l4` of IPv6 packet
+/// `ip` (from its fixed header to the end of its payload) lives.
+#[inline]
+fn site6(ip: &[u8], l4: usize, proto: u8) -> Option<Site> {
+    let h = ip.first_chunk::<40>()?;
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&h[8..24]).ok()?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&h[24..40]).ok()?);
+    let seg = ip.get(l4..)?;
+    let (at, len) = match proto {
+        PROTO_TCP if seg.len() >= 20 => (TCP_CHECK, seg.len()),
+        PROTO_UDP if seg.len() >= 8 => {
+            let len = usize::from(u16::from_be_bytes([seg[4], seg[5]]));
+            if len < 8 || len > seg.len() {
+                return None;
+            }
+            (UDP_CHECK, len)
+        }
+        _ => return None,
     };
+    Some(Site {
+        start: l4,
+        len,
+        at,
+        udp: proto == PROTO_UDP,
+        pattern: fold(pseudo_header_v6(&src, &dst, proto, len as u32)),
+    })
+}
+
+/// [`complete_v4`] for IPv6: `ip` starts at the IPv6 header and ends
+/// with its payload, the `proto` segment starts at `l4` (after any
+/// extension headers).
+#[inline]
+pub fn complete_v6(ip: &mut [u8], l4: usize, proto: u8) -> bool {
+    match site6(ip, l4, proto) {
+        Some(s) => complete(ip, &s),
+        None => false,
+    }
+}
+
+/// [`make_partial_v4`] for IPv6 ([`complete_v6`]'s arguments).
+pub fn make_partial_v6(ip: &mut [u8], l4: usize, proto: u8) -> bool {
+    match site6(ip, l4, proto) {
+        Some(s) => make_partial(ip, &s),
+        None => false,
+    }
+}
+
+/// Finishes the checksum at `s` if it holds the partial pattern.
+#[inline]
+fn complete(ip: &mut [u8], s: &Site) -> bool {
     let seg = &mut ip[s.start..s.start + s.len];
     let field = u16::from_be_bytes([seg[s.at], seg[s.at + 1]]);
     if s.udp && field == 0 {
@@ -122,9 +179,14 @@ pub fn complete_v4(ip: &mut [u8], ihl: usize) -> bool {
 /// [`complete_v4`]; returns false for anything else, or a UDP datagram
 /// without a checksum.
 pub fn make_partial_v4(ip: &mut [u8], ihl: usize) -> bool {
-    let Some(s) = site(ip, ihl) else {
-        return false;
-    };
+    match site(ip, ihl) {
+        Some(s) => make_partial(ip, &s),
+        None => false,
+    }
+}
+
+/// Writes the partial pattern into the checksum at `s`.
+fn make_partial(ip: &mut [u8], s: &Site) -> bool {
     let seg = &mut ip[s.start..s.start + s.len];
     if s.udp && seg[s.at..s.at + 2] == [0, 0] {
         return false;
@@ -275,6 +337,63 @@ mod tests {
             let before = p.clone();
             prop_assert!(!complete_v4(&mut p, 20));
             prop_assert_eq!(p, before);
+        }
+    }
+
+    /// An IPv6 packet of `proto` with a full transport checksum, behind
+    /// one 8-byte destination-options header (the segment at 48).
+    fn packet6(udp: bool, src: [u8; 16], dst: [u8; 16], data: &[u8]) -> Vec<u8> {
+        let proto = if udp { PROTO_UDP } else { PROTO_TCP };
+        let hdr = if udp { 8 } else { 20 };
+        let mut seg = vec![0u8; hdr];
+        seg[0..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        if udp {
+            seg[4..6].copy_from_slice(&((hdr + data.len()) as u16).to_be_bytes());
+        } else {
+            seg[12] = 0x50;
+        }
+        seg.extend_from_slice(data);
+        let at = if udp { UDP_CHECK } else { TCP_CHECK };
+        let (s6, d6) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
+        let pseudo = pseudo_header_v6(&s6, &d6, proto, seg.len() as u32);
+        let mut c = !fold(combine(pseudo, sum(&seg)));
+        if udp && c == 0 {
+            c = 0xffff;
+        }
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&((8 + seg.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[60, 64]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&[proto, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&seg);
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// IPv6: a partial segment comes out with its full checksum, a
+        /// complete one unchanged.
+        #[test]
+        fn v6_partial_is_completed_and_full_is_kept(
+            udp in any::<bool>(),
+            src in any::<[u8; 16]>(),
+            dst in any::<[u8; 16]>(),
+            data in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let proto = if udp { PROTO_UDP } else { PROTO_TCP };
+            let full = packet6(udp, src, dst, &data);
+            let mut p = full.clone();
+            prop_assume!(make_partial_v6(&mut p, 48, proto));
+            if p != full {
+                prop_assert!(complete_v6(&mut p, 48, proto));
+            }
+            prop_assert_eq!(&p, &full);
+            let mut q = full.clone();
+            prop_assert!(!complete_v6(&mut q, 48, proto) || q == full);
+            prop_assert_eq!(q, full);
         }
     }
 }

@@ -442,8 +442,10 @@ impl<S: FrameIo> Worker<S> {
     /// thread reads it, with its sockets' ring counters and the kernel's
     /// copied in.
     pub fn publish(&mut self) {
-        let conns = u64::from(self.pipeline.conns().len());
-        let unreplied = u64::from(self.pipeline.conns().unreplied());
+        // Both families' tables (IPv6 has its own for now).
+        let (v4, v6) = (self.pipeline.conns(), self.pipeline.conns6());
+        let conns = u64::from(v4.len() + v6.len());
+        let unreplied = u64::from(v4.unreplied() + v6.unreplied());
         let mut rings = [0u64; RING_COUNTERS.len()];
         let mut counted = true;
         for (_, io) in &self.socks {

@@ -11,8 +11,16 @@
 //! The packet leaves as it came, so it must fit the egress port's MTU;
 //! one that does not is answered with "fragmentation needed" (DF) or
 //! dropped, as IPVS's `ensure_mtu_is_adequate` does.
+//!
+//! IPv6 (`ip_vs_dr_xmit_v6`): the same, with the VIP on the real server's
+//! `lo` added `nodad` and no neighbour advertisement for it (see
+//! `scripts/realserver.sh`). The hop limit is decremented
+//! (`hop::decrement_hop_limit`): IPVS decrements it in every mode
+//! since Linux 4.10 ("ipvs: Decrement ttl", `decrement_ttl` in
+//! `__ip_vs_get_out_rt_v6`), and a packet arriving with 1 is dropped
+//! (`hop_limit`). IPv4 DR keeps its TTL (the older IPVS behaviour).
 
-use super::hop::{Hop, check_mtu, send};
+use super::hop::{Hop, check_mtu, decrement_hop_limit, send};
 use crate::frame::{Frame, Verdict};
 use crate::wire::Layout;
 
@@ -27,4 +35,14 @@ pub fn xmit(frame: &mut Frame<'_>, hop: &Hop) -> Verdict {
 #[inline]
 pub fn too_big(frame: &Frame<'_>, l: &Layout, mtu: u16) -> Option<Option<u16>> {
     check_mtu(frame, l, 0, mtu)
+}
+
+/// Forwards an IPv6 frame (its header at `l2_len`) to the real server
+/// behind `hop`, its hop limit decremented.
+#[inline]
+pub fn xmit6(frame: &mut Frame<'_>, l2_len: usize, hop: &Hop) -> Verdict {
+    if let Err(v) = decrement_hop_limit(frame, l2_len) {
+        return v;
+    }
+    send(frame, hop)
 }

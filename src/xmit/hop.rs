@@ -42,6 +42,25 @@ pub(crate) fn check_mtu(
     Some(df.then(|| mtu.saturating_sub(extra as u16)))
 }
 
+/// Decrements the hop limit of the IPv6 packet at `l2_len`, as every
+/// forwarder must (RFC 8200 §3) and IPVS's `decrement_ttl` does for
+/// IPv6 in every mode; one that arrives with hop limit 1 or 0 is dropped
+/// (`hop_limit`; no ICMPv6 time exceeded is sent). IPv6 has no header
+/// checksum, and the hop limit is in no pseudo-header: nothing else
+/// changes.
+#[inline]
+pub(crate) fn decrement_hop_limit(frame: &mut Frame<'_>, l2_len: usize) -> Result<(), Verdict> {
+    let at = l2_len + 7;
+    let d = frame.data_mut();
+    match d[at] {
+        0 | 1 => Err(drop(DropReason::HopLimit)),
+        h => {
+            d[at] = h - 1;
+            Ok(())
+        }
+    }
+}
+
 /// Shorthand for the drops a rewrite can cause.
 #[inline]
 pub(crate) fn drop(r: DropReason) -> Verdict {

@@ -24,18 +24,20 @@
 //! most [`ICMP_PER_SECOND`] a second per worker ([`Budget`]): to a client
 //! from the VIP it sent to, to a NAT real server (a reply too big for the
 //! client's side) from the source of the director's route to that server.
+//! For IPv6 it is ICMPv6 "packet too big" ([`packet_too_big6`]), under the
+//! same budget.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::hop::{Hop, drop, send};
 use crate::frame::Tick;
 use crate::frame::{DropReason, Frame, Verdict};
-use crate::wire::Layout;
 use crate::wire::checksum::{self, update16, update32};
 use crate::wire::icmp::{
     CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, Icmpv4Packet,
 };
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{Layout, Layout6};
 
 /// At most this many ICMP errors per second per worker, as Linux's
 /// `icmp_msgs_per_sec` limits the host (default 1000).
@@ -262,6 +264,60 @@ pub fn frag_needed(frame: &mut Frame<'_>, l: &Layout, mtu: u16, from: Option<Ipv
         icmp.fill_checksum();
     }
     frame.truncate(at + total);
+    send(
+        frame,
+        &Hop {
+            port: rx_port,
+            dst_mac: src_mac,
+            src_mac: dst_mac,
+        },
+    )
+}
+
+/// Most bytes of an ICMPv6 error: it must fit the IPv6 minimum MTU
+/// (RFC 4443 §2.4 (c)).
+const ICMPV6_ERROR_MAX: usize = 1280;
+
+/// ICMPv6 "packet too big" (type 2, RFC 4443 §3.2).
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+
+/// Turns the IPv6 packet in `frame` (at `l.l2_len`, too big for its way
+/// out) into ICMPv6 "packet too big" naming `mtu`, from the packet's
+/// destination (the VIP) back to its sender by the port and MAC it came
+/// from, quoting as much of the packet as fits in 1280 bytes.
+pub fn packet_too_big6(frame: &mut Frame<'_>, l: &Layout6, mtu: u16) -> Verdict {
+    use crate::wire::checksum::{combine, fold, pseudo_header_v6, sum};
+    use crate::wire::ipv6::PROTO_ICMPV6;
+    const HDR: usize = 40 + 8;
+    let rx_port = frame.port();
+    let at = l.l2_len;
+    let quoted = l.ip_len.saturating_sub(HDR).min(ICMPV6_ERROR_MAX - HDR);
+    let d = frame.data_mut();
+    let mut src_mac = [0; 6];
+    let mut dst_mac = [0; 6];
+    src_mac.copy_from_slice(&d[6..12]);
+    dst_mac.copy_from_slice(&d[0..6]);
+    let mut client = [0u8; 16];
+    let mut vip = [0u8; 16];
+    client.copy_from_slice(&d[at + 8..at + 24]);
+    vip.copy_from_slice(&d[at + 24..at + 40]);
+    d.copy_within(at..at + quoted, at + HDR);
+    let len = 8 + quoted;
+    let ip = &mut d[at..at + 40];
+    ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    ip[6] = PROTO_ICMPV6;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&vip);
+    ip[24..40].copy_from_slice(&client);
+    let msg = &mut d[at + 40..at + 40 + len];
+    msg[0..4].copy_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0]);
+    msg[4..8].copy_from_slice(&u32::from(mtu).to_be_bytes());
+    let (vip, client) = (Ipv6Addr::from(vip), Ipv6Addr::from(client));
+    let pseudo = pseudo_header_v6(&vip, &client, PROTO_ICMPV6, len as u32);
+    let c = !fold(combine(pseudo, sum(msg)));
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    frame.truncate(at + 40 + len);
     send(
         frame,
         &Hop {

@@ -10,6 +10,13 @@
 //! "fragmentation needed" ([`icmp::frag_needed`], rate-limited per
 //! worker) and, for TUN, the outer header's ident ([`tun::Tunnel`]). The transmitter counts
 //! what it sends in the worker's [`WorkerStats`].
+//!
+//! IPv6 ([`Transmitter::to_server6`], [`Transmitter::to_client6`]) goes
+//! the same ways: DR, ip6ip6 and NAT66, every mode decrementing the hop
+//! limit (IPVS's `decrement_ttl`), and a request too big for its way out
+//! answered with ICMPv6 "packet too big" to the client (IPv6 is never
+//! fragmented on the way); a NAT reply too big for the client's side is
+//! dropped (`too_big`).
 
 pub mod dr;
 mod hop;
@@ -17,21 +24,21 @@ pub mod icmp;
 pub mod nat;
 pub mod tun;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::dest::Forward;
 use crate::frame::{DropReason, Frame, Tick, Verdict};
 use crate::stats::{Counter, WorkerStats};
-pub use crate::wire::layout::Layout;
+pub use crate::wire::layout::{Layout, Layout6};
 pub use hop::Hop;
 
 /// Where a connection's packets go: its real server and how.
 #[derive(Debug, Clone, Copy)]
-pub struct Target {
+pub struct Target<A = Ipv4Addr> {
     pub fwd: Forward,
     /// IP protocol (TCP or UDP).
     pub proto: u8,
-    pub daddr: Ipv4Addr,
+    pub daddr: A,
     pub dport: u16,
 }
 
@@ -42,10 +49,10 @@ pub struct Target {
 /// reply's way back, the source of the "fragmentation needed" sent to the
 /// real server when the reply is too big for it.
 #[derive(Debug, Clone, Copy)]
-pub struct Egress {
+pub struct Egress<A = Ipv4Addr> {
     pub hop: Hop,
     pub mtu: u16,
-    pub src: Option<Ipv4Addr>,
+    pub src: Option<A>,
 }
 
 /// A worker's transmitters: the state they keep between packets.
@@ -196,6 +203,90 @@ impl Transmitter {
             return Verdict::Drop(DropReason::TooBig);
         }
         icmp::nat_to_client(frame, q, vip, vport, &e.hop)
+    }
+
+    /// An IPv6 client's packet to its real server by the connection's
+    /// forwarding method (the outer source of ip6ip6: the route's,
+    /// [`Egress::src`]); one too big for the egress MTU (once
+    /// encapsulated) is answered with ICMPv6 "packet too big".
+    #[inline]
+    pub fn to_server6(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout6,
+        t: &Target<Ipv6Addr>,
+        e: &Egress<Ipv6Addr>,
+        stats: &mut WorkerStats,
+        now: Tick,
+    ) -> Verdict {
+        // As for IPv4, a tunnel without an outer source is refused first.
+        let (extra, src) = match (t.fwd, e.src) {
+            (Forward::Tun, None) => return Verdict::Drop(DropReason::NoSource),
+            (Forward::Tun, Some(src)) => (tun::OUTER6, src),
+            _ => (0, Ipv6Addr::UNSPECIFIED),
+        };
+        if l.ip_len + extra > usize::from(e.mtu) {
+            let mtu = e.mtu.saturating_sub(extra as u16);
+            return self.too_big6(frame, l, mtu, stats, now);
+        }
+        let (v, sent) = match t.fwd {
+            Forward::Dr => (dr::xmit6(frame, l.l2_len, &e.hop), Counter::TxDr),
+            Forward::Tun => {
+                let v = tun::xmit6(frame, l, (&src, &t.daddr), &e.hop);
+                (v, Counter::TxTun)
+            }
+            Forward::Nat => {
+                let v = nat::xmit_in6(frame, l, t.proto, (&t.daddr, t.dport), &e.hop);
+                (v, Counter::TxNat)
+            }
+        };
+        if let Verdict::Tx { .. } = v {
+            stats.inc(sent);
+        }
+        v
+    }
+
+    /// A NAT66 reply to its client (the way back `e`): its source put
+    /// back to VIP:`vport`. One too big for the port is dropped
+    /// (`too_big`).
+    #[inline]
+    pub fn to_client6(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout6,
+        proto: u8,
+        (vip, vport): (Ipv6Addr, u16),
+        e: &Egress<Ipv6Addr>,
+        stats: &mut WorkerStats,
+    ) -> Verdict {
+        if l.ip_len > usize::from(e.mtu) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let v = nat::xmit_out6(frame, l, proto, (&vip, vport), &e.hop);
+        if let Verdict::Tx { .. } = v {
+            stats.inc(Counter::TxReplies);
+        }
+        v
+    }
+
+    /// Answers an IPv6 packet too big for its way out with ICMPv6 "packet
+    /// too big" naming `mtu`, within this second's ICMP budget (else it
+    /// is dropped, `too_big`).
+    #[cold]
+    #[inline(never)]
+    fn too_big6(
+        &mut self,
+        frame: &mut Frame<'_>,
+        l: &Layout6,
+        mtu: u16,
+        stats: &mut WorkerStats,
+        now: Tick,
+    ) -> Verdict {
+        if !self.icmp.take(now) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        stats.inc(Counter::IcmpSent);
+        icmp::packet_too_big6(frame, l, mtu)
     }
 
     /// Answers a packet too big for its way out: ICMP "fragmentation

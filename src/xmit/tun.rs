@@ -20,15 +20,31 @@
 //! this forwarder does not fragment, so it is dropped and counted
 //! (`DropReason::TooBig`). The outer header's ident counts per worker
 //! ([`Tunnel`]).
+//!
+//! IPv6 is tunnelled as ip6ip6 (`ip_vs_tunnel_xmit_v6`): an outer IPv6
+//! header (next header 41) of 40 bytes from the source of the director's
+//! route to the real server (`Dest::src6`; without one the packet is
+//! dropped, `no_source`) to the real server, carrying the inner traffic
+//! class, flow label and hop limit — the hop limit after the director's
+//! own decrement, as IPVS's `decrement_ttl` runs before it copies it. The
+//! real server decapsulates with an `ip6tnl` device. IPv6 is never
+//! fragmented on the way: one that does not fit is answered with ICMPv6
+//! "packet too big" carrying MTU − 40.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::hop::{Hop, check_mtu, drop, send};
+use super::hop::{Hop, check_mtu, decrement_hop_limit, drop, send};
 use crate::frame::{DropReason, Frame, Verdict};
-use crate::wire::Layout;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_IPIP};
+use crate::wire::{Layout, Layout6};
 
 const OUTER: usize = 20;
+
+/// Length of the outer header of an ip6ip6 packet.
+pub const OUTER6: usize = 40;
+
+/// The next-header value of an IPv6 packet inside IPv6 (RFC 2473).
+const PROTO_IPV6: u8 = 41;
 
 /// A worker's tunnel state: the ident of its next outer header.
 #[derive(Debug, Clone, Default)]
@@ -99,4 +115,41 @@ pub fn xmit(
 #[inline]
 pub fn too_big(frame: &Frame<'_>, l: &Layout, mtu: u16) -> Option<Option<u16>> {
     check_mtu(frame, l, OUTER, mtu)
+}
+
+/// Encapsulates the IPv6 packet in IPv6 from `src` toward `rip` and sends
+/// it to `hop`. The caller has checked that it fits the MTU.
+#[inline]
+pub fn xmit6(
+    frame: &mut Frame<'_>,
+    l: &Layout6,
+    (src, rip): (&Ipv6Addr, &Ipv6Addr),
+    hop: &Hop,
+) -> Verdict {
+    if let Err(v) = decrement_hop_limit(frame, l.l2_len) {
+        return v;
+    }
+    let Ok(payload_len) = u16::try_from(l.ip_len) else {
+        return drop(DropReason::TooBig);
+    };
+    frame.truncate(l.l2_len + l.ip_len);
+    if !frame.push_front(OUTER6) {
+        return drop(DropReason::NoHeadroom);
+    }
+    let d = frame.data_mut();
+    d.copy_within(OUTER6..OUTER6 + l.l2_len, 0);
+    let at = l.l2_len;
+    // Version, traffic class and flow label (the first four bytes), and
+    // the hop limit, as the inner header has them.
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&d[at + OUTER6..at + OUTER6 + 4]);
+    let hop_limit = d[at + OUTER6 + 7];
+    let outer = &mut d[at..at + OUTER6];
+    outer[0..4].copy_from_slice(&first);
+    outer[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    outer[6] = PROTO_IPV6;
+    outer[7] = hop_limit;
+    outer[8..24].copy_from_slice(&src.octets());
+    outer[24..40].copy_from_slice(&rip.octets());
+    send(frame, hop)
 }
