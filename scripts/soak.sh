@@ -18,11 +18,18 @@
 #   198.18.1.4:9 DR → s1 for the generator's load.
 #
 # What runs, all bounded by the end time:
-#   - xdpvs-loadgen at its saturation rate (RATE=0) sending new UDP flows,
-#     one packet each from 198.19.0.0/16, into a MAX_ENTRIES table with
-#     udp_timeout 2 (short timeouts: the table churns, occupancy bounded);
-#     every FLOOD_EVERY s it switches for FLOOD_LEN s to a spoofed SYN
-#     flood (alternately SYN+ACK) at the DR VIP, with the defences on;
+#   - xdpvs-loadgen sending new UDP flows, one packet each from
+#     198.19.0.0/16, into a MAX_ENTRIES table with udp_timeout 2 (short
+#     timeouts: the table churns, occupancy bounded), at LOAD percent of
+#     the rate the director saturates at: first the generator runs flat
+#     out for CALIBRATE seconds and what the director forwarded per second
+#     is its capacity on this bed (printed); a steady load above it would
+#     only measure the drops of an overloaded director, which take the
+#     real clients' packets with the rest. RATE=N sets the steady rate
+#     directly (0: the generator's full speed, overload on purpose);
+#   - every FLOOD_EVERY s, for FLOOD_LEN s, a spoofed SYN flood
+#     (alternately SYN+ACK) at the DR VIP at the generator's full speed,
+#     with the defences on;
 #   - real clients: a curl loop per mode (a new connection each request,
 #     --connect-timeout 2 --max-time 5), and one rate-limited 16 MiB
 #     download at a time through the NAT VIP, compared byte for byte;
@@ -41,7 +48,8 @@
 # the daemon survived; 1 otherwise.
 #
 # Knobs: REPORT=30 FLOOD_EVERY=90 FLOOD_LEN=15 EDIT_EVERY=3 HUP_EVERY=10
-# MAX_ENTRIES=262144 RATE=0 GEN_CORE=0 FWD_CORE=1 IDLE=busy (the
+# MAX_ENTRIES=262144 LOAD=80 CALIBRATE=5 RATE (unset: LOAD% of the
+# calibrated capacity) GEN_CORE=0 FWD_CORE=1 IDLE=busy (the
 # worker's dataplane.idle) PROFILE=release (or debug: no release build,
 # far slower). Needs root, ip, ethtool, curl,
 # python3, clang (the shim); builds the binaries. Cleans up (daemon,
@@ -61,7 +69,9 @@ FLOOD_LEN=${FLOOD_LEN:-15}
 EDIT_EVERY=${EDIT_EVERY:-3}
 HUP_EVERY=${HUP_EVERY:-10}
 MAX_ENTRIES=${MAX_ENTRIES:-262144}
-RATE=${RATE:-0}
+RATE=${RATE:-}
+LOAD=${LOAD:-80}
+CALIBRATE=${CALIBRATE:-5}
 GEN_CORE=${GEN_CORE:-0}
 FWD_CORE=${FWD_CORE:-1}
 PROFILE=${PROFILE:-release}
@@ -272,6 +282,23 @@ for v in "$VIP_DR" "$VIP_TUN" "$VIP_NAT"; do
     done
     [[ -n $ok ]] || die "no answer through $v before the soak"
 done
+gen() { # traffic dst port seconds rate
+    local size=64
+    [[ $1 == udp ]] || size=74
+    nsx "$NG" taskset -c "$GEN_CORE" "$loadgen" gen --iface g0 --dst-mac "$d0_mac" \
+        --dst "$2" --dst-port "$3" --traffic "$1" --size "$size" --flows 16777216 \
+        --rate "$5" --duration "$4" >>"$tmp/gen.json" 2>>"$tmp/gen.err" || true
+}
+
+if [[ -z $RATE ]]; then
+    tx0=$(counter tx)
+    gen udp "$VIP_UDP" 9 "$CALIBRATE" 0
+    tx1=$(counter tx)
+    capacity=$(((${tx1:-0} - ${tx0:-0}) / CALIBRATE))
+    ((capacity > 0)) || die "calibration: the director forwarded nothing"
+    RATE=$((capacity * LOAD / 100))
+    say "capacity: $capacity packets/s forwarded with the generator flat out for $CALIBRATE s; steady load $LOAD% = $RATE packets/s"
+fi
 say "bed up: DR, TUN and NAT answer; soaking for $MINUTES min (report every $REPORT s)"
 
 start=$SECONDS
@@ -279,27 +306,20 @@ end=$((start + MINUTES * 60))
 now() { date +%s.%N; }
 t0=$(now)
 
-# ---- load: saturation, and flood windows ------------------------------------------
-gen() { # traffic seconds
-    local size=64
-    [[ $1 == udp ]] || size=74
-    nsx "$NG" taskset -c "$GEN_CORE" "$loadgen" gen --iface g0 --dst-mac "$d0_mac" \
-        --dst "$2" --dst-port "$3" --traffic "$1" --size "$size" --flows 16777216 \
-        --rate "$RATE" --duration "$4" >>"$tmp/gen.json" 2>>"$tmp/gen.err" || true
-}
+# ---- load: steady (LOAD% of capacity), and flood windows ---------------------
 (
     kind=syn
     while ((SECONDS < end)); do
         left=$((end - SECONDS))
         steady=$((FLOOD_EVERY - FLOOD_LEN))
         ((steady > left)) && steady=$left
-        ((steady > 0)) && gen udp "$VIP_UDP" 9 "$steady"
+        ((steady > 0)) && gen udp "$VIP_UDP" 9 "$steady" "$RATE"
         left=$((end - SECONDS))
         ((left <= 0)) && break
         len=$FLOOD_LEN
         ((len > left)) && len=$left
         echo "$(now) start $kind" >>"$tmp/floods"
-        gen "$kind" "$VIP_DR" 80 "$len"
+        gen "$kind" "$VIP_DR" 80 "$len" 0
         echo "$(now) end $kind" >>"$tmp/floods"
         [[ $kind == syn ]] && kind=syn-ack || kind=syn
     done
@@ -421,7 +441,7 @@ bad=$(grep -c ' bad ' "$tmp/downloads" || true)
 rss_last=$(rss)
 floods=$(grep -c start "$tmp/floods" || true)
 echo
-echo "summary after $MINUTES min ($PROFILE build):"
+echo "summary after $MINUTES min ($PROFILE build; steady load $RATE packets/s${capacity:+ of a $capacity/s capacity}):"
 echo "  requests: $total; failed outside flood windows: $fo ${outs:-}; inside ($floods floods): $fin"
 echo "  downloads (16 MiB, NAT): $(grep -c ' ok$' "$tmp/downloads" || true) byte-exact, $bad bad"
 echo "  table: max $conns_max of $MAX_ENTRIES entries"
