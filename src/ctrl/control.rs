@@ -237,7 +237,7 @@ const NEW_ADDRS_CAP: usize = 4096;
 /// with each edit by what that edit added or removed, never by a pass over
 /// the table, so that an edit costs the same on a table of ten rules as on
 /// one of ten thousand; an edit it cannot see ([`Control::table_mut`])
-/// makes the next look a full pass ([`Control::track`]).
+/// makes the next look a full pass (`Control::track`).
 pub struct Control {
     table: ServiceTable,
     conn_table_size: u32,
