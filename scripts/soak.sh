@@ -445,7 +445,7 @@ echo "summary after $MINUTES min ($PROFILE build; steady load $RATE packets/s${c
 echo "  requests: $total; failed outside flood windows: $fo ${outs:-}; inside ($floods floods): $fin"
 corrupt=$(grep -c ' bad rc=0 ' "$tmp/downloads" || true)
 echo "  downloads (16 MiB, NAT): $(grep -c ' ok$' "$tmp/downloads" || true) byte-exact, $bad bad: $corrupt complete but different (corrupted), $((bad - corrupt)) cut short by curl (rc and size each):"
-grep ' bad ' "$tmp/downloads" | awk '{ printf "    %s %s\n", $4, $5 }' | sort | uniq -c | head -n 10
+{ grep ' bad ' "$tmp/downloads" || true; } | awk '{ printf "    %s %s\n", $4, $5 }' | sort | uniq -c | head -n 10
 echo "  table: max $conns_max of $MAX_ENTRIES entries"
 echo "  daemon RSS: first $rss_first KiB, last $rss_last KiB, max $rss_max KiB"
 echo "  edits: $(grep -c ok "$tmp/edits" || true) ok, $(grep -c failed "$tmp/edits" || true) failed; reloads: $(wc -l <"$tmp/hups"); refused reloads: $(grep -c 'reload refused' "$tmp/xdpvs.log" || true)"
