@@ -543,19 +543,8 @@ fn table6() -> ServiceTable {
         for i in 1..=3u16 {
             let rip = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, n * 16 + i);
             let port = if fwd == Forward::Nat { 8080 } else { 80 };
-            t.add_dest(
-                Protocol::Tcp,
-                vip,
-                &RealConfig {
-                    addr: SocketAddr::new(rip.into(), port),
-                    forward: fwd,
-                    weight: 1,
-                    upper_threshold: 0,
-                    lower_threshold: 0,
-                    health: Default::default(),
-                },
-            )
-            .unwrap();
+            let real = RealConfig::new(SocketAddr::new(rip.into(), port), fwd, 1);
+            t.add_dest(Protocol::Tcp, vip, &real).unwrap();
             t.set_next_hop(rip.into(), 0, [2, 0, 0, 6, n as u8, i as u8]);
             t.set_source6(
                 rip.into(),

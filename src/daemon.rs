@@ -1619,8 +1619,13 @@ mod tests {
         calls: Rc<Cell<usize>>,
     }
 
-    impl Resolver for Flaky {
-        fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
+    impl Flaky {
+        /// Every destination resolved to `mac` from `src`, or the fault.
+        fn answer<A: crate::netlink::Family>(
+            &self,
+            dsts: &[A],
+            src: Option<A>,
+        ) -> Result<Vec<Resolution<A>>, NetlinkError> {
             self.calls.set(self.calls.get() + 1);
             if let Some(f) = self.fail.get() {
                 return Err(f());
@@ -1631,28 +1636,22 @@ mod tests {
                     ifindex: 7,
                     next_hop: d,
                     mac: self.mac.get(),
-                    src: Some(Ipv4Addr::new(198, 18, 2, 2)),
+                    src,
                 })
                 .collect())
+        }
+    }
+
+    impl Resolver for Flaky {
+        fn resolve_all(&mut self, dsts: &[Ipv4Addr]) -> Result<Vec<Resolution>, NetlinkError> {
+            self.answer(dsts, Some(Ipv4Addr::new(198, 18, 2, 2)))
         }
 
         fn resolve_all6(
             &mut self,
             dsts: &[std::net::Ipv6Addr],
         ) -> Result<Vec<Resolution<std::net::Ipv6Addr>>, NetlinkError> {
-            self.calls.set(self.calls.get() + 1);
-            if let Some(f) = self.fail.get() {
-                return Err(f());
-            }
-            Ok(dsts
-                .iter()
-                .map(|&d| Resolution::Resolved {
-                    ifindex: 7,
-                    next_hop: d,
-                    mac: self.mac.get(),
-                    src: None,
-                })
-                .collect())
+            self.answer(dsts, None)
         }
 
         fn local_addrs(&mut self) -> Result<Vec<IpAddr>, NetlinkError> {

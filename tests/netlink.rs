@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
-use xdpvs::netlink::{Netlink, NetlinkError, Resolution};
+use xdpvs::netlink::{Family, Netlink, NetlinkError, Resolution};
 
 const D0_MAC: [u8; 6] = [0x02, 0, 0xc6, 0x12, 0x00, 0x01];
 const H0_MAC: [u8; 6] = [0x02, 0, 0xc6, 0x12, 0x00, 0x02];
@@ -166,7 +166,11 @@ impl Bed {
 }
 
 /// Resolves `dst` until `done` accepts the answer, at most RESOLVE_WITHIN.
-fn poll(nl: &mut Netlink, dst: Ipv4Addr, done: impl Fn(&Resolution) -> bool) -> Resolution {
+fn poll<A: Family>(
+    nl: &mut Netlink,
+    dst: A,
+    done: impl Fn(&Resolution<A>) -> bool,
+) -> Resolution<A> {
     let start = Instant::now();
     loop {
         let r = nl.resolve(dst).unwrap();
@@ -177,7 +181,7 @@ fn poll(nl: &mut Netlink, dst: Ipv4Addr, done: impl Fn(&Resolution) -> bool) -> 
     }
 }
 
-fn resolved(r: &Resolution) -> bool {
+fn resolved<A>(r: &Resolution<A>) -> bool {
     matches!(r, Resolution::Resolved { .. })
 }
 
@@ -649,14 +653,8 @@ fn ipv6_destinations_resolve_by_neighbour_discovery() {
                 || matches!(first, Resolution::Resolved { .. }),
             "{first:?}"
         );
-        let start = Instant::now();
-        let mut r = first;
-        while !matches!(r, Resolution::Resolved { .. }) && start.elapsed() < RESOLVE_WITHIN {
-            thread::sleep(Duration::from_millis(20));
-            r = nl.resolve(host).unwrap();
-        }
         assert_eq!(
-            r,
+            poll(&mut nl, host, resolved),
             Resolution::Resolved {
                 ifindex: d0,
                 next_hop: host,
@@ -666,14 +664,8 @@ fn ipv6_destinations_resolve_by_neighbour_discovery() {
         );
         // Behind the link-local gateway: its MAC, from the NDP table.
         let far = v6("2001:db8:2::2");
-        let start = Instant::now();
-        let mut r = nl.resolve(far).unwrap();
-        while !matches!(r, Resolution::Resolved { .. }) && start.elapsed() < RESOLVE_WITHIN {
-            thread::sleep(Duration::from_millis(20));
-            r = nl.resolve(far).unwrap();
-        }
         assert_eq!(
-            r,
+            poll(&mut nl, far, resolved),
             Resolution::Resolved {
                 ifindex: d1,
                 next_hop: v6("fe80::fe"),

@@ -921,38 +921,6 @@ fn batches_match_single_processing() {
     }
 }
 
-fn run_batched(
-    batched: &mut xdpvs::pipeline::Pipeline,
-    frames: &[Vec<u8>],
-) -> Vec<(Verdict, Vec<u8>)> {
-    let mut got = Vec::new();
-    for chunk in frames.chunks(23) {
-        let mut bufs: Vec<Vec<u8>> = chunk
-            .iter()
-            .map(|f| {
-                let mut b = vec![0u8; HEADROOM + 2048];
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                b
-            })
-            .collect();
-        let mut fs: Vec<_> = bufs
-            .iter_mut()
-            .zip(chunk)
-            .map(|(b, f)| xdpvs::frame::Frame::new(b, HEADROOM, f.len(), 0))
-            .collect();
-        let mut verdicts = vec![Verdict::NotOurs; fs.len()];
-        batched.process_batch(&mut fs, &mut verdicts, 0);
-        for (f, v) in fs.iter().zip(verdicts) {
-            let out = match v {
-                Verdict::Tx { .. } => f.data().to_vec(),
-                _ => Vec::new(),
-            };
-            got.push((v, out));
-        }
-    }
-    got
-}
-
 /// A new snapshot keeps the scheduler of every service that did not
 /// change: rr goes on where it was instead of starting over.
 #[test]

@@ -764,31 +764,7 @@ fn mixed_batches_match_single_processing() {
         };
         frames.push(p4.bytes());
     }
-    let mut got = Vec::new();
-    for chunk in frames.chunks(23) {
-        let mut bufs: Vec<Vec<u8>> = chunk
-            .iter()
-            .map(|f| {
-                let mut b = vec![0u8; HEADROOM + 2048];
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                b
-            })
-            .collect();
-        let mut fs: Vec<_> = bufs
-            .iter_mut()
-            .zip(chunk)
-            .map(|(b, f)| xdpvs::frame::Frame::new(b, HEADROOM, f.len(), 0))
-            .collect();
-        let mut verdicts = vec![Verdict::NotOurs; fs.len()];
-        batched.process_batch(&mut fs, &mut verdicts, 0);
-        for (f, v) in fs.iter().zip(verdicts) {
-            let out = match v {
-                Verdict::Tx { .. } => f.data().to_vec(),
-                _ => Vec::new(),
-            };
-            got.push((v, out));
-        }
-    }
+    let got = run_batched(&mut batched, &frames);
     let want: Vec<_> = frames.iter().map(|f| run(&mut single, f, 0)).collect();
     assert_eq!(got, want);
     // Every frame forwarded but those to ::22, whose route has no source.

@@ -6,7 +6,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::State;
-use super::flows::schedule;
 use super::parse::{Parsed, TCP_RST, TCP_SYN};
 use crate::conn::{self, Conn, Direction, NewConn, Side};
 use crate::dest::Dest;
@@ -64,16 +63,9 @@ impl State {
         if k.proto == PROTO_TCP && !syn {
             return Verdict::Drop(DropReason::NoConnection);
         }
-        let (dest, template) = if svc.persistence_timeout > 0 {
-            match self.v4.persistent_dest(snap, &mut self.stats, svc, k, now) {
-                Ok((d, t)) => (d, Some(t)),
-                Err(r) => return Verdict::Drop(r),
-            }
-        } else {
-            match schedule(snap, svc, k, now) {
-                Some(d) => (d, None),
-                None => return Verdict::Drop(DropReason::NoDest),
-            }
+        let (dest, template) = match self.v4.new_dest(snap, &mut self.stats, svc, k, now) {
+            Ok(x) => x,
+            Err(r) => return Verdict::Drop(r),
         };
         let IpAddr::V4(rip) = dest.addr else {
             return Verdict::Drop(DropReason::NoDest);

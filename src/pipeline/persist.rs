@@ -48,6 +48,27 @@ impl<A: Family> Flows<A> {
             })
     }
 
+    /// The real server for a new connection of `svc`: through its
+    /// persistence template when the service is persistent (with the
+    /// template's index, [`Flows::persistent_dest`]), else as its
+    /// scheduler picks.
+    pub(super) fn new_dest<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        stats: &mut WorkerStats,
+        svc: &'s Service,
+        k: &FlowKey<A>,
+        now: Tick,
+    ) -> Result<(&'s Dest, Option<u32>), DropReason> {
+        if svc.persistence_timeout > 0 {
+            let (d, t) = self.persistent_dest(snap, stats, svc, k, now)?;
+            Ok((d, Some(t)))
+        } else {
+            let d = schedule(snap, svc, k, now).ok_or(DropReason::NoDest)?;
+            Ok((d, None))
+        }
+    }
+
     /// The real server of a persistent service for a new connection, from
     /// the client's persistence template or, without a usable one, from the
     /// scheduler with a new template (`ip_vs_sched_persist`).

@@ -19,7 +19,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::flows::{Family, NoDest, Packet, schedule};
+use super::flows::{Family, NoDest, Packet};
 use super::parse::{TCP_RST, TCP_SYN};
 use super::parse6::{Parsed6, parse6};
 use super::{State, client_way, count, count_conn, egress, target};
@@ -128,16 +128,9 @@ impl State {
         if k.proto == PROTO_TCP && !syn {
             return Verdict::Drop(DropReason::NoConnection);
         }
-        let (dest, template) = if svc.persistence_timeout > 0 {
-            match self.v6.persistent_dest(snap, &mut self.stats, svc, k, now) {
-                Ok((d, t)) => (d, Some(t)),
-                Err(r) => return Verdict::Drop(r),
-            }
-        } else {
-            match schedule(snap, svc, k, now) {
-                Some(d) => (d, None),
-                None => return Verdict::Drop(DropReason::NoDest),
-            }
+        let (dest, template) = match self.v6.new_dest(snap, &mut self.stats, svc, k, now) {
+            Ok(x) => x,
+            Err(r) => return Verdict::Drop(r),
         };
         let Some(rip) = Ipv6Addr::of(dest.addr) else {
             return Verdict::Drop(DropReason::NoDest);
