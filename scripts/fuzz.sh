@@ -14,7 +14,9 @@
 #   scripts/fuzz.sh --seeds                 rebuild fuzz/corpus/ (below)
 #
 # One process per target, one target at a time (libFuzzer's -jobs=1 is the
-# same search, with its output in a log file), under `nice -n 19`. Per
+# same search, with its output in a log file), under `nice -n 19`
+# (FUZZ_NICE=0: at normal priority, e.g. as the CPU-bound job beside a
+# test run; a niced fuzzer beside a busy build gets almost nothing). Per
 # target it prints executions, executions/s, coverage (cov: edges, ft:
 # features, from libFuzzer's last status line), corpus size and wall time.
 #
@@ -34,6 +36,7 @@ ALL_TARGETS=(pipeline icmp ftp ctrl adm config)
 TRIPLE=x86_64-unknown-linux-gnu
 BIN_DIR=fuzz/target/$TRIPLE/release
 MAX_LEN=4096
+NICE=${FUZZ_NICE:-19}
 
 die() {
     printf 'fuzz.sh: ERROR: %s\n' "$*" >&2
@@ -97,7 +100,7 @@ fuzz_one() {
     mkdir -p "$work" "fuzz/artifacts/$t"
     log=$(mktemp -t "xdpvs-fuzz-$t.XXXXXX")
     local start=$SECONDS
-    if ! nice -n 19 "$BIN_DIR/$t" -print_final_stats=1 -max_len=$MAX_LEN -timeout=10 \
+    if ! nice -n "$NICE" "$BIN_DIR/$t" -print_final_stats=1 -max_len=$MAX_LEN -timeout=10 \
         -rss_limit_mb=2048 -artifact_prefix="fuzz/artifacts/$t/" "$@" "$work" "fuzz/corpus/$t" \
         >"$log" 2>&1; then
         tail -n 60 "$log" >&2

@@ -416,3 +416,40 @@ fn a_large_connection_listing_comes_in_bounded_lines() {
         &json[..200]
     );
 }
+
+/// How long `xdpvsadm -L -n -c` takes for a million connections through
+/// the real control server and client (the daemon's workers left out):
+/// `cargo test --release --test adm -- --ignored --nocapture a_million`.
+#[test]
+#[ignore = "a measurement, not a test: run it in release"]
+fn a_million_connections_list() {
+    const N: u32 = 1 << 20;
+    let conns: Vec<ConnView> = (0..N)
+        .map(|i| ConnView {
+            proto: xdpvs::config::Protocol::Udp,
+            client: format!(
+                "198.18.{}.{}:{}",
+                i >> 16,
+                (i >> 8) as u8,
+                1024 + (i & 0xff)
+            )
+            .parse()
+            .unwrap(),
+            virt: "198.18.1.1:53".parse().unwrap(),
+            dest: "198.18.2.11:53".parse().unwrap(),
+            state: "UDP".into(),
+            expires: 299,
+        })
+        .collect();
+    let d = Director::with_conns("million", conns);
+    for args in ["-L -n -c", "-L -n -c --json"] {
+        let started = Instant::now();
+        let out = adm(&d.socket, args, "");
+        assert!(out.status.success());
+        eprintln!(
+            "xdpvsadm {args}: {} lines in {:?}",
+            out.stdout.iter().filter(|&&b| b == b'\n').count(),
+            started.elapsed()
+        );
+    }
+}

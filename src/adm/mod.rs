@@ -55,7 +55,7 @@ mod usage;
 pub use client::{call, call_all, restore_requests};
 pub use invocation::{Action, AdmError, Invocation, View};
 pub use render::render;
-pub use resolve::Resolver;
+pub use resolve::{HostLookup, Resolver, set_host_lookup};
 pub use usage::usage;
 
 /// Parses `xdpvsadm`'s arguments (without the program name).

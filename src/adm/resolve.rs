@@ -56,6 +56,32 @@ pub(super) fn services() -> &'static Services {
     })
 }
 
+/// How a host name on the command line becomes addresses.
+pub type HostLookup = fn(&str) -> Vec<IpAddr>;
+
+static HOST_LOOKUP: OnceLock<HostLookup> = OnceLock::new();
+
+/// Replaces the system resolver for the host names (and named netmasks)
+/// the command line and `-R` rules give, for the rest of the process;
+/// only the first call counts. For harnesses that must be deterministic
+/// and fast (the fuzz targets): `getaddrinfo` reads `/etc/hosts` and may
+/// ask a name server for every word that is not an address.
+pub fn set_host_lookup(f: HostLookup) {
+    let _ = HOST_LOOKUP.set(f);
+}
+
+/// The system resolver (`getaddrinfo`), as `host_to_addr` uses it.
+fn system_lookup(host: &str) -> Vec<IpAddr> {
+    (host, 0)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}
+
+fn lookup(host: &str) -> Vec<IpAddr> {
+    HOST_LOOKUP.get().copied().unwrap_or(system_lookup)(host)
+}
+
 /// `parse_service`: `host[:port]` or `[v6]:port`; the port is `None` when
 /// not given.
 pub(super) fn host_port(buf: &str, proto: Protocol) -> Option<(IpAddr, Option<u16>)> {
@@ -79,11 +105,7 @@ pub(super) fn host_port(buf: &str, proto: Protocol) -> Option<(IpAddr, Option<u1
         IpAddr::V4(v4)
     } else {
         // `host_to_addr`: the resolver, IPv4 only.
-        (host, 0)
-            .to_socket_addrs()
-            .ok()?
-            .map(|a| a.ip())
-            .find(IpAddr::is_ipv4)?
+        lookup(host).into_iter().find(IpAddr::is_ipv4)?
     };
     let port = match port {
         None => None,
@@ -100,7 +122,7 @@ pub(super) fn netmask(s: &str) -> Option<Ipv4Addr> {
     if let Ok(m) = s.parse() {
         return Some(m);
     }
-    (s, 0).to_socket_addrs().ok()?.find_map(|a| match a.ip() {
+    lookup(s).into_iter().find_map(|a| match a {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
     })

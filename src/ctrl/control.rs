@@ -50,7 +50,7 @@ pub trait ConnSource {
     /// The entries as a stream the control socket sends a line at a time
     /// ([`Control::answer`]); by default [`ConnSource::conns`], cut up.
     fn stream(&mut self) -> Box<dyn ConnStream> {
-        Box::new(FixedConns(self.conns()))
+        Box::new(FixedConns(self.conns().into_iter()))
     }
     /// Each worker's statistics (`--counters`), in worker order.
     fn counters(&mut self) -> Vec<WorkerStats> {
@@ -60,15 +60,15 @@ pub trait ConnSource {
 
 /// [`ConnSource::stream`]'s default: a list handed out
 /// [`CONNS_PER_LINE`] entries at a time.
-struct FixedConns(Vec<ConnView>);
+struct FixedConns(std::vec::IntoIter<ConnView>);
 
 impl ConnStream for FixedConns {
     fn poll(&mut self) -> StreamPoll {
-        if self.0.is_empty() {
+        let part: Vec<ConnView> = self.0.by_ref().take(CONNS_PER_LINE).collect();
+        if part.is_empty() {
             return StreamPoll::End;
         }
-        let rest = self.0.split_off(self.0.len().min(CONNS_PER_LINE));
-        StreamPoll::Part(std::mem::replace(&mut self.0, rest))
+        StreamPoll::Part(part)
     }
 }
 

@@ -298,13 +298,17 @@ struct ResponseBody<'a> {
     response: &'a Response,
 }
 
+/// A message's envelope; the body is kept as text and decoded into its
+/// type afterwards, without building a JSON tree first (a `-c` listing's
+/// lines carry thousands of entries each: the tree cost more than the
+/// entries).
 #[derive(Deserialize)]
-struct In {
+struct In<'a> {
     version: u32,
-    #[serde(default)]
-    request: Option<serde_json::Value>,
-    #[serde(default)]
-    response: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    request: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    response: Option<&'a serde_json::value::RawValue>,
 }
 
 fn line<T: Serialize>(body: &T) -> Vec<u8> {
@@ -327,7 +331,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
     line(&ResponseBody { response: resp })
 }
 
-fn envelope(line: &[u8]) -> Result<In, String> {
+fn envelope(line: &[u8]) -> Result<In<'_>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_owned())?;
     let msg: In = serde_json::from_str(text.trim_end_matches(['\n', '\r']))
         .map_err(|e| format!("malformed message: {e}"))?;
@@ -345,7 +349,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     let value = envelope(line)?
         .request
         .ok_or_else(|| "malformed message: no \"request\"".to_owned())?;
-    serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+    serde_json::from_str(value.get()).map_err(|e| format!("malformed request: {e}"))
 }
 
 /// A response line (its newline optional), or why it is not one.
@@ -353,7 +357,7 @@ pub fn decode_response(line: &[u8]) -> Result<Response, String> {
     let value = envelope(line)?
         .response
         .ok_or_else(|| "malformed message: no \"response\"".to_owned())?;
-    serde_json::from_value(value).map_err(|e| format!("malformed response: {e}"))
+    serde_json::from_str(value.get()).map_err(|e| format!("malformed response: {e}"))
 }
 
 #[cfg(test)]
